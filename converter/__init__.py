@@ -1,0 +1,3 @@
+"""sqz: SqueezeNet on microcontrollers, bit-exact with the TFLite reference kernels."""
+
+__version__ = "0.1.0"
