@@ -1,0 +1,46 @@
+#include <stddef.h>
+
+#include "fixedpoint.h"
+#include "sqz/kernels.h"
+
+sqz_status sqz_max_pool_s8(const sqz_pool_params *params, const sqz_dims *input_dims,
+                           const int8_t *input, const sqz_dims *filter_dims,
+                           const sqz_dims *output_dims, int8_t *output)
+{
+    if (!params || !input_dims || !input || !filter_dims || !output_dims || !output) {
+        return SQZ_ERR_ARG;
+    }
+    if (input_dims->c != output_dims->c || input_dims->n != output_dims->n) {
+        return SQZ_ERR_SHAPE;
+    }
+    const int32_t c = input_dims->c;
+    for (int32_t b = 0; b < output_dims->n; ++b) {
+        for (int32_t oy = 0; oy < output_dims->h; ++oy) {
+            const int32_t iy0 = oy * params->stride.h - params->padding.h;
+            const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
+            const int32_t fy1 =
+                filter_dims->h < input_dims->h - iy0 ? filter_dims->h : input_dims->h - iy0;
+            for (int32_t ox = 0; ox < output_dims->w; ++ox) {
+                const int32_t ix0 = ox * params->stride.w - params->padding.w;
+                const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
+                const int32_t fx1 =
+                    filter_dims->w < input_dims->w - ix0 ? filter_dims->w : input_dims->w - ix0;
+                int8_t *out =
+                    output + (((size_t)b * output_dims->h + oy) * output_dims->w + ox) * c;
+                for (int32_t ch = 0; ch < c; ++ch) {
+                    int32_t m = INT8_MIN;
+                    for (int32_t fy = fy0; fy < fy1; ++fy) {
+                        const int8_t *row =
+                            input + (((size_t)b * input_dims->h + iy0 + fy) * input_dims->w) * c;
+                        for (int32_t fx = fx0; fx < fx1; ++fx) {
+                            const int32_t v = row[(size_t)(ix0 + fx) * c + ch];
+                            m = v > m ? v : m;
+                        }
+                    }
+                    out[ch] = (int8_t)sqz_clamp(m, params->activation.min, params->activation.max);
+                }
+            }
+        }
+    }
+    return SQZ_OK;
+}
