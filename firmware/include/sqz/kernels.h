@@ -152,13 +152,25 @@ sqz_status sqz_softmax_s8(const sqz_softmax_params *params, const sqz_dims *inpu
 /* ---- FULLY_CONNECTED ---------------------------------------------------------------------- */
 
 typedef struct {
+    int32_t filter_offset; /* minus the weights' zero point (per-tensor weights only) */
     int32_t output_offset;
     sqz_activation activation;
 } sqz_fc_params;
 
+/* The reference FULLY_CONNECTED rescales its accumulator in double precision:
+ * round(acc * scale) with scale = s_in * s_w / s_out. The converter hands over each scale as
+ * mantissa * 2^exponent (53-bit integer mantissa), and the kernel reproduces the double
+ * multiply and both roundings exactly with integer arithmetic. */
+typedef struct {
+    const uint64_t *mantissa;
+    const int16_t *exponent;
+} sqz_exact_scale;
+
 /* input_dims: n rows of c features (h = w = 1); filter_dims: n = output units, c = features.
- * `bias` is folded like the conv's; per-tensor quantization repeats one multiplier per unit. */
-sqz_status sqz_fully_connected_s8(const sqz_fc_params *params, const sqz_per_channel_quant *quant,
+ * `bias` is folded like the conv's (bias + input_offset * sum(w) + features * input_offset *
+ * filter_offset); with a non-zero filter_offset the kernel adds filter_offset * sum(x). One
+ * scale per unit: per-tensor quantization repeats it. */
+sqz_status sqz_fully_connected_s8(const sqz_fc_params *params, const sqz_exact_scale *quant,
                                   const sqz_dims *input_dims, const int8_t *input,
                                   const sqz_dims *filter_dims, const int8_t *filter,
                                   const sqz_dims *bias_dims, const int32_t *bias,

@@ -73,7 +73,7 @@ typedef struct {
 
 typedef struct {
     sqz_fc_params params;
-    sqz_per_channel_quant quant;
+    sqz_exact_scale quant;
     sqz_dims input_dims, filter_dims, bias_dims, output_dims;
     const int8_t *filter;
     const int32_t *bias;

@@ -1,5 +1,6 @@
 #include <stddef.h>
 
+#include "conv_internal.h"
 #include "fixedpoint.h"
 #include "sqz/kernels.h"
 
@@ -77,6 +78,20 @@ static void conv_pixel(const sqz_conv_params *p, const sqz_per_channel_quant *q,
     }
 }
 
+void sqz_conv_row_s8(const sqz_conv_params *params, const sqz_per_channel_quant *quant,
+                     const sqz_dims *input_dims, const int8_t *input_batch,
+                     const sqz_dims *filter_dims, const int8_t *filter, const int32_t *bias,
+                     const sqz_dims *output_dims, int32_t oy, int8_t *output_row)
+{
+    const int32_t iy0 = oy * params->stride.h - params->padding.h;
+    for (int32_t ox = 0; ox < output_dims->w; ++ox) {
+        const int32_t ix0 = ox * params->stride.w - params->padding.w;
+        conv_pixel(params, quant, input_dims, input_batch, filter_dims, filter, bias,
+                   output_dims->c, iy0, ix0,
+                   output_row + (size_t)ox * params->output_pixel_stride);
+    }
+}
+
 sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
                        const sqz_per_channel_quant *quant, const sqz_dims *input_dims,
                        const int8_t *input, const sqz_dims *filter_dims, const int8_t *filter,
@@ -98,18 +113,12 @@ sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
         return SQZ_ERR_ARG;
     }
     const size_t in_batch = (size_t)input_dims->h * input_dims->w * input_dims->c;
+    const size_t out_row = (size_t)output_dims->w * params->output_pixel_stride;
     for (int32_t b = 0; b < output_dims->n; ++b) {
-        const int8_t *in_b = input + b * in_batch;
         for (int32_t oy = 0; oy < output_dims->h; ++oy) {
-            const int32_t iy0 = oy * params->stride.h - params->padding.h;
-            for (int32_t ox = 0; ox < output_dims->w; ++ox) {
-                const int32_t ix0 = ox * params->stride.w - params->padding.w;
-                int8_t *out_px =
-                    output + (((size_t)b * output_dims->h + oy) * output_dims->w + ox) *
-                                 params->output_pixel_stride;
-                conv_pixel(params, quant, input_dims, in_b, filter_dims, filter, bias,
-                           output_dims->c, iy0, ix0, out_px);
-            }
+            sqz_conv_row_s8(params, quant, input_dims, input + b * in_batch, filter_dims, filter,
+                            bias, output_dims, oy,
+                            output + ((size_t)b * output_dims->h + oy) * out_row);
         }
     }
     return SQZ_OK;

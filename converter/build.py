@@ -1,0 +1,62 @@
+"""Compile the C runtime and generated models for the host with the system compiler.
+
+All host builds share these flags; `-Werror` keeps the runtime warning-free as the project
+promises, and sanitizer builds add ASan and UBSan with recovery disabled so any finding fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import BuildError
+from .paths import FIRMWARE, require
+
+WARN_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer")
+
+
+def compiler() -> str:
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        raise BuildError(f"C compiler '{cc}' not found; install gcc (or set CC)")
+    return cc
+
+
+def runtime_sources() -> list[Path]:
+    return sorted(require(FIRMWARE / "src" / "runtime").glob("*.c"))
+
+
+def include_dirs() -> list[Path]:
+    return [FIRMWARE / "include"]
+
+
+def compile_c(sources: Sequence[Path], out: Path, *, includes: Sequence[Path] = (),
+              opt: str = "-O2", sanitize: bool = False, extra: Sequence[str] = ()) -> Path:
+    """Compile and link `sources` into the executable `out`; raises BuildError with the log."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [compiler(), *WARN_FLAGS, opt, "-g"]
+    if sanitize:
+        cmd += SANITIZE_FLAGS
+    for inc in [*include_dirs(), *includes]:
+        cmd += ["-I", str(inc)]
+    cmd += [*extra, *(str(s) for s in sources), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log = (proc.stderr or proc.stdout).strip()
+        raise BuildError(f"compiling {out.name} failed:\n{log[-4000:]}")
+    return out
+
+
+def build_runner(model_dir: Path, out: Path, *, opt: str = "-O2", sanitize: bool = False) -> Path:
+    """The batch runner: the generated model plus firmware/tools/runner.c (stdin -> stdout)."""
+    model_dir = Path(model_dir)
+    sources = [*runtime_sources(), model_dir / "model.c", model_dir / "model_data.c",
+               FIRMWARE / "tools" / "runner.c"]
+    for s in sources:
+        require(s)
+    return compile_c(sources, out, includes=[model_dir], opt=opt, sanitize=sanitize)
