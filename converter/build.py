@@ -39,9 +39,9 @@ def compile_c(sources: Sequence[Path], out: Path, *, includes: Sequence[Path] = 
               opt: str = "-O2", sanitize: bool = False, extra: Sequence[str] = ()) -> Path:
     """Compile and link `sources` into the executable `out`; raises BuildError with the log."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [compiler(), *WARN_FLAGS, opt, "-g"]
+    cmd = [compiler(), *WARN_FLAGS, opt]
     if sanitize:
-        cmd += SANITIZE_FLAGS
+        cmd += [*SANITIZE_FLAGS, "-g"]
     for inc in [*include_dirs(), *includes]:
         cmd += ["-I", str(inc)]
     cmd += [*extra, *(str(s) for s in sources), "-o", str(out)]
@@ -52,10 +52,24 @@ def compile_c(sources: Sequence[Path], out: Path, *, includes: Sequence[Path] = 
     return out
 
 
-def build_runner(model_dir: Path, out: Path, *, opt: str = "-O2", sanitize: bool = False) -> Path:
+def build_runtime_objects(out_dir: Path, *, opt: str = "-O2", sanitize: bool = False
+                          ) -> list[Path]:
+    """Compile the runtime once into objects that many model builds can link against."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objs = []
+    for src in runtime_sources():
+        obj = out_dir / (src.stem + ".o")
+        compile_c([src], obj, opt=opt, sanitize=sanitize, extra=("-c",))
+        objs.append(obj)
+    return objs
+
+
+def build_runner(model_dir: Path, out: Path, *, opt: str = "-O2", sanitize: bool = False,
+                 runtime_objects: Sequence[Path] | None = None) -> Path:
     """The batch runner: the generated model plus firmware/tools/runner.c (stdin -> stdout)."""
     model_dir = Path(model_dir)
-    sources = [*runtime_sources(), model_dir / "model.c", model_dir / "model_data.c",
+    runtime = list(runtime_objects) if runtime_objects is not None else runtime_sources()
+    sources = [*runtime, model_dir / "model.c", model_dir / "model_data.c",
                FIRMWARE / "tools" / "runner.c"]
     for s in sources:
         require(s)

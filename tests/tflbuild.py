@@ -130,8 +130,9 @@ def add_conv(g, x, in_shape, in_q, filters, kernel, stride, padding, act, w_scal
     w_scales = np.asarray(w_scales, dtype=np.float32)
     bias_scale = (np.float32(in_q[0]) * w_scales).astype(np.float32)
     bdata = rng.integers(-2000, 2000, size=(filters,), dtype=np.int64)
-    wt = g.tensor(f"{name}/w", wdata.shape, "int8", w_scales, np.zeros(filters), 0, wdata)
-    bt = g.tensor(f"{name}/b", (filters,), "int32", bias_scale, np.zeros(filters), 0, bdata)
+    wt = g.tensor(f"{name}/w", wdata.shape, "int8", w_scales, np.zeros(len(w_scales)), 0, wdata)
+    bt = g.tensor(f"{name}/b", (filters,), "int32", bias_scale, np.zeros(len(w_scales)), 0,
+                  bdata)
     oh = conv_out_size(h, kh, stride[0], padding, dilation[0])
     ow = conv_out_size(w, kw, stride[1], padding, dilation[1])
     out_shape = (n, oh, ow, filters)

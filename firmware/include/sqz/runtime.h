@@ -22,7 +22,8 @@ typedef enum {
     SQZ_OP_ADD = 7,
     SQZ_OP_SOFTMAX = 8,
     SQZ_OP_FULLY_CONNECTED = 9,
-    SQZ_OP_REQUANTIZE = 10
+    SQZ_OP_REQUANTIZE = 10,
+    SQZ_OP_LOAD_CONST = 11
 } sqz_op;
 
 typedef struct {
@@ -86,6 +87,13 @@ typedef struct {
     uint32_t input, output;
 } sqz_requantize_layer;
 
+/* A constant operand of an activation op (say, a constant ADD input), copied into the arena. */
+typedef struct {
+    const int8_t *data;
+    uint32_t bytes;
+    uint32_t output;
+} sqz_load_const_layer;
+
 typedef struct {
     uint8_t op; /* sqz_op */
     uint32_t scratch;      /* arena offset of this step's scratch */
@@ -100,6 +108,7 @@ typedef struct {
         const sqz_softmax_layer *softmax;
         const sqz_fc_layer *fc;
         const sqz_requantize_layer *requantize;
+        const sqz_load_const_layer *load_const;
     } layer;
 } sqz_step;
 

@@ -1,4 +1,5 @@
 #include <stddef.h>
+#include <string.h>
 
 #include "sqz/runtime.h"
 
@@ -61,6 +62,14 @@ static sqz_status run_step(const sqz_step *s, uint8_t *arena)
         const sqz_requantize_layer *l = s->layer.requantize;
         return sqz_requantize_s8(&l->params, &l->input_dims, (const int8_t *)(arena + l->input),
                                  &l->output_dims, (int8_t *)(arena + l->output));
+    }
+    case SQZ_OP_LOAD_CONST: {
+        const sqz_load_const_layer *l = s->layer.load_const;
+        if (!l->data) {
+            return SQZ_ERR_ARG;
+        }
+        memcpy(arena + l->output, l->data, l->bytes);
+        return SQZ_OK;
     }
     }
     return SQZ_ERR_OP;

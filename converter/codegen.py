@@ -1,0 +1,253 @@
+"""Render the schedule into C with the Jinja2 templates in templates/.
+
+Python prepares plain data (numbers, lists of numbers, names); the templates decide every
+character of C. Output is deterministic: no timestamps, no dict-order surprises, no absolute
+paths, so the same model gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from . import __version__
+from .lower import (
+    AddStep,
+    ConcatStep,
+    ConstStep,
+    ConvPoolStep,
+    ConvStep,
+    Dims,
+    FullyConnectedStep,
+    Lowered,
+    MeanStep,
+    PoolStep,
+    RequantizeStep,
+    SoftmaxStep,
+)
+from .passes import Layout
+from .paths import TEMPLATES, require
+from .targets import Target
+
+ROW = 24  # array values per line in model_data.c
+
+
+def _c_string(value: str) -> str:
+    """A C string literal body: printable ASCII kept, everything else escaped."""
+    out = []
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif " " <= ch <= "~" and ch != "?":  # '?' can start a trigraph
+            out.append(ch)
+        else:
+            out.extend(f"\\{b:03o}" for b in ch.encode())
+    return "".join(out)
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(require(TEMPLATES))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["c_string"] = _c_string
+    return env
+
+
+def _dims(d: Dims) -> dict[str, int]:
+    return dataclasses.asdict(d)
+
+
+def _rows(values) -> list[list[int]]:
+    flat = [int(v) for v in values]
+    return [flat[i:i + ROW] for i in range(0, len(flat), ROW)]
+
+
+def _f32_bits(x: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+class _Arrays:
+    """Collects the const arrays of model_data.c, each named by its role and layer number."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, role: str, layer: int, ctype: str, values) -> dict[str, Any]:
+        arr = {"role": role, "layer": layer, "ctype": ctype, "count": len(values),
+               "rows": _rows(values)}
+        self.items.append(arr)
+        return {"role": role, "layer": layer}
+
+
+def _tensor_info(lw: Lowered, layout: Layout, t: int | None) -> dict[str, Any]:
+    if t is None:
+        return {"offset": 0, "bytes": 0, "dims": _dims(Dims(0, 0, 0, 0)), "scale_bits": 0,
+                "scale": 0.0, "zero_point": 0, "shape": []}
+    tensor = lw.graph.tensor(t)
+    scale, zp = tensor.quant.single() if tensor.quant else (0.0, 0)
+    return {"offset": layout.offsets[t], "bytes": tensor.nbytes,
+            "dims": _dims(Dims.of(tensor.shape)), "scale_bits": _f32_bits(scale),
+            "scale": repr(float(scale)), "zero_point": zp, "shape": list(tensor.shape)}
+
+
+def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: str,
+                  source_name: str) -> dict[str, Any]:
+    arrays = _Arrays()
+    kinds: dict[str, list[dict[str, Any]]] = {k: [] for k in (
+        "conv", "conv_pool", "pool", "mean", "concat", "add", "softmax", "fc", "requantize",
+        "load_const")}
+    steps: list[dict[str, Any]] = []
+    off = layout.offsets
+
+    def conv_layer(s: ConvStep, n: int) -> dict[str, Any]:
+        return {
+            "name": s.name,
+            "input_offset": s.input_offset, "output_offset": s.output_offset,
+            "stride": s.stride, "padding": s.padding, "dilation": s.dilation,
+            "act_min": s.act_min, "act_max": s.act_max,
+            "output_pixel_stride": s.output_pixel_stride,
+            "input_dims": _dims(s.input_dims), "filter_dims": _dims(s.filter_dims),
+            "bias_dims": _dims(Dims(1, 1, 1, s.output_dims.c)),
+            "output_dims": _dims(s.output_dims),
+            "filter": arrays.add("filter", n, "int8_t", np.frombuffer(s.filter, np.int8)),
+            "bias": arrays.add("bias", n, "int32_t", s.bias),
+            "multiplier": arrays.add("multiplier", n, "int32_t", s.multiplier),
+            "shift": arrays.add("shift", n, "int8_t", s.shift),
+            "input": off[s.input], "output": off[s.output],
+        }
+
+    def emit(kind: str, op: str, layer: dict[str, Any], i: int, name: str) -> None:
+        kinds[kind].append(layer)
+        scratch, size = layout.scratch.get(i, (0, 0))
+        steps.append({"op": op, "member": kind, "index": len(kinds[kind]) - 1,
+                      "scratch": scratch, "scratch_size": size, "name": name})
+
+    for i, s in enumerate(lw.steps):
+        if isinstance(s, ConvStep):
+            emit("conv", "CONV", conv_layer(s, i), i, s.name)
+        elif isinstance(s, ConvPoolStep):
+            p = s.pool
+            layer = {"conv": conv_layer(s.conv, i), "stride": p.stride, "padding": p.padding,
+                     "act_min": p.act_min, "act_max": p.act_max,
+                     "pool_filter_dims": _dims(Dims(1, *p.filter_hw, 1)),
+                     "pool_output_dims": _dims(p.output_dims)}
+            layer["conv"]["output"] = off[p.output]
+            emit("conv_pool", "CONV_POOL", layer, i, s.name)
+        elif isinstance(s, PoolStep):
+            layer = {"stride": s.stride, "padding": s.padding, "act_min": s.act_min,
+                     "act_max": s.act_max, "input_dims": _dims(s.input_dims),
+                     "filter_dims": _dims(Dims(1, *s.filter_hw, 1)),
+                     "output_dims": _dims(s.output_dims), "input": off[s.input],
+                     "output": off[s.output]}
+            emit("pool", "MAX_POOL" if s.kind == "max" else "AVG_POOL", layer, i, s.name)
+        elif isinstance(s, MeanStep):
+            layer = {"input_offset": s.input_offset, "output_offset": s.output_offset,
+                     "multiplier": s.multiplier, "shift": s.shift,
+                     "input_dims": _dims(s.input_dims), "output_dims": _dims(s.output_dims),
+                     "input": off[s.input], "output": off[s.output]}
+            emit("mean", "MEAN", layer, i, s.name)
+        elif isinstance(s, ConcatStep):
+            for part in s.parts:
+                layer = {"axis": s.axis, "axis_offset": part.axis_offset,
+                         "requantize": int(part.requantize), "input_offset": part.input_offset,
+                         "output_offset": part.output_offset, "multiplier": part.multiplier,
+                         "shift": part.shift, "input_dims": _dims(part.input_dims),
+                         "output_dims": _dims(s.output_dims), "input": off[part.input],
+                         "output": off[s.output]}
+                emit("concat", "CONCAT", layer, i, s.name)
+        elif isinstance(s, AddStep):
+            layer = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)
+                     if f.name.endswith(("_offset", "_multiplier", "_shift")) or
+                     f.name in ("left_shift", "act_min", "act_max")}
+            layer.update({"dims": _dims(s.dims), "input1": off[s.input1],
+                          "input2": off[s.input2], "output": off[s.output]})
+            emit("add", "ADD", layer, i, s.name)
+        elif isinstance(s, SoftmaxStep):
+            layer = {"input_multiplier": s.input_multiplier,
+                     "input_left_shift": s.input_left_shift, "diff_min": s.diff_min,
+                     "dims": _dims(s.dims), "input": off[s.input], "output": off[s.output]}
+            emit("softmax", "SOFTMAX", layer, i, s.name)
+        elif isinstance(s, FullyConnectedStep):
+            layer = {"filter_offset": s.filter_offset, "output_offset": s.output_offset,
+                     "act_min": s.act_min, "act_max": s.act_max,
+                     "input_dims": _dims(s.input_dims), "filter_dims": _dims(s.filter_dims),
+                     "bias_dims": _dims(Dims(1, 1, 1, s.filter_dims.n)),
+                     "output_dims": _dims(s.output_dims),
+                     "filter": arrays.add("filter", i, "int8_t",
+                                          np.frombuffer(s.filter, np.int8)),
+                     "bias": arrays.add("bias", i, "int32_t", s.bias),
+                     "mantissa": arrays.add("mantissa", i, "uint64_t", s.scale_mantissa),
+                     "exponent": arrays.add("exponent", i, "int16_t", s.scale_exponent),
+                     "input": off[s.input], "output": off[s.output]}
+            emit("fc", "FULLY_CONNECTED", layer, i, s.name)
+        elif isinstance(s, RequantizeStep):
+            layer = {"input_offset": s.input_offset, "output_offset": s.output_offset,
+                     "multiplier": s.multiplier, "shift": s.shift, "dims": _dims(s.dims),
+                     "input": off[s.input], "output": off[s.output]}
+            emit("requantize", "REQUANTIZE", layer, i, s.name)
+        elif isinstance(s, ConstStep):
+            layer = {"data": arrays.add("const", i, "int8_t", np.frombuffer(s.data, np.int8)),
+                     "bytes": len(s.data), "output": off[s.output]}
+            emit("load_const", "LOAD_CONST", layer, i, s.name)
+        else:  # pragma: no cover - every Step subclass is handled above
+            raise TypeError(f"no code generation for {type(s).__name__}")
+
+    sha = lw.graph.sha256
+    return {
+        "banner": {"sha256": sha, "tool_version": __version__, "source": source_name,
+                   "target": target.name},
+        "model": {
+            "name": model_name,
+            "sha256": sha,
+            "sha256_bytes": list(bytes.fromhex(sha)),
+            "arena_bytes": layout.arena_bytes,
+            "n_steps": len(steps),
+            "macs": sum(s.macs for s in lw.steps),
+            "input": _tensor_info(lw, layout, lw.input),
+            "output": _tensor_info(lw, layout, lw.output),
+            "logits": _tensor_info(lw, layout, lw.logits),
+        },
+        "layers": kinds,
+        "steps": steps,
+        "arrays": arrays.items,
+        "target": dataclasses.asdict(target),
+    }
+
+
+OUTPUTS = {
+    "model.h": "model.h.j2",
+    "model.c": "model.c.j2",
+    "model_data.c": "model_data.c.j2",
+    "sqz_target.h": "sqz_target.h.j2",
+}
+
+
+def render(context: dict[str, Any]) -> dict[str, str]:
+    env = environment()
+    return {name: env.get_template(tpl).render(**context) for name, tpl in OUTPUTS.items()}
+
+
+def write_outputs(files: dict[str, str], extra: dict[str, bytes], out_dir: Path) -> None:
+    """Write every file or none: render into a temporary directory, then move into place."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staged = []
+    for name, text in files.items():
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        staged.append((tmp, out_dir / name))
+    for name, data in extra.items():
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_bytes(data)
+        staged.append((tmp, out_dir / name))
+    for tmp, final in staged:
+        tmp.replace(final)

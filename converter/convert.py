@@ -1,0 +1,52 @@
+"""The conversion pipeline: .tflite bytes -> IR -> lowered schedule -> passes -> C sources.
+
+Each stage lives in its own module; this one only strings them together and writes the output
+directory (all files or none).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import codegen, passes, tflite_reader
+from .lower import Lowered, lower
+from .passes import Layout
+from .targets import Target
+
+
+@dataclass(frozen=True)
+class Conversion:
+    lowered: Lowered
+    layout: Layout
+    target: Target
+    files: dict[str, str]
+    arena_in_psram: bool
+
+
+def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
+                   fuse: bool = True, in_place: bool = True) -> Conversion:
+    graph = tflite_reader.read_model_bytes(buf, source=source_name)
+    lw = lower(graph)
+    lw, layout = passes.run_passes(lw, fuse=fuse, in_place=in_place)
+    arena_in_psram = layout.arena_bytes > target.sram_bytes and target.psram_bytes > 0
+    ctx = codegen.build_context(lw, layout, target, model_name=model_name,
+                                source_name=source_name)
+    ctx["placement"] = {"arena_in_psram": int(arena_in_psram)}
+    files = codegen.render(ctx)
+    return Conversion(lowered=lw, layout=layout, target=target, files=files,
+                      arena_in_psram=arena_in_psram)
+
+
+def write(conv: Conversion, buf: bytes, out_dir: Path, extra: dict[str, bytes] | None = None
+          ) -> None:
+    meta = {
+        "model_sha256": conv.lowered.graph.sha256,
+        "target": conv.target.name,
+        "arena_bytes": conv.layout.arena_bytes,
+    }
+    payload = {"model.tflite": buf,
+               "sqz.json": (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()}
+    payload.update(extra or {})
+    codegen.write_outputs(conv.files, payload, Path(out_dir))

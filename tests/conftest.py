@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from golden import SqzRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PRETRAINED = SHARED / "pretrained"
+
+
+@pytest.fixture(scope="session")
+def sqz_runner(tmp_path_factory) -> SqzRunner:
+    return SqzRunner(tmp_path_factory.mktemp("sqz"), sanitize=False, opt="-O1")
+
+
+@pytest.fixture(scope="session")
+def sqz_runner_asan(tmp_path_factory) -> SqzRunner:
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler (cc) on this machine")
+    return SqzRunner(tmp_path_factory.mktemp("sqz-asan"), sanitize=True, opt="-O1")

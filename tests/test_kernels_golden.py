@@ -1,0 +1,223 @@
+"""One-op golden tests: every kernel against LiteRT BUILTIN_REF, bit for bit.
+
+Hypothesis sweeps shapes, kernel sizes, strides, padding, channel counts, scales and zero
+points. Each example builds a .tflite, converts it with sqz, compiles the generated C and
+compares its int8 outputs with the reference interpreter's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as s
+from golden import reference
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
+
+# No shrinking: each example compiles C, and a failure is readable as generated.
+EXAMPLES = settings(max_examples=25, deadline=None,
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+
+scales = st.floats(min_value=1e-3, max_value=2.0).map(lambda v: float(np.float32(v)))
+zero_points = st.integers(-128, 127)
+acts = st.sampled_from(["none", "relu", "relu6"])
+
+
+def _inputs(rng, shape, n=6):
+    return rng.integers(-128, 128, size=(n, *shape[1:]), dtype=np.int8)
+
+
+def _check(runner, buf, inputs):
+    ours = runner.run(buf, inputs)
+    ref = reference(buf, inputs)
+    assert ours.shape == ref.shape
+    diff = np.abs(ours.astype(np.int32) - ref.astype(np.int32))
+    assert diff.max() == 0, f"{int((diff > 0).sum())} of {diff.size} values differ, max {diff.max()}"
+
+
+@st.composite
+def conv_cases(draw):
+    k = (draw(st.sampled_from([1, 2, 3, 5])), draw(st.sampled_from([1, 3, 4])))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.sampled_from(["same", "valid"]))
+    h = draw(st.integers(1, 12))
+    w = draw(st.integers(1, 12))
+    if padding == "valid":
+        h = max(h, (k[0] - 1) * dilation[0] + 1)
+        w = max(w, (k[1] - 1) * dilation[1] + 1)
+    cin = draw(st.integers(1, 12))
+    cout = draw(st.integers(1, 12))
+    per_channel = draw(st.booleans())
+    return dict(shape=(1, h, w, cin), cout=cout, k=k, stride=stride, dilation=dilation,
+                padding=padding, act=draw(acts), in_q=(draw(scales), draw(zero_points)),
+                out_q=(draw(scales), draw(zero_points)), per_channel=per_channel,
+                w_scale=draw(st.floats(1e-4, 5e-2)), seed=draw(st.integers(0, 2**31)))
+
+
+@EXAMPLES
+@given(conv_cases())
+def test_conv2d(sqz_runner, case):
+    rng = np.random.default_rng(case["seed"])
+    g = GraphBuilder()
+    x = g.tensor("x", case["shape"], "int8", *case["in_q"])
+    n = case["cout"]
+    ws = (rng.uniform(0.2, 1.0, n) * case["w_scale"] if case["per_channel"]
+          else [case["w_scale"]])
+    y, _ = add_conv(g, x, case["shape"], case["in_q"], n, case["k"], case["stride"],
+                    case["padding"], case["act"], ws, case["out_q"], rng,
+                    dilation=case["dilation"])
+    _check(sqz_runner, g.build([x], [y]), _inputs(rng, case["shape"]))
+
+
+@st.composite
+def pool_cases(draw):
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    padding = draw(st.sampled_from(["same", "valid"]))
+    h = draw(st.integers(1, 12))
+    w = draw(st.integers(1, 12))
+    if padding == "valid":
+        h, w = max(h, k[0]), max(w, k[1])
+    return dict(kind=draw(st.sampled_from(["MAX_POOL_2D", "AVERAGE_POOL_2D"])),
+                shape=(1, h, w, draw(st.integers(1, 16))), k=k,
+                stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), padding=padding,
+                act=draw(acts), q=(draw(scales), draw(zero_points)),
+                seed=draw(st.integers(0, 2**31)))
+
+
+@EXAMPLES
+@given(pool_cases())
+def test_pool(sqz_runner, case):
+    rng = np.random.default_rng(case["seed"])
+    g = GraphBuilder()
+    shape = case["shape"]
+    x = g.tensor("x", shape, "int8", *case["q"])
+    oh = conv_out_size(shape[1], case["k"][0], case["stride"][0], case["padding"])
+    ow = conv_out_size(shape[2], case["k"][1], case["stride"][1], case["padding"])
+    y = g.tensor("y", (1, oh, ow, shape[3]), "int8", *case["q"])
+    g.op(case["kind"], [x], [y], "Pool2DOptions",
+         pool_options(case["k"], case["stride"], case["padding"], case["act"]))
+    _check(sqz_runner, g.build([x], [y]), _inputs(rng, shape))
+
+
+@EXAMPLES
+@given(h=st.integers(1, 14), w=st.integers(1, 14), c=st.integers(1, 40),
+       keep=st.booleans(), in_q=st.tuples(scales, zero_points),
+       out_q=st.tuples(scales, zero_points), seed=st.integers(0, 2**31))
+def test_mean(sqz_runner, h, w, c, keep, in_q, out_q, seed):
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder()
+    x = g.tensor("x", (1, h, w, c), "int8", *in_q)
+    axes = g.tensor("axes", (2,), "int32", data=[1, 2])
+    y = g.tensor("y", (1, 1, 1, c) if keep else (1, c), "int8", *out_q)
+    opt = s.ReducerOptionsT()
+    opt.keepDims = keep
+    g.op("MEAN", [x, axes], [y], "ReducerOptions", opt)
+    _check(sqz_runner, g.build([x], [y]), _inputs(rng, (1, h, w, c)))
+
+
+@EXAMPLES
+@given(shape=st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(1, 24)),
+       s1=scales, s2=scales, so=scales, z1=zero_points, z2=zero_points, zo=zero_points,
+       act=acts, seed=st.integers(0, 2**31))
+def test_add(sqz_runner, shape, s1, s2, so, z1, z2, zo, act, seed):
+    rng = np.random.default_rng(seed)
+    full = (1, *shape)
+    g = GraphBuilder()
+    a = g.tensor("a", full, "int8", s1, z1)
+    b = g.tensor("b", full, "int8", s2, z2)
+    y = g.tensor("y", full, "int8", so, zo)
+    opt = s.AddOptionsT()
+    opt.fusedActivationFunction = {"none": 0, "relu": 1, "relu6": 3}[act]
+    g.op("ADD", [a, b], [y], "AddOptions", opt)
+    # The runner feeds one input, so the second operand is a constant (loaded into the arena).
+    bdata = rng.integers(-128, 128, size=full, dtype=np.int8)
+    g.tensors[b].buffer = len(g.buffers)
+    buf_t = s.BufferT()
+    buf_t.data = np.frombuffer(bdata.tobytes(), np.uint8)
+    g.buffers.append(buf_t)
+    _check(sqz_runner, g.build([a], [y]), _inputs(rng, full))
+
+
+@EXAMPLES
+@given(rows=st.integers(1, 4), depth=st.integers(1, 300), s_in=scales,
+       z_in=zero_points, beta=st.sampled_from([1.0, 0.5, 2.0]), seed=st.integers(0, 2**31))
+def test_softmax(sqz_runner, rows, depth, s_in, z_in, beta, seed):
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder()
+    x = g.tensor("x", (1, rows, depth), "int8", s_in, z_in)
+    y = g.tensor("y", (1, rows, depth), "int8", 1.0 / 256, -128)
+    opt = s.SoftmaxOptionsT()
+    opt.beta = beta
+    g.op("SOFTMAX", [x], [y], "SoftmaxOptions", opt)
+    _check(sqz_runner, g.build([x], [y]), _inputs(rng, (1, rows, depth)))
+
+
+@EXAMPLES
+@given(n_in=st.integers(2, 4), axis=st.integers(1, 3), q=st.tuples(scales, zero_points),
+       seed=st.integers(0, 2**31))
+def test_concatenation(sqz_runner, n_in, axis, q, seed):
+    rng = np.random.default_rng(seed)
+    base = [1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 6))]
+    g = GraphBuilder()
+    x = g.tensor("x", base, "int8", *q)
+    inputs = [x]
+    sizes = [base[axis]]
+    for i in range(1, n_in):
+        shp = list(base)
+        shp[axis] = int(rng.integers(1, 6))
+        sizes.append(shp[axis])
+        data = rng.integers(-128, 128, size=shp, dtype=np.int8)
+        inputs.append(g.tensor(f"c{i}", shp, "int8", *q, data=data))
+    out = list(base)
+    out[axis] = sum(sizes)
+    y = g.tensor("y", out, "int8", *q)
+    opt = s.ConcatenationOptionsT()
+    opt.axis = axis
+    g.op("CONCATENATION", inputs, [y], "ConcatenationOptions", opt)
+    _check(sqz_runner, g.build([x], [y]), _inputs(rng, base))
+
+
+@EXAMPLES
+@given(rows=st.integers(1, 3), depth=st.integers(1, 64), units=st.integers(1, 16),
+       per_channel=st.booleans(), w_zp=st.integers(-5, 5), in_q=st.tuples(scales, zero_points),
+       out_q=st.tuples(scales, zero_points), act=acts, seed=st.integers(0, 2**31))
+def test_fully_connected(sqz_runner, rows, depth, units, per_channel, w_zp, in_q, out_q, act,
+                         seed):
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder()
+    x = g.tensor("x", (rows, depth), "int8", *in_q)
+    w = rng.integers(-127, 128, size=(units, depth), dtype=np.int64)
+    if per_channel:
+        ws = (rng.uniform(1e-3, 2e-2, units)).astype(np.float32)
+        wt = g.tensor("w", (units, depth), "int8", ws, np.zeros(units), 0, w)
+        bias_scale = (np.float32(in_q[0]) * ws).astype(np.float32)
+    else:
+        ws = np.float32(rng.uniform(1e-3, 2e-2))
+        wt = g.tensor("w", (units, depth), "int8", ws, w_zp, 0, w)
+        bias_scale = np.float32(np.float32(in_q[0]) * ws)
+    b = rng.integers(-3000, 3000, size=(units,), dtype=np.int64)
+    bt = g.tensor("b", (units,), "int32", bias_scale, 0, 0, b)
+    y = g.tensor("y", (rows, units), "int8", *out_q)
+    opt = s.FullyConnectedOptionsT()
+    opt.fusedActivationFunction = {"none": 0, "relu": 1, "relu6": 3}[act]
+    g.op("FULLY_CONNECTED", [x, wt, bt], [y], "FullyConnectedOptions", opt)
+    # One batch row per runner input: the runner feeds whole (rows, depth) tensors.
+    xs = rng.integers(-128, 128, size=(5, rows, depth), dtype=np.int8)
+    _check(sqz_runner, g.build([x], [y]), xs)
+
+
+@EXAMPLES
+@given(shape=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 8)),
+       in_q=st.tuples(scales, zero_points), out_q=st.tuples(scales, zero_points),
+       seed=st.integers(0, 2**31))
+def test_quantize_requantize(sqz_runner, shape, in_q, out_q, seed):
+    rng = np.random.default_rng(seed)
+    full = (1, *shape)
+    g = GraphBuilder()
+    x = g.tensor("x", full, "int8", *in_q)
+    y = g.tensor("y", full, "int8", *out_q)
+    g.op("QUANTIZE", [x], [y])
+    _check(sqz_runner, g.build([x], [y]), _inputs(rng, full))
