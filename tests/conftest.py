@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from golden import SqzRunner
 
 REPO = Path(__file__).resolve().parents[1]

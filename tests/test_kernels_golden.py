@@ -34,7 +34,8 @@ def _check(runner, buf, inputs):
     ref = reference(buf, inputs)
     assert ours.shape == ref.shape
     diff = np.abs(ours.astype(np.int32) - ref.astype(np.int32))
-    assert diff.max() == 0, f"{int((diff > 0).sum())} of {diff.size} values differ, max {diff.max()}"
+    assert diff.max() == 0, (
+        f"{int((diff > 0).sum())} of {diff.size} values differ, max {diff.max()}")
 
 
 @st.composite
