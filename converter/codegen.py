@@ -109,7 +109,7 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
     steps: list[dict[str, Any]] = []
     off = layout.offsets
 
-    def conv_layer(s: ConvStep, n: int) -> dict[str, Any]:
+    def conv_layer(s: ConvStep, n: int, output: int | None = None) -> dict[str, Any]:
         return {
             "name": s.name,
             "input_offset": s.input_offset, "output_offset": s.output_offset,
@@ -123,7 +123,7 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
             "bias": arrays.add("bias", n, "int32_t", s.bias),
             "multiplier": arrays.add("multiplier", n, "int32_t", s.multiplier),
             "shift": arrays.add("shift", n, "int8_t", s.shift),
-            "input": off[s.input], "output": off[s.output],
+            "input": off[s.input], "output": off[s.output] if output is None else output,
         }
 
     def emit(kind: str, op: str, layer: dict[str, Any], i: int, name: str) -> None:
@@ -137,11 +137,11 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
             emit("conv", "CONV", conv_layer(s, i), i, s.name)
         elif isinstance(s, ConvPoolStep):
             p = s.pool
-            layer = {"conv": conv_layer(s.conv, i), "stride": p.stride, "padding": p.padding,
+            layer = {"conv": conv_layer(s.conv, i, output=off[p.output]), "stride": p.stride,
+                     "padding": p.padding,
                      "act_min": p.act_min, "act_max": p.act_max,
                      "pool_filter_dims": _dims(Dims(1, *p.filter_hw, 1)),
                      "pool_output_dims": _dims(p.output_dims)}
-            layer["conv"]["output"] = off[p.output]
             emit("conv_pool", "CONV_POOL", layer, i, s.name)
         elif isinstance(s, PoolStep):
             layer = {"stride": s.stride, "padding": s.padding, "act_min": s.act_min,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import codegen, passes, tflite_reader
+from .budget import Budget, check_budget
 from .lower import Lowered, lower
 from .passes import Layout
 from .targets import Target
@@ -21,22 +22,23 @@ class Conversion:
     lowered: Lowered
     layout: Layout
     target: Target
+    budget: Budget
     files: dict[str, str]
-    arena_in_psram: bool
 
 
 def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
-                   fuse: bool = True, in_place: bool = True) -> Conversion:
+                   fuse: bool = True, in_place: bool = True, ram_budget: int | None = None,
+                   flash_budget: int | None = None) -> Conversion:
+    """Everything up to the rendered files; raises BudgetError before rendering anything."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lw = lower(graph)
     lw, layout = passes.run_passes(lw, fuse=fuse, in_place=in_place)
-    arena_in_psram = layout.arena_bytes > target.sram_bytes and target.psram_bytes > 0
+    budget = check_budget(lw, layout, target, ram_budget=ram_budget, flash_budget=flash_budget)
     ctx = codegen.build_context(lw, layout, target, model_name=model_name,
                                 source_name=source_name)
-    ctx["placement"] = {"arena_in_psram": int(arena_in_psram)}
+    ctx["placement"] = {"arena_in_psram": int(budget.arena_in_psram)}
     files = codegen.render(ctx)
-    return Conversion(lowered=lw, layout=layout, target=target, files=files,
-                      arena_in_psram=arena_in_psram)
+    return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files)
 
 
 def write(conv: Conversion, buf: bytes, out_dir: Path, extra: dict[str, bytes] | None = None

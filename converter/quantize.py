@@ -6,7 +6,12 @@ data (an image folder or a .npy array) or, with a warning, from seeded synthetic
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
+import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +35,33 @@ def _quiet_tensorflow():
     except ImportError:  # absl ships with TensorFlow; tolerate its absence anyway
         pass
     return tf
+
+
+@contextlib.contextmanager
+def captured_output():
+    """Silence TensorFlow's converter: its C++ logs go to fd 2, Keras' export prints to stdout.
+
+    Yields a callable returning what was captured, for error messages.
+    """
+    log = tempfile.TemporaryFile(mode="w+b")
+    py_out = io.StringIO()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(log.fileno(), 2)
+
+    def text() -> str:
+        log.seek(0)
+        return py_out.getvalue() + log.read().decode("utf-8", "replace")
+
+    try:
+        with contextlib.redirect_stdout(py_out), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield text
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        log.close()
 
 
 def model_input_shape(model) -> tuple[int, int, int]:
@@ -88,14 +120,16 @@ def quantize_keras(model, calib: np.ndarray) -> bytes:
         for sample in calib:
             yield [sample[None].astype(np.float32)]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    try:
-        return bytes(conv.convert())
-    except Exception as exc:  # the converter raises many types; the message is what matters
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"TFLite full-integer quantization failed: {first}") from None
+    with captured_output():
+        try:
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = representative
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+            return bytes(conv.convert())
+        except Exception as exc:  # the converter raises many types; the message matters
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise ModelError(f"TFLite full-integer quantization failed: {first}") from None

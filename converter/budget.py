@@ -1,0 +1,84 @@
+"""Does the model fit the board? Decided at conversion time, from the plan and the weights.
+
+Flash holds the weights, folded biases, requantization constants, the schedule and the runtime
+code. RAM holds the arena: in internal SRAM when it fits, else in PSRAM when the board has it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import BudgetError
+from .lower import Lowered
+from .passes import Layout
+from .targets import Target
+
+# Flash taken by the runtime kernels, executor and protocol application, measured with
+# arm-none-eabi-size on a Cortex-M4 -Os build of firmware/ (see README, "Fit"); rounded up.
+RUNTIME_CODE_BYTES = 16 * 1024
+# Per step of the schedule: the layer struct, the step entry and its name.
+SCHEDULE_BYTES_PER_STEP = 160
+
+
+@dataclass(frozen=True)
+class Budget:
+    flash_used: int
+    flash_limit: int
+    weight_bytes: int
+    code_bytes: int
+    arena_bytes: int
+    sram_limit: int
+    psram_limit: int
+    arena_in_psram: bool
+
+    @property
+    def ram_place(self) -> str:
+        return "PSRAM" if self.arena_in_psram else "internal SRAM"
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:,.1f} KiB ({n:,} B)"
+
+
+def weight_bytes(lw: Lowered) -> int:
+    return sum(s.weight_bytes for s in lw.steps)
+
+
+def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | None = None,
+                 flash_budget: int | None = None) -> Budget:
+    wb = weight_bytes(lw)
+    code = RUNTIME_CODE_BYTES + SCHEDULE_BYTES_PER_STEP * len(lw.steps)
+    flash_used = wb + code
+    flash_limit = flash_budget if flash_budget is not None else t.flash_bytes
+    sram = ram_budget if ram_budget is not None else t.sram_bytes
+    psram = 0 if ram_budget is not None else t.psram_bytes
+    arena = layout.arena_bytes
+    problems = []
+    if flash_used > flash_limit:
+        heavy = sorted(lw.steps, key=lambda s: -s.weight_bytes)[:3]
+        layers = ", ".join(f"{s.name} {_kib(s.weight_bytes)}" for s in heavy)
+        problems.append(
+            f"flash: needs {_kib(flash_used)} (weights {_kib(wb)} + code {_kib(code)}), "
+            f"{t.name} has {_kib(flash_limit)}: over by {_kib(flash_used - flash_limit)}. "
+            f"Largest layers: {layers}. Fewer classes or a smaller base_e/incr_e shrink the "
+            "weights; or pick a board with more flash")
+    in_psram = arena > sram and psram > 0
+    if arena > sram and (psram == 0 or arena > psram):
+        live = layout.live_bytes
+        peak = max(range(len(live)), key=lambda i: live[i]) if live else 0
+        steps = lw.steps
+        worst = sorted(range(len(steps)), key=lambda i: -live[i])[:3]
+        layers = ", ".join(f"{steps[i].name} ({_kib(live[i])} live)" for i in worst)
+        where = "SRAM" if psram == 0 else "SRAM and PSRAM"
+        limit = max(sram, psram)
+        problems.append(
+            f"RAM: the arena needs {_kib(arena)}, {t.name} has {_kib(sram)} of {where}"
+            f"{'' if psram == 0 else f' (PSRAM {_kib(psram)})'}: over by "
+            f"{_kib(arena - limit)}. Peak at step {peak} ({steps[peak].name}); largest: "
+            f"{layers}. A smaller --input-size shrinks every activation; or pick a board with "
+            "more RAM or PSRAM")
+    if problems:
+        raise BudgetError(f"the model does not fit {t.name}:\n  - " + "\n  - ".join(problems))
+    return Budget(flash_used=flash_used, flash_limit=flash_limit, weight_bytes=wb,
+                  code_bytes=code, arena_bytes=arena, sram_limit=sram, psram_limit=psram,
+                  arena_in_psram=in_psram)

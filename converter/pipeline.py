@@ -1,0 +1,98 @@
+"""sqz-convert: resolve the model, quantize, convert, check the budget, write everything."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from . import convert, targets
+from .errors import UsageError
+from .paths import ROOT
+
+PIO_GLUE = ROOT / "build" / "sqz_pio.ini"
+
+
+def default_out(target: str) -> Path:
+    return Path("build") / target
+
+
+def write_pio_glue(target: targets.Target, model_dir: Path) -> Path | None:
+    """Point platformio.ini at the model just generated and make its env the default."""
+    if not target.pio_env:
+        return None
+    PIO_GLUE.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "; Written by sqz-convert; platformio.ini includes it through extra_configs.\n"
+        "[platformio]\n"
+        f"default_envs = {target.pio_env}\n\n"
+        "[sqz]\n"
+        f"model_dir = {model_dir.resolve()}\n"
+    )
+    tmp = PIO_GLUE.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(PIO_GLUE)
+    return PIO_GLUE
+
+
+def convert_command(args, out: Console, err: Console) -> int:
+    from . import sources
+
+    target = targets.load(args.target)
+    out_dir: Path = args.out or default_out(target.name)
+    if args.calib_samples < 1:
+        raise UsageError("--calib-samples must be at least 1")
+    if args.model is None:
+        from .example import example_model_args
+
+        model, calib, preprocess = example_model_args()
+        args.calib = args.calib or calib
+        args.preprocess = args.preprocess or preprocess
+        out.print(f"No model given: using the bundled example [bold]{model}[/]")
+    else:
+        model = args.model
+
+    from .quantize import captured_output
+
+    with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
+        src = sources.resolve(model, weights=args.weights, input_size=args.input_size,
+                              channels=args.channels, classes=args.classes, calib=args.calib,
+                              calib_samples=args.calib_samples, preprocess=args.preprocess)
+    for w in src.warnings:
+        err.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True)
+
+    with out.status("Converting to C..."):
+        conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
+                                      source_name=src.source_name, ram_budget=args.ram_budget,
+                                      flash_budget=args.flash_budget)
+    from .report import build_report, write_reports
+
+    report = build_report(conv, calibration=src.calibration)
+    extra: dict[str, bytes] = {}
+    if src.preprocessing is not None:
+        extra["preprocess.json"] = (json.dumps(src.preprocessing.to_dict(), indent=2,
+                                               sort_keys=True) + "\n").encode()
+    convert.write(conv, src.tflite, out_dir, extra=extra)
+    write_reports(report, conv, out_dir)
+    if src.keras_model is not None:
+        # Kept so that sqz-validate can compare the board with the float model too.
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_model = Path(tmp) / "float_model.keras"
+            src.keras_model.save(tmp_model)
+            shutil.move(str(tmp_model), out_dir / "float_model.keras")
+    glue = write_pio_glue(target, out_dir)
+
+    out.print(report.summary_text())
+    out.print(f"Wrote [bold]{out_dir}[/]: model.c, model_data.c, model.h, sqz_target.h, "
+              "model.tflite, report.md/json/png")
+    if glue is not None:
+        out.print(f"Next: [bold]pio run -t upload[/] (env {target.pio_env}), then "
+                  f"[bold]sqz-validate --port /dev/ttyACM0 --model {out_dir}[/]")
+    elif target.name == "host":
+        out.print(f"Next: [bold]sqz-validate --sim host --model {out_dir}[/]")
+    elif target.name == "mps2-an386":
+        out.print(f"Next: [bold]sqz-validate --sim qemu --model {out_dir}[/]")
+    return 0

@@ -1,0 +1,184 @@
+"""Turn the MODEL argument into an int8 .tflite: builtin name, Keras file or .tflite.
+
+Keras models are quantized here (full-integer int8, int8 input and output) with calibration
+data from --calib (a .npy array or an image folder) or, with a warning, synthetic data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ir, tflite_reader
+from .errors import CalibrationError, InputFileError, ModelError, UsageError
+from .lower import check_integer_model
+from .preprocess import Preprocessing, load_image_folder
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+PREPROCESS_SIDECAR = ".preprocess.json"  # stored next to a .keras model by sqz-train
+
+
+@dataclass
+class ModelSource:
+    """What the converter needs from the user's MODEL argument."""
+
+    tflite: bytes
+    name: str  # for banners and reports
+    source_name: str  # file name or builtin name, never an absolute path (determinism)
+    keras_model: object | None  # the float model, when there is one
+    preprocessing: Preprocessing | None
+    calibration: str  # how the int8 model was calibrated, for the report
+    warnings: list[str]
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
+def preprocessing_for(spec: str | None, keras_path: Path | None,
+                      input_shape: tuple[int, int, int]) -> Preprocessing:
+    """--preprocess wins; then the sidecar saved with the model; then plain resize and /255."""
+    h, w, c = input_shape
+    if spec == "imagenet":
+        if c != 3 or h != w:
+            raise UsageError("--preprocess imagenet needs a square 3-channel input")
+        return Preprocessing.imagenet(size=h)
+    if spec == "simple":
+        return Preprocessing.simple((h, w), channels=c)
+    if spec:
+        p = Path(spec)
+        if not p.is_file():
+            raise InputFileError(f"{p}: preprocessing file not found; use 'imagenet', 'simple' "
+                                 "or a JSON file written by sqz-train")
+        return _read_preprocessing(p)
+    if keras_path is not None:
+        side = keras_path.with_name(keras_path.name + PREPROCESS_SIDECAR)
+        if side.is_file():
+            return _read_preprocessing(side)
+    return Preprocessing.simple((h, w), channels=c)
+
+
+def _read_preprocessing(path: Path) -> Preprocessing:
+    try:
+        return Preprocessing.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(f"{path}: not a valid preprocessing description ({exc})") from None
+
+
+def calibration_data(calib: str | None, input_shape: tuple[int, int, int],
+                     pre: Preprocessing, limit: int) -> tuple[np.ndarray, str, list[str]]:
+    from .quantize import load_calibration_npy, synthetic_calibration
+
+    if calib is None:
+        warning = ("no --calib data given: calibrating with seeded synthetic inputs. The int8 "
+                   "model is still bit-exact with its reference, but its accuracy on real "
+                   "images will be poor; pass --calib IMAGE_DIR or --calib DATA.npy")
+        return synthetic_calibration(input_shape), "synthetic (seeded)", [warning]
+    p = Path(calib)
+    if p.is_dir():
+        if tuple(pre.input_shape) != tuple(input_shape):
+            raise CalibrationError(
+                f"{p}: preprocessing gives {pre.input_shape} images but the model input is "
+                f"{input_shape}")
+        x, files = load_image_folder(p, pre, limit=limit)
+        return x, f"{len(files)} images from {p.name}", []
+    if p.suffix == ".npy" or p.is_file():
+        arr = load_calibration_npy(p, input_shape)
+        return arr[:limit], f"{min(len(arr), limit)} samples from {p.name}", []
+    raise InputFileError(f"{p}: calibration data not found; give an image folder or a .npy file")
+
+
+def _check_tflite(buf: bytes, name: str) -> ir.Graph:
+    graph = tflite_reader.read_model_bytes(buf, source=name)
+    check_integer_model(graph)
+    return graph
+
+
+def load_keras(path: Path):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many exception types for unreadable files
+        raise InputFileError(f"{path}: cannot load the Keras model ({exc})") from None
+
+
+def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, int] | None = None,
+            channels: int | None = None, classes: int | None = None,
+            calib: str | None = None, calib_samples: int = 100,
+            preprocess: str | None = None) -> ModelSource:
+    from .models import squeezenet
+    from .models.weights import load_weights_npz
+
+    path = Path(model)
+    keras_path = None
+    if squeezenet.is_builtin(model) and not path.exists():
+        overrides = {}
+        if input_size or channels:
+            base = squeezenet.config_for_builtin(model)
+            h, w = input_size or base.input_shape[:2]
+            overrides["input_shape"] = (h, w, channels or base.input_shape[2])
+        if classes:
+            overrides["classes"] = classes
+        cfg = squeezenet.config_for_builtin(model, **overrides)
+        km = squeezenet.build_squeezenet(cfg)
+        if weights:
+            load_weights_npz(km, Path(weights))
+        name = model
+        source_name = model if not weights else f"{model}+{Path(weights).name}"
+    elif path.suffix == ".tflite":
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such model file; check the path")
+        if weights or input_size or channels or classes:
+            raise UsageError("--weights, --input-size, --channels and --classes apply to Keras "
+                             "and builtin models, not to a .tflite")
+        buf = path.read_bytes()
+        _check_tflite(buf, path.name)
+        pre = None
+        side = path.with_name(path.name + PREPROCESS_SIDECAR)
+        if preprocess or side.is_file():
+            g = tflite_reader.read_model_bytes(buf, source=path.name)
+            shape = g.tensor(g.inputs[0]).shape
+            pre = preprocessing_for(preprocess or str(side), None, tuple(shape[1:]))
+        return ModelSource(tflite=buf, name=_stem(path), source_name=path.name,
+                           keras_model=None, preprocessing=pre,
+                           calibration="already int8 (quantization skipped)", warnings=[])
+    elif path.suffix in KERAS_SUFFIXES:
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such model file; check the path")
+        if input_size or channels or classes:
+            raise UsageError("--input-size, --channels and --classes only apply to builtin "
+                             "models; a Keras file has its own shapes")
+        km = load_keras(path)
+        if weights:
+            load_weights_npz(km, Path(weights))
+        keras_path = path
+        name = _stem(path)
+        source_name = path.name
+    else:
+        if path.exists():
+            raise InputFileError(f"{path}: unsupported model file; give a .keras, .h5 or "
+                                 ".tflite file or a builtin name")
+        raise InputFileError(
+            f"{model}: no such model file or builtin model. Builtin models: "
+            f"{', '.join(squeezenet.builtin_names())}")
+
+    from .quantize import model_input_shape, quantize_keras
+
+    shape = model_input_shape(km)
+    pre = preprocessing_for(preprocess, keras_path, shape)
+    data, how, warnings = calibration_data(calib, shape, pre, calib_samples)
+    if len(data) == 0:
+        raise CalibrationError("calibration data is empty")
+    buf = quantize_keras(km, data)
+    try:
+        _check_tflite(buf, source_name)
+    except ModelError as exc:
+        raise ModelError(f"quantization did not give a full-integer model: {exc}") from None
+    return ModelSource(tflite=buf, name=name, source_name=source_name, keras_model=km,
+                       preprocessing=pre, calibration=how, warnings=warnings)
