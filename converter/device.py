@@ -286,7 +286,7 @@ class DeviceClient:
     def _read_some(self) -> bytes:
         try:
             waiting = getattr(self.port, "in_waiting", 0) or 0
-            return bytes(self.port.read(max(1, waiting)))
+            return bytes(self.port.read(max(1, waiting)) or b"")
         except Exception as e:
             raise self._port_gone(e) from e
 
@@ -370,6 +370,11 @@ class DeviceClient:
                     continue  # a late answer to an earlier request: already handled
                 if isinstance(msg, P.DeviceErrorInfo):
                     raise self._device_error(what, msg)
+                if h.version != P.PROTOCOL_VERSION:
+                    raise ProtocolError(
+                        f"the device on {self.port_name} answered {what} in protocol version "
+                        f"{h.version}, this sqz speaks {P.PROTOCOL_VERSION}; flash firmware "
+                        "built by this sqz version")
                 if h.type != expect:
                     raise ProtocolError(
                         f"the device on {self.port_name} answered {what} with message type "

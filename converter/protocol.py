@@ -429,11 +429,11 @@ def parse_response(payload: bytes) -> Response:
         raise ValueError(f"response of {len(payload)} bytes is shorter than its header")
     header = ResponseHeader(*struct.unpack_from("<BBHII", payload))
     body = payload[RESP_HEADER_BYTES:]
-    if header.version != PROTOCOL_VERSION:
-        raise ValueError(f"response in protocol version {header.version}")
     t = header.type
     msg: Message
-    if t == Resp.INFO:
+    if header.version != PROTOCOL_VERSION and t != Resp.ERROR:
+        msg = body  # another version's layout: only the header (and ERROR) are stable
+    elif t == Resp.INFO:
         msg = parse_info(body)
     elif t == Resp.ACK:
         msg = WriteAck(*_Reader(body).take("<II"))

@@ -172,6 +172,14 @@ def test_protocol_version_mismatch() -> None:
         client.hello()
 
 
+def test_answer_in_another_version() -> None:
+    dev, port, client = make()
+    real_send = dev._send
+    dev._send = lambda payload: real_send(b"\x02" + payload[1:])  # a future firmware
+    with pytest.raises(ProtocolError, match="in protocol version 2"):
+        client.hello()
+
+
 def test_run_failure_is_reported_with_step() -> None:
     dev, _, client = make()
     client.hello()

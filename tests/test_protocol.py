@@ -179,6 +179,8 @@ def test_other_messages_round_trip() -> None:
     assert err == P.DeviceErrorInfo(7, 2, 5, 6, "gap") and err.code_name == "BAD_OFFSET"
     assert body(P.Resp.BOOT, P.boot_body("fw 1")) == P.Boot(1, "fw 1")
     assert body(0x99, b"future") == b"future"
+    v2 = P.parse_response(b"\x02" + P.response(P.Resp.INFO, 1, 2, 3, b"new layout")[1:])
+    assert v2.header.version == 2 and v2.message == b"new layout"
     with pytest.raises(ValueError):
         P.parse_response(P.response(P.Resp.ACK, 1, 2, 3, b"\x01"))
 
