@@ -1,0 +1,51 @@
+"""Whole SqueezeNets, quantized by TensorFlow, converted by sqz, compiled and compared bit for
+bit with LiteRT BUILTIN_REF: both versions, both bypasses, small, non-square and
+single-channel inputs, and the 224x224 ImageNet shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converter import reference, sources
+
+CASES = [
+    # builtin, (h, w), channels, classes
+    ("squeezenet1_1", (96, 96), 3, 10),
+    ("squeezenet1_0", (96, 96), 3, 10),
+    ("squeezenet1_0_simple_bypass", (64, 64), 3, 5),
+    ("squeezenet1_0_complex_bypass", (72, 72), 3, 4),
+    ("squeezenet1_1_simple_bypass", (48, 64), 1, 3),
+    ("squeezenet1_1_complex_bypass", (40, 40), 3, 2),
+    ("squeezenet1_1", (31, 33), 1, 6),  # the smallest input v1.1 accepts
+]
+
+
+def _compare(sqz_runner, buf: bytes, n: int = 4, seed: int = 0):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=buf)
+    shape = it.get_input_details()[0]["shape"]
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(n, *shape[1:]), dtype=np.int8)
+    ours, ours_logits = sqz_runner.run(buf, x, logits=True)
+    ref = reference.run_reference(buf, x, want_logits=True)
+    assert np.array_equal(ours_logits, ref.logits.reshape(n, -1)), "logits differ"
+    if ref.outputs is not None:
+        assert np.array_equal(ours, ref.outputs.reshape(n, -1)), "outputs differ"
+    else:
+        assert ref.softmax_aborted
+    return ours
+
+
+@pytest.mark.parametrize("name,size,channels,classes", CASES,
+                         ids=[f"{c[0]}-{c[1][0]}x{c[1][1]}x{c[2]}-{c[3]}" for c in CASES])
+def test_network_bit_exact(sqz_runner, name, size, channels, classes):
+    src = sources.resolve(name, input_size=size, channels=channels, classes=classes,
+                          calib_samples=8)
+    _compare(sqz_runner, src.tflite)
+
+
+def test_squeezenet1_1_224_imagenet_shape(sqz_runner):
+    src = sources.resolve("squeezenet1_1", calib_samples=4)
+    _compare(sqz_runner, src.tflite, n=2)
