@@ -63,6 +63,13 @@ class ReferenceFailure(SqzError):
     label = "reference error"
 
 
+class ModelMismatchError(SqzError):
+    """Generated code and reference .tflite (or other model files) do not belong together."""
+
+    exit_code = 9
+    label = "model mismatch"
+
+
 class MismatchError(SqzError):
     """Device outputs differ from the reference: the bit-exact contract is broken."""
 

@@ -271,9 +271,38 @@ class Lowered:
 
 # --- helpers ----------------------------------------------------------------------------------
 
+_TF_SUFFIXES = ("Relu", "Relu6", "BiasAdd", "Conv2D", "MaxPool2d", "MaxPool", "AvgPool",
+                "Mean", "Softmax", "concat", "add", "Add", "Reshape", "MatMul", "convolution")
+
+
+def short_name(tensor_name: str, fallback: str) -> str:
+    """A readable layer name for reports and the device's step table.
+
+    TFLite tensor names are the TensorFlow op paths, joined with ';' when ops were fused,
+    e.g. 'net_1/fire2_squeeze1x1_1/Relu;net_1/fire2_squeeze1x1_1/BiasAdd'. For display only
+    (nothing dispatches on names) keep the layer part: 'fire2_squeeze1x1'.
+    """
+    first = tensor_name.split(";", 1)[0]
+    if ":" in first or not first:
+        return fallback
+    parts = [p for p in first.split("/") if p]
+    while len(parts) > 1 and parts[-1] in _TF_SUFFIXES:
+        parts.pop()
+    if len(parts) > 1:
+        parts = parts[1:]  # the model's own scope
+    name = "/".join(parts)
+    while name[-2:-1] == "_" and name[-1:].isdigit():
+        name = name[:-2]
+    return name or fallback
+
+
 def nhwc_axis_of(rank: int, axis: int) -> int:
     """Where axis `axis` of a rank-`rank` tensor lands in its `Dims.of` NHWC view."""
     return {4: (0, 1, 2, 3), 3: (0, 2, 3), 2: (0, 3), 1: (3,)}[rank][axis]
+
+
+def _step_name(g: ir.Graph, op: ir.Op) -> str:
+    return short_name(g.tensor(op.outputs[0]).name, _op_label(op).lower())
 
 
 def _where(g: ir.Graph, op: ir.Op) -> str:
@@ -391,7 +420,7 @@ def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
         raise ModelError(f"{where}: folded bias overflows int32")
     act_min, act_max = activation_range(op.activation, s_out, zp_out)
     return ConvStep(
-        name=g.tensor(y).name, op_index=op.index, reads=(x,), writes=(y,), input=x, output=y,
+        name=_step_name(g, op), op_index=op.index, reads=(x,), writes=(y,), input=x, output=y,
         input_dims=in_d, filter_dims=Dims(oc, kh, kw, ic), output_dims=Dims(in_d.n, oh, ow, oc),
         filter=wt.data or b"", bias=tuple(int(v) for v in folded), multiplier=tuple(mults),
         shift=tuple(shifts), input_offset=input_offset, output_offset=zp_out,
@@ -414,7 +443,7 @@ def _lower_pool(g: ir.Graph, op: ir.MaxPool2D | ir.AveragePool2D) -> PoolStep:
     _check_shape(g, y, (in_d.n, oh, ow, in_d.c), where)
     act_min, act_max = activation_range(op.activation, s_out, zp_out)
     return PoolStep(
-        name=g.tensor(y).name, op_index=op.index, reads=(x,), writes=(y,),
+        name=_step_name(g, op), op_index=op.index, reads=(x,), writes=(y,),
         kind="max" if isinstance(op, ir.MaxPool2D) else "avg", input=x, output=y,
         input_dims=in_d, filter_hw=(op.filter_h, op.filter_w),
         output_dims=Dims(in_d.n, oh, ow, in_d.c), stride=(op.stride_h, op.stride_w),
@@ -446,7 +475,7 @@ def _lower_mean(g: ir.Graph, op: ir.Mean) -> MeanStep:
     out_shape = (in_d.n, 1, 1, in_d.c) if op.keep_dims else (in_d.n, in_d.c)
     _check_shape(g, y, out_shape, where)
     return MeanStep(
-        name=g.tensor(y).name, op_index=op.index, reads=(x,), writes=(y,), input=x, output=y,
+        name=_step_name(g, op), op_index=op.index, reads=(x,), writes=(y,), input=x, output=y,
         input_dims=in_d, output_dims=Dims(in_d.n, 1, 1, in_d.c), input_offset=-zp_in,
         output_offset=zp_out, multiplier=mult, shift=shift,
     )
@@ -484,7 +513,7 @@ def _lower_concat(g: ir.Graph, op: ir.Concatenation) -> ConcatStep:
     if offset != out_shape[axis]:
         raise ModelError(f"{where}: inputs add up to {offset} along axis {axis}, the output has "
                          f"{out_shape[axis]}")
-    return ConcatStep(name=g.tensor(y).name, op_index=op.index, reads=tuple(op.inputs),
+    return ConcatStep(name=_step_name(g, op), op_index=op.index, reads=tuple(op.inputs),
                       writes=(y,), output=y, axis=nhwc_axis, output_dims=Dims.of(out_shape),
                       parts=tuple(parts))
 
@@ -517,7 +546,7 @@ def _lower_add(g: ir.Graph, op: ir.Add) -> AddStep:
     (m1, e1), (m2, e2), (mo, eo) = add_params(s1, s2, s_out)
     act_min, act_max = activation_range(op.activation, s_out, zp_out)
     return AddStep(
-        name=g.tensor(y).name, op_index=op.index, reads=(a, b), writes=(y,), input1=a,
+        name=_step_name(g, op), op_index=op.index, reads=(a, b), writes=(y,), input1=a,
         input2=b, output=y, dims=Dims.of(sy), input1_offset=-zp1, input2_offset=-zp2,
         output_offset=zp_out, left_shift=20, input1_multiplier=m1, input1_shift=e1,
         input2_multiplier=m2, input2_shift=e2, output_multiplier=mo, output_shift=eo,
@@ -557,7 +586,7 @@ def _lower_softmax(g: ir.Graph, op: ir.Softmax) -> SoftmaxStep:
     except ValueError as exc:
         raise ModelError(f"{where}: {exc}") from None
     d = Dims.of(g.tensor(x).shape)
-    return SoftmaxStep(name=g.tensor(y).name, op_index=op.index, reads=(x,), writes=(y,),
+    return SoftmaxStep(name=_step_name(g, op), op_index=op.index, reads=(x,), writes=(y,),
                        input=x, output=y, dims=d, input_multiplier=m, input_left_shift=ls,
                        diff_min=diff_min)
 
@@ -603,7 +632,7 @@ def _lower_fc(g: ir.Graph, op: ir.FullyConnected) -> FullyConnectedStep:
     act_min, act_max = activation_range(op.activation, s_out, zp_out)
     reads = (x,)
     return FullyConnectedStep(
-        name=g.tensor(y).name, op_index=op.index, reads=reads, writes=(y,), input=x, output=y,
+        name=_step_name(g, op), op_index=op.index, reads=reads, writes=(y,), input=x, output=y,
         input_dims=Dims(rows, 1, 1, depth), filter_dims=Dims(units, 1, 1, depth),
         output_dims=Dims(rows, 1, 1, units), filter=wt.data or b"",
         bias=tuple(int(v) for v in folded), scale_mantissa=tuple(m for m, _ in exact),
@@ -622,7 +651,7 @@ def _lower_quantize(g: ir.Graph, op: ir.Quantize) -> RequantizeStep:
     s_in, zp_in = _int8_act(g, x, where)
     s_out, zp_out = _int8_act(g, y, where)
     m, sh = requantize_params(s_in, s_out)
-    return RequantizeStep(name=g.tensor(y).name, op_index=op.index, reads=(x,), writes=(y,),
+    return RequantizeStep(name=_step_name(g, op), op_index=op.index, reads=(x,), writes=(y,),
                           input=x, output=y, dims=Dims.of(g.tensor(x).shape),
                           input_offset=-zp_in, output_offset=zp_out, multiplier=m, shift=sh)
 
@@ -695,8 +724,9 @@ def lower(g: ir.Graph) -> Lowered:
             tensor = g.tensor(t)
             if tensor.is_const and t not in loaded:
                 _int8_act(g, t, _where(g, op))
-                steps.append(ConstStep(name=tensor.name, op_index=op.index, reads=(),
-                                       writes=(t,), output=t, data=tensor.data or b""))
+                steps.append(ConstStep(name=short_name(tensor.name, "constant"),
+                                       op_index=op.index, reads=(), writes=(t,), output=t,
+                                       data=tensor.data or b""))
                 loaded.add(t)
         steps.append(step)
     _int8_act(g, inp, "model input")

@@ -46,8 +46,8 @@ def fuse_conv_pool(lw: Lowered) -> Lowered:
             if len(users) == 1:
                 p = steps[users[0]]
                 if isinstance(p, PoolStep) and p.kind == "max" and users[0] > i:
-                    out.append(ConvPoolStep(name=p.name, op_index=s.op_index, reads=s.reads,
-                                            writes=p.writes, conv=s, pool=p))
+                    out.append(ConvPoolStep(name=f"{s.name}+{p.name}", op_index=s.op_index,
+                                            reads=s.reads, writes=p.writes, conv=s, pool=p))
                     skip.add(users[0])
                     continue
         out.append(s)

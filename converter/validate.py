@@ -1,0 +1,420 @@
+"""sqz-validate: run inputs on a device and compare with LiteRT BUILTIN_REF, bit for bit.
+
+The device is a board on a serial port, or a simulated one (the host firmware on a
+pseudo-terminal, or the Cortex-M firmware in QEMU on a TCP socket); all go through the same
+serial client. The comparison is exact: the tool exits 0 only when every output byte matches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import statistics
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import reference, tflite_reader
+from .errors import InputFileError, MismatchError, ModelMismatchError, UsageError
+from .preprocess import Preprocessing, load_image_folder, load_labelled_folder
+
+DEFAULT_RANDOM_INPUTS = 10
+_SHA_RE = re.compile(r'#define\s+SQZ_MODEL_SHA256\s+"([0-9a-f]{64})"')
+
+
+@dataclass
+class ModelDir:
+    path: Path
+    sha256: str  # from the generated model.h
+    name: str
+    tflite: bytes
+    tflite_path: Path
+    meta: dict
+    preprocessing: Preprocessing | None
+    keras_path: Path | None
+
+
+def load_model_dir(path: Path, tflite: Path | None) -> ModelDir:
+    if not path.is_dir():
+        raise InputFileError(f"{path}: no such directory; give the --out directory of "
+                             "sqz-convert with --model")
+    header = path / "model.h"
+    if not header.is_file():
+        raise InputFileError(f"{path}: no model.h here; is this a directory written by "
+                             "sqz-convert?")
+    m = _SHA_RE.search(header.read_text(errors="replace"))
+    if not m:
+        raise InputFileError(f"{header}: no SQZ_MODEL_SHA256; regenerate it with sqz-convert")
+    tpath = tflite or path / "model.tflite"
+    if not tpath.is_file():
+        raise InputFileError(f"{tpath}: reference model not found; give it with --tflite")
+    buf = tpath.read_bytes()
+    actual = hashlib.sha256(buf).hexdigest()
+    if actual != m.group(1):
+        raise ModelMismatchError(
+            f"the generated code in {path} was made from a model with SHA-256 {m.group(1)}, "
+            f"but {tpath} has SHA-256 {actual}. Validate against the .tflite it was converted "
+            "from, or run sqz-convert again")
+    meta_p = path / "sqz.json"
+    meta = json.loads(meta_p.read_text()) if meta_p.is_file() else {}
+    pre_p = path / "preprocess.json"
+    pre = Preprocessing.from_dict(json.loads(pre_p.read_text())) if pre_p.is_file() else None
+    name_m = re.search(r'#define\s+SQZ_MODEL_NAME\s+"([^"]*)"', header.read_text())
+    keras = path / "float_model.keras"
+    return ModelDir(path=path, sha256=m.group(1), name=name_m.group(1) if name_m else "",
+                    tflite=buf, tflite_path=tpath, meta=meta, preprocessing=pre,
+                    keras_path=keras if keras.is_file() else None)
+
+
+@dataclass
+class Inputs:
+    int8: np.ndarray  # (N, *input shape[1:])
+    floats: np.ndarray | None  # the float inputs they were quantized from, if any
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    names: list[str]
+    kind: str
+
+
+def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """TFLite's float -> int8 QUANTIZE: roundf(x / scale) + zero point, in float32."""
+    q = np.round(np.float32(x) / np.float32(scale))  # numpy rounds half to even...
+    # ...TFLite rounds half away from zero: fix the exact ties.
+    v = np.float32(x) / np.float32(scale)
+    ties = np.abs(v - np.trunc(v)) == np.float32(0.5)
+    q = np.where(ties, np.trunc(v) + np.sign(v), q)
+    return np.clip(q.astype(np.int64) + zero_point, -128, 127).astype(np.int8)
+
+
+def load_inputs(spec: str | None, n: int | None, seed: int, shape: tuple[int, ...],
+                scale: float, zero_point: int, pre: Preprocessing | None) -> Inputs:
+    per = tuple(shape[1:])
+    if spec is None:
+        count = n or DEFAULT_RANDOM_INPUTS
+        rng = np.random.default_rng(seed)
+        x = rng.integers(-128, 128, size=(count, *per), dtype=np.int8)
+        return Inputs(x, None, None, None, [f"random#{i}" for i in range(count)],
+                      f"{count} random int8 inputs (seed {seed})")
+    p = Path(spec)
+    if p.is_dir():
+        if pre is None:
+            raise UsageError(f"{p}: images need the preprocessing recorded at conversion "
+                             "(preprocess.json in the model directory), and there is none; "
+                             "convert again or give a .npy")
+        if tuple(pre.input_shape) != per:
+            raise InputFileError(f"{p}: preprocessing gives {pre.input_shape}, the model input "
+                                 f"is {per}")
+        subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+        if subdirs:
+            xf, y, classes, files = load_labelled_folder(p, pre)
+        else:
+            xf, files = load_image_folder(p, pre)
+            y, classes = None, None
+        if n:
+            xf, files = xf[:n], files[:n]
+            y = None if y is None else y[:n]
+        return Inputs(quantize_input(xf, scale, zero_point), xf, y, classes,
+                      [str(f.relative_to(p)) if f.is_relative_to(p) else f.name for f in files],
+                      f"{len(files)} images from {p}")
+    if not p.is_file():
+        raise InputFileError(f"{p}: no such file or folder; give a .npy or an image folder")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputFileError(f"{p}: not a readable .npy array ({exc})") from None
+    if arr.shape[1:] != per:
+        if arr.shape == per:
+            arr = arr[None]
+        else:
+            raise InputFileError(f"{p}: inputs have shape {arr.shape}, the model takes "
+                                 f"(N, {', '.join(map(str, per))})")
+    if n:
+        arr = arr[:n]
+    if arr.dtype == np.int8:
+        return Inputs(arr, None, None, None, [f"{p.name}[{i}]" for i in range(len(arr))],
+                      f"{len(arr)} int8 inputs from {p.name}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputFileError(f"{p}: inputs must be int8 (already quantized) or float "
+                             f"(preprocessed), not {arr.dtype}")
+    xf = arr.astype(np.float32)
+    return Inputs(quantize_input(xf, scale, zero_point), xf, None, None,
+                  [f"{p.name}[{i}]" for i in range(len(arr))], f"{len(arr)} float inputs from "
+                  f"{p.name}, quantized with the model's input scale")
+
+
+@dataclass
+class DeviceRun:
+    outputs: np.ndarray
+    logits: np.ndarray | None
+    counts: list[int]
+    layer_counts: list[int] | None
+    step_names: list[str] | None
+    info: object
+
+
+@contextlib.contextmanager
+def open_device(args, md: ModelDir) -> Iterator[tuple[object, str]]:
+    """Yields (port, description) for --port, --sim host or --sim qemu."""
+    if args.port:
+        from .device import open_port
+
+        with open_port(args.port, args.baud) as port:
+            yield port, args.port
+    elif args.sim == "host":
+        from .hostsim import start_host_firmware
+
+        with start_host_firmware(md.path) as fw:
+            yield fw.port, "host firmware on a pseudo-terminal"
+    else:
+        from .qemu import start_qemu_firmware
+
+        with start_qemu_firmware(md.path) as q:
+            yield q.port, q.description
+
+
+def run_device(args, md: ModelDir, inputs: Inputs, out: Console) -> DeviceRun:
+    from .device import DeviceClient
+
+    with open_device(args, md) as (port, where):
+        dev = DeviceClient(port, run_timeout=args.timeout)
+        info = dev.hello()
+        dev.check_model(bytes.fromhex(md.sha256), md.name or None)
+        if info.input.bytes != inputs.int8[0].nbytes:
+            raise ModelMismatchError(f"the device takes {info.input.bytes} input bytes, the "
+                                     f"model {inputs.int8[0].nbytes}")
+        out.print(f"Device: [bold]{info.target_name}[/] ({where}), firmware "
+                  f"{info.firmware_version}, model {info.model_name}, arena "
+                  f"{info.arena_bytes:,} B, counter in {info.counter_unit}")
+        outputs, logits, counts = [], [], []
+        layer_counts = None
+        with Progress(TextColumn("inferences"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=out, transient=True) as bar:
+            task = bar.add_task("infer", total=len(inputs.int8))
+            for i, x in enumerate(inputs.int8):
+                r = dev.infer(x.tobytes(), per_layer=args.per_layer and i == 0)
+                outputs.append(np.frombuffer(r.output, np.int8))
+                if r.logits is not None:
+                    logits.append(np.frombuffer(r.logits, np.int8))
+                counts.append(r.run.total_count)
+                if r.layer_counts is not None:
+                    layer_counts = r.layer_counts
+                bar.advance(task)
+        names = dev.read_step_names() if layer_counts is not None else None
+    return DeviceRun(np.stack(outputs), np.stack(logits) if logits else None, counts,
+                     layer_counts, names, info)
+
+
+@dataclass
+class Comparison:
+    n: int
+    exact: int
+    max_abs_diff: int
+    top1_agree: int
+    compared: str  # "output" or "logits"
+    per_input: list[dict] = field(default_factory=list)
+
+
+def compare(dev: np.ndarray, ref: np.ndarray, names: list[str], what: str) -> Comparison:
+    per = []
+    exact = 0
+    top1 = 0
+    worst = 0
+    for i, name in enumerate(names):
+        a = dev[i].astype(np.int32).ravel()
+        b = ref[i].astype(np.int32).ravel()
+        d = int(np.abs(a - b).max()) if a.size else 0
+        same_top = int(np.argmax(a)) == int(np.argmax(b))
+        exact += d == 0
+        top1 += same_top
+        worst = max(worst, d)
+        per.append({"input": name, "bit_exact": d == 0, "max_abs_diff": d,
+                    "differing_values": int((a != b).sum()), "device_top1": int(np.argmax(a)),
+                    "reference_top1": int(np.argmax(b))})
+    return Comparison(len(names), exact, worst, top1, what, per)
+
+
+def float_outputs(md: ModelDir, keras_path: Path | None, inputs: Inputs, scale: float, zp: int
+                  ) -> np.ndarray | None:
+    path = keras_path or md.keras_path
+    if path is None:
+        return None
+    from .quantize import captured_output
+    from .sources import load_keras
+
+    x = inputs.floats
+    if x is None:
+        x = (inputs.int8.astype(np.float32) - zp) * np.float32(scale)
+    with captured_output():
+        km = load_keras(path)
+        return np.asarray(km.predict(x, verbose=0, batch_size=16))
+
+
+def _dequant(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
+    return (q.astype(np.float32) - zp) * np.float32(scale)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return float(np.dot(a, b) / (na * nb)) if na and nb else 1.0
+
+
+def _stats(counts: list[int], hz: int) -> dict:
+    med = statistics.median(counts)
+    return {"min": min(counts), "median": med, "max": max(counts),
+            "min_ms": min(counts) / hz * 1e3, "median_ms": med / hz * 1e3,
+            "max_ms": max(counts) / hz * 1e3}
+
+
+def write_junit(path: Path, cmp: Comparison, model: str, seconds: float) -> None:
+    suite = ET.Element("testsuite", name=f"sqz-validate {model}", tests=str(cmp.n),
+                       failures=str(cmp.n - cmp.exact), time=f"{seconds:.3f}")
+    for row in cmp.per_input:
+        case = ET.SubElement(suite, "testcase", classname=f"sqz.{model}", name=row["input"])
+        if not row["bit_exact"]:
+            f = ET.SubElement(case, "failure", message=(
+                f"{row['differing_values']} {cmp.compared} values differ, max |diff| "
+                f"{row['max_abs_diff']}"))
+            f.text = json.dumps(row)
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def validate_command(args, out: Console, err: Console) -> int:
+    started = time.monotonic()
+    if args.model is None:
+        default = {"host": "build/host", "qemu": "build/mps2-an386"}.get(args.sim or "", None)
+        args.model = Path(default) if default else None
+        if args.model is None or not args.model.is_dir():
+            raise UsageError("give the directory written by sqz-convert with --model")
+    if args.n is not None and args.n < 1:
+        raise UsageError("-n must be at least 1")
+    md = load_model_dir(args.model, args.tflite)
+    graph = tflite_reader.read_model_bytes(md.tflite, source=md.tflite_path.name)
+    from . import tflite_edit
+
+    g_int8 = tflite_reader.read_model_bytes(tflite_edit.strip_float_edges(md.tflite))
+    in_t = g_int8.tensor(g_int8.inputs[0])
+    out_t = g_int8.tensor(g_int8.outputs[0])
+    s_in, zp_in = in_t.quant.single()
+    s_out, zp_out = out_t.quant.single()
+    del graph
+
+    inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
+                         md.preprocessing)
+    out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "
+              f"{inputs.kind}")
+    with out.status("Running the LiteRT reference (BUILTIN_REF)..."):
+        ref = reference.run_reference(md.tflite, inputs.int8)
+    if ref.softmax_aborted:
+        err.print(f"[bold yellow]note:[/] {ref.note}", soft_wrap=True)
+
+    devrun = run_device(args, md, inputs, out)
+    n = len(inputs.int8)
+    names = inputs.names
+    if ref.softmax_aborted:
+        if devrun.logits is None:
+            raise MismatchError("the reference softmax aborted and the device returned no "
+                                "logits to compare instead")
+        cmp = compare(devrun.logits, ref.logits.reshape(n, -1), names, "logits")
+        sane = bool(np.all(devrun.outputs == -128))
+    else:
+        cmp = compare(devrun.outputs, ref.outputs.reshape(n, -1), names, "output")
+        sane = True
+
+    info = devrun.info
+    hz = info.counter_hz or 1
+    lat = _stats(devrun.counts, hz)
+    report = {
+        "model": md.name, "model_sha256": md.sha256, "device": info.target_name,
+        "firmware": info.firmware_version, "inputs": inputs.kind, "n": n,
+        "compared": cmp.compared, "bit_exact": cmp.exact, "max_abs_diff": cmp.max_abs_diff,
+        "top1_agreement": cmp.top1_agree, "softmax_reference_aborted": ref.softmax_aborted,
+        "device_softmax_saturated": not sane if ref.softmax_aborted else None,
+        "counter_unit": info.counter_unit, "counter_hz": info.counter_hz,
+        "latency": lat, "per_input": cmp.per_input,
+    }
+
+    table = Table(title="sqz-validate", show_header=False)
+    table.add_row("bit-exact", f"{cmp.exact}/{n} {cmp.compared}s identical to LiteRT "
+                  "BUILTIN_REF")
+    table.add_row("largest |difference|", str(cmp.max_abs_diff))
+    table.add_row("top-1 agreement", f"{cmp.top1_agree}/{n}")
+    unit = info.counter_unit
+    note = " (executed instructions, not cycles)" if unit == "instructions" else ""
+    table.add_row(f"device {unit}{note}",
+                  f"min {lat['min']:,}  median {lat['median']:,.0f}  max {lat['max']:,}")
+    table.add_row("device time", f"min {lat['min_ms']:.2f} ms  median {lat['median_ms']:.2f} ms"
+                  f"  max {lat['max_ms']:.2f} ms at {hz / 1e6:g} MHz counter")
+    if info.macs:
+        table.add_row(f"{unit} per MAC", f"{lat['median'] / info.macs:.2f}")
+
+    fl = float_outputs(md, args.keras, inputs, s_in, zp_in)
+    if fl is not None:
+        dev_real = _dequant(devrun.outputs, s_out, zp_out).reshape(n, -1)
+        fl = fl.reshape(n, -1)
+        agree = int(sum(int(np.argmax(a)) == int(np.argmax(b)) for a, b in zip(dev_real, fl,
+                                                                               strict=True)))
+        cos = float(np.mean([_cosine(a, b) for a, b in zip(dev_real, fl, strict=True)]))
+        table.add_row("vs float Keras model", f"top-1 agreement {agree}/{n}, mean cosine "
+                      f"similarity {cos:.4f}")
+        report["float_top1_agreement"] = agree
+        report["float_cosine_similarity"] = cos
+    if inputs.labels is not None:
+        acc = {"device": float(np.mean(np.argmax(devrun.outputs, 1) == inputs.labels))}
+        if not ref.softmax_aborted:
+            acc["int8 reference"] = float(np.mean(
+                np.argmax(ref.outputs.reshape(n, -1), 1) == inputs.labels))
+        if fl is not None:
+            acc["float Keras"] = float(np.mean(np.argmax(fl, 1) == inputs.labels))
+        report["accuracy"] = acc
+        acc_table = Table(title=f"accuracy on {n} labelled images")
+        for k in acc:
+            acc_table.add_column(k)
+        acc_table.add_row(*(f"{100 * v:.1f}%" for v in acc.values()))
+        out.print(acc_table)
+    out.print(table)
+    if devrun.layer_counts is not None:
+        report["per_layer"] = per_layer_rows(devrun, out)
+
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2) + "\n")
+    if args.junit:
+        write_junit(args.junit, cmp, md.name or "model", time.monotonic() - started)
+
+    if cmp.exact != n:
+        bad = [r["input"] for r in cmp.per_input if not r["bit_exact"]][:5]
+        raise MismatchError(f"{n - cmp.exact} of {n} inputs differ from the reference "
+                            f"(largest |difference| {cmp.max_abs_diff}); first: "
+                            f"{', '.join(bad)}")
+    if not sane:
+        raise MismatchError("the reference softmax aborted and the device's softmax output is "
+                            "not the saturated all -128 it should be")
+    out.print(f"[bold green]PASS[/]: all {n} {cmp.compared}s bit-exact")
+    return 0
+
+
+def per_layer_rows(devrun: DeviceRun, out: Console) -> list[dict]:
+    """Counts per step: the device records the counter after every step."""
+    marks = devrun.layer_counts or []
+    names = devrun.step_names or [f"step {i}" for i in range(len(marks))]
+    total = sum(marks) or 1
+    unit = devrun.info.counter_unit
+    t = Table(title=f"per layer ({unit}, first inference)")
+    t.add_column("#", justify="right")
+    t.add_column("layer")
+    t.add_column(unit, justify="right")
+    t.add_column("share", justify="right")
+    rows = []
+    for i, (name, c) in enumerate(zip(names, marks, strict=False)):
+        t.add_row(str(i), name, f"{c:,}", f"{100 * c / total:.1f}%")
+        rows.append({"step": i, "name": name, "count": c})
+    out.print(t)
+    return rows
