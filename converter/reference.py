@@ -48,8 +48,13 @@ def _run_child(model: bytes, inputs: np.ndarray) -> tuple[int, np.ndarray | None
 def run_reference(
     model: bytes, inputs: np.ndarray, *, want_logits: bool = False
 ) -> ReferenceResult:
-    """Run int8 `inputs` (N, H, W, C) through `model` with BUILTIN_REF kernels."""
-    model = tflite_edit.strip_float_edges(model)
+    """Run int8 `inputs` (N, H, W, C) through `model` with BUILTIN_REF kernels.
+
+    Float QUANTIZE/DEQUANTIZE edges are dropped (the device is int8 end to end) and concat
+    inputs at a scale other than the output's get their requantization made explicit, the
+    two ways sqz's definition of a model extends what LiteRT itself accepts.
+    """
+    model = tflite_edit.explicit_concat_requantize(tflite_edit.strip_float_edges(model))
     code, outputs, err = _run_child(model, inputs)
     aborted = code == -signal.SIGABRT or code == 128 + signal.SIGABRT
     if code != 0 and not aborted:

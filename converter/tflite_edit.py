@@ -64,6 +64,72 @@ def cut_before_final_softmax(buf: bytes) -> bytes:
     return _save(model)
 
 
+def _opcode_index(model: schema.ModelT, code: int) -> int:
+    for i, oc in enumerate(model.operatorCodes):
+        if max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)) == code:
+            return i
+    oc = schema.OperatorCodeT()
+    oc.builtinCode = code
+    oc.deprecatedBuiltinCode = min(code, 127)
+    oc.version = 1
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def _quant_key(t) -> tuple:
+    q = t.quantization
+    if q is None or q.scale is None:
+        return ()
+    return (tuple(float(x) for x in q.scale), tuple(int(x) for x in (q.zeroPoint or [])))
+
+
+def explicit_concat_requantize(buf: bytes) -> bytes:
+    """Make the requantization of int8 CONCATENATION inputs explicit QUANTIZE ops.
+
+    LiteRT's int8 concat refuses inputs whose scale or zero point differ from the output's.
+    sqz accepts them and defines the result as each such input requantized to the output's
+    parameters (the int8 -> int8 QUANTIZE op) and then concatenated; this rewrite gives the
+    reference exactly that graph. Returns the buffer unchanged when no input differs.
+    """
+    model = _load(buf)
+    sg = model.subgraphs[0]
+    ops = []
+    changed = False
+    for op in sg.operators or []:
+        if _code(model, op) == schema.BuiltinOperator.CONCATENATION:
+            out_t = sg.tensors[op.outputs[0]]
+            new_inputs = []
+            for t in op.inputs:
+                src = sg.tensors[t]
+                if (src.type == schema.TensorType.INT8 and out_t.type == schema.TensorType.INT8
+                        and _quant_key(src) != _quant_key(out_t)):
+                    rq = schema.TensorT()
+                    rq.name = (src.name or b"") + b"/requantized"
+                    rq.shape = list(src.shape)
+                    rq.type = schema.TensorType.INT8
+                    rq.buffer = 0
+                    q = schema.QuantizationParametersT()
+                    q.scale = list(out_t.quantization.scale)
+                    q.zeroPoint = list(out_t.quantization.zeroPoint)
+                    rq.quantization = q
+                    sg.tensors.append(rq)
+                    qop = schema.OperatorT()
+                    qop.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.QUANTIZE)
+                    qop.inputs = [int(t)]
+                    qop.outputs = [len(sg.tensors) - 1]
+                    ops.append(qop)
+                    new_inputs.append(len(sg.tensors) - 1)
+                    changed = True
+                else:
+                    new_inputs.append(int(t))
+            op.inputs = new_inputs
+        ops.append(op)
+    if not changed:
+        return buf
+    sg.operators = ops
+    return _save(model)
+
+
 def strip_float_edges(buf: bytes) -> bytes:
     """Remove a float->int8 QUANTIZE feeding the input and int8->float DEQUANTIZE outputs.
 

@@ -343,8 +343,8 @@ def validate_command(args, out: Console, err: Console) -> int:
     }
 
     table = Table(title="sqz-validate", show_header=False)
-    table.add_row("bit-exact", f"{cmp.exact}/{n} {cmp.compared}s identical to LiteRT "
-                  "BUILTIN_REF")
+    what = "logits" if cmp.compared == "logits" else "outputs"
+    table.add_row("bit-exact", f"{cmp.exact}/{n} {what} identical to LiteRT BUILTIN_REF")
     table.add_row("largest |difference|", str(cmp.max_abs_diff))
     table.add_row("top-1 agreement", f"{cmp.top1_agree}/{n}")
     unit = info.counter_unit
@@ -397,7 +397,7 @@ def validate_command(args, out: Console, err: Console) -> int:
     if not sane:
         raise MismatchError("the reference softmax aborted and the device's softmax output is "
                             "not the saturated all -128 it should be")
-    out.print(f"[bold green]PASS[/]: all {n} {cmp.compared}s bit-exact")
+    out.print(f"[bold green]PASS[/]: all {n} {what} bit-exact")
     return 0
 
 

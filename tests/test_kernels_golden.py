@@ -222,3 +222,31 @@ def test_quantize_requantize(sqz_runner, shape, in_q, out_q, seed):
     y = g.tensor("y", full, "int8", *out_q)
     g.op("QUANTIZE", [x], [y])
     _check(sqz_runner, g.build([x], [y]), _inputs(rng, full))
+
+
+@EXAMPLES
+@given(n_in=st.integers(2, 3), qs=st.lists(st.tuples(scales, zero_points), min_size=4,
+                                           max_size=4), seed=st.integers(0, 2**31))
+def test_concatenation_with_differing_scales(sqz_runner, n_in, qs, seed):
+    """Inputs at other scales are requantized (int8 QUANTIZE semantics) into the output."""
+    from converter import tflite_edit
+
+    rng = np.random.default_rng(seed)
+    base = [1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 6))]
+    g = GraphBuilder()
+    x = g.tensor("x", base, "int8", *qs[0])
+    inputs = [x]
+    for i in range(1, n_in):
+        data = rng.integers(-128, 128, size=base, dtype=np.int8)
+        inputs.append(g.tensor(f"c{i}", base, "int8", *qs[i], data=data))
+    out = list(base)
+    out[3] = base[3] * n_in
+    y = g.tensor("y", out, "int8", *qs[3])
+    opt = s.ConcatenationOptionsT()
+    opt.axis = 3
+    g.op("CONCATENATION", inputs, [y], "ConcatenationOptions", opt)
+    buf = g.build([x], [y])
+    xs = _inputs(rng, base)
+    ours = sqz_runner.run(buf, xs)
+    ref = reference(tflite_edit.explicit_concat_requantize(buf), xs)
+    assert np.array_equal(ours, ref)

@@ -49,3 +49,10 @@ def test_network_bit_exact(sqz_runner, name, size, channels, classes):
 def test_squeezenet1_1_224_imagenet_shape(sqz_runner):
     src = sources.resolve("squeezenet1_1", calib_samples=4)
     _compare(sqz_runner, src.tflite, n=2)
+
+
+def test_network_under_asan_and_ubsan(sqz_runner_asan):
+    """The whole runtime on a bypass network, built with AddressSanitizer and UBSan."""
+    src = sources.resolve("squeezenet1_0_complex_bypass", input_size=(48, 48), classes=4,
+                          calib_samples=4)
+    _compare(sqz_runner_asan, src.tflite, n=2)

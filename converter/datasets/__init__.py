@@ -1,0 +1,1 @@
+"""Procedural image datasets: generated on the spot, so examples and tests never download."""

@@ -1,0 +1,70 @@
+"""The real ImageNet SqueezeNet 1.1 from ../shared/pretrained: int8 keeps the float top-1 on
+the cat photo, and the generated C is bit-exact with the reference on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import PRETRAINED
+
+from converter import reference, sources
+from converter.cli import convert_main, validate_main
+from converter.preprocess import Preprocessing, load_image
+
+WEIGHTS = PRETRAINED / "squeezenet1_1_imagenet.npz"
+CAT = PRETRAINED / "cat.jpeg"
+
+pytestmark = pytest.mark.skipif(
+    not (WEIGHTS.is_file() and CAT.is_file()),
+    reason=f"pretrained weights or photo not found in {PRETRAINED} (shared data beside the "
+           "checkout)")
+
+
+def _calibration(x: np.ndarray) -> np.ndarray:
+    """A handful of variants of the one photo we have: flips, shifts, contrast."""
+    v = [x, x[:, ::-1], np.roll(x, 12, axis=0), np.roll(x, -12, axis=1), x * 0.8, x * 1.2,
+         x[::-1], np.roll(x[:, ::-1], 20, axis=0)]
+    return np.stack(v).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def cat_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pretrained")
+    x = load_image(CAT, Preprocessing.imagenet())
+    np.save(tmp / "calib.npy", _calibration(x))
+    return tmp, x
+
+
+def test_int8_top1_equals_float_top1(cat_setup, sqz_runner):
+    tmp, x = cat_setup
+    src = sources.resolve("squeezenet1_1", weights=str(WEIGHTS), calib=str(tmp / "calib.npy"),
+                          preprocess="imagenet")
+    float_probs = np.asarray(src.keras_model.predict(x[None], verbose=0))[0]
+    assert int(np.argmax(float_probs)) == 285  # Egyptian cat, per the data's README
+    from converter.validate import quantize_input
+    from converter.tflite_reader import read_model_bytes
+
+    g = read_model_bytes(src.tflite)
+    scale, zp = g.tensor(g.inputs[0]).quant.single()
+    q = quantize_input(x[None], scale, zp)
+    ref = reference.run_reference(src.tflite, q)
+    assert not ref.softmax_aborted
+    assert int(np.argmax(ref.outputs[0])) == 285
+    ours = sqz_runner.run(src.tflite, q)
+    assert np.array_equal(ours, ref.outputs.reshape(1, -1))
+
+
+def test_validate_cat_on_host_device(cat_setup, tmp_path, capsys):
+    tmp, _ = cat_setup
+    out = tmp_path / "cat"
+    assert convert_main(["squeezenet1_1", "--weights", str(WEIGHTS), "--preprocess", "imagenet",
+                         "--calib", str(tmp / "calib.npy"), "--target", "host", "--out",
+                         str(out), "-q"]) == 0
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpeg").write_bytes(CAT.read_bytes())
+    rc = validate_main(["--sim", "host", "--model", str(out), "--inputs", str(photos)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "1/1 outputs identical to LiteRT BUILTIN_REF" in text
+    assert "vs float Keras model │ top-1 agreement 1/1" in text
