@@ -41,8 +41,8 @@ def test_int8_top1_equals_float_top1(cat_setup, sqz_runner):
                           preprocess="imagenet")
     float_probs = np.asarray(src.keras_model.predict(x[None], verbose=0))[0]
     assert int(np.argmax(float_probs)) == 285  # Egyptian cat, per the data's README
-    from converter.validate import quantize_input
     from converter.tflite_reader import read_model_bytes
+    from converter.validate import quantize_input
 
     g = read_model_bytes(src.tflite)
     scale, zp = g.tensor(g.inputs[0]).quant.single()

@@ -15,7 +15,6 @@ would instead of leaving staircase edges that a network could key on.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
