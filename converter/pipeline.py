@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,6 +17,11 @@ from .paths import ROOT
 PIO_GLUE = ROOT / "build" / "sqz_pio.ini"
 
 
+def pio_glue_path() -> Path:
+    # Tests point this elsewhere so they never retarget the checkout's own pio build.
+    return Path(os.environ.get("SQZ_PIO_GLUE", PIO_GLUE))
+
+
 def default_out(target: str) -> Path:
     return Path("build") / target
 
@@ -24,7 +30,8 @@ def write_pio_glue(target: targets.Target, model_dir: Path) -> Path | None:
     """Point platformio.ini at the model just generated and make its env the default."""
     if not target.pio_env:
         return None
-    PIO_GLUE.parent.mkdir(parents=True, exist_ok=True)
+    glue = pio_glue_path()
+    glue.parent.mkdir(parents=True, exist_ok=True)
     text = (
         "; Written by sqz-convert; platformio.ini includes it through extra_configs.\n"
         "[platformio]\n"
@@ -32,10 +39,10 @@ def write_pio_glue(target: targets.Target, model_dir: Path) -> Path | None:
         "[sqz]\n"
         f"model_dir = {model_dir.resolve()}\n"
     )
-    tmp = PIO_GLUE.with_suffix(".tmp")
+    tmp = glue.with_suffix(".tmp")
     tmp.write_text(text)
-    tmp.replace(PIO_GLUE)
-    return PIO_GLUE
+    tmp.replace(glue)
+    return glue
 
 
 def convert_command(args, out: Console, err: Console) -> int:

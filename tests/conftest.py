@@ -11,6 +11,12 @@ SHARED = REPO.parent / "shared"
 PRETRAINED = SHARED / "pretrained"
 
 
+@pytest.fixture(autouse=True)
+def _pio_glue_in_tmp(tmp_path, monkeypatch):
+    """sqz-convert retargets the checkout's PlatformIO build; tests must not."""
+    monkeypatch.setenv("SQZ_PIO_GLUE", str(tmp_path / "sqz_pio.ini"))
+
+
 @pytest.fixture(scope="session")
 def sqz_runner(tmp_path_factory) -> SqzRunner:
     return SqzRunner(tmp_path_factory.mktemp("sqz"), sanitize=False, opt="-O1")
