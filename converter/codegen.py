@@ -119,7 +119,7 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
             "input_dims": _dims(s.input_dims), "filter_dims": _dims(s.filter_dims),
             "bias_dims": _dims(Dims(1, 1, 1, s.output_dims.c)),
             "output_dims": _dims(s.output_dims),
-            "filter": arrays.add("filter", n, "int8_t", np.frombuffer(s.filter, np.int8)),
+            "filter": arrays.add("filter", n, "int8_t", s.filter_values()),
             "bias": arrays.add("bias", n, "int32_t", s.bias),
             "multiplier": arrays.add("multiplier", n, "int32_t", s.multiplier),
             "shift": arrays.add("shift", n, "int8_t", s.shift),

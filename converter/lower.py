@@ -22,6 +22,9 @@ from .quantmath import (
 )
 
 QMIN, QMAX = -128, 127
+# Mirrors SQZ_BLOCK and SQZ_PIXELS in firmware/src/runtime/conv_s8.c.
+CONV_BLOCK = 16
+CONV_PIXELS = 4
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,37 @@ class ConvStep(Step):
 
     @property
     def weight_bytes(self) -> int:
-        return len(self.filter) + 4 * len(self.bias) + 4 * len(self.multiplier) + len(self.shift)
+        return (self.filter_row_len() * self.filter_dims.n + 4 * len(self.bias)
+                + 4 * len(self.multiplier) + len(self.shift))
+
+    @property
+    def uses_patches(self) -> bool:
+        """Mirrors the C kernel: undilated k x k filters go through zero-padded patches."""
+        f = self.filter_dims
+        return not (f.h == 1 and f.w == 1) and self.dilation == (1, 1)
+
+    def filter_row_len(self) -> int:
+        """Mirrors sqz_conv_s8_filter_row_len: values per output channel in the filter array."""
+        f = self.filter_dims
+        taps = f.h * f.w * f.c
+        return -(-taps // CONV_BLOCK) * CONV_BLOCK if self.uses_patches else taps
+
+    def scratch_bytes(self) -> int:
+        """Mirrors sqz_conv_s8_scratch_size: the int16-widened input one output row needs."""
+        f = self.filter_dims
+        if f.h == 1 and f.w == 1:
+            return 2 * CONV_PIXELS * self.input_dims.c
+        if self.uses_patches:
+            return 2 * CONV_PIXELS * self.filter_row_len()
+        width = (self.output_dims.w - 1) * self.stride[1] + (f.w - 1) * self.dilation[1] + 1
+        return 2 * f.h * width * self.input_dims.c
+
+    def filter_values(self) -> np.ndarray:
+        """The filter as laid out in flash: OHWI rows, zero-padded to filter_row_len()."""
+        f = self.filter_dims
+        w = np.frombuffer(self.filter, np.int8).reshape(f.n, f.h * f.w * f.c)
+        pad = self.filter_row_len() - w.shape[1]
+        return np.pad(w, ((0, 0), (0, pad))).reshape(-1) if pad else w.reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -138,8 +171,10 @@ class ConvPoolStep(Step):
         return self.conv.weight_bytes
 
     def scratch_bytes(self) -> int:
+        """Mirrors sqz_conv_pool_s8_scratch_size: a ring of conv rows, then the conv's own."""
         cd = self.conv.output_dims
-        return self.pool.filter_hw[0] * cd.w * cd.c
+        ring = self.pool.filter_hw[0] * cd.w * cd.c
+        return (ring + 1) // 2 * 2 + self.conv.scratch_bytes()
 
 
 @dataclass(frozen=True)

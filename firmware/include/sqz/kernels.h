@@ -61,8 +61,16 @@ sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
                        const int8_t *input, const sqz_dims *filter_dims, const int8_t *filter,
                        const sqz_dims *bias_dims, const int32_t *bias,
                        const sqz_dims *output_dims, int8_t *output);
-int32_t sqz_conv_s8_scratch_size(const sqz_dims *input_dims, const sqz_dims *filter_dims,
-                                 const sqz_dims *output_dims);
+/* Filter layout: OHWI, each output channel's row sqz_conv_s8_filter_row_len() values long.
+ * That is kh * kw * c, except for filters whose kw * c is under 16 (first layers on 1 to 3
+ * channels), whose rows are zero-padded to a multiple of 16 so every dot product runs in full
+ * blocks. The converter lays the weights out accordingly. */
+int32_t sqz_conv_s8_filter_row_len(const sqz_conv_params *params, const sqz_dims *filter_dims);
+
+/* Scratch: the input rows one output row reads, widened to int16 (a few pixels for a 1x1,
+ * a few receptive fields for padded-row filters). */
+int32_t sqz_conv_s8_scratch_size(const sqz_conv_params *params, const sqz_dims *input_dims,
+                                 const sqz_dims *filter_dims, const sqz_dims *output_dims);
 
 /* ---- MAX_POOL_2D and AVERAGE_POOL_2D -------------------------------------------------------- */
 
@@ -92,7 +100,9 @@ sqz_status sqz_conv_pool_s8(const sqz_context *ctx, const sqz_conv_params *conv_
                             const int8_t *input, const sqz_dims *filter_dims,
                             const int8_t *filter, const sqz_dims *bias_dims, const int32_t *bias,
                             const sqz_dims *output_dims, int8_t *output);
-int32_t sqz_conv_pool_s8_scratch_size(const sqz_dims *pool_filter_dims,
+int32_t sqz_conv_pool_s8_scratch_size(const sqz_conv_params *conv_params,
+                                      const sqz_dims *input_dims, const sqz_dims *filter_dims,
+                                      const sqz_dims *pool_filter_dims,
                                       const sqz_dims *conv_output_dims);
 
 /* ---- MEAN over height and width ---------------------------------------------------------- */

@@ -4,10 +4,20 @@
 #include "fixedpoint.h"
 #include "sqz/kernels.h"
 
-int32_t sqz_conv_pool_s8_scratch_size(const sqz_dims *pool_filter_dims,
+/* The ring of conv rows, then (2-byte aligned) the conv's own widened-row scratch. */
+static int32_t ring_bytes(const sqz_dims *pool_filter_dims, const sqz_dims *conv_output_dims)
+{
+    const int32_t bytes = pool_filter_dims->h * conv_output_dims->w * conv_output_dims->c;
+    return (bytes + 1) & ~1;
+}
+
+int32_t sqz_conv_pool_s8_scratch_size(const sqz_conv_params *conv_params,
+                                      const sqz_dims *input_dims, const sqz_dims *filter_dims,
+                                      const sqz_dims *pool_filter_dims,
                                       const sqz_dims *conv_output_dims)
 {
-    return pool_filter_dims->h * conv_output_dims->w * conv_output_dims->c;
+    return ring_bytes(pool_filter_dims, conv_output_dims) +
+           sqz_conv_s8_scratch_size(conv_params, input_dims, filter_dims, conv_output_dims);
 }
 
 sqz_status sqz_conv_pool_s8(const sqz_context *ctx, const sqz_conv_params *conv_params,
@@ -31,10 +41,12 @@ sqz_status sqz_conv_pool_s8(const sqz_context *ctx, const sqz_conv_params *conv_
     }
     const int32_t ring_rows = pool_filter_dims->h;
     if (ring_rows < 1 || ctx->buf == NULL ||
-        ctx->size < sqz_conv_pool_s8_scratch_size(pool_filter_dims, cd)) {
+        ctx->size < sqz_conv_pool_s8_scratch_size(conv_params, input_dims, filter_dims,
+                                                  pool_filter_dims, cd)) {
         return SQZ_ERR_SCRATCH;
     }
     int8_t *ring = (int8_t *)ctx->buf;
+    int16_t *widened = (int16_t *)(void *)(ring + ring_bytes(pool_filter_dims, cd));
     const size_t row_bytes = (size_t)cd->w * cd->c;
     const int32_t c = cd->c;
     const size_t in_batch = (size_t)input_dims->h * input_dims->w * input_dims->c;
@@ -53,7 +65,8 @@ sqz_status sqz_conv_pool_s8(const sqz_context *ctx, const sqz_conv_params *conv_
             }
             for (; next_row < y0 + fy1; ++next_row) {
                 sqz_conv_row_s8(conv_params, quant, input_dims, in_b, filter_dims, filter, bias,
-                                cd, next_row, ring + (size_t)(next_row % ring_rows) * row_bytes);
+                                cd, next_row, widened,
+                                ring + (size_t)(next_row % ring_rows) * row_bytes);
             }
             for (int32_t px = 0; px < output_dims->w; ++px) {
                 const int32_t x0 = px * pool_params->stride.w - pool_params->padding.w;

@@ -13,18 +13,21 @@ static inline int32_t sqz_sat_rounding_doubling_high_mul(int32_t a, int32_t b)
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    /* Division, not a shift: the reference truncates toward zero here. */
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    /* The reference adds a sign-dependent nudge and divides (truncating) by 2^31; that equals
+     * adding 2^30 and flooring, which is one arithmetic shift. */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
+/* x / 2^exponent rounded half away from zero (gemmlowp's RoundingDivideByPOT), 0..31. The
+ * reference's mask-and-threshold form equals adding half, minus one for negative x, then an
+ * arithmetic shift; 64 bits keep the addition from overflowing. */
 static inline int32_t sqz_rounding_divide_by_pot(int32_t x, int exponent)
 {
-    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+    if (exponent == 0) {
+        return x;
+    }
+    const int64_t half = (int64_t)1 << (exponent - 1);
+    return (int32_t)(((int64_t)x + half - (x < 0 ? 1 : 0)) >> exponent);
 }
 
 /* TFLite's MultiplyByQuantizedMultiplier (double rounding). The left shift wraps like the
