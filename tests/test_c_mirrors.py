@@ -1,0 +1,110 @@
+"""The Python mirrors of C-side pure functions agree with the C itself (called via ctypes):
+scratch sizes, the padded filter row length, and the integer requantization."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from converter import build
+from converter.lower import ConvPoolStep, ConvStep, Dims, MeanStep, PoolStep
+from converter.quantmath import multiply_by_quantized_multiplier
+
+
+class CDims(ctypes.Structure):
+    _fields_ = [("n", ctypes.c_int32), ("h", ctypes.c_int32), ("w", ctypes.c_int32),
+                ("c", ctypes.c_int32)]
+
+
+class CConvParams(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "input_offset", "output_offset", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h",
+        "dil_w", "act_min", "act_max", "output_pixel_stride")]
+
+
+class CRequantParams(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "input_offset", "output_offset", "multiplier", "shift")]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lib") / "libsqz.so"
+    cmd = [build.compiler(), *build.WARN_FLAGS, "-O1", "-shared", "-fPIC", "-I",
+           str(build.include_dirs()[0]), *map(str, build.runtime_sources()), "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return ctypes.CDLL(str(out))
+
+
+def _conv_step(in_d, f_d, out_d, stride, dilation):
+    return ConvStep(name="c", op_index=0, reads=(0,), writes=(1,), input=0, output=1,
+                    input_dims=in_d, filter_dims=f_d, output_dims=out_d,
+                    filter=bytes(f_d.n * f_d.h * f_d.w * f_d.c), bias=(0,) * f_d.n,
+                    multiplier=(1 << 30,) * f_d.n, shift=(0,) * f_d.n, input_offset=0,
+                    output_offset=0, stride=stride, padding=(0, 0), dilation=dilation,
+                    act_min=-128, act_max=127, output_pixel_stride=f_d.n)
+
+
+conv_shapes = st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 70),
+                        st.integers(1, 70), st.sampled_from([1, 2, 3, 5, 7]),
+                        st.sampled_from([1, 3]), st.integers(1, 3), st.integers(1, 2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(conv_shapes)
+def test_conv_scratch_and_filter_layout_match_c(lib, shape):
+    h, w, cin, cout, kh, kw, stride, dil = shape
+    in_d = Dims(1, h, w, cin)
+    f_d = Dims(cout, kh, kw, cin)
+    oh = max(1, (h - (kh - 1) * dil - 1) // stride + 1)
+    ow = max(1, (w - (kw - 1) * dil - 1) // stride + 1)
+    out_d = Dims(1, oh, ow, cout)
+    step = _conv_step(in_d, f_d, out_d, (stride, stride), (dil, dil))
+    p = CConvParams(0, 0, stride, stride, 0, 0, dil, dil, -128, 127, cout)
+    args = [ctypes.byref(p), ctypes.byref(CDims(*in_d.as_tuple())),
+            ctypes.byref(CDims(*f_d.as_tuple())), ctypes.byref(CDims(*out_d.as_tuple()))]
+    assert lib.sqz_conv_s8_scratch_size(*args) == step.scratch_bytes()
+    assert lib.sqz_conv_s8_filter_row_len(args[0], args[2]) == step.filter_row_len()
+    assert len(step.filter_values()) == step.filter_row_len() * cout
+
+    pool = PoolStep(name="p", op_index=1, reads=(1,), writes=(2,), kind="max", input=1,
+                    output=2, input_dims=out_d, filter_hw=(3, 3), output_dims=out_d,
+                    stride=(2, 2), padding=(0, 0), act_min=-128, act_max=127)
+    fused = ConvPoolStep(name="f", op_index=0, reads=(0,), writes=(2,), conv=step, pool=pool)
+    pool_f = CDims(1, 3, 3, 1)
+    assert lib.sqz_conv_pool_s8_scratch_size(
+        args[0], args[1], args[2], ctypes.byref(pool_f), args[3]) == fused.scratch_bytes()
+
+
+def test_mean_scratch_matches_c(lib):
+    for c in (1, 7, 1000):
+        d = Dims(1, 13, 13, c)
+        step = MeanStep(name="m", op_index=0, reads=(0,), writes=(1,), input=0, output=1,
+                        input_dims=d, output_dims=Dims(1, 1, 1, c), input_offset=0,
+                        output_offset=0, multiplier=1 << 30, shift=0)
+        assert lib.sqz_mean_s8_scratch_size(ctypes.byref(CDims(*d.as_tuple()))) == \
+            step.scratch_bytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(mult=st.integers(0, 2**31 - 1), shift=st.integers(-31, 30),
+       zp_in=st.integers(-128, 127), zp_out=st.integers(-128, 127))
+def test_requantize_matches_the_reference_rounding(lib, mult, shift, zp_in, zp_out):
+    """The C closed forms (one shift instead of the reference's nudge and division) give
+    exactly the reference's gemmlowp arithmetic on every int8 input."""
+    x = np.arange(-128, 128, dtype=np.int8)
+    out = np.zeros(256, np.int8)
+    d = CDims(1, 1, 1, 256)
+    p = CRequantParams(-zp_in, zp_out, mult, shift)
+    status = lib.sqz_requantize_s8(ctypes.byref(p), ctypes.byref(d),
+                                   x.ctypes.data_as(ctypes.c_void_p), ctypes.byref(d),
+                                   out.ctypes.data_as(ctypes.c_void_p))
+    assert status == 0
+    expected = [max(-128, min(127, multiply_by_quantized_multiplier(int(v) - zp_in, mult, shift)
+                              + zp_out)) for v in x]
+    assert out.tolist() == expected
