@@ -36,10 +36,11 @@ def include_dirs() -> list[Path]:
 
 
 def compile_c(sources: Sequence[Path], out: Path, *, includes: Sequence[Path] = (),
-              opt: str = "-O2", sanitize: bool = False, extra: Sequence[str] = ()) -> Path:
+              opt: str = "-O2", sanitize: bool = False, extra: Sequence[str] = (),
+              warn: Sequence[str] = WARN_FLAGS) -> Path:
     """Compile and link `sources` into the executable `out`; raises BuildError with the log."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [compiler(), *WARN_FLAGS, opt]
+    cmd = [compiler(), *warn, opt]
     if sanitize:
         cmd += [*SANITIZE_FLAGS, "-g"]
     for inc in [*include_dirs(), *includes]:

@@ -31,6 +31,7 @@ from .lower import (
     SoftmaxStep,
 )
 from .passes import Layout
+from .errors import InputFileError
 from .paths import TEMPLATES, require
 from .targets import Target
 
@@ -239,7 +240,13 @@ def render(context: dict[str, Any]) -> dict[str, str]:
 
 def write_outputs(files: dict[str, str], extra: dict[str, bytes], out_dir: Path) -> None:
     """Write every file or none: render into a temporary directory, then move into place."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputFileError(f"{out_dir} exists and is not a directory; choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputFileError(f"cannot create the output directory {out_dir}: "
+                             f"{exc.strerror}") from None
     staged = []
     for name, text in files.items():
         tmp = out_dir / f".{name}.tmp"

@@ -1,0 +1,37 @@
+"""sqz-bench: its figures add up and are reproducible (no speed thresholds: those belong to
+the benchmark itself, quoted in the README)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from converter.bench import bench_main
+
+pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None,
+                                reason="valgrind not installed: apt-get install valgrind")
+
+
+def test_bench_counts_are_consistent_and_deterministic(tmp_path, capsys):
+    results = []
+    for i in range(2):
+        js = tmp_path / f"b{i}.json"
+        rc = bench_main(["squeezenet1_1", "--input-size", "40", "--classes", "3", "--out",
+                         str(tmp_path / f"w{i}"), "--json", str(js)])
+        assert rc == 0
+        results.append(json.loads(js.read_text()))
+    text = capsys.readouterr().out
+    a, b = results
+    assert a["instructions"] == b["instructions"]  # callgrind counts are deterministic
+    assert a["instructions"] == sum(layer["instructions"] for layer in a["layers"])
+    assert all(layer["instructions"] > 0 for layer in a["layers"])
+    assert a["macs"] == sum(layer["macs"] for layer in a["layers"]) > 0
+    assert [layer["name"] for layer in a["layers"]][:2] == ["conv1+pool1", "fire2_squeeze1x1"]
+    assert "instructions per MAC" in text and "peak arena" in text
+    if shutil.which("arm-none-eabi-gcc"):
+        assert a["cm4_code_bytes"] > 0
+        assert a["cm4_flash_bytes"] == a["cm4_code_bytes"] + a["weight_bytes"]
+    else:
+        assert "arm-none-eabi-gcc not installed" in a["cm4_note"]
