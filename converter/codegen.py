@@ -16,6 +16,7 @@ import jinja2
 import numpy as np
 
 from . import __version__
+from .errors import InputFileError
 from .lower import (
     AddStep,
     ConcatStep,
@@ -31,7 +32,6 @@ from .lower import (
     SoftmaxStep,
 )
 from .passes import Layout
-from .errors import InputFileError
 from .paths import TEMPLATES, require
 from .targets import Target
 
