@@ -45,6 +45,22 @@ def write_pio_glue(target: targets.Target, model_dir: Path) -> Path | None:
     return glue
 
 
+def measure_image(report, model_dir: Path) -> None:
+    """Flash and RAM of the real firmware image, for the boards sqz can build here."""
+    from .errors import BuildError
+    from .qemu import build_qemu_firmware, image_size
+
+    try:
+        size = image_size(build_qemu_firmware(model_dir))
+    except BuildError as exc:
+        report.image_note = f"firmware image not measured: {str(exc).splitlines()[0]}"
+        return
+    report.image = size
+    report.image_note = (f"firmware image (arm-none-eabi-size, -O2): flash {size['flash']:,} B "
+                         f"(text + rodata + data), RAM {size['ram']:,} B (data + bss, arena "
+                         "and stack included)")
+
+
 def convert_command(args, out: Console, err: Console) -> int:
     from . import sources
 
@@ -83,6 +99,9 @@ def convert_command(args, out: Console, err: Console) -> int:
         extra["preprocess.json"] = (json.dumps(src.preprocessing.to_dict(), indent=2,
                                                sort_keys=True) + "\n").encode()
     convert.write(conv, src.tflite, out_dir, extra=extra)
+    if target.port == "mps2_an386":
+        with out.status("Building the Cortex-M4 image to measure it..."):
+            measure_image(report, out_dir)
     write_reports(report, conv, out_dir)
     if src.keras_model is not None:
         # Kept so that sqz-validate can compare the board with the float model too.

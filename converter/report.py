@@ -83,6 +83,8 @@ class Report:
     input_shape: list[int]
     output_shape: list[int]
     plan_ascii: str
+    image: dict | None = None  # arm-none-eabi-size of the built firmware, where one is built
+    image_note: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -96,6 +98,7 @@ class Report:
             f"  arena {self.arena_bytes:,} B in {self.arena_place} (lower bound "
             f"{self.arena_lower_bound:,} B, no reuse {self.arena_naive_bytes:,} B)\n"
             f"  calibration: {self.calibration}"
+            + (f"\n  {self.image_note}" if self.image_note else "")
         )
 
     def markdown(self) -> str:
@@ -114,7 +117,11 @@ class Report:
             f"| peak RAM (arena, in {self.arena_place}) | {self.arena_bytes:,} B |",
             f"| arena lower bound (peak live bytes) | {self.arena_lower_bound:,} B |",
             f"| arena without reuse (naive sum) | {self.arena_naive_bytes:,} B |",
+            *([f"| firmware image flash (text + data) | {self.image['flash']:,} B |",
+               f"| firmware image RAM (data + bss) | {self.image['ram']:,} B |"]
+              if self.image else []),
             "",
+            *([self.image_note, ""] if self.image_note else []),
             "| # | layer | op | input | output | MACs | weight B | arena offset | "
             "out B | scratch B | live B |",
             "|---|---|---|---|---|---|---|---|---|---|---|",

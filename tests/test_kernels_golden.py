@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
 
 # No shrinking: each example compiles C, and a failure is readable as generated.
-EXAMPLES = settings(max_examples=25, deadline=None,
+EXAMPLES = settings(max_examples=60, deadline=None,
                     phases=[Phase.explicit, Phase.reuse, Phase.generate],
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])

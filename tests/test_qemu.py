@@ -6,6 +6,7 @@ sqz-validate --sim qemu on a converted SqueezeNet."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -264,3 +265,31 @@ def test_sqz_validate_sim_qemu_squeezenet_bit_exact(tmp_path) -> None:
               re.findall(r"min ([\d,]+) +median [\d,]+ +max ([\d,]+)", text)[0]]
     assert 50e6 < counts[0] <= counts[1] < 1e9
     np.testing.assert_allclose(counts[0], counts[1], rtol=0.01)  # inputs differ, cost hardly
+
+
+def _convert_and_validate(tmp_path, name: str, size: str, classes: str) -> str:
+    out = tmp_path / f"{name}-{size}"
+    conv = subprocess.run([*_cli("sqz-convert"), name, "--target", "mps2-an386",
+                           "--input-size", size, "--classes", classes, "--out", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert conv.returncode == 0, conv.stdout + conv.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["image"]["flash"] > report["weight_bytes"]
+    assert report["image"]["ram"] > report["arena_bytes"]
+    val = subprocess.run([*_cli("sqz-validate"), "--sim", "qemu", "--model", str(out), "-n",
+                          "1"], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "COLUMNS": "200"})
+    text = val.stdout + val.stderr
+    assert val.returncode == 0, text
+    return text
+
+
+def test_squeezenet1_1_224_bit_exact_on_qemu(tmp_path) -> None:
+    """The ImageNet shape (about 40 s: the 150 KB input crosses QEMU's UART at ~20 KB/s)."""
+    text = _convert_and_validate(tmp_path, "squeezenet1_1", "224", "1000")
+    assert ("PASS: all 1 outputs bit-exact" in text or "PASS: all 1 logits bit-exact" in text)
+
+
+def test_squeezenet1_0_bypass_224_bit_exact_on_qemu(tmp_path) -> None:
+    text = _convert_and_validate(tmp_path, "squeezenet1_0_simple_bypass", "224", "1000")
+    assert ("PASS: all 1 outputs bit-exact" in text or "PASS: all 1 logits bit-exact" in text)
