@@ -1,0 +1,96 @@
+"""Fitting a model: in-place concat, conv+pool streaming, placement, budgets and the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from converter import convert, sources, targets
+from converter.cli import convert_main
+from converter.lower import ConcatStep, ConvPoolStep, ConvStep
+from converter.passes import run_passes
+
+
+@pytest.fixture(scope="module")
+def sq224():
+    return sources.resolve("squeezenet1_1", calib_samples=2).tflite
+
+
+def test_concat_costs_zero_copies_and_conv1_never_exists(sq224):
+    conv = convert.convert_tflite(sq224, targets.load("host"), model_name="m",
+                                  source_name="m.tflite")
+    steps = conv.lowered.steps
+    assert not any(isinstance(s, ConcatStep) for s in steps)  # every concat is in place
+    expands = [s for s in steps if isinstance(s, ConvStep) and "expand" in s.name]
+    assert len(expands) == 16
+    for s in expands:  # each writes its channel slice of the concatenated tensor
+        assert s.output_pixel_stride == 2 * s.output_dims.c
+    offsets = {s.name: s.output_channel_offset for s in expands}
+    assert offsets["fire2_expand1x1"] == 0 and offsets["fire2_expand3x3"] == 64
+    first = steps[0]
+    assert isinstance(first, ConvPoolStep) and first.name == "conv1+pool1"
+    # conv1's 111x111x64 output (788,544 B) is never a buffer of the plan.
+    sizes = {b.size for b in conv.layout.buffers}
+    assert 111 * 111 * 64 not in sizes
+    assert first.scratch_bytes() < 40_000
+    assert conv.layout.arena_bytes == conv.layout.lower_bound
+
+
+def test_without_the_passes_the_arena_is_much_larger(sq224):
+    conv = convert.convert_tflite(sq224, targets.load("host"), model_name="m",
+                                  source_name="m.tflite")
+    from converter import tflite_reader
+    from converter.lower import lower
+
+    lw, layout = run_passes(lower(tflite_reader.read_model_bytes(sq224)), fuse=False,
+                            in_place=False)
+    # conv1's whole output and the input alive together, and the expand outputs copied.
+    assert layout.arena_bytes >= 111 * 111 * 64 + 224 * 224 * 3
+    assert layout.arena_bytes > 2 * conv.layout.arena_bytes
+
+
+def test_arena_placement_follows_the_board(sq224, tmp_path):
+    big = convert.convert_tflite(sq224, targets.load("esp32s3"), model_name="m",
+                                 source_name="m.tflite")
+    assert big.budget.arena_in_psram and big.budget.ram_place == "PSRAM"
+    assert "#define SQZ_ARENA_IN_PSRAM 1" in big.files["sqz_target.h"]
+    small_src = sources.resolve("squeezenet1_1", input_size=(96, 96), classes=10,
+                                calib_samples=2)
+    small = convert.convert_tflite(small_src.tflite, targets.load("esp32s3"), model_name="m",
+                                   source_name="m.tflite")
+    assert not small.budget.arena_in_psram
+    assert "#define SQZ_ARENA_IN_PSRAM 0" in small.files["sqz_target.h"]
+
+
+def test_flash_over_budget_names_flash_and_the_largest_layers(tmp_path, capsys):
+    out = tmp_path / "o"
+    rc = convert_main(["squeezenet1_1", "--target", "esp32s3", "--input-size", "64",
+                       "--classes", "10", "--flash-budget", "256K", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 6
+    assert "flash: needs" in err and "esp32s3 has 256.0 KiB (262,144 B): over by" in err
+    assert ("Largest layers: fire8_expand3x3 146.2 KiB (149,760 B), fire9_expand3x3 146.2 KiB"
+            in err)
+    assert "Fewer classes or a smaller base_e/incr_e shrink the weights" in err
+    assert not out.exists()
+
+
+def test_report_files(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert convert_main(["squeezenet1_1", "--target", "esp32s3", "--input-size", "64",
+                         "--classes", "4", "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "arena" in summary and "in internal SRAM" in summary and "M MACs" in summary
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["arena_bytes"] == rep["arena_lower_bound"] <= rep["arena_naive_bytes"]
+    assert rep["macs"] == sum(r["macs"] for r in rep["layers"])
+    assert rep["flash_bytes"] == rep["weight_bytes"] + rep["code_bytes_estimate"]
+    assert len(rep["layers"]) == 30
+    row = rep["layers"][3]
+    assert row["name"] == "fire2_expand3x3" and row["op"] == "conv 3x3/1"
+    assert set(row) >= {"inputs", "output", "macs", "weight_bytes", "arena_offset",
+                        "arena_bytes", "live_bytes"}
+    md = (out / "report.md").read_text()
+    assert "| # | layer | op |" in md and "## Arena map" in md and "legend:" in md
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
