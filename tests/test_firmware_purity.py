@@ -18,7 +18,8 @@ FLOAT_HELPERS = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_i2d", "__aeab
 HEAP = {"malloc", "calloc", "realloc", "free", "_sbrk", "_malloc_r"}
 # What the firmware may take from the C library.
 ALLOWED_LIBC = {"memcpy", "memmove", "memset", "memcmp", "strlen", "__aeabi_memcpy",
-                "__aeabi_memmove", "__aeabi_memset", "__aeabi_memclr", "__aeabi_uldivmod", "__aeabi_ldivmod",
+                "__aeabi_memmove", "__aeabi_memset", "__aeabi_memclr", "__aeabi_uldivmod",
+                "__aeabi_ldivmod",
                 "__aeabi_idiv", "__aeabi_uidiv", "__aeabi_idivmod", "__aeabi_uidivmod",
                 "__aeabi_llsl", "__aeabi_llsr", "__aeabi_lasr", "__aeabi_lmul"}
 
