@@ -6,6 +6,7 @@ promises, and sanitizer builds add ASan and UBSan with recovery disabled so any 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -51,6 +52,24 @@ def compile_c(sources: Sequence[Path], out: Path, *, includes: Sequence[Path] = 
         log = (proc.stderr or proc.stdout).strip()
         raise BuildError(f"compiling {out.name} failed:\n{log[-4000:]}")
     return out
+
+
+def firmware_headers(model_dir: Path) -> list[Path]:
+    """Every header a firmware build reads: the runtime's, the app's and the model's."""
+    return [*sorted((FIRMWARE / "include").rglob("*.h")),
+            *sorted((FIRMWARE / "src").rglob("*.h")), model_dir / "model.h",
+            model_dir / "sqz_target.h"]
+
+
+def content_digest(flags: object, files: Sequence[Path]) -> str:
+    """A short hash of the build flags and of every input file's name and bytes: the cache key
+    of a firmware build, so an unchanged firmware is never rebuilt and a changed one always
+    is."""
+    h = hashlib.sha256()
+    h.update(repr(flags).encode())
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def build_runtime_objects(out_dir: Path, *, opt: str = "-O2", sanitize: bool = False

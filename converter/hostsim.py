@@ -15,7 +15,6 @@ The process is always stopped when the block ends, whatever ends it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import selectors
 import subprocess
@@ -25,7 +24,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .build import WARN_FLAGS, compile_c, compiler, runtime_sources
+from .build import (
+    WARN_FLAGS,
+    compile_c,
+    compiler,
+    content_digest,
+    firmware_headers,
+    runtime_sources,
+)
 from .errors import BuildError, DeviceError, InputFileError
 from .paths import FIRMWARE, require
 
@@ -60,17 +66,6 @@ def firmware_sources(model_dir: Path) -> list[Path]:
             require(host_port_source()), model_dir / "model.c", model_dir / "model_data.c"]
 
 
-def _build_digest(model_dir: Path, sources: list[Path], opt: str, sanitize: bool) -> str:
-    headers = [*sorted((FIRMWARE / "include").rglob("*.h")),
-               *sorted((FIRMWARE / "src").rglob("*.h")), model_dir / "model.h",
-               model_dir / "sqz_target.h"]
-    h = hashlib.sha256()
-    h.update(repr((compiler(), WARN_FLAGS, opt, sanitize)).encode())
-    for f in [*sources, *headers]:
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
 def build_host_firmware(model_dir: Path, build_dir: Path | None = None, *,
                         sanitize: bool = False, opt: str = "-O2") -> Path:
     """The host firmware executable for `model_dir`, built into `build_dir` (default: a
@@ -79,7 +74,8 @@ def build_host_firmware(model_dir: Path, build_dir: Path | None = None, *,
     model_dir = Path(model_dir)
     sources = firmware_sources(model_dir)
     build_dir = Path(build_dir) if build_dir else Path(tempfile.gettempdir()) / "sqz-hostsim"
-    digest = _build_digest(model_dir, sources, opt, sanitize)
+    digest = content_digest((compiler(), WARN_FLAGS, opt, sanitize),
+                            [*sources, *firmware_headers(model_dir)])
     exe = build_dir / f"sqz-host-{'asan-' if sanitize else ''}{digest}"
     if exe.is_file():
         return exe

@@ -16,7 +16,6 @@ that started it (PR_SET_PDEATHSIG on Linux).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -29,9 +28,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .build import runtime_sources
+from .build import content_digest, firmware_headers, runtime_sources
 from .errors import BudgetError, BuildError, DeviceError, SqzError, UsageError
-from .hostsim import MODEL_FILES, app_dir, firmware_sources
+from .hostsim import app_dir, firmware_sources
 from .paths import FIRMWARE, require
 
 TARGET = "mps2-an386"
@@ -94,17 +93,6 @@ def qemu_firmware_sources(model_dir: Path) -> list[Path]:
             model_dir / "model_data.c"]
 
 
-def _build_digest(model_dir: Path, sources: list[Path], opt: str) -> str:
-    headers = [*sorted((FIRMWARE / "include").rglob("*.h")),
-               *sorted((FIRMWARE / "src").rglob("*.h")),
-               *(model_dir / n for n in MODEL_FILES if n.endswith(".h"))]
-    h = hashlib.sha256()
-    h.update(repr((CC, CPU_FLAGS, C_FLAGS, LINK_FLAGS, opt)).encode())
-    for f in [*sources, *headers, linker_script()]:
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
 def _arena_bytes(model_dir: Path) -> int | None:
     m = re.search(r"#define\s+SQZ_MODEL_ARENA_BYTES\s+(\d+)",
                   (model_dir / "model.h").read_text(errors="replace"))
@@ -146,7 +134,9 @@ def build_qemu_firmware(model_dir: Path, build_dir: Path | None = None, *,
     _check_target(model_dir)
     cc = _tool(CC)
     build_dir = Path(build_dir) if build_dir else Path(tempfile.gettempdir()) / "sqz-qemu"
-    elf = build_dir / f"sqz-{TARGET}-{_build_digest(model_dir, sources, opt)}.elf"
+    digest = content_digest((CC, CPU_FLAGS, C_FLAGS, LINK_FLAGS, opt),
+                            [*sources, *firmware_headers(model_dir), linker_script()])
+    elf = build_dir / f"sqz-{TARGET}-{digest}.elf"
     if elf.is_file():
         return elf
     build_dir.mkdir(parents=True, exist_ok=True)

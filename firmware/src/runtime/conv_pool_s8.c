@@ -2,6 +2,7 @@
 
 #include "conv_internal.h"
 #include "fixedpoint.h"
+#include "pool_window.h"
 #include "sqz/kernels.h"
 
 /* The ring of conv rows, then (2-byte aligned) the conv's own widened-row scratch. */
@@ -55,9 +56,9 @@ sqz_status sqz_conv_pool_s8(const sqz_context *ctx, const sqz_conv_params *conv_
         const int8_t *in_b = input + b * in_batch;
         int32_t next_row = 0; /* conv rows below this one are already in the ring */
         for (int32_t py = 0; py < output_dims->h; ++py) {
-            const int32_t y0 = py * pool_params->stride.h - pool_params->padding.h;
-            const int32_t fy0 = y0 < 0 ? -y0 : 0;
-            const int32_t fy1 = pool_filter_dims->h < cd->h - y0 ? pool_filter_dims->h : cd->h - y0;
+            const sqz_span ys = sqz_pool_span(py, pool_params->stride.h, pool_params->padding.h,
+                                              pool_filter_dims->h, cd->h);
+            const int32_t y0 = ys.origin, fy0 = ys.start, fy1 = ys.end;
             /* Conv rows are produced in order; a row needed by this window but not yet computed
              * overwrites the ring slot of a row no later window can need. */
             if (next_row < y0 + fy0) {
@@ -69,10 +70,10 @@ sqz_status sqz_conv_pool_s8(const sqz_context *ctx, const sqz_conv_params *conv_
                                 ring + (size_t)(next_row % ring_rows) * row_bytes);
             }
             for (int32_t px = 0; px < output_dims->w; ++px) {
-                const int32_t x0 = px * pool_params->stride.w - pool_params->padding.w;
-                const int32_t fx0 = x0 < 0 ? -x0 : 0;
-                const int32_t fx1 =
-                    pool_filter_dims->w < cd->w - x0 ? pool_filter_dims->w : cd->w - x0;
+                const sqz_span xs = sqz_pool_span(px, pool_params->stride.w,
+                                                  pool_params->padding.w, pool_filter_dims->w,
+                                                  cd->w);
+                const int32_t x0 = xs.origin, fx0 = xs.start, fx1 = xs.end;
                 int8_t *out = output + (((size_t)b * output_dims->h + py) * output_dims->w + px) * c;
                 for (int32_t ch = 0; ch < c; ++ch) {
                     int32_t m = INT8_MIN;

@@ -1,6 +1,7 @@
 #include <stddef.h>
 
 #include "fixedpoint.h"
+#include "pool_window.h"
 #include "sqz/kernels.h"
 
 sqz_status sqz_max_pool_s8(const sqz_pool_params *params, const sqz_dims *input_dims,
@@ -16,15 +17,13 @@ sqz_status sqz_max_pool_s8(const sqz_pool_params *params, const sqz_dims *input_
     const int32_t c = input_dims->c;
     for (int32_t b = 0; b < output_dims->n; ++b) {
         for (int32_t oy = 0; oy < output_dims->h; ++oy) {
-            const int32_t iy0 = oy * params->stride.h - params->padding.h;
-            const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
-            const int32_t fy1 =
-                filter_dims->h < input_dims->h - iy0 ? filter_dims->h : input_dims->h - iy0;
+            const sqz_span ys = sqz_pool_span(oy, params->stride.h, params->padding.h,
+                                              filter_dims->h, input_dims->h);
+            const int32_t iy0 = ys.origin, fy0 = ys.start, fy1 = ys.end;
             for (int32_t ox = 0; ox < output_dims->w; ++ox) {
-                const int32_t ix0 = ox * params->stride.w - params->padding.w;
-                const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
-                const int32_t fx1 =
-                    filter_dims->w < input_dims->w - ix0 ? filter_dims->w : input_dims->w - ix0;
+                const sqz_span xs = sqz_pool_span(ox, params->stride.w, params->padding.w,
+                                                  filter_dims->w, input_dims->w);
+                const int32_t ix0 = xs.origin, fx0 = xs.start, fx1 = xs.end;
                 int8_t *out =
                     output + (((size_t)b * output_dims->h + oy) * output_dims->w + ox) * c;
                 for (int32_t ch = 0; ch < c; ++ch) {
