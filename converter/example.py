@@ -10,9 +10,9 @@ EXAMPLE_DIR = ROOT / "examples" / "shapes"
 
 def example_model_args() -> tuple[str, str | None, str | None]:
     """(model path, calibration folder, preprocessing file) of the bundled example."""
-    model = EXAMPLE_DIR / "model.keras"
+    model = EXAMPLE_DIR / "shapes.keras"
     if not model.is_file():
-        raise UsageError("no model given and the bundled example (examples/shapes/model.keras) "
+        raise UsageError("no model given and the bundled example (examples/shapes/shapes.keras) "
                          "is missing; give a model, e.g. sqz-convert squeezenet1_1")
     calib = EXAMPLE_DIR / "calib"
     return str(model), str(calib) if calib.is_dir() else None, None

@@ -95,6 +95,8 @@ def convert_command(args, out: Console, err: Console) -> int:
 
     report = build_report(conv, calibration=src.calibration)
     extra: dict[str, bytes] = {}
+    if src.class_names is not None:
+        extra["classes.json"] = (json.dumps(src.class_names, indent=2) + "\n").encode()
     if src.preprocessing is not None:
         extra["preprocess.json"] = (json.dumps(src.preprocessing.to_dict(), indent=2,
                                                sort_keys=True) + "\n").encode()

@@ -20,6 +20,7 @@ from .preprocess import Preprocessing, load_image_folder
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 PREPROCESS_SIDECAR = ".preprocess.json"  # stored next to a .keras model by sqz-train
+CLASSES_SIDECAR = ".classes.json"  # class names in output order, also from sqz-train
 
 
 @dataclass
@@ -33,6 +34,20 @@ class ModelSource:
     preprocessing: Preprocessing | None
     calibration: str  # how the int8 model was calibrated, for the report
     warnings: list[str]
+    class_names: list[str] | None = None  # output index -> name, when the model records it
+
+
+def class_names_beside(model_path: Path) -> list[str] | None:
+    side = model_path.with_name(model_path.name + CLASSES_SIDECAR)
+    if not side.is_file():
+        return None
+    try:
+        names = json.loads(side.read_text())
+    except ValueError as exc:
+        raise InputFileError(f"{side}: not valid JSON ({exc})") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputFileError(f"{side}: expected a JSON list of class names")
+    return names
 
 
 def _stem(path: Path) -> str:
@@ -147,7 +162,8 @@ def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, in
             pre = preprocessing_for(preprocess or str(side), None, tuple(shape[1:]))
         return ModelSource(tflite=buf, name=_stem(path), source_name=path.name,
                            keras_model=None, preprocessing=pre,
-                           calibration="already int8 (quantization skipped)", warnings=[])
+                           calibration="already int8 (quantization skipped)", warnings=[],
+                           class_names=class_names_beside(path))
     elif path.suffix in KERAS_SUFFIXES:
         if not path.is_file():
             raise InputFileError(f"{path}: no such model file; check the path")
@@ -181,4 +197,5 @@ def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, in
     except ModelError as exc:
         raise ModelError(f"quantization did not give a full-integer model: {exc}") from None
     return ModelSource(tflite=buf, name=name, source_name=source_name, keras_model=km,
-                       preprocessing=pre, calibration=how, warnings=warnings)
+                       preprocessing=pre, calibration=how, warnings=warnings,
+                       class_names=class_names_beside(keras_path) if keras_path else None)

@@ -41,6 +41,7 @@ class ModelDir:
     meta: dict
     preprocessing: Preprocessing | None
     keras_path: Path | None
+    class_names: list[str] | None  # output index -> name (classes.json), when recorded
 
 
 def load_model_dir(path: Path, tflite: Path | None) -> ModelDir:
@@ -70,9 +71,11 @@ def load_model_dir(path: Path, tflite: Path | None) -> ModelDir:
     pre = Preprocessing.from_dict(json.loads(pre_p.read_text())) if pre_p.is_file() else None
     name_m = re.search(r'#define\s+SQZ_MODEL_NAME\s+"([^"]*)"', header.read_text())
     keras = path / "float_model.keras"
+    cls_p = path / "classes.json"
+    classes = json.loads(cls_p.read_text()) if cls_p.is_file() else None
     return ModelDir(path=path, sha256=m.group(1), name=name_m.group(1) if name_m else "",
                     tflite=buf, tflite_path=tpath, meta=meta, preprocessing=pre,
-                    keras_path=keras if keras.is_file() else None)
+                    keras_path=keras if keras.is_file() else None, class_names=classes)
 
 
 @dataclass
@@ -95,8 +98,24 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return np.clip(q.astype(np.int64) + zero_point, -128, 127).astype(np.int8)
 
 
+def _to_model_labels(folder: Path, y: np.ndarray, folder_classes: list[str],
+                     model_classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
+    """Folder labels -> the model's output indices, matched by class name when the model
+    records its classes (classes.json), else the sorted folder order is assumed."""
+    if model_classes is None:
+        return y, folder_classes
+    unknown = [c for c in folder_classes if c not in model_classes]
+    if unknown:
+        raise InputFileError(
+            f"{folder}: class folders {unknown} are not among the model's classes "
+            f"{model_classes} (classes.json); name the subfolders after the model's classes")
+    index = np.array([model_classes.index(c) for c in folder_classes])
+    return index[y], model_classes
+
+
 def load_inputs(spec: str | None, n: int | None, seed: int, shape: tuple[int, ...],
-                scale: float, zero_point: int, pre: Preprocessing | None) -> Inputs:
+                scale: float, zero_point: int, pre: Preprocessing | None,
+                model_classes: list[str] | None = None) -> Inputs:
     per = tuple(shape[1:])
     if spec is None:
         count = n or DEFAULT_RANDOM_INPUTS
@@ -116,6 +135,7 @@ def load_inputs(spec: str | None, n: int | None, seed: int, shape: tuple[int, ..
         subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")]
         if subdirs:
             xf, y, classes, files = load_labelled_folder(p, pre)
+            y, classes = _to_model_labels(p, y, classes, model_classes)
         else:
             xf, files = load_image_folder(p, pre)
             y, classes = None, None
@@ -308,7 +328,7 @@ def validate_command(args, out: Console, err: Console) -> int:
     del graph
 
     inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
-                         md.preprocessing)
+                         md.preprocessing, md.class_names)
     out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "
               f"{inputs.kind}")
     with out.status("Running the LiteRT reference (BUILTIN_REF)..."):
@@ -368,12 +388,13 @@ def validate_command(args, out: Console, err: Console) -> int:
         report["float_top1_agreement"] = agree
         report["float_cosine_similarity"] = cos
     if inputs.labels is not None:
-        acc = {"device": float(np.mean(np.argmax(devrun.outputs, 1) == inputs.labels))}
+        acc = {}
+        if fl is not None:
+            acc["float Keras"] = float(np.mean(np.argmax(fl, 1) == inputs.labels))
         if not ref.softmax_aborted:
             acc["int8 reference"] = float(np.mean(
                 np.argmax(ref.outputs.reshape(n, -1), 1) == inputs.labels))
-        if fl is not None:
-            acc["float Keras"] = float(np.mean(np.argmax(fl, 1) == inputs.labels))
+        acc["device"] = float(np.mean(np.argmax(devrun.outputs, 1) == inputs.labels))
         report["accuracy"] = acc
         acc_table = Table(title=f"accuracy on {n} labelled images")
         for k in acc:

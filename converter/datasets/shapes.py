@@ -30,6 +30,11 @@ MIN_SIZE = 16
 _SUPERSAMPLE = 4
 # Below this RGB distance from the background under it a shape can vanish into the gradient.
 _MIN_CONTRAST = 110.0
+# Clutter drawn behind and in front of the shape ([low, high) counts) and blotch strength.
+_BEHIND = (2, 6)
+_IN_FRONT = (0, 3)
+_BLOTCH_SIGMA = (5.0, 25.0)
+_RADIUS = (0.22, 0.42)  # circumradius as a fraction of the image size
 
 
 def _check_args(n_per_class: int, size: int, seed: int, classes: Sequence[str]) -> tuple[str, ...]:
@@ -47,7 +52,8 @@ def _check_args(n_per_class: int, size: int, seed: int, classes: Sequence[str]) 
 
 
 def _polygon(cx: float, cy: float, radii: np.ndarray, angles: np.ndarray) -> list[tuple]:
-    return [(cx + r * math.cos(a), cy + r * math.sin(a)) for r, a in zip(radii, angles, strict=True)]
+    pairs = zip(radii, angles, strict=True)
+    return [(cx + r * math.cos(a), cy + r * math.sin(a)) for r, a in pairs]
 
 
 def _shape_points(name: str, cx: float, cy: float, r: float, rng: np.random.Generator):
@@ -98,7 +104,7 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     proj = xx * math.cos(angle) + yy * math.sin(angle)
     t = (proj - proj.min()) / max(float(np.ptp(proj)), 1e-9)
     image = c0 + (c1 - c0) * t[..., None]
-    blotches = rng.normal(0.0, rng.uniform(5.0, 25.0), (4, 4, 3))
+    blotches = rng.normal(0.0, rng.uniform(*_BLOTCH_SIGMA), (4, 4, 3))
     return image + _upsample(blotches, size)
 
 
@@ -156,17 +162,17 @@ def _shape_colour(image: np.ndarray, alpha: np.ndarray, rng: np.random.Generator
 def render(class_name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """One (size, size, 3) uint8 image of ``class_name``, all randomness drawn from ``rng``."""
     image = _background(size, rng)
-    for _ in range(int(rng.integers(2, 6))):
+    for _ in range(int(rng.integers(*_BEHIND))):
         image = _paint(image, _mask(size, _distractor(size, rng, False)),
                        rng.uniform(0, 255, 3))
-    r = rng.uniform(0.22, 0.42) * size
+    r = rng.uniform(*_RADIUS) * size
     # The centre may sit a little closer to the border than r, so a tip can be cut off.
     margin = 0.85 * r
     cx, cy = rng.uniform(margin, size - margin, 2)
     points = _shape_points(class_name, cx, cy, r, rng)
     alpha = _mask(size, lambda d, k: d.polygon([(x * k, y * k) for x, y in points], fill=255))
     image = _paint(image, alpha, _shape_colour(image, alpha, rng))
-    for _ in range(int(rng.integers(0, 3))):
+    for _ in range(int(rng.integers(*_IN_FRONT))):
         image = _paint(image, _mask(size, _distractor(size, rng, True)), rng.uniform(0, 255, 3))
     sigma = rng.uniform(1.5, 5.0)
     # Mostly luminance noise, like a sensor; it also keeps the PNGs small.
