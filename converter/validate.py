@@ -201,7 +201,10 @@ def open_device(args, md: ModelDir) -> Iterator[tuple[object, str]]:
             yield q.port, q.description
 
 
-def run_device(args, md: ModelDir, inputs: Inputs, out: Console) -> DeviceRun:
+def run_device(args, md: ModelDir, inputs: Inputs, out: Console
+               ) -> tuple[DeviceRun, reference.ReferenceResult]:
+    """HELLO and the model check first (a wrong board fails fast), then the host reference,
+    then the inferences."""
     from .device import DeviceClient
 
     with open_device(args, md) as (port, where):
@@ -214,6 +217,8 @@ def run_device(args, md: ModelDir, inputs: Inputs, out: Console) -> DeviceRun:
         out.print(f"Device: [bold]{info.target_name}[/] ({where}), firmware "
                   f"{info.firmware_version}, model {info.model_name}, arena "
                   f"{info.arena_bytes:,} B, counter in {info.counter_unit}")
+        with out.status("Running the LiteRT reference (BUILTIN_REF)..."):
+            ref = reference.run_reference(md.tflite, inputs.int8)
         outputs, logits, counts = [], [], []
         layer_counts = None
         with Progress(TextColumn("inferences"), BarColumn(), MofNCompleteColumn(),
@@ -230,7 +235,7 @@ def run_device(args, md: ModelDir, inputs: Inputs, out: Console) -> DeviceRun:
                 bar.advance(task)
         names = dev.read_step_names() if layer_counts is not None else None
     return DeviceRun(np.stack(outputs), np.stack(logits) if logits else None, counts,
-                     layer_counts, names, info)
+                     layer_counts, names, info), ref
 
 
 @dataclass
@@ -331,12 +336,9 @@ def validate_command(args, out: Console, err: Console) -> int:
                          md.preprocessing, md.class_names)
     out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "
               f"{inputs.kind}")
-    with out.status("Running the LiteRT reference (BUILTIN_REF)..."):
-        ref = reference.run_reference(md.tflite, inputs.int8)
+    devrun, ref = run_device(args, md, inputs, out)
     if ref.softmax_aborted:
         err.print(f"[bold yellow]note:[/] {ref.note}", soft_wrap=True)
-
-    devrun = run_device(args, md, inputs, out)
     n = len(inputs.int8)
     names = inputs.names
     if ref.softmax_aborted:
