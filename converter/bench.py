@@ -105,7 +105,8 @@ def bench_model(tflite: bytes, name: str, out_dir: Path, console: Console) -> Be
     target = targets.load(BENCH_TARGET)
     with console.status("Converting..."):
         conv = convert.convert_tflite(tflite, target, model_name=name, source_name=name,
-                                      ram_budget=2**31, flash_budget=2**31)
+                                      ram_budget=2**31, psram_budget=0,
+                                      flash_budget=2**31)
         convert.write(conv, tflite, out_dir)
     lw = conv.lowered
     g = lw.graph

@@ -46,13 +46,15 @@ def weight_bytes(lw: Lowered) -> int:
 
 
 def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | None = None,
-                 flash_budget: int | None = None) -> Budget:
+                 psram_budget: int | None = None, flash_budget: int | None = None) -> Budget:
+    """ram_budget overrides the board's internal SRAM for data, psram_budget its PSRAM (0: do
+    not use PSRAM) and flash_budget its flash."""
     wb = weight_bytes(lw)
     code = RUNTIME_CODE_BYTES + SCHEDULE_BYTES_PER_STEP * len(lw.steps)
     flash_used = wb + code
     flash_limit = flash_budget if flash_budget is not None else t.flash_bytes
     sram = ram_budget if ram_budget is not None else t.sram_bytes
-    psram = 0 if ram_budget is not None else t.psram_bytes
+    psram = psram_budget if psram_budget is not None else t.psram_bytes
     arena = layout.arena_bytes
     problems = []
     if flash_used > flash_limit:

@@ -79,6 +79,10 @@ def parse_bytes(text: str) -> int:
     return int(value * mult)
 
 
+def parse_bytes_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else parse_bytes(text)
+
+
 # --- sqz-convert -------------------------------------------------------------------------------
 
 def _convert_parser() -> argparse.ArgumentParser:
@@ -100,7 +104,10 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, help="builtin models: input channels")
     p.add_argument("--classes", type=int, help="builtin models: number of classes")
     p.add_argument("--preprocess", help="imagenet, simple, or a preprocessing JSON file")
-    p.add_argument("--ram-budget", type=parse_bytes, help="override the board's SRAM budget")
+    p.add_argument("--ram-budget", type=parse_bytes,
+                   help="override the board's internal SRAM for data (e.g. 256K)")
+    p.add_argument("--psram-budget", type=parse_bytes_or_zero,
+                   help="override the board's PSRAM (0: keep the arena out of PSRAM)")
     p.add_argument("--flash-budget", type=parse_bytes, help="override the board's flash budget")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("--version", action="version", version=f"sqz {__version__}")

@@ -28,12 +28,14 @@ class Conversion:
 
 def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
                    fuse: bool = True, in_place: bool = True, ram_budget: int | None = None,
-                   flash_budget: int | None = None) -> Conversion:
+                   psram_budget: int | None = None, flash_budget: int | None = None
+                   ) -> Conversion:
     """Everything up to the rendered files; raises BudgetError before rendering anything."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lw = lower(graph)
     lw, layout = passes.run_passes(lw, fuse=fuse, in_place=in_place)
-    budget = check_budget(lw, layout, target, ram_budget=ram_budget, flash_budget=flash_budget)
+    budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
+                          flash_budget=flash_budget)
     ctx = codegen.build_context(lw, layout, target, model_name=model_name,
                                 source_name=source_name)
     ctx["placement"] = {"arena_in_psram": int(budget.arena_in_psram)}

@@ -94,3 +94,13 @@ def test_report_files(tmp_path, capsys):
     md = (out / "report.md").read_text()
     assert "| # | layer | op |" in md and "## Arena map" in md and "legend:" in md
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_psram_budget_zero_keeps_the_arena_out_of_psram(tmp_path, capsys):
+    argv = ["squeezenet1_1", "--target", "esp32s3", "--input-size", "64", "--classes", "3",
+            "--ram-budget", "16K", "-q"]
+    assert convert_main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert "#define SQZ_ARENA_IN_PSRAM 1" in (tmp_path / "a" / "sqz_target.h").read_text()
+    rc = convert_main([*argv, "--psram-budget", "0", "--out", str(tmp_path / "b")])
+    assert rc == 6
+    assert "esp32s3 has 16.0 KiB (16,384 B) of SRAM: over by" in capsys.readouterr().err
