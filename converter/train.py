@@ -44,6 +44,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import InputFileError, UsageError
+from .models.squeezenet import SqueezeNetConfig
 from .preprocess import Preprocessing, load_labelled_folder
 
 CLASSES_SIDECAR = ".classes.json"
@@ -63,14 +64,15 @@ class TrainOptions:
 
     data: str
     output: str
-    version: str = "1.1"
-    bypass: str = "none"
-    base_e: int = 128
-    incr_e: int = 128
-    pct_3x3: float = 0.5
-    freq: int = 2
-    sr: float = 0.125
-    dropout: float = 0.5
+    # The builder's own defaults, so the two cannot drift apart.
+    version: str = SqueezeNetConfig.version
+    bypass: str = SqueezeNetConfig.bypass
+    base_e: int = SqueezeNetConfig.base_e
+    incr_e: int = SqueezeNetConfig.incr_e
+    pct_3x3: float = SqueezeNetConfig.pct_3x3
+    freq: int = SqueezeNetConfig.freq
+    sr: float = SqueezeNetConfig.sr
+    dropout: float = SqueezeNetConfig.dropout
     input_size: tuple[int, int] = (96, 96)
     grayscale: bool = False
     preprocess: str = "simple"
@@ -349,7 +351,7 @@ def train(opts: TrainOptions, console: Console | None = None) -> dict[str, Any]:
     """Run one training described by ``opts``; writes the model and its sidecars and returns the
     train.json content.  Progress goes to ``console`` (a live bar on a terminal, one line per
     epoch otherwise); None trains silently."""
-    from .models.squeezenet import SqueezeNetConfig, build_squeezenet
+    from .models.squeezenet import build_squeezenet
 
     output = Path(opts.output)
     if output.suffix != ".keras":
