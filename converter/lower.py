@@ -764,6 +764,9 @@ def lower(g: ir.Graph) -> Lowered:
                                        data=tensor.data or b""))
                 loaded.add(t)
         steps.append(step)
+    if not steps:
+        raise ModelError(f"{g.source}: the model computes nothing the device would run (no ops "
+                         "besides reshapes and edge conversions)")
     _int8_act(g, inp, "model input")
     _int8_act(g, out, "model output")
     logits = None

@@ -113,14 +113,14 @@ def plan(buffers: Sequence[Buffer], align: int = DEFAULT_ALIGN) -> Plan:
     for b in buffers:
         if b.size < 0 or b.first > b.last:
             raise ValueError(f"buffer {b.name!r}: bad size or live range")
+    if not buffers:
+        return Plan(offsets={}, arena_size=0, strategy="empty", buffers=())
     best: Plan | None = None
     for strategy in _STRATEGIES:
         p = plan_with(buffers, strategy, align)
         if best is None or p.arena_size < best.arena_size:
             best = p
-    assert best is not None or not buffers
-    if best is None:
-        return Plan(offsets={}, arena_size=0, strategy="empty", buffers=())
+    assert best is not None
     check_overlaps(best)
     return best
 
