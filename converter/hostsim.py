@@ -34,6 +34,7 @@ from .build import (
 )
 from .errors import BuildError, DeviceError, InputFileError
 from .paths import FIRMWARE, require
+from .simproc import SimulatedDevice
 
 START_TIMEOUT = 10.0  # s for the process to print its SQZ-PTY line
 STOP_TIMEOUT = 3.0    # s to exit after SIGTERM before it is killed
@@ -85,18 +86,14 @@ def build_host_firmware(model_dir: Path, build_dir: Path | None = None, *,
     return exe
 
 
-class HostFirmware:
+class HostFirmware(SimulatedDevice):
     """A running host firmware: `port` is an open pyserial port on its pty."""
 
     def __init__(self, exe: Path, *, baud: int = 115200,
                  start_timeout: float = START_TIMEOUT) -> None:
+        super().__init__(baud=baud, start_timeout=start_timeout)
         self.exe = Path(exe)
-        self.baud = baud
-        self.start_timeout = start_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
         self.pty_path: str | None = None
-        self.port = None
-        self._stderr = None
 
     def start(self) -> HostFirmware:
         from .device import POLL_INTERVAL, open_port
@@ -141,27 +138,13 @@ class HostFirmware:
                 buf += chunk
         return buf.split(b"\n", 1)[0].decode(errors="replace")
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stderr_text(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
     def _stderr_hint(self) -> str:
         text = self.stderr_text().strip()
         return f"; its stderr:\n{text[-3000:]}" if text else ""
 
     def close(self) -> int | None:
         """Stops the process (stdin EOF, then SIGTERM, then SIGKILL); returns its status."""
-        if self.port is not None:
-            try:
-                self.port.close()
-            except Exception:
-                pass
-            self.port = None
+        self._close_port()
         code = None
         if self.proc is not None:
             proc = self.proc
@@ -189,12 +172,6 @@ class HostFirmware:
                 if proc.stdout:
                     proc.stdout.close()
         return code
-
-    def __enter__(self) -> HostFirmware:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from .build import content_digest, firmware_headers, runtime_sources
 from .errors import BudgetError, BuildError, DeviceError, SqzError, UsageError
 from .hostsim import app_dir, firmware_sources
 from .paths import FIRMWARE, require
+from .simproc import SimulatedDevice
 
 TARGET = "mps2-an386"
 QEMU = "qemu-system-arm"
@@ -194,18 +195,14 @@ def _die_with_parent(parent: int):
     return arm
 
 
-class QemuFirmware:
+class QemuFirmware(SimulatedDevice):
     """A running QEMU: `port` is an open pyserial port on the board's UART0."""
 
     def __init__(self, elf: Path, *, baud: int = 115200,
                  start_timeout: float = START_TIMEOUT) -> None:
+        super().__init__(baud=baud, start_timeout=start_timeout)
         self.elf = Path(elf)
-        self.baud = baud
-        self.start_timeout = start_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
         self.tcp_port: int | None = None
-        self.port = None
-        self._stderr = None
 
     @property
     def description(self) -> str:
@@ -224,7 +221,7 @@ class QemuFirmware:
         from .device import POLL_INTERVAL, open_port
 
         cmd = self.command()
-        self._stderr = tempfile.TemporaryFile()  # a file: a chatty QEMU never blocks on it
+        self._stderr = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=self._stderr,
@@ -251,15 +248,6 @@ class QemuFirmware:
                                   f"{self.start_timeout:.0f} s{self._stderr_hint()}")
             time.sleep(0.01)
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stderr_text(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
     def _stderr_hint(self) -> str:
         # Not news: the listening line we parsed, and the board's NIC left without a backend.
         noise = ("waiting for connection on", "has no peer")
@@ -285,12 +273,7 @@ class QemuFirmware:
 
     def close(self) -> int | None:
         """Stops QEMU's process group (SIGTERM, then SIGKILL); returns QEMU's status."""
-        if self.port is not None:
-            try:
-                self.port.close()
-            except Exception:
-                pass
-            self.port = None
+        self._close_port()
         proc = self.proc
         try:
             if proc is not None and proc.poll() is None:
@@ -317,12 +300,6 @@ class QemuFirmware:
             os.killpg(proc.pid, sig)  # its own group (process_group=0): pgid == pid
         except ProcessLookupError:
             pass
-
-    def __enter__(self) -> QemuFirmware:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @contextmanager
