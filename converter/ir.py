@@ -140,7 +140,9 @@ class DepthwiseConv2D(Op):
 
 
 @dataclass(frozen=True)
-class MaxPool2D(Op):
+class Pool2D(Op):
+    """The options both pooling ops share; only the subclasses appear in a graph."""
+
     filter_h: int
     filter_w: int
     stride_h: int
@@ -150,13 +152,13 @@ class MaxPool2D(Op):
 
 
 @dataclass(frozen=True)
-class AveragePool2D(Op):
-    filter_h: int
-    filter_w: int
-    stride_h: int
-    stride_w: int
-    padding: Padding
-    activation: Activation
+class MaxPool2D(Pool2D):
+    pass
+
+
+@dataclass(frozen=True)
+class AveragePool2D(Pool2D):
+    pass
 
 
 @dataclass(frozen=True)

@@ -467,7 +467,7 @@ def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
     )
 
 
-def _lower_pool(g: ir.Graph, op: ir.MaxPool2D | ir.AveragePool2D) -> PoolStep:
+def _lower_pool(g: ir.Graph, op: ir.Pool2D) -> PoolStep:
     where = _where(g, op)
     x, y = op.inputs[0], op.outputs[0]
     _int8_act(g, x, where)
@@ -665,9 +665,8 @@ def _lower_fc(g: ir.Graph, op: ir.FullyConnected) -> FullyConnectedStep:
               + depth * input_offset * filter_offset)
     exact = [exact_double(float(s_in) * float(s_w) / float(s_out)) for s_w in scales]
     act_min, act_max = activation_range(op.activation, s_out, zp_out)
-    reads = (x,)
     return FullyConnectedStep(
-        name=_step_name(g, op), op_index=op.index, reads=reads, writes=(y,), input=x, output=y,
+        name=_step_name(g, op), op_index=op.index, reads=(x,), writes=(y,), input=x, output=y,
         input_dims=Dims(rows, 1, 1, depth), filter_dims=Dims(units, 1, 1, depth),
         output_dims=Dims(rows, 1, 1, units), filter=wt.data or b"",
         bias=tuple(int(v) for v in folded), scale_mantissa=tuple(m for m, _ in exact),

@@ -322,7 +322,8 @@ def validate_command(args, out: Console, err: Console) -> int:
     if args.n is not None and args.n < 1:
         raise UsageError("-n must be at least 1")
     md = load_model_dir(args.model, args.tflite)
-    graph = tflite_reader.read_model_bytes(md.tflite, source=md.tflite_path.name)
+    # Read once as given, so a file that is not a TFLite model is named in the error.
+    tflite_reader.read_model_bytes(md.tflite, source=md.tflite_path.name)
     from . import tflite_edit
 
     g_int8 = tflite_reader.read_model_bytes(tflite_edit.strip_float_edges(md.tflite))
@@ -330,7 +331,6 @@ def validate_command(args, out: Console, err: Console) -> int:
     out_t = g_int8.tensor(g_int8.outputs[0])
     s_in, zp_in = in_t.quant.single()
     s_out, zp_out = out_t.quant.single()
-    del graph
 
     inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
                          md.preprocessing, md.class_names)

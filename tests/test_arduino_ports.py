@@ -10,24 +10,13 @@ import shutil
 import subprocess
 
 import pytest
-from ai_edge_litert import schema_py_generated as s
 from conftest import REPO
-from tflbuild import GraphBuilder
+from tflbuild import maxpool_model
 
 from converter import convert, targets
 
 PORTS = REPO / "firmware" / "ports"
 STUBS = REPO / "tests" / "stubs" / "arduino"
-
-
-def _model() -> bytes:
-    g = GraphBuilder()
-    x = g.tensor("x", (1, 32, 32, 8), "int8", 0.1, 0)
-    y = g.tensor("pool", (1, 16, 16, 8), "int8", 0.1, 0)
-    opt = s.Pool2DOptionsT()
-    opt.filterHeight = opt.filterWidth = opt.strideH = opt.strideW = 2
-    g.op("MAX_POOL_2D", [x], [y], "Pool2DOptions", opt)
-    return g.build([x], [y])
 
 
 @pytest.mark.parametrize("board,port,ram_budget", [
@@ -40,7 +29,7 @@ def test_port_compiles_against_its_generated_headers(tmp_path, board, port, ram_
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler (g++) to check the Arduino ports with")
-    buf = _model()
+    buf = maxpool_model()
     conv = convert.convert_tflite(buf, targets.load(board), model_name="m",
                                   source_name="m.tflite", ram_budget=ram_budget)
     assert conv.budget.arena_in_psram == (ram_budget is not None)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ai_edge_litert import schema_py_generated as s
-from tflbuild import GraphBuilder, conv_options
+from tflbuild import GraphBuilder, conv_options, maxpool_model
 
 from converter.cli import convert_main, validate_main
 
@@ -104,13 +103,7 @@ def test_usage_errors(argv, code, text, capsys):
 
 def test_too_small_ram_budget(tmp_path, capsys):
     m = tmp_path / "m.tflite"
-    g = GraphBuilder()
-    x = g.tensor("x", (1, 32, 32, 8), "int8", 0.1, 0)
-    y = g.tensor("pool", (1, 16, 16, 8), "int8", 0.1, 0)
-    opt = s.Pool2DOptionsT()
-    opt.filterHeight = opt.filterWidth = opt.strideH = opt.strideW = 2
-    g.op("MAX_POOL_2D", [x], [y], "Pool2DOptions", opt)
-    m.write_bytes(g.build([x], [y]))
+    m.write_bytes(maxpool_model())
     out = tmp_path / "o"
     rc, err = _run(convert_main, [str(m), "--target", "host", "--ram-budget", "4K",
                                   "--out", str(out)], capsys)

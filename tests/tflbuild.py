@@ -140,3 +140,12 @@ def add_conv(g, x, in_shape, in_q, filters, kernel, stride, padding, act, w_scal
     g.op("CONV_2D", [x, wt, bt], [y], "Conv2DOptions",
          conv_options(stride, padding, act, dilation))
     return y, out_shape
+
+
+def maxpool_model() -> bytes:
+    """A one-op model (2x2/2 max pool, 1x32x32x8 -> 1x16x16x8): a 10 KiB arena, no weights."""
+    g = GraphBuilder()
+    x = g.tensor("x", (1, 32, 32, 8), "int8", 0.1, 0)
+    y = g.tensor("pool", (1, 16, 16, 8), "int8", 0.1, 0)
+    g.op("MAX_POOL_2D", [x], [y], "Pool2DOptions", pool_options((2, 2), (2, 2)))
+    return g.build([x], [y])
