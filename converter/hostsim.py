@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import arch
 from .build import (
     WARN_FLAGS,
     compile_c,
@@ -63,8 +64,9 @@ def firmware_sources(model_dir: Path) -> list[Path]:
             raise InputFileError(
                 f"{model_dir / name} is missing: a generated model directory holds "
                 f"{', '.join(MODEL_FILES)} (run sqz-convert to produce one)")
-    return [*runtime_sources(), *sorted(require(app_dir()).glob("*.c")),
-            require(host_port_source()), model_dir / "model.c", model_dir / "model_data.c"]
+    return [*runtime_sources(), *arch.sources(arch.of_model_dir(model_dir)),
+            *sorted(require(app_dir()).glob("*.c")), require(host_port_source()),
+            model_dir / "model.c", model_dir / "model_data.c"]
 
 
 def build_host_firmware(model_dir: Path, build_dir: Path | None = None, *,

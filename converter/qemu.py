@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import arch
 from .build import content_digest, firmware_headers, runtime_sources
 from .errors import BudgetError, BuildError, DeviceError, SqzError, UsageError
 from .hostsim import app_dir, firmware_sources
@@ -89,7 +90,8 @@ def qemu_firmware_sources(model_dir: Path) -> list[Path]:
     """Every C file of the mps2-an386 firmware for the model in `model_dir`."""
     model_dir = Path(model_dir)
     firmware_sources(model_dir)  # the same checks for a complete model directory
-    return [*runtime_sources(), *sorted(require(app_dir()).glob("*.c")),
+    return [*runtime_sources(), *arch.sources(arch.of_model_dir(model_dir)),
+            *sorted(require(app_dir()).glob("*.c")),
             *sorted(require(port_dir()).glob("*.c")), model_dir / "model.c",
             model_dir / "model_data.c"]
 

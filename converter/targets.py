@@ -25,6 +25,8 @@ class Target:
     arena_attr: str
     weights_attr: str
     pio_env: str | None = None
+    # Kernel variants the firmware compiles beside the portable C (converter.arch).
+    arch: str = "portable"
 
 
 def available() -> list[str]:
@@ -42,13 +44,16 @@ def load(name: str) -> Target:
     fields = set(Target.__dataclass_fields__)
     unknown = set(data) - fields
     missing = {f for f in fields if Target.__dataclass_fields__[f].default is not None} - set(data)
-    missing.discard("pio_env")
+    missing -= {"pio_env", "arch"}
     if unknown or missing:
         raise InputFileError(
             f"{path}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}"
         )
     if data["counter_unit"] not in ("cycles", "instructions", "ns"):
         raise InputFileError(f"{path}: counter_unit must be cycles, instructions or ns")
+    from .arch import check
+
+    check(data.get("arch", "portable"), str(path))
     return Target(**data)
 
 
