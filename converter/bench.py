@@ -63,7 +63,7 @@ class BenchResult:
         return self.instructions / self.macs if self.macs else 0.0
 
 
-def _callgrind_counts(exe: Path, input_bytes: bytes, n_steps: int) -> list[int]:
+def _callgrind_counts(exe: Path, input_bytes: bytes, n_dumps: int) -> list[int]:
     if shutil.which("valgrind") is None:
         raise BuildError("valgrind is not installed; sqz-bench counts instructions with "
                          "callgrind: apt-get install valgrind")
@@ -77,7 +77,7 @@ def _callgrind_counts(exe: Path, input_bytes: bytes, n_steps: int) -> list[int]:
         if proc.returncode != 0:
             raise BuildError(f"the benchmark run failed: {proc.stderr.decode()[-2000:]}")
         counts = []
-        for i in range(1, n_steps + 1):
+        for i in range(1, n_dumps + 1):
             text = Path(f"{out}.{i}").read_text()
             m = re.search(r"^totals:\s+(\d+)", text, re.M) or re.search(
                 r"^summary:\s+(\d+)", text, re.M)
@@ -101,11 +101,12 @@ def _cm4_size(model_dir: Path, weight_bytes: int) -> tuple[int | None, int | Non
     return flash, flash - weight_bytes, size["ram"], "Cortex-M4 -Os, linked with --gc-sections"
 
 
-def bench_model(tflite: bytes, name: str, out_dir: Path, console: Console) -> BenchResult:
+def bench_model(tflite: bytes, name: str, out_dir: Path, console: Console, *,
+                stream: str = "auto") -> BenchResult:
     target = targets.load(BENCH_TARGET)
     with console.status("Converting..."):
         conv = convert.convert_tflite(tflite, target, model_name=name, source_name=name,
-                                      ram_budget=2**31, psram_budget=0,
+                                      stream=stream, ram_budget=2**31, psram_budget=0,
                                       flash_budget=2**31)
         convert.write(conv, tflite, out_dir)
     lw = conv.lowered
@@ -117,8 +118,13 @@ def bench_model(tflite: bytes, name: str, out_dir: Path, console: Console) -> Be
         exe = compile_c([*runtime_sources(), out_dir / "model.c", out_dir / "model_data.c",
                          FIRMWARE / "tools" / "bench.c"], out_dir / "bench", opt="-O2",
                         includes=[out_dir], warn=BENCH_CFLAGS)
+    ticks = conv.layout.schedule.ticks
     with console.status("Counting instructions with callgrind..."):
-        counts = _callgrind_counts(exe, x.tobytes(), len(lw.steps))
+        per_call = _callgrind_counts(exe, x.tobytes(), len(ticks))
+    # bench.c dumps after every kernel call; a streamed layer is the sum of its calls.
+    counts = [0] * len(lw.steps)
+    for step, c in zip(ticks, per_call, strict=True):
+        counts[step] += c
     layers = [LayerCost(i, s.name, s.macs, c) for i, (s, c) in
               enumerate(zip(lw.steps, counts, strict=True))]
     with console.status("Building for Cortex-M4 (-Os) to measure flash..."):
@@ -172,6 +178,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="work directory (default build/bench/<model>)")
     p.add_argument("--json", type=Path, help="write the figures as JSON here")
     p.add_argument("--no-layers", action="store_true", help="totals only")
+    p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
+                   help="row streaming, as sqz-convert --stream")
     return p
 
 
@@ -185,7 +193,7 @@ def _bench(argv: Sequence[str] | None) -> int:
                               channels=args.channels, classes=args.classes, calib=args.calib,
                               calib_samples=16)
     work = args.out or Path("build") / "bench" / src.name
-    result = bench_model(src.tflite, src.name, work, out)
+    result = bench_model(src.tflite, src.name, work, out, stream=args.stream)
     print_result(result, out, per_layer=not args.no_layers)
     if args.json:
         data = asdict(result)

@@ -109,6 +109,9 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--psram-budget", type=parse_bytes_or_zero,
                    help="override the board's PSRAM (0: keep the arena out of PSRAM)")
     p.add_argument("--flash-budget", type=parse_bytes, help="override the board's flash budget")
+    p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
+                   help="row streaming: auto (where it lowers the peak arena, default), off "
+                        "(whole tensors, conv+max-pool fused), full (every row-wise layer)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("--version", action="version", version=f"sqz {__version__}")
     return p

@@ -24,23 +24,27 @@ class Conversion:
     target: Target
     budget: Budget
     files: dict[str, str]
+    arch: str
 
 
 def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
-                   fuse: bool = True, in_place: bool = True, ram_budget: int | None = None,
-                   psram_budget: int | None = None, flash_budget: int | None = None
-                   ) -> Conversion:
-    """Everything up to the rendered files; raises BudgetError before rendering anything."""
+                   stream: str = "auto", in_place: bool = True, arch: str | None = None,
+                   ram_budget: int | None = None, psram_budget: int | None = None,
+                   flash_budget: int | None = None) -> Conversion:
+    """Everything up to the rendered files; raises BudgetError before rendering anything.
+    `arch` overrides the target's kernel architecture (tests run variants on the host)."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lw = lower(graph)
-    lw, layout = passes.run_passes(lw, fuse=fuse, in_place=in_place)
+    lw, layout = passes.run_passes(lw, arch=arch or target.arch, stream_mode=stream,
+                                   in_place=in_place)
     budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
                           flash_budget=flash_budget)
     ctx = codegen.build_context(lw, layout, target, model_name=model_name,
-                                source_name=source_name)
+                                source_name=source_name, arch=arch)
     ctx["placement"] = {"arena_in_psram": int(budget.arena_in_psram)}
     files = codegen.render(ctx)
-    return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files)
+    return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,
+                      arch=arch or target.arch)
 
 
 def write(conv: Conversion, buf: bytes, out_dir: Path, extra: dict[str, bytes] | None = None
@@ -49,6 +53,8 @@ def write(conv: Conversion, buf: bytes, out_dir: Path, extra: dict[str, bytes] |
         "model_sha256": conv.lowered.graph.sha256,
         "target": conv.target.name,
         "arena_bytes": conv.layout.arena_bytes,
+        "arch": conv.arch,
+        "stream": conv.layout.schedule.mode,
     }
     payload = {"model.tflite": buf,
                "sqz.json": (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()}

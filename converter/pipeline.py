@@ -89,7 +89,8 @@ def convert_command(args, out: Console, err: Console) -> int:
 
     with out.status("Converting to C..."):
         conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
-                                      source_name=src.source_name, ram_budget=args.ram_budget,
+                                      source_name=src.source_name, stream=args.stream,
+                                      ram_budget=args.ram_budget,
                                       psram_budget=args.psram_budget,
                                       flash_budget=args.flash_budget)
     from .report import build_report, write_reports
