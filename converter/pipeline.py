@@ -12,14 +12,16 @@ from rich.console import Console
 
 from . import convert, targets
 from .errors import UsageError
-from .paths import ROOT
+from .paths import CHECKOUT
 
-PIO_GLUE = ROOT / "build" / "sqz_pio.ini"
+PIO_GLUE = CHECKOUT / "build" / "sqz_pio.ini" if CHECKOUT else None
 
 
-def pio_glue_path() -> Path:
-    # Tests point this elsewhere so they never retarget the checkout's own pio build.
-    return Path(os.environ.get("SQZ_PIO_GLUE", PIO_GLUE))
+def pio_glue_path() -> Path | None:
+    """Where build/sqz_pio.ini goes: the checkout's platformio.ini reads it. An installed sqz
+    has no checkout to retarget (None). Tests point it elsewhere (SQZ_PIO_GLUE)."""
+    env = os.environ.get("SQZ_PIO_GLUE")
+    return Path(env) if env else PIO_GLUE
 
 
 def default_out(target: str) -> Path:
@@ -28,9 +30,9 @@ def default_out(target: str) -> Path:
 
 def write_pio_glue(target: targets.Target, model_dir: Path) -> Path | None:
     """Point platformio.ini at the model just generated and make its env the default."""
-    if not target.pio_env:
-        return None
     glue = pio_glue_path()
+    if not target.pio_env or glue is None:
+        return None
     glue.parent.mkdir(parents=True, exist_ok=True)
     text = (
         "; Written by sqz-convert; platformio.ini includes it through extra_configs.\n"
