@@ -180,6 +180,85 @@ def test_cmake_example_on_qemu_prints_the_same_label(exports, tmp_path):
     assert 1000 < micros < 1_000_000
 
 
+def test_readme_firmware_code_compiles_against_the_export(exports, tmp_path):
+    """The README's "code you write" block, compiled and linked with the host library."""
+    _need("cmake", "cc")
+    text = (REPO / "README.md").read_text()
+    code = re.search(r"### The code you write\n.*?```c\n(.*?)```", text, re.S).group(1)
+    assert 10 <= len([ln for ln in code.splitlines() if ln.strip()]) <= 16
+    project = tmp_path / "readme"
+    project.mkdir()
+    (project / "frame.c").write_text(code + "\nint main(void)\n{\n"
+                                     "    static uint8_t rgb[SQZ_INPUT_PIXELS * 3];\n"
+                                     "    on_frame(rgb);\n    return 0;\n}\n")
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(readme C)\n"
+        f"add_subdirectory({exports.host.as_posix()} lib)\n"
+        "add_executable(readme frame.c)\ntarget_link_libraries(readme PRIVATE sqz_shapes)\n")
+    build = _cmake_build(project, tmp_path / "b")
+    proc = subprocess.run([str(build / "readme")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and re.fullmatch(r"\w+ \d+/1000\n", proc.stdout), proc.stdout
+
+
+# --- the C API ---------------------------------------------------------------------------------
+
+def test_c_api_against_the_host(exports, tmp_path):
+    """tests/c/export_api_check.c, linked with the library: init's checks, the output, top-k
+    order, and the Q16.16 helpers against exact arithmetic on the host."""
+    _need("cmake", "cc")
+    project = tmp_path / "check"
+    project.mkdir()
+    shutil.copy(REPO / "tests" / "c" / "export_api_check.c", project / "check.c")
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(check C)\n"
+        f"add_subdirectory({exports.host.as_posix()} lib)\n"
+        "add_executable(check check.c)\n"
+        "target_compile_definitions(check PRIVATE SQZ_API_HEADER=\"sqz_shapes.h\" "
+        "SQZ_SAMPLE_HEADER=\"sqz_shapes_sample.h\")\n"
+        "target_link_libraries(check PRIVATE sqz_shapes)\n")
+    build = _cmake_build(project, tmp_path / "b")
+    proc = subprocess.run([str(build / "check")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    facts = dict(line.rsplit(" ", 1) for line in lines if line.startswith("init "))
+    err_arg, ok = "1", "0"  # SQZ_ERR_ARG, SQZ_OK
+    assert facts == {"init run_before": err_arg, "init misaligned": err_arg,
+                     "init small": err_arg, "init ok": ok, "init input_offset": "1",
+                     "init run": ok}
+    assert "failed none" in lines
+
+    out = [int(v) for v in next(x for x in lines if x.startswith("output ")).split()[1:]]
+    pre = Preprocessing.from_dict(json.loads((exports.host_model / "preprocess.json")
+                                             .read_text()))
+    tflite = (exports.host_model / "model.tflite").read_bytes()
+    from converter import tflite_reader
+
+    g = tflite_reader.read_model_bytes(tflite)
+    s_in, zp_in = g.tensor(g.inputs[0]).quant.single()
+    s_out, zp_out = g.tensor(g.outputs[0]).quant.single()
+    x = quantize_input(load_image(FIRST_IMAGE, pre), s_in, zp_in)
+    assert out == reference.run_reference(tflite, x[None]).outputs.reshape(-1).tolist()
+
+    topk = [tuple(int(v) for v in p.split(":"))
+            for p in next(x for x in lines if x.startswith("topk")).split()[1:]]
+    order = sorted(range(len(out)), key=lambda i: (-out[i], i))
+    assert topk == [(i, out[i]) for i in order]
+
+    for line in (x for x in lines if x.startswith("dequant ")):
+        code, q16 = (int(v) for v in line.split()[1:])
+        assert abs(q16 - (code - zp_out) * float(s_out) * 65536.0) <= 1.0, line
+    from converter.quantmath import round_half_away
+
+    quants = [tuple(int(v) for v in x.split()[1:]) for x in lines if x.startswith("quant ")]
+    assert len(quants) > 2000
+    for value, code in quants:
+        exact = value / 65536.0 / float(s_in)
+        want = max(-128, min(127, round_half_away(exact) + zp_in))
+        near_tie = abs(abs(exact - int(exact)) - 0.5) < 1e-6
+        assert code == want or (near_tie and abs(code - want) == 1), (value, code, want)
+    assert next(x for x in lines if x.startswith("names ")) == "names triangle NULL"
+
+
 # --- the protocol server inside the user's firmware ----------------------------------------------
 
 def test_sqz_validate_port_against_a_firmware_built_from_the_library(exports, tmp_path,

@@ -131,11 +131,21 @@ def test_installed_sqz_uses_its_own_files(installed):
 
 def test_convert_validate_and_bench_from_another_directory(installed):
     work = installed.work
-    # The bundled example, found in the wheel.
-    proc = _check(installed.run("sqz-convert", "--target", "host", "--out", "host"))
+    # The bundled example, found in the wheel, and exported as a library.
+    proc = _check(installed.run("sqz-convert", "--target", "host", "--out", "host",
+                                "--export", "lib"))
     assert "using the bundled example" in proc.stdout
     assert (work / "host" / "model.c").is_file()
     assert not (work / "build").exists()  # no PlatformIO glue without a checkout
+    if shutil.which("cmake"):
+        example = work / "lib" / "examples" / "cmake"
+        _check(subprocess.run(["cmake", "-S", str(example), "-B", str(work / "lib-build")],
+                              capture_output=True, text=True, env=installed.env))
+        _check(subprocess.run(["cmake", "--build", str(work / "lib-build")],
+                              capture_output=True, text=True, env=installed.env))
+        proc = _check(subprocess.run([str(work / "lib-build" / "classify")],
+                                     capture_output=True, text=True))
+        assert proc.stdout.startswith("label: circle (class 0,")
 
     proc = _check(installed.run("sqz-validate", "--sim", "host", "--model", "host", "-n", "2"))
     assert "PASS: all 2 outputs bit-exact" in proc.stdout
