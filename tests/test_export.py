@@ -147,11 +147,16 @@ def test_the_api_table_is_the_host_table(exports):
 
 # --- CMake: host and QEMU ----------------------------------------------------------------------
 
-def test_cmake_example_runs_on_the_host_with_the_reference_label(exports, tmp_path):
+@pytest.fixture(scope="module")
+def host_example(exports, tmp_path_factory) -> Path:
+    """The host library's CMake example, built (warnings as errors)."""
     _need("cmake", "cc")
-    build = _cmake_build(exports.host / "examples" / "cmake", tmp_path / "b")
-    proc = subprocess.run([str(build / "classify")], capture_output=True, text=True,
-                          timeout=60)
+    return _cmake_build(exports.host / "examples" / "cmake",
+                        tmp_path_factory.mktemp("example")) / "classify"
+
+
+def test_cmake_example_runs_on_the_host_with_the_reference_label(exports, host_example):
+    proc = subprocess.run([str(host_example)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     label, cls, score, expected, micros = _parse(proc.stdout)
     # The first calibration image, through the host's preprocessing and LiteRT.
@@ -214,8 +219,8 @@ def test_c_api_against_the_host(exports, tmp_path):
         f"add_subdirectory({exports.host.as_posix()} lib)\n"
         "add_executable(check check.c)\n"
         "target_compile_definitions(check PRIVATE SQZ_API_HEADER=\"sqz_shapes.h\" "
-        "SQZ_SAMPLE_HEADER=\"sqz_shapes_sample.h\")\n"
-        "target_link_libraries(check PRIVATE sqz_shapes)\n")
+        "SQZ_SAMPLE_HEADER=\"sqz_shapes_sample.h\" SQZ_FLOAT_HEADER=\"sqz_shapes_float.h\")\n"
+        "target_link_libraries(check PRIVATE sqz_shapes m)\n")
     build = _cmake_build(project, tmp_path / "b")
     proc = subprocess.run([str(build / "check")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -257,6 +262,10 @@ def test_c_api_against_the_host(exports, tmp_path):
         near_tie = abs(abs(exact - int(exact)) - 0.5) < 1e-6
         assert code == want or (near_tie and abs(code - want) == 1), (value, code, want)
     assert next(x for x in lines if x.startswith("names ")) == "names triangle NULL"
+    q16, from_float, half = (int(v) for v in next(
+        x for x in lines if x.startswith("float ")).split()[1:])
+    assert abs(q16 - from_float) <= 1
+    assert half == max(-128, min(127, round_half_away(0.5 / float(s_in)) + zp_in))
 
 
 # --- the protocol server inside the user's firmware ----------------------------------------------
@@ -289,11 +298,8 @@ def test_sqz_validate_port_against_a_firmware_built_from_the_library(exports, tm
     assert "PASS: all 3 outputs bit-exact" in text
 
 
-def test_validation_server_is_only_linked_when_called(exports, tmp_path):
-    _need("cmake", "cc")
-    build = _cmake_build(exports.host / "examples" / "cmake", tmp_path / "b")
-    syms = subprocess.run(["nm", str(build / "classify")], capture_output=True,
-                          text=True).stdout
+def test_validation_server_is_only_linked_when_called(host_example):
+    syms = subprocess.run(["nm", str(host_example)], capture_output=True, text=True).stdout
     assert "sqz_run" in syms
     assert "sqz_app_poll" not in syms and "sqz_frame_rx_byte" not in syms
 

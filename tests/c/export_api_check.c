@@ -9,13 +9,16 @@
  *   dequant <code> <q16>            every int8 output code
  *   quant <q16> <code>              a sweep of Q16.16 input values
  *   names <n> <last-or-NULL>        sqz_model_class_name at and past the end
+ *   float <q16 of top> <float of top * 65536, rounded>   the optional float helpers
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include SQZ_API_HEADER
 #include SQZ_SAMPLE_HEADER
+#include SQZ_FLOAT_HEADER
 
 static uint8_t arena[SQZ_ARENA_BYTES + 32] __attribute__((aligned(16)));
 
@@ -64,5 +67,8 @@ int main(void)
     printf("quant %ld %d\n", (long)INT32_MIN, (int)sqz_model_quantize_q16(INT32_MIN));
     printf("names %s %s\n", sqz_model_class_name((uint16_t)(SQZ_NUM_CLASSES - 1)),
            sqz_model_class_name((uint16_t)SQZ_NUM_CLASSES) ? "set" : "NULL");
+    printf("float %ld %ld %d\n", (long)sqz_model_dequantize_q16(scores[0]),
+           (long)lroundf(sqz_model_dequantize_float(scores[0]) * 65536.0f),
+           (int)sqz_model_quantize_float(0.5f));
     return 0;
 }
