@@ -188,16 +188,21 @@ sqz_status sqz_max_pool_s8_push(const sqz_pool_params *params, const sqz_dims *i
         }
         const int8_t *in = input_row + (size_t)(xs.origin + xs.start) * c;
         const int32_t width = xs.end - xs.start;
-        for (int32_t ch = 0; ch < c; ++ch) {
-            int32_t m = INT8_MIN;
-            for (int32_t fx = 0; fx < width; ++fx) {
-                const int32_t v = in[(size_t)fx * c + ch];
-                m = v > m ? v : m;
-            }
-            m = sqz_clamp(m, lo, hi);
-            for (int32_t j = 0; j < n_out; ++j) {
-                int8_t *o = output_rows[j] + (size_t)ox * c + ch;
-                *o = (int8_t)(init[j] || m > *o ? m : *o);
+        /* One pass per output row, each a plain loop over the channels: the row this input
+         * row starts is overwritten, the others take the maximum. */
+        for (int32_t j = 0; j < n_out; ++j) {
+            int8_t *o = output_rows[j] + (size_t)ox * c;
+            for (int32_t ch = 0; ch < c; ++ch) {
+                int32_t m = in[ch];
+                for (int32_t fx = 1; fx < width; ++fx) {
+                    const int32_t v = in[(size_t)fx * c + ch];
+                    m = v > m ? v : m;
+                }
+                m = sqz_clamp(m, lo, hi);
+                if (!init[j]) {
+                    m = o[ch] > m ? o[ch] : m;
+                }
+                o[ch] = (int8_t)m;
             }
         }
     }
