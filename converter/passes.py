@@ -245,17 +245,28 @@ def layout(lw: Lowered, views: dict[int, View], sched: stream.Schedule) -> Layou
                                       fills(r)))
     # One scratch area per segment, shared by its layers' calls (a call's scratch does not
     # outlive it); a MEAN's per-channel sums live across its calls, so they get their own.
+    # The shared area grows with the largest call so far: a deep layer's large scratch need
+    # not be reserved while the early layers run (it can go where their input was).
     seg_of_step: dict[int, int] = {}
+    tick = 0
     for si, seg in enumerate(sched.segments):
         for i in seg.nodes:
             seg_of_step[i] = si
-        need = max((lw.steps[i].scratch_bytes() for i in seg.nodes
-                    if not isinstance(lw.steps[i], MeanStep)), default=0)
-        if need:
-            a = min(step_ticks[i][0] for i in seg.nodes)
-            b = max(step_ticks[i][1] for i in seg.nodes)
-            buffers.append(planner.Buffer(f"scratch{si}:{lw.steps[seg.nodes[0]].name}", need,
-                                          a, b))
+        a = tick
+        grow: list[tuple[int, int]] = []
+        for pos, n in seg.order:
+            s = lw.steps[seg.nodes[pos]]
+            need = 0 if isinstance(s, MeanStep) else s.scratch_bytes()
+            if need > (grow[-1][1] if grow else 0):
+                grow.append((tick, need))
+            tick += n
+        if grow:
+            size = grow[-1][1]
+            fills = tuple(grow) if grow[0][0] == a and len(grow) > 1 else ()
+            if grow[0][0] != a:
+                fills = ((a, 0), *grow)
+            buffers.append(planner.Buffer(f"scratch{si}:{lw.steps[seg.nodes[0]].name}", size,
+                                          a, tick - 1, fills=fills))
     for i, s in enumerate(lw.steps):
         if isinstance(s, MeanStep):
             a, b = step_ticks[i]
@@ -302,6 +313,7 @@ def layout(lw: Lowered, views: dict[int, View], sched: stream.Schedule) -> Layou
 
 
 MAX_EXHAUSTIVE_CUTS = 6
+MAX_EVALUATIONS = 200
 
 
 def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto",
@@ -323,12 +335,17 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
         return _root(t, lw.aliases, views)
 
     best: Layout | None = None
+    best_cuts: frozenset[int] = frozenset()
+    evaluations = 0
 
-    def consider(mode: str, cuts: frozenset[int] = frozenset()) -> None:
-        nonlocal best
+    def consider(mode: str, cuts: frozenset[int] = frozenset()) -> bool:
+        nonlocal best, best_cuts, evaluations
+        evaluations += 1
         lay = layout(lw, views, stream.schedule(lw, mode, pinned, roots, cuts))
         if best is None or lay.arena_bytes < best.arena_bytes:
-            best = lay
+            best, best_cuts = lay, cuts
+            return True
+        return False
 
     if stream_mode != "auto":
         consider(stream_mode)
@@ -336,19 +353,23 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
         # The unstreamed schedule first: it wins ties, as it makes fewer kernel calls.
         consider("off")
         consider("full")
-        # Where to end segments: every subset of the candidate cuts when there are few (a
-        # plan takes milliseconds), else greedily, one cut at a time while it helps.
-        cands = stream.cut_candidates(lw)
-        if len(cands) <= MAX_EXHAUSTIVE_CUTS:
-            for n in range(1, len(cands) + 1):
-                for combo in itertools.combinations(cands, n):
+        # Where to end segments (the tensor there is stored whole, written into the consumed
+        # part of the segment's input): every subset of the cuts after pools, then a local
+        # search that adds or removes one cut anywhere while that lowers the arena. A plan
+        # takes milliseconds; the search is capped.
+        pools = stream.cut_candidates(lw)
+        if len(pools) <= MAX_EXHAUSTIVE_CUTS:
+            for n in range(1, len(pools) + 1):
+                for combo in itertools.combinations(pools, n):
                     consider("full", frozenset(combo))
-        else:
-            cuts: frozenset[int] = frozenset()
-            for c in cands:
-                before = best.arena_bytes
-                consider("full", cuts | {c})
-                if best.arena_bytes < before:
-                    cuts = cuts | {c}
+        if best is not None and best.schedule.mode == "full":
+            anywhere = stream.cut_candidates(lw, anywhere=True)
+            improved = True
+            while improved and evaluations < MAX_EVALUATIONS:
+                improved = False
+                for c in anywhere:
+                    if evaluations >= MAX_EVALUATIONS:
+                        break
+                    improved |= consider("full", best_cuts ^ {c})
     assert best is not None
     return lw, best

@@ -119,19 +119,23 @@ def naive_size(buffers: Sequence[Buffer], align: int = DEFAULT_ALIGN) -> int:
 
 
 def live_bytes_per_step(buffers: Sequence[Buffer], align: int = DEFAULT_ALIGN) -> list[int]:
+    """Bytes live at each step. Static buffers count aligned (offsets are aligned, so no two
+    share a block); once some buffer is written or freed row by row, every buffer counts its
+    exact live bytes, as aligned blocks may then be shared: still a true lower bound."""
     if not buffers:
         return []
     n_steps = max(b.last for b in buffers) + 1
     live = [0] * n_steps
+    exact = any(b.dynamic for b in buffers)
     for b in buffers:
         if not b.dynamic:
-            size = align_up(b.size, align)
+            size = b.size if exact else align_up(b.size, align)
             for s in range(b.first, b.last + 1):
                 live[s] += size
             continue
         for s in range(b.first, b.last + 1):
             lo, hi = b.live(s)
-            live[s] += max(0, align_up(hi, align) - lo // align * align)
+            live[s] += max(0, hi - lo)
     return live
 
 

@@ -386,13 +386,14 @@ def check(lw: Lowered, sched: Schedule, roots) -> None:
                     table[r][i] = max(table[r].get(i, 0), max(rows) + 1)
 
 
-def cut_candidates(lw: Lowered) -> list[int]:
-    """Where a streamed segment may end with its last tensor stored whole: after the pools,
-    whose outputs are the smallest tensors of a CNN's early stages. The next segment then
-    reads that tensor row by row, and it can be written into the consumed part of the
-    segment's input."""
+def cut_candidates(lw: Lowered, anywhere: bool = False) -> list[int]:
+    """Where a streamed segment may end with its last tensor stored whole: after the pools
+    (their outputs are the small tensors of a CNN's early stages), or `anywhere` between two
+    row-wise layers. The next segment then reads that tensor row by row, and it can be
+    written into the consumed part of the segment's input."""
     return [i for i, s in enumerate(lw.steps[:-1])
-            if isinstance(s, PoolStep) and is_row_wise(s) and is_row_wise(lw.steps[i + 1])]
+            if is_row_wise(s) and is_row_wise(lw.steps[i + 1])
+            and (anywhere or isinstance(s, PoolStep))]
 
 
 def schedule(lw: Lowered, mode: str, pinned: set[int], roots,
