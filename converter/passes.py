@@ -317,10 +317,13 @@ MAX_EVALUATIONS = 200
 
 
 def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto",
-               in_place: bool = True) -> tuple[Lowered, Layout]:
+               in_place: bool = True, input_arrives: bool = False
+               ) -> tuple[Lowered, Layout]:
     """`stream_mode`: 'off' (today's schedule: whole tensors, conv+max-pool fused), 'full'
     (stream every run of row-wise layers) or 'auto' (whichever needs the smaller arena; the
-    unstreamed one on a tie, as it makes fewer calls)."""
+    unstreamed one on a tie, as it makes fewer calls). `input_arrives`: plan as if the input's
+    rows arrived over the link just before the first call reading them, into a ring (an
+    estimate for the report: the firmware receives the whole input before it runs)."""
     if stream_mode not in stream.MODES:
         raise UsageError(f"--stream must be one of {', '.join(stream.MODES)}, not "
                          f"'{stream_mode}'")
@@ -341,7 +344,8 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     def consider(mode: str, cuts: frozenset[int] = frozenset()) -> bool:
         nonlocal best, best_cuts, evaluations
         evaluations += 1
-        lay = layout(lw, views, stream.schedule(lw, mode, pinned, roots, cuts))
+        lay = layout(lw, views, stream.schedule(lw, mode, pinned, roots, cuts,
+                                                input_arrives=input_arrives))
         if best is None or lay.arena_bytes < best.arena_bytes:
             best, best_cuts = lay, cuts
             return True
