@@ -7,6 +7,7 @@ promises, and sanitizer builds add ASan and UBSan with recovery disabled so any 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -34,9 +35,17 @@ def runtime_sources() -> list[Path]:
 
 
 def model_runtime_sources(model_dir: Path) -> list[Path]:
-    """The runtime C and assembly a firmware for the model in `model_dir` compiles: every
-    portable kernel plus the variants of the architecture it was converted for. The export
-    takes its list from here; narrowing it to the kernels a model uses is a change here."""
+    """The runtime C and assembly the model in `model_dir` links against: the executor, its
+    nodes' adapters and the kernel variants its layers use, as the conversion recorded them in
+    sqz.json (an older model directory without that list gets every portable kernel and every
+    variant of its architecture)."""
+    meta = Path(model_dir) / "sqz.json"
+    try:
+        used = json.loads(meta.read_text()).get("runtime_sources")
+    except (OSError, ValueError):
+        used = None
+    if used:
+        return [require(FIRMWARE / "src" / f) for f in used]
     return [*runtime_sources(), *arch.sources(arch.of_model_dir(model_dir))]
 
 

@@ -107,6 +107,18 @@ def _addressing(r) -> dict[str, int]:
 _NO_ROWS = {"offset": 0, "pitch": 0, "slots": 1}
 
 
+_OPS = {ConvStep: "CONV", MeanStep: "MEAN", ConcatPartStep: "CONCAT", AddStep: "ADD",
+        SoftmaxStep: "SOFTMAX", FullyConnectedStep: "FULLY_CONNECTED",
+        RequantizeStep: "REQUANTIZE", ConstStep: "LOAD_CONST"}
+
+
+def node_op(s) -> str:
+    """The sqz_op of a step's node (SQZ_OP_<this>)."""
+    if isinstance(s, PoolStep):
+        return "MAX_POOL_PUSH" if s.push else ("MAX_POOL" if s.kind == "max" else "AVG_POOL")
+    return _OPS[type(s)]
+
+
 def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: str,
                   source_name: str, arch: str | None = None) -> dict[str, Any]:
     arrays = _Arrays()
@@ -122,7 +134,8 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
         kinds[kind].append(layer)
         scratch, size = layout.scratch.get(i, (0, 0))
         ins = [_addressing(rows[t]) for t in inputs] + [_NO_ROWS] * (2 - len(inputs))
-        nodes.append({"index": i, "op": op, "member": kind, "layer": len(kinds[kind]) - 1,
+        nodes.append({"index": i, "op": op, "run": kernels.NODE_ADAPTERS[op][0],
+                      "member": kind, "layer": len(kinds[kind]) - 1,
                       "scratch": scratch, "scratch_size": size, "name": s.name,
                       "input": ins[0], "input2": ins[1], "output": _addressing(rows[output])})
 
@@ -169,8 +182,7 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
                      "act_max": s.act_max, "input_dims": _dims(s.input_dims),
                      "filter_dims": _dims(Dims(1, *s.filter_hw, 1)),
                      "output_dims": _dims(s.output_dims)}
-            op = "MAX_POOL_PUSH" if s.push else ("MAX_POOL" if s.kind == "max" else "AVG_POOL")
-            node("pool", op, layer, i, s, (s.input,), s.output)
+            node("pool", node_op(s), layer, i, s, (s.input,), s.output)
         elif isinstance(s, MeanStep):
             layer = {"input_offset": s.input_offset, "output_offset": s.output_offset,
                      "multiplier": s.multiplier, "shift": s.shift,

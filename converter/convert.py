@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import codegen, passes, tflite_reader
+from . import codegen, kernels, passes, tflite_reader
 from .budget import Budget, check_budget
-from .lower import Lowered, lower
+from .lower import ConvStep, Lowered, PoolStep, lower
 from .passes import Layout
 from .targets import Target
 
@@ -47,6 +47,21 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                       arch=arch or target.arch)
 
 
+def runtime_sources_used(lw: Lowered) -> list[str]:
+    """The runtime files (relative to firmware/src) the generated model links against: the
+    executor, each node's adapter and each layer's kernel variant."""
+    from .codegen import node_op
+
+    files = set(kernels.RUNTIME_CORE)
+    for s in lw.steps:
+        files.update(kernels.NODE_ADAPTERS[node_op(s)][1])
+        if isinstance(s, ConvStep):
+            files.update(kernels.conv_kernel(s.kernel).sources)
+        elif isinstance(s, PoolStep):
+            files.update(kernels.pool_kernel(s.kernel).sources)
+    return sorted(files)
+
+
 def write(conv: Conversion, buf: bytes, out_dir: Path, extra: dict[str, bytes] | None = None
           ) -> None:
     meta = {
@@ -55,6 +70,7 @@ def write(conv: Conversion, buf: bytes, out_dir: Path, extra: dict[str, bytes] |
         "arena_bytes": conv.layout.arena_bytes,
         "arch": conv.arch,
         "stream": conv.layout.schedule.mode,
+        "runtime_sources": runtime_sources_used(conv.lowered),
     }
     payload = {"model.tflite": buf,
                "sqz.json": (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()}

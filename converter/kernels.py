@@ -42,6 +42,7 @@ class ConvKernel:
     scratch_bytes: Callable[[ConvStep], int]
     description: str
     packed: bool = False  # reads an sqz_packed_filter (converter.packing), not int8 rows
+    sources: tuple[str, ...] = ()  # the C/asm files it needs, relative to firmware/src
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class PoolKernel:
     supports: Callable[[PoolStep], bool]
     description: str
     push: bool = False  # an sqz_pool_push_fn (called per input row), else an sqz_pool_row_fn
+    sources: tuple[str, ...] = ("runtime/pool_s8.c",)
 
 
 # --- portable -----------------------------------------------------------------------------------
@@ -99,6 +101,7 @@ PORTABLE_CONV = ConvKernel(
     filter_layout=lambda s: ohwi_rows(s, _portable_row_len(s)),
     scratch_bytes=_portable_scratch,
     description="portable C: int16-widened 4-pixel groups",
+    sources=("runtime/conv_s8.c",),
 )
 
 # Mirrors SQZ_PACKED_BLOCK_BYTES and SQZ_PACKED_MAX_BLOCK in firmware/src/runtime/packed_s8.c.
@@ -128,7 +131,7 @@ PORTABLE_PACKED_CONV = ConvKernel(
     filter_row_len=_portable_row_len, filter_layout=_no_dense_layout,
     scratch_bytes=_packed_scratch,
     description="portable C, packed weights decoded a block of channels at a time",
-    packed=True,
+    packed=True, sources=("runtime/packed_s8.c", "runtime/conv_s8.c"),
 )
 
 PORTABLE_POOLS = (
@@ -137,6 +140,23 @@ PORTABLE_POOLS = (
     PoolKernel("sqz_max_pool_s8_row", PORTABLE, "max", lambda s: True, "portable C"),
     PoolKernel("sqz_avg_pool_s8_row", PORTABLE, "avg", lambda s: True, "portable C"),
 )
+
+# Every node's adapter (firmware/include/sqz/runtime.h) and the files it needs, by node op:
+# a firmware or an export needs the executor, these and its kernels' sources, nothing else.
+RUNTIME_CORE = ("runtime/exec.c", "runtime/status.c")
+NODE_ADAPTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "CONV": ("sqz_node_conv", ("runtime/conv_s8.c",)),
+    "MAX_POOL": ("sqz_node_pool", ("runtime/pool_s8.c",)),
+    "AVG_POOL": ("sqz_node_pool", ("runtime/pool_s8.c",)),
+    "MAX_POOL_PUSH": ("sqz_node_pool_push", ("runtime/pool_s8.c",)),
+    "MEAN": ("sqz_node_mean", ("runtime/mean_s8.c",)),
+    "CONCAT": ("sqz_node_concat", ("runtime/concat_s8.c",)),
+    "ADD": ("sqz_node_add", ("runtime/add_s8.c",)),
+    "REQUANTIZE": ("sqz_node_requantize", ("runtime/requantize_s8.c",)),
+    "SOFTMAX": ("sqz_node_softmax", ("runtime/softmax_s8.c",)),
+    "FULLY_CONNECTED": ("sqz_node_fully_connected", ("runtime/fully_connected_s8.c",)),
+    "LOAD_CONST": ("sqz_node_load_const", ()),
+}
 
 # Variants per architecture, most preferred first; the portable kernels close every list.
 CONV_VARIANTS: dict[str, tuple[ConvKernel, ...]] = {PORTABLE: ()}

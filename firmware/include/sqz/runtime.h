@@ -95,11 +95,17 @@ typedef struct {
     uint32_t slots;
 } sqz_rows;
 
-/* One layer as scheduled: its kernel, its tensors and its scratch. Row-wise ops (convs,
- * pools, ADD, QUANTIZE, channel concatenation, MEAN) are called once per output row (MEAN and
- * push-form max pools: per input row); the others once for the whole tensor. */
-typedef struct {
-    uint8_t op; /* sqz_op */
+/* One layer as scheduled: its kernel, its tensors and its scratch. `run` is the node adapter
+ * of its op (sqz_node_conv, ...: each sits beside its kernel, so a firmware links, and an
+ * export ships, only the kernels its model uses). Row-wise ops (convs, pools, ADD, QUANTIZE,
+ * channel concatenation, MEAN) are called once per output row (MEAN and push-form max pools:
+ * per input row); the others once for the whole tensor. */
+typedef struct sqz_node sqz_node;
+typedef sqz_status (*sqz_node_fn)(const sqz_node *node, int32_t call, uint8_t *arena);
+
+struct sqz_node {
+    sqz_node_fn run;
+    uint8_t op; /* sqz_op, for reports and debuggers: `run` is what executes */
     sqz_rows input, input2, output;
     uint32_t scratch;      /* arena offset of this node's scratch */
     uint32_t scratch_size; /* bytes; 0 when the kernel needs none */
@@ -114,7 +120,19 @@ typedef struct {
         const sqz_requantize_layer *requantize;
         const sqz_load_const_layer *load_const;
     } layer;
-} sqz_node;
+};
+
+/* The node adapters (one per op; `call` is the row, or 0 for a whole-tensor op). */
+sqz_status sqz_node_conv(const sqz_node *node, int32_t call, uint8_t *arena);
+sqz_status sqz_node_pool(const sqz_node *node, int32_t call, uint8_t *arena);
+sqz_status sqz_node_pool_push(const sqz_node *node, int32_t call, uint8_t *arena);
+sqz_status sqz_node_mean(const sqz_node *node, int32_t call, uint8_t *arena);
+sqz_status sqz_node_concat(const sqz_node *node, int32_t call, uint8_t *arena);
+sqz_status sqz_node_add(const sqz_node *node, int32_t call, uint8_t *arena);
+sqz_status sqz_node_requantize(const sqz_node *node, int32_t call, uint8_t *arena);
+sqz_status sqz_node_softmax(const sqz_node *node, int32_t call, uint8_t *arena);
+sqz_status sqz_node_fully_connected(const sqz_node *node, int32_t call, uint8_t *arena);
+sqz_status sqz_node_load_const(const sqz_node *node, int32_t call, uint8_t *arena);
 
 /* `calls` consecutive calls of node `node` (relative to the segment's first node). */
 typedef struct {

@@ -1,6 +1,7 @@
 #include <stddef.h>
 
 #include "fixedpoint.h"
+#include "node.h"
 #include "sqz/kernels.h"
 
 /* Both inputs are brought to a common scale with 20 bits of headroom, added, and the sum is
@@ -35,4 +36,13 @@ sqz_status sqz_add_s8(const sqz_add_params *params, const sqz_dims *input1_dims,
         output[i] = (int8_t)sqz_clamp(sum, params->activation.min, params->activation.max);
     }
     return SQZ_OK;
+}
+
+sqz_status sqz_node_add(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_add_layer *l = nd->layer.add;
+    const sqz_dims d = sqz_row_dims(&l->dims);
+    return sqz_add_s8(&l->params, &d, (const int8_t *)sqz_row_at(arena, &nd->input, k), &d,
+                      (const int8_t *)sqz_row_at(arena, &nd->input2, k), &d,
+                      (int8_t *)sqz_row_at(arena, &nd->output, k));
 }

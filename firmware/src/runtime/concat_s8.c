@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "requantize_row.h"
+#include "node.h"
 #include "sqz/kernels.h"
 
 sqz_status sqz_concat_s8(const sqz_concat_params *params, const sqz_dims *input_dims,
@@ -43,4 +44,17 @@ sqz_status sqz_concat_s8(const sqz_concat_params *params, const sqz_dims *input_
         }
     }
     return SQZ_OK;
+}
+
+sqz_status sqz_node_concat(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_concat_layer *l = nd->layer.concat;
+    if (l->params.axis != 3) { /* along another axis: one call, whole tensors */
+        return sqz_concat_s8(&l->params, &l->input_dims, (const int8_t *)arena + nd->input.offset,
+                             &l->output_dims, (int8_t *)arena + nd->output.offset);
+    }
+    const sqz_dims in = sqz_row_dims(&l->input_dims);
+    const sqz_dims out = sqz_row_dims(&l->output_dims);
+    return sqz_concat_s8(&l->params, &in, (const int8_t *)sqz_row_at(arena, &nd->input, k), &out,
+                         (int8_t *)sqz_row_at(arena, &nd->output, k));
 }

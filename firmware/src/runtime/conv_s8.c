@@ -1,6 +1,7 @@
 #include <stddef.h>
 
 #include "fixedpoint.h"
+#include "node.h"
 #include "sqz/kernels.h"
 
 /* Why the input is widened to int16 first: an int16 x int8 dot product with an int32
@@ -337,4 +338,21 @@ sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
         }
     }
     return SQZ_OK;
+}
+
+sqz_status sqz_node_conv(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_conv_layer *l = nd->layer.conv;
+    const sqz_conv_params *p = &l->params;
+    const sqz_context ctx = sqz_node_scratch(nd, arena);
+    const int8_t *rows[SQZ_MAX_FILTER_ROWS];
+    if (l->filter_dims.h > SQZ_MAX_FILTER_ROWS) {
+        return SQZ_ERR_UNSUPPORTED;
+    }
+    sqz_window_rows(arena, &nd->input, l->input_dims.h, l->output_dims.h, k, p->stride.h,
+                    p->padding.h, p->dilation.h, l->filter_dims.h, rows);
+    /* The kernel variant the converter chose (and laid the weights out for). */
+    return l->row(&ctx, p, &l->quant, &l->input_dims, rows, &l->filter_dims, l->filter,
+                  &l->bias_dims, l->bias, &l->output_dims,
+                  (int8_t *)sqz_row_at(arena, &nd->output, k));
 }

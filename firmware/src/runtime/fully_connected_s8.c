@@ -1,6 +1,7 @@
 #include <stddef.h>
 
 #include "fixedpoint.h"
+#include "node.h"
 #include "sqz/kernels.h"
 
 /* round_half_away(double(acc * mantissa * 2^exponent)) without floating point: form the exact
@@ -104,4 +105,14 @@ sqz_status sqz_fully_connected_s8(const sqz_fc_params *params, const sqz_exact_s
         }
     }
     return SQZ_OK;
+}
+
+sqz_status sqz_node_fully_connected(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_fc_layer *l = nd->layer.fc;
+    (void)k;
+    return sqz_fully_connected_s8(&l->params, &l->quant, &l->input_dims,
+                                  (const int8_t *)arena + nd->input.offset, &l->filter_dims,
+                                  l->filter, &l->bias_dims, l->bias, &l->output_dims,
+                                  (int8_t *)arena + nd->output.offset);
 }

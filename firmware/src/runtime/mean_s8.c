@@ -1,6 +1,7 @@
 #include <stddef.h>
 
 #include "fixedpoint.h"
+#include "node.h"
 #include "sqz/kernels.h"
 
 int32_t sqz_mean_s8_scratch_size(const sqz_dims *input_dims)
@@ -71,4 +72,14 @@ sqz_status sqz_mean_s8(const sqz_context *ctx, const sqz_mean_params *params,
         }
     }
     return SQZ_OK;
+}
+
+sqz_status sqz_node_mean(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_mean_layer *l = nd->layer.mean;
+    const sqz_context ctx = sqz_node_scratch(nd, arena);
+    const int32_t h = l->input_dims.h;
+    return sqz_mean_s8_row(&ctx, &l->params, &l->input_dims,
+                           (const int8_t *)sqz_row_at(arena, &nd->input, k), k % h,
+                           &l->output_dims, (int8_t *)sqz_row_at(arena, &nd->output, k / h));
 }

@@ -2,6 +2,7 @@
 
 #include "fixedpoint.h"
 #include "pool_window.h"
+#include "node.h"
 #include "sqz/kernels.h"
 
 /* MAX_POOL_2D and AVERAGE_POOL_2D differ only in how a window's in-image values reduce, so
@@ -207,4 +208,36 @@ sqz_status sqz_max_pool_s8_push(const sqz_pool_params *params, const sqz_dims *i
         }
     }
     return SQZ_OK;
+}
+
+sqz_status sqz_node_pool(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_pool_layer *l = nd->layer.pool;
+    const int8_t *rows[SQZ_MAX_FILTER_ROWS];
+    if (l->filter_dims.h > SQZ_MAX_FILTER_ROWS) {
+        return SQZ_ERR_UNSUPPORTED;
+    }
+    sqz_window_rows(arena, &nd->input, l->input_dims.h, l->output_dims.h, k, l->params.stride.h,
+                    l->params.padding.h, 1, l->filter_dims.h, rows);
+    return l->row(&l->params, &l->input_dims, rows, &l->filter_dims, &l->output_dims,
+                  (int8_t *)sqz_row_at(arena, &nd->output, k));
+}
+
+sqz_status sqz_node_pool_push(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_pool_layer *l = nd->layer.pool;
+    const int32_t h = l->input_dims.h;
+    const int32_t b = k / h;
+    int32_t first = 0, n = 0;
+    sqz_pool_s8_push_span(&l->params, &l->input_dims, &l->filter_dims, &l->output_dims, k % h,
+                          &first, &n);
+    if (n > SQZ_MAX_FILTER_ROWS) {
+        return SQZ_ERR_UNSUPPORTED;
+    }
+    int8_t *outs[SQZ_MAX_FILTER_ROWS];
+    for (int32_t j = 0; j < n; ++j) {
+        outs[j] = (int8_t *)sqz_row_at(arena, &nd->output, b * l->output_dims.h + first + j);
+    }
+    return l->push(&l->params, &l->input_dims, (const int8_t *)sqz_row_at(arena, &nd->input, k),
+                   k % h, &l->filter_dims, &l->output_dims, outs, first, n);
 }

@@ -1,6 +1,7 @@
 #include <stddef.h>
 
 #include "requantize_row.h"
+#include "node.h"
 #include "sqz/kernels.h"
 
 sqz_status sqz_requantize_s8(const sqz_requantize_params *params, const sqz_dims *input_dims,
@@ -16,4 +17,12 @@ sqz_status sqz_requantize_s8(const sqz_requantize_params *params, const sqz_dims
     sqz_requantize_row(input, output, count, params->input_offset, params->output_offset,
                        params->multiplier, params->shift);
     return SQZ_OK;
+}
+
+sqz_status sqz_node_requantize(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_requantize_layer *l = nd->layer.requantize;
+    const sqz_dims d = sqz_row_dims(&l->dims);
+    return sqz_requantize_s8(&l->params, &d, (const int8_t *)sqz_row_at(arena, &nd->input, k), &d,
+                             (int8_t *)sqz_row_at(arena, &nd->output, k));
 }

@@ -1,6 +1,7 @@
 #include <stddef.h>
 
 #include "fixedpoint.h"
+#include "node.h"
 #include "sqz/kernels.h"
 
 /* gemmlowp's fixed-point exp and reciprocal, as TFLite's reference int8 softmax uses them.
@@ -162,4 +163,12 @@ sqz_status sqz_softmax_s8(const sqz_softmax_params *params, const sqz_dims *inpu
         }
     }
     return SQZ_OK;
+}
+
+sqz_status sqz_node_softmax(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_softmax_layer *l = nd->layer.softmax;
+    (void)k;
+    return sqz_softmax_s8(&l->params, &l->dims, (const int8_t *)arena + nd->input.offset, &l->dims,
+                          (int8_t *)arena + nd->output.offset);
 }
