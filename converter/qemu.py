@@ -187,8 +187,7 @@ ESP32S3_QEMU = Board(
     port="esp32s3_qemu", linker_script="esp32s3_qemu.ld",
     # No -icount: ICOUNT counts exactly without it, and under it QEMU's main loop (the socket,
     # the flash) runs only between long stretches of guest code, which stalls the UART.
-    # One TCG thread for both cores: the second one only sleeps (ESP32S3_PARK_CPU1).
-    qemu_args=("-accel", "tcg,thread=single", "-semihosting", *ESP32S3_PARK_CPU1),
+    qemu_args=("-semihosting", *ESP32S3_PARK_CPU1),
     install_hint=ESP32S3_BUNDLE_HINT,
     regions=(Region("iram", 64 * 1024, "code and the initial values of .data (IRAM, SRAM1)"),
              Region("dram", 352 * 1024,
@@ -488,8 +487,11 @@ class QemuFirmware(SimulatedDevice):
             kernel = _kernel_elf(self.elf)
         # Port 0: QEMU picks a free port and names it on stderr, so there is no race with
         # another process for it. wait=on: the guest starts only once we are connected, so
-        # its BOOT frame is not lost.
-        return [*cmd, "-kernel", str(kernel), "-serial", "tcp:127.0.0.1:0,server=on,wait=on"]
+        # its BOOT frame is not lost. nodelay=on: the UART hands the socket one byte at a time,
+        # and with Nagle's algorithm every response after its first byte waited for the
+        # host's delayed ACK (40 ms on Linux).
+        return [*cmd, "-kernel", str(kernel), "-serial",
+                "tcp:127.0.0.1:0,server=on,wait=on,nodelay=on"]
 
     def start(self) -> QemuFirmware:
         from .device import POLL_INTERVAL, open_port
