@@ -204,6 +204,37 @@ def test_qemu_is_stopped_whatever_ends_the_block(tiny, build_dir, ending) -> Non
 
 
 @needs_bundle
+def test_a_fault_is_reported_on_qemus_stderr(tmp_path) -> None:
+    """The port's fatal handler names the cause, PC and address through semihosting, resets,
+    and QEMU (-no-reboot) exits: the error says so instead of waiting out a timeout."""
+    (tmp_path / "model.h").write_text("#define SQZ_MODEL_ARENA_BYTES 64u\n")
+    (tmp_path / "sqz_target.h").write_text("#define SQZ_ARENA_IN_PSRAM 0\n"
+                                           "#define SQZ_PSRAM_BYTES 8388608ul\n")
+    # A store to the flash window: read-only, as on the chip.
+    (tmp_path / "fault.c").write_text(
+        '#include <stdint.h>\n#include "sqz/port.h"\n'
+        "void sqz_app_init(void) { *(volatile uint32_t *)0x3C000010u = 1u; }\n"
+        "void sqz_app_poll(void) {}\n")
+    port = BOARD.port_dir()
+    elf = tmp_path / "fault.elf"
+    subprocess.run([BOARD.tool(BOARD.cc), *BOARD.cpu_flags, "-O2", *qemu.C_FLAGS, "-I",
+                    str(ROOT / "firmware" / "include"), "-I", str(tmp_path),
+                    str(port / "start_esp32s3_qemu.S"), str(port / "port_esp32s3_qemu.c"),
+                    str(tmp_path / "fault.c"), "-T", str(BOARD.linker_script_path()),
+                    *BOARD.link_flags, *BOARD.libs, "-o", str(elf)], check=True)
+    qemu._write_flash_image(BOARD, elf, qemu.kernel_path(elf), qemu.flash_image_path(elf))
+    q = qemu.QemuFirmware(elf)
+    try:
+        q.start()
+        note = q.exit_note(grace=10)
+    finally:
+        q.close()
+    assert "the firmware faulted" in note, note
+    assert re.search(r"sqz esp32s3: fatal exception [0-9a-f]{8} at 4037[0-9a-f]{4}, address "
+                     r"3c000010", note), note
+
+
+@needs_bundle
 def test_image_size_and_the_flash_image(tiny, build_dir) -> None:
     elf = qemu.build_qemu_firmware(tiny, build_dir)
     size = qemu.image_size(elf)
