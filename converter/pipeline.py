@@ -50,7 +50,7 @@ def write_pio_glue(target: targets.Target, model_dir: Path) -> Path | None:
 def measure_image(report, model_dir: Path) -> None:
     """Flash and RAM of the real firmware image, for the boards sqz can build here."""
     from .errors import BuildError
-    from .qemu import build_qemu_firmware, image_size
+    from .qemu import board_for_model, build_qemu_firmware, image_size
 
     try:
         size = image_size(build_qemu_firmware(model_dir))
@@ -58,7 +58,8 @@ def measure_image(report, model_dir: Path) -> None:
         report.image_note = f"firmware image not measured: {str(exc).splitlines()[0]}"
         return
     report.image = size
-    report.image_note = (f"firmware image (arm-none-eabi-size, -O2): flash {size['flash']:,} B "
+    tool = board_for_model(model_dir).size
+    report.image_note = (f"firmware image ({tool}, -O2): flash {size['flash']:,} B "
                          f"(text + rodata + data), RAM {size['ram']:,} B (data + bss, arena "
                          "and stack included)")
 
@@ -113,8 +114,11 @@ def convert_command(args, out: Console, err: Console) -> int:
         extra["preprocess.json"] = (json.dumps(src.preprocessing.to_dict(), indent=2,
                                                sort_keys=True) + "\n").encode()
     convert.write(conv, src.tflite, out_dir, extra=extra)
-    if target.port == "mps2_an386":
-        with out.status("Building the Cortex-M4 image to measure it..."):
+    from .qemu import board_for_target
+
+    board = board_for_target(target.name)
+    if board is not None:
+        with out.status(f"Building the {board.cpu} image to measure it..."):
             measure_image(report, out_dir)
     write_reports(report, conv, out_dir)
     if src.keras_model is not None:
@@ -146,7 +150,7 @@ def convert_command(args, out: Console, err: Console) -> int:
                   f"[bold]sqz-validate --port /dev/ttyACM0 --model {out_dir}[/]")
     elif target.name == "host":
         out.print(f"Next: [bold]sqz-validate --sim host --model {out_dir}[/]")
-    elif target.name == "mps2-an386":
+    elif board is not None:
         out.print(f"Next: [bold]sqz-validate --sim qemu --model {out_dir}[/]")
     elif lib is None:
         out.print("Next: add [bold]--export DIR[/] to get the model as a library for your "

@@ -405,7 +405,7 @@ def validate_command(args, out: Console, err: Console) -> int:
         out.print(acc_table)
     out.print(table)
     if devrun.layer_counts is not None:
-        report["per_layer"] = per_layer_rows(devrun, out)
+        report["per_layer"] = per_layer_rows(devrun, out, layer_macs(md.path, devrun.step_names))
 
     if args.report:
         args.report.write_text(json.dumps(report, indent=2) + "\n")
@@ -424,8 +424,22 @@ def validate_command(args, out: Console, err: Console) -> int:
     return 0
 
 
-def per_layer_rows(devrun: DeviceRun, out: Console) -> list[dict]:
-    """Counts per step: the device records the counter after every step."""
+def layer_macs(model_dir: Path, names: list[str] | None) -> list[int] | None:
+    """MACs per step from the report.json sqz-convert wrote, when its layers are the device's
+    steps (same names, same order); None otherwise."""
+    try:
+        layers = json.loads((model_dir / "report.json").read_text())["layers"]
+        macs = [int(row["macs"]) for row in layers]
+        same = names is not None and [row["name"] for row in layers] == list(names)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return macs if same else None
+
+
+def per_layer_rows(devrun: DeviceRun, out: Console, macs: list[int] | None = None
+                   ) -> list[dict]:
+    """Counts per step: the device records the counter after every step. With the steps'
+    MACs, also the count per MAC of each."""
     marks = devrun.layer_counts or []
     names = devrun.step_names or [f"step {i}" for i in range(len(marks))]
     total = sum(marks) or 1
@@ -435,9 +449,18 @@ def per_layer_rows(devrun: DeviceRun, out: Console) -> list[dict]:
     t.add_column("layer")
     t.add_column(unit, justify="right")
     t.add_column("share", justify="right")
+    if macs:
+        t.add_column("MACs", justify="right")
+        t.add_column(f"{unit}/MAC", justify="right")
     rows = []
     for i, (name, c) in enumerate(zip(names, marks, strict=False)):
-        t.add_row(str(i), name, f"{c:,}", f"{100 * c / total:.1f}%")
-        rows.append({"step": i, "name": name, "count": c})
+        cells = [str(i), name, f"{c:,}", f"{100 * c / total:.1f}%"]
+        row = {"step": i, "name": name, "count": c}
+        if macs:
+            m = macs[i] if i < len(macs) else 0
+            cells += [f"{m:,}", f"{c / m:.2f}" if m else ""]
+            row["macs"] = m
+        t.add_row(*cells)
+        rows.append(row)
     out.print(t)
     return rows
