@@ -180,8 +180,9 @@ def test_instruction_counts_repeat_exactly(tiny, build_dir) -> None:
             runs.append([dev.infer(x, per_layer=True), dev.infer(y), dev.infer(x, per_layer=True)])
     first = runs[0][0]
     assert len(first.layer_counts) == 3 and all(c > 0 for c in first.layer_counts)
-    # The steps and the two counter reads around each: a few dozen instructions, not more.
-    assert 0 < first.run.total_count - sum(first.layer_counts) < 200
+    # What is not charged to a layer is the hook after each of the 64 kernel calls (32 conv
+    # rows, 16 pool rows, 16 requantized rows): a few dozen instructions each, not more.
+    assert 0 < first.run.total_count - sum(first.layer_counts) < 64 * 40
     for boot in runs:
         assert boot[0].run.total_count == boot[2].run.total_count == first.run.total_count
         assert boot[0].layer_counts == boot[2].layer_counts == first.layer_counts
@@ -313,7 +314,7 @@ def test_squeezenet1_1_96_bit_exact_with_counts_per_layer_and_per_mac(tmp_path) 
               re.findall(r"min ([\d,]+) +median [\d,]+ +max ([\d,]+)", text)[0]]
     assert 100e6 < counts[0] <= counts[1] < 2e9
     layers = report["per_layer"]
-    assert len(layers) == 30 and layers[0]["name"].startswith("conv1")
+    assert len(layers) == 31 and layers[0]["name"].startswith("conv1")
     assert all(row["count"] > 0 for row in layers)
     assert sum(row["macs"] for row in layers) == json.loads(
         (out / "report.json").read_text())["macs"]
@@ -321,11 +322,15 @@ def test_squeezenet1_1_96_bit_exact_with_counts_per_layer_and_per_mac(tmp_path) 
 
 
 @needs_bundle
-def test_squeezenet1_1_224_bit_exact_weights_in_flash_arena_in_psram(tmp_path) -> None:
-    out = _convert(tmp_path, "squeezenet1_1", "--input-size", "224", "--classes", "1000")
+@pytest.mark.parametrize("stream", ["off", "auto"])
+def test_squeezenet1_1_224_bit_exact_weights_in_flash(tmp_path, stream) -> None:
+    """Unstreamed, the arena is in PSRAM; streamed row by row (the default), in SRAM."""
+    out = _convert(tmp_path, "squeezenet1_1", "--input-size", "224", "--classes", "1000",
+                   "--stream", stream)
     conv = json.loads((out / "report.json").read_text())
-    assert conv["arena_bytes"] > targets.load("esp32s3-qemu").sram_bytes  # PSRAM
-    assert "#define SQZ_ARENA_IN_PSRAM 1" in (out / "sqz_target.h").read_text()
+    in_psram = conv["arena_bytes"] > targets.load("esp32s3-qemu").sram_bytes
+    assert in_psram == (stream == "off")
+    assert f"#define SQZ_ARENA_IN_PSRAM {int(in_psram)}" in (out / "sqz_target.h").read_text()
     text, _ = _validate(tmp_path, out, "-n", "1")
     assert "PASS: all 1 outputs bit-exact" in text or "PASS: all 1 logits bit-exact" in text
 
@@ -341,7 +346,9 @@ def test_squeezenet1_0_bypass_224_bit_exact_and_counted_past_2_to_the_32(tmp_pat
     total = report["latency"]["min"]
     layers = [row["count"] for row in report["per_layer"]]
     assert total > 2**32 and max(layers) < 2**32
-    assert 0 < total - sum(layers) < 100 * len(layers)
+    # Not charged to a layer: the per-layer hook after each kernel call (row).
+    calls = len(json.loads((out / "report.json").read_text())["live_curve"])
+    assert 0 < total - sum(layers) < 100 * calls
 
 
 @needs_bundle
