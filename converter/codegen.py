@@ -8,6 +8,7 @@ paths, so the same model gives byte-identical files.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -79,14 +80,15 @@ def _f32_bits(x: float) -> int:
 class _Arrays:
     """Collects the const arrays of model_data.c, each named by its role and layer number."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str) -> None:
         self.items: list[dict[str, Any]] = []
+        self.prefix = prefix
 
     def add(self, role: str, layer: int, ctype: str, values) -> dict[str, Any]:
-        arr = {"role": role, "layer": layer, "ctype": ctype, "count": len(values),
-               "rows": _rows(values)}
+        arr = {"prefix": self.prefix, "role": role, "layer": layer, "ctype": ctype,
+               "count": len(values), "rows": _rows(values)}
         self.items.append(arr)
-        return {"role": role, "layer": layer}
+        return {"prefix": self.prefix, "role": role, "layer": layer}
 
 
 def _tensor_info(lw: Lowered, layout: Layout, t: int | None) -> dict[str, Any]:
@@ -119,9 +121,26 @@ def node_op(s) -> str:
     return _OPS[type(s)]
 
 
+DEFAULT_PREFIX = "sqz_"
+
+
+def symbols(prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
+    """Names of the generated model's global symbols and files. Another prefix lets several
+    models live in one firmware (the batched kernel tests, a product with two models)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*_", prefix):
+        raise ValueError(f"symbol prefix {prefix!r}: lower-case C identifier ending in '_'")
+    default = prefix == DEFAULT_PREFIX
+    return {"prefix": prefix, "macro": prefix.upper(), "model": f"{prefix}model_def",
+            "header": "model.h" if default else f"{prefix}model.h",
+            "source": "model.c" if default else f"{prefix}model.c",
+            "data": "model_data.c" if default else f"{prefix}model_data.c"}
+
+
 def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: str,
-                  source_name: str, arch: str | None = None) -> dict[str, Any]:
-    arrays = _Arrays()
+                  source_name: str, arch: str | None = None,
+                  prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
+    sym = symbols(prefix)
+    arrays = _Arrays(prefix)
     kinds: dict[str, list[dict[str, Any]]] = {k: [] for k in (
         "conv", "pool", "mean", "concat", "add", "softmax", "fc", "requantize",
         "load_const")}
@@ -259,6 +278,7 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
             "output": _tensor_info(lw, layout, lw.output),
             "logits": _tensor_info(lw, layout, lw.logits),
         },
+        "symbols": sym,
         "layers": kinds,
         "packed_filters": packed_filters,
         "nodes": nodes,
@@ -278,7 +298,10 @@ OUTPUTS = {
 
 def render(context: dict[str, Any]) -> dict[str, str]:
     env = environment()
-    return {name: env.get_template(tpl).render(**context) for name, tpl in OUTPUTS.items()}
+    sym = context["symbols"]
+    names = {"model.h": sym["header"], "model.c": sym["source"], "model_data.c": sym["data"]}
+    return {names.get(name, name): env.get_template(tpl).render(**context)
+            for name, tpl in OUTPUTS.items()}
 
 
 def write_outputs(files: dict[str, str], extra: dict[str, bytes], out_dir: Path) -> None:

@@ -29,10 +29,12 @@ class Conversion:
 
 def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
                    stream: str = "auto", in_place: bool = True, arch: str | None = None,
+                   prefix: str = codegen.DEFAULT_PREFIX,
                    ram_budget: int | None = None, psram_budget: int | None = None,
                    flash_budget: int | None = None) -> Conversion:
     """Everything up to the rendered files; raises BudgetError before rendering anything.
-    `arch` overrides the target's kernel architecture (tests run variants on the host)."""
+    `arch` overrides the target's kernel architecture (tests run variants on the host);
+    `prefix` names the model's global symbols and files (codegen.symbols)."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lw = lower(graph)
     lw, layout = passes.run_passes(lw, arch=arch or target.arch, stream_mode=stream,
@@ -40,7 +42,7 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
                           flash_budget=flash_budget)
     ctx = codegen.build_context(lw, layout, target, model_name=model_name,
-                                source_name=source_name, arch=arch)
+                                source_name=source_name, arch=arch, prefix=prefix)
     ctx["placement"] = {"arena_in_psram": int(budget.arena_in_psram)}
     files = codegen.render(ctx)
     return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,

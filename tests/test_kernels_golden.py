@@ -58,9 +58,7 @@ def conv_cases(draw):
                 w_scale=draw(st.floats(1e-4, 5e-2)), seed=draw(st.integers(0, 2**31)))
 
 
-@EXAMPLES
-@given(conv_cases())
-def test_conv2d(sqz_runner, case):
+def build_conv2d(case):
     rng = np.random.default_rng(case["seed"])
     g = GraphBuilder()
     x = g.tensor("x", case["shape"], "int8", *case["in_q"])
@@ -70,7 +68,13 @@ def test_conv2d(sqz_runner, case):
     y, _ = add_conv(g, x, case["shape"], case["in_q"], n, case["k"], case["stride"],
                     case["padding"], case["act"], ws, case["out_q"], rng,
                     dilation=case["dilation"])
-    _check(sqz_runner, g.build([x], [y]), _inputs(rng, case["shape"]))
+    return g.build([x], [y]), _inputs(rng, case["shape"])
+
+
+@EXAMPLES
+@given(conv_cases())
+def test_conv2d(sqz_runner, case):
+    _check(sqz_runner, *build_conv2d(case))
 
 
 @st.composite
@@ -88,9 +92,7 @@ def pool_cases(draw):
                 seed=draw(st.integers(0, 2**31)))
 
 
-@EXAMPLES
-@given(pool_cases())
-def test_pool(sqz_runner, case):
+def build_pool(case):
     rng = np.random.default_rng(case["seed"])
     g = GraphBuilder()
     shape = case["shape"]
@@ -100,15 +102,24 @@ def test_pool(sqz_runner, case):
     y = g.tensor("y", (1, oh, ow, shape[3]), "int8", *case["q"])
     g.op(case["kind"], [x], [y], "Pool2DOptions",
          pool_options(case["k"], case["stride"], case["padding"], case["act"]))
-    _check(sqz_runner, g.build([x], [y]), _inputs(rng, shape))
+    return g.build([x], [y]), _inputs(rng, shape)
 
 
 @EXAMPLES
-@given(h=st.integers(1, 14), w=st.integers(1, 14), c=st.integers(1, 40),
-       keep=st.booleans(), in_q=st.tuples(scales, zero_points),
-       out_q=st.tuples(scales, zero_points), seed=st.integers(0, 2**31))
-def test_mean(sqz_runner, h, w, c, keep, in_q, out_q, seed):
-    rng = np.random.default_rng(seed)
+@given(pool_cases())
+def test_pool(sqz_runner, case):
+    _check(sqz_runner, *build_pool(case))
+
+
+mean_cases = st.fixed_dictionaries(dict(
+    h=st.integers(1, 14), w=st.integers(1, 14), c=st.integers(1, 40), keep=st.booleans(),
+    in_q=st.tuples(scales, zero_points), out_q=st.tuples(scales, zero_points),
+    seed=st.integers(0, 2**31)))
+
+
+def build_mean(case):
+    h, w, c, keep, in_q, out_q = (case[k] for k in ("h", "w", "c", "keep", "in_q", "out_q"))
+    rng = np.random.default_rng(case["seed"])
     g = GraphBuilder()
     x = g.tensor("x", (1, h, w, c), "int8", *in_q)
     axes = g.tensor("axes", (2,), "int32", data=[1, 2])
@@ -116,15 +127,25 @@ def test_mean(sqz_runner, h, w, c, keep, in_q, out_q, seed):
     opt = s.ReducerOptionsT()
     opt.keepDims = keep
     g.op("MEAN", [x, axes], [y], "ReducerOptions", opt)
-    _check(sqz_runner, g.build([x], [y]), _inputs(rng, (1, h, w, c)))
+    return g.build([x], [y]), _inputs(rng, (1, h, w, c))
 
 
 @EXAMPLES
-@given(shape=st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(1, 24)),
-       s1=scales, s2=scales, so=scales, z1=zero_points, z2=zero_points, zo=zero_points,
-       act=acts, seed=st.integers(0, 2**31))
-def test_add(sqz_runner, shape, s1, s2, so, z1, z2, zo, act, seed):
-    rng = np.random.default_rng(seed)
+@given(mean_cases)
+def test_mean(sqz_runner, case):
+    _check(sqz_runner, *build_mean(case))
+
+
+add_cases = st.fixed_dictionaries(dict(
+    shape=st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(1, 24)),
+    s1=scales, s2=scales, so=scales, z1=zero_points, z2=zero_points, zo=zero_points, act=acts,
+    seed=st.integers(0, 2**31)))
+
+
+def build_add(case):
+    shape, s1, s2, so, z1, z2, zo, act = (case[k] for k in (
+        "shape", "s1", "s2", "so", "z1", "z2", "zo", "act"))
+    rng = np.random.default_rng(case["seed"])
     full = (1, *shape)
     g = GraphBuilder()
     a = g.tensor("a", full, "int8", s1, z1)
@@ -139,28 +160,46 @@ def test_add(sqz_runner, shape, s1, s2, so, z1, z2, zo, act, seed):
     buf_t = s.BufferT()
     buf_t.data = np.frombuffer(bdata.tobytes(), np.uint8)
     g.buffers.append(buf_t)
-    _check(sqz_runner, g.build([a], [y]), _inputs(rng, full))
+    return g.build([a], [y]), _inputs(rng, full)
 
 
 @EXAMPLES
-@given(rows=st.integers(1, 4), depth=st.integers(1, 300), s_in=scales,
-       z_in=zero_points, beta=st.sampled_from([1.0, 0.5, 2.0]), seed=st.integers(0, 2**31))
-def test_softmax(sqz_runner, rows, depth, s_in, z_in, beta, seed):
-    rng = np.random.default_rng(seed)
+@given(add_cases)
+def test_add(sqz_runner, case):
+    _check(sqz_runner, *build_add(case))
+
+
+softmax_cases = st.fixed_dictionaries(dict(
+    rows=st.integers(1, 4), depth=st.integers(1, 300), s_in=scales, z_in=zero_points,
+    beta=st.sampled_from([1.0, 0.5, 2.0]), seed=st.integers(0, 2**31)))
+
+
+def build_softmax(case):
+    rows, depth, s_in, z_in, beta = (case[k] for k in ("rows", "depth", "s_in", "z_in", "beta"))
+    rng = np.random.default_rng(case["seed"])
     g = GraphBuilder()
     x = g.tensor("x", (1, rows, depth), "int8", s_in, z_in)
     y = g.tensor("y", (1, rows, depth), "int8", 1.0 / 256, -128)
     opt = s.SoftmaxOptionsT()
     opt.beta = beta
     g.op("SOFTMAX", [x], [y], "SoftmaxOptions", opt)
-    _check(sqz_runner, g.build([x], [y]), _inputs(rng, (1, rows, depth)))
+    return g.build([x], [y]), _inputs(rng, (1, rows, depth))
 
 
 @EXAMPLES
-@given(n_in=st.integers(2, 4), axis=st.integers(1, 3), q=st.tuples(scales, zero_points),
-       seed=st.integers(0, 2**31))
-def test_concatenation(sqz_runner, n_in, axis, q, seed):
-    rng = np.random.default_rng(seed)
+@given(softmax_cases)
+def test_softmax(sqz_runner, case):
+    _check(sqz_runner, *build_softmax(case))
+
+
+concat_cases = st.fixed_dictionaries(dict(
+    n_in=st.integers(2, 4), axis=st.integers(1, 3), q=st.tuples(scales, zero_points),
+    seed=st.integers(0, 2**31)))
+
+
+def build_concatenation(case):
+    n_in, axis, q = case["n_in"], case["axis"], case["q"]
+    rng = np.random.default_rng(case["seed"])
     base = [1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 6))]
     g = GraphBuilder()
     x = g.tensor("x", base, "int8", *q)
@@ -178,16 +217,25 @@ def test_concatenation(sqz_runner, n_in, axis, q, seed):
     opt = s.ConcatenationOptionsT()
     opt.axis = axis
     g.op("CONCATENATION", inputs, [y], "ConcatenationOptions", opt)
-    _check(sqz_runner, g.build([x], [y]), _inputs(rng, base))
+    return g.build([x], [y]), _inputs(rng, base)
 
 
 @EXAMPLES
-@given(rows=st.integers(1, 3), depth=st.integers(1, 64), units=st.integers(1, 16),
-       per_channel=st.booleans(), w_zp=st.integers(-5, 5), in_q=st.tuples(scales, zero_points),
-       out_q=st.tuples(scales, zero_points), act=acts, seed=st.integers(0, 2**31))
-def test_fully_connected(sqz_runner, rows, depth, units, per_channel, w_zp, in_q, out_q, act,
-                         seed):
-    rng = np.random.default_rng(seed)
+@given(concat_cases)
+def test_concatenation(sqz_runner, case):
+    _check(sqz_runner, *build_concatenation(case))
+
+
+fc_cases = st.fixed_dictionaries(dict(
+    rows=st.integers(1, 3), depth=st.integers(1, 64), units=st.integers(1, 16),
+    per_channel=st.booleans(), w_zp=st.integers(-5, 5), in_q=st.tuples(scales, zero_points),
+    out_q=st.tuples(scales, zero_points), act=acts, seed=st.integers(0, 2**31)))
+
+
+def build_fully_connected(case):
+    rows, depth, units, per_channel, w_zp, in_q, out_q, act = (case[k] for k in (
+        "rows", "depth", "units", "per_channel", "w_zp", "in_q", "out_q", "act"))
+    rng = np.random.default_rng(case["seed"])
     g = GraphBuilder()
     x = g.tensor("x", (rows, depth), "int8", *in_q)
     w = rng.integers(-127, 128, size=(units, depth), dtype=np.int64)
@@ -207,31 +255,50 @@ def test_fully_connected(sqz_runner, rows, depth, units, per_channel, w_zp, in_q
     g.op("FULLY_CONNECTED", [x, wt, bt], [y], "FullyConnectedOptions", opt)
     # One batch row per runner input: the runner feeds whole (rows, depth) tensors.
     xs = rng.integers(-128, 128, size=(5, rows, depth), dtype=np.int8)
-    _check(sqz_runner, g.build([x], [y]), xs)
+    return g.build([x], [y]), xs
 
 
 @EXAMPLES
-@given(shape=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 8)),
-       in_q=st.tuples(scales, zero_points), out_q=st.tuples(scales, zero_points),
-       seed=st.integers(0, 2**31))
-def test_quantize_requantize(sqz_runner, shape, in_q, out_q, seed):
-    rng = np.random.default_rng(seed)
+@given(fc_cases)
+def test_fully_connected(sqz_runner, case):
+    _check(sqz_runner, *build_fully_connected(case))
+
+
+requantize_cases = st.fixed_dictionaries(dict(
+    shape=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 8)),
+    in_q=st.tuples(scales, zero_points), out_q=st.tuples(scales, zero_points),
+    seed=st.integers(0, 2**31)))
+
+
+def build_quantize_requantize(case):
+    shape, in_q, out_q = case["shape"], case["in_q"], case["out_q"]
+    rng = np.random.default_rng(case["seed"])
     full = (1, *shape)
     g = GraphBuilder()
     x = g.tensor("x", full, "int8", *in_q)
     y = g.tensor("y", full, "int8", *out_q)
     g.op("QUANTIZE", [x], [y])
-    _check(sqz_runner, g.build([x], [y]), _inputs(rng, full))
+    return g.build([x], [y]), _inputs(rng, full)
 
 
 @EXAMPLES
-@given(n_in=st.integers(2, 3), qs=st.lists(st.tuples(scales, zero_points), min_size=4,
-                                           max_size=4), seed=st.integers(0, 2**31))
-def test_concatenation_with_differing_scales(sqz_runner, n_in, qs, seed):
-    """Inputs at other scales are requantized (int8 QUANTIZE semantics) into the output."""
+@given(requantize_cases)
+def test_quantize_requantize(sqz_runner, case):
+    _check(sqz_runner, *build_quantize_requantize(case))
+
+
+concat_requantize_cases = st.fixed_dictionaries(dict(
+    n_in=st.integers(2, 3), qs=st.lists(st.tuples(scales, zero_points), min_size=4, max_size=4),
+    seed=st.integers(0, 2**31)))
+
+
+def build_concatenation_with_differing_scales(case):
+    """The model, its inputs, and the model the reference runs: LiteRT refuses int8 concat
+    inputs at another scale, so sqz defines them as QUANTIZE + concat, made explicit there."""
     from converter import tflite_edit
 
-    rng = np.random.default_rng(seed)
+    n_in, qs = case["n_in"], case["qs"]
+    rng = np.random.default_rng(case["seed"])
     base = [1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 6))]
     g = GraphBuilder()
     x = g.tensor("x", base, "int8", *qs[0])
@@ -246,7 +313,12 @@ def test_concatenation_with_differing_scales(sqz_runner, n_in, qs, seed):
     opt.axis = 3
     g.op("CONCATENATION", inputs, [y], "ConcatenationOptions", opt)
     buf = g.build([x], [y])
-    xs = _inputs(rng, base)
-    ours = sqz_runner.run(buf, xs)
-    ref = reference(tflite_edit.explicit_concat_requantize(buf), xs)
-    assert np.array_equal(ours, ref)
+    return buf, _inputs(rng, base), tflite_edit.explicit_concat_requantize(buf)
+
+
+@EXAMPLES
+@given(concat_requantize_cases)
+def test_concatenation_with_differing_scales(sqz_runner, case):
+    """Inputs at other scales are requantized (int8 QUANTIZE semantics) into the output."""
+    buf, xs, ref_buf = build_concatenation_with_differing_scales(case)
+    assert np.array_equal(sqz_runner.run(buf, xs), reference(ref_buf, xs))

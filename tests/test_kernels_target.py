@@ -1,0 +1,80 @@
+"""The kernels' golden and hypothesis cases on the emulated boards, bit for bit against LiteRT
+BUILTIN_REF: each board runs its own architecture's kernel variants (targets/<board>.toml),
+a batch of cases per firmware boot (tests/qemu_batch.py).
+
+The strategies and model builders are those of tests/test_kernels_golden.py (the host runs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import test_kernels_golden as golden_cases
+import test_packing
+import test_stream
+from golden import reference
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from qemu_batch import QemuBatch, missing_tools
+
+from converter import qemu
+
+BOARDS = sorted(qemu.BOARDS)
+# Cases per batch: one firmware build and boot each. Hypothesis draws one batch per kernel and
+# board (no shrinking: a failure names the case and is readable as generated).
+BATCH = 24
+ONE_BATCH = settings(max_examples=1, deadline=None,
+                     phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                     suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                            HealthCheck.too_slow,
+                                            HealthCheck.data_too_large])
+
+KERNELS = {
+    "conv2d": (golden_cases.conv_cases(), golden_cases.build_conv2d),
+    "pool": (golden_cases.pool_cases(), golden_cases.build_pool),
+    "mean": (golden_cases.mean_cases, golden_cases.build_mean),
+    "add": (golden_cases.add_cases, golden_cases.build_add),
+    "softmax": (golden_cases.softmax_cases, golden_cases.build_softmax),
+    "concatenation": (golden_cases.concat_cases, golden_cases.build_concatenation),
+    "concatenation_with_differing_scales": (
+        golden_cases.concat_requantize_cases,
+        golden_cases.build_concatenation_with_differing_scales),
+    "fully_connected": (golden_cases.fc_cases, golden_cases.build_fully_connected),
+    "quantize_requantize": (golden_cases.requantize_cases,
+                            golden_cases.build_quantize_requantize),
+    # Layers streamed row by row (rings, push pools, residual ADDs) and packed filters.
+    "streamed_chain": (test_stream.chain_cases, test_stream.build_chain),
+    "packed_conv": (test_packing.packed_cases, test_packing.build_packed_convs),
+}
+
+
+def _skip_without(board: str) -> None:
+    missing = missing_tools(board)
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not found: {qemu.BOARDS[board].install_hint}")
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_kernel_cases_on_the_board(board, kernel, tmp_path):
+    _skip_without(board)
+    strategy, builder = KERNELS[kernel]
+
+    @ONE_BATCH
+    @given(st.lists(strategy, min_size=BATCH, max_size=BATCH))
+    def run(cases):
+        batch = QemuBatch(board, tmp_path)
+        built = []
+        for case in cases:
+            made = builder(case)
+            if made is None:  # no layer fitted the drawn input
+                continue
+            model, xs, *ref_model = made
+            batch.add(model, xs, **({"stream": case["stream"]} if "stream" in case else {}))
+            built.append((case, xs, ref_model[0] if ref_model else model))
+        for (case, xs, ref_model), ours in zip(built, batch.run(), strict=True):
+            ref = reference(ref_model, xs).reshape(len(xs), -1)
+            diff = np.flatnonzero(ours != ref)
+            assert diff.size == 0, (f"{kernel} on {board} ({batch.arch} kernels): "
+                                    f"{diff.size} of {ref.size} values differ for {case}")
+
+    run()
