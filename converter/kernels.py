@@ -201,3 +201,7 @@ def select_pool(s: PoolStep, arch: str) -> PoolKernel:
         if k.kind == s.kind and k.push == (s.kind == "max") and k.supports(s):
             return k
     raise AssertionError(f"no pool kernel for {s.name}")
+
+
+# Architecture variants register themselves (after everything above is defined: they import it).
+from . import kernels_esp32s3  # noqa: E402,F401

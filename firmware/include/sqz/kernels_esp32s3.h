@@ -1,0 +1,37 @@
+/* Kernel variants for the ESP32-S3 (Xtensa LX7 with the PIE SIMD unit), compiled from
+ * firmware/src/arch/esp32s3/ when the board profile says `arch = "esp32s3"`. Same entry-point
+ * types as the portable kernels (sqz/kernels.h); the converter picks them per layer where it
+ * can prove them exact (converter/kernels_esp32s3.py) and lays the weights out as documented
+ * here. They use PIE instructions: they build for the ESP32-S3 only. */
+#ifndef SQZ_KERNELS_ESP32S3_H
+#define SQZ_KERNELS_ESP32S3_H
+
+#include <stdint.h>
+
+#include "sqz/kernels.h"
+
+/* CONV_2D, any kernel size (up to SQZ_MAX_FILTER_ROWS rows), stride and padding, undilated.
+ *
+ * Filter layout (16-byte aligned): a 16-byte record per output channel, {bias + 2^30,
+ * T | 2^(2 + left shift) << 8, multiplier, K} (int32, the requantization's closed form, see
+ * firmware/src/arch/esp32s3/conv_pie.h), then each output channel's OHWI weights with every
+ * filter row's kw * c weights zero-padded to a multiple of 16:
+ * sqz_conv_s8_pie_filter_row_len() bytes per channel. `quant` and `bias` must be the layer's
+ * (present, not read: the records hold what the kernel needs of them).
+ *
+ * Inputs: a 1x1 conv over a multiple of 16 channels reads the input row in place and needs it
+ * 16-byte aligned (sqz's planner aligns every tensor and row), else SQZ_ERR_ARG. */
+sqz_status sqz_conv_s8_pie_row(const sqz_context *ctx, const sqz_conv_params *params,
+                               const sqz_per_channel_quant *quant, const sqz_dims *input_dims,
+                               const int8_t *const *input_rows, const sqz_dims *filter_dims,
+                               const void *filter, const sqz_dims *bias_dims,
+                               const int32_t *bias, const sqz_dims *output_dims,
+                               int8_t *output_row);
+int32_t sqz_conv_s8_pie_filter_row_len(const sqz_conv_params *params,
+                                       const sqz_dims *filter_dims);
+/* Scratch of one row call: the row's patches (receptive fields, one per output pixel; none for
+ * an in-place 1x1), and 8 bytes per output pixel of partial sums for patches over 112 bytes. */
+int32_t sqz_conv_s8_pie_scratch_size(const sqz_conv_params *params, const sqz_dims *input_dims,
+                                     const sqz_dims *filter_dims, const sqz_dims *output_dims);
+
+#endif

@@ -1,0 +1,196 @@
+/* CONV_2D on the ESP32-S3's PIE SIMD unit: the row kernel's C half (method: conv_pie.h).
+ *
+ * Filter layout (16-byte aligned): one SQZ_PIE_RECORD-byte record per output channel (its
+ * requantization constants), then every output channel's OHWI weights, each filter row's kw * c
+ * weights zero-padded to a multiple of 16 (so every filter row of a patch starts a vector and
+ * is copied with vector loads). Undilated filters only. The converter writes both and selects this kernel only where it has proved the
+ * arithmetic exact (converter/kernels_esp32s3.py); `quant` and `bias` are not read: the records
+ * hold what they say. The checks here are the cheap ones. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conv_pie.h"
+#include "sqz/kernels.h"
+
+typedef void (*pie_loop_fn)(sqz_pie_job *job);
+
+#define PIE_MODES(n)                                                                           \
+    {sqz_pie_conv_##n##_rf, sqz_pie_conv_##n##_rm, sqz_pie_conv_##n##_gf,                      \
+     sqz_pie_conv_##n##_gm}
+#define PIE_DECLARE(n)                                                                         \
+    void sqz_pie_conv_##n##_rf(sqz_pie_job *job);                                              \
+    void sqz_pie_conv_##n##_rm(sqz_pie_job *job);                                              \
+    void sqz_pie_conv_##n##_gf(sqz_pie_job *job);                                              \
+    void sqz_pie_conv_##n##_gm(sqz_pie_job *job);
+
+PIE_DECLARE(1)
+PIE_DECLARE(2)
+PIE_DECLARE(3)
+PIE_DECLARE(4)
+PIE_DECLARE(5)
+PIE_DECLARE(6)
+PIE_DECLARE(7)
+
+static const pie_loop_fn pie_loops[SQZ_PIE_CHUNK][4] = {
+    PIE_MODES(1), PIE_MODES(2), PIE_MODES(3), PIE_MODES(4),
+    PIE_MODES(5), PIE_MODES(6), PIE_MODES(7),
+};
+
+/* n 16-byte vectors from src (any alignment) to dst (16-byte aligned). Unaligned, it reads
+ * the aligned blocks around them, 16 bytes past the end included: the caller checks that those
+ * lie inside the tensor's 16-aligned allocation. */
+static void copy_vectors(int8_t *dst, const int8_t *src, int32_t n)
+{
+    if (((uintptr_t)src & 15u) == 0) {
+        __asm__ volatile("loopgtz %2, 1f\n\t"
+                         "ee.vld.128.ip q0, %1, 16\n\t"
+                         "ee.vst.128.ip q0, %0, 16\n"
+                         "1:\n"
+                         : "+a"(dst), "+a"(src), "+a"(n)
+                         :
+                         : "memory");
+    } else {
+        /* SAR_BYTE = src & 15; ee.src.q takes the 16 bytes from there out of two blocks. */
+        __asm__ volatile("ee.ld.128.usar.ip q0, %1, 16\n\t"
+                         "loopgtz %2, 1f\n\t"
+                         "ee.vld.128.ip q1, %1, 16\n\t"
+                         "ee.src.q q2, q0, q1\n\t"
+                         "ee.vst.128.ip q2, %0, 16\n\t"
+                         "ee.orq q0, q1, q1\n"
+                         "1:\n"
+                         : "+a"(dst), "+a"(src), "+a"(n)
+                         :
+                         : "memory");
+    }
+}
+
+static void fill_bytes(int8_t *dst, int8_t value, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        dst[i] = value;
+    }
+}
+
+static void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        dst[i] = src[i];
+    }
+}
+
+/* Every output pixel's receptive field at patches + ox * len: filter row ky's kw * c taps at
+ * ky * run_len (run_len: kw * c rounded up to 16, as the converter pads each filter row), the
+ * input zero point where a tap lies outside the input (and for whole NULL rows). Bytes past a
+ * row's taps are whatever the copy brought: their weights are zero. */
+static void build_patches(const sqz_conv_params *p, const sqz_dims *input_dims,
+                          const int8_t *const *input_rows, const sqz_dims *filter_dims,
+                          int32_t out_w, int32_t len, int32_t run_len, int8_t *patches)
+{
+    const int32_t c = input_dims->c;
+    const int32_t in_w = input_dims->w;
+    const int8_t zp = (int8_t)(-p->input_offset);
+    const int32_t kw = filter_dims->w;
+    const int32_t run = kw * c;
+    const int32_t vectors = run_len / 16;
+    /* The input row's end rounded up to 16: rows and tensors are placed at 16-byte aligned
+     * offsets with 16-byte rounded sizes, so vector reads up to there stay in the tensor. */
+    const uintptr_t row_bytes = (uintptr_t)in_w * (uintptr_t)c;
+    for (int32_t ky = 0; ky < filter_dims->h; ++ky) {
+        const int8_t *row = input_rows[ky];
+        int8_t *d = patches + ky * run_len;
+        const uintptr_t end = row ? (((uintptr_t)row + row_bytes + 15u) & ~(uintptr_t)15u) : 0;
+        for (int32_t ox = 0; ox < out_w; ++ox, d += len) {
+            const int32_t ix = ox * p->stride.w - p->padding.w;
+            if (!row) {
+                fill_bytes(d, zp, run);
+            } else if (ix >= 0 && ix + kw <= in_w) {
+                const int8_t *s = row + (size_t)ix * c;
+                const uintptr_t reach = ((uintptr_t)s & ~(uintptr_t)15u) + 16u * (uintptr_t)vectors +
+                                        (((uintptr_t)s & 15u) ? 16u : 0u);
+                if (reach <= end) {
+                    copy_vectors(d, s, vectors);
+                } else {
+                    copy_bytes(d, s, run);
+                }
+            } else {
+                for (int32_t kx = 0; kx < kw; ++kx) {
+                    const int32_t x = ix + kx;
+                    if (x >= 0 && x < in_w) {
+                        copy_bytes(d + kx * c, row + (size_t)x * c, c);
+                    } else {
+                        fill_bytes(d + kx * c, zp, c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+sqz_status sqz_conv_s8_pie_row(const sqz_context *ctx, const sqz_conv_params *params,
+                               const sqz_per_channel_quant *quant, const sqz_dims *input_dims,
+                               const int8_t *const *input_rows, const sqz_dims *filter_dims,
+                               const void *filter, const sqz_dims *bias_dims,
+                               const int32_t *bias, const sqz_dims *output_dims,
+                               int8_t *output_row)
+{
+    if (!ctx || !params || !quant || !input_dims || !input_rows || !filter_dims || !filter ||
+        !bias_dims || !bias || !output_dims || !output_row || !quant->multiplier ||
+        !quant->shift) {
+        return SQZ_ERR_ARG;
+    }
+    if (input_dims->c != filter_dims->c || output_dims->c != filter_dims->n ||
+        bias_dims->c != output_dims->c || params->output_pixel_stride < output_dims->c ||
+        filter_dims->h > SQZ_MAX_FILTER_ROWS || params->stride.w < 1 ||
+        params->dilation.w != 1 || params->dilation.h != 1) {
+        return SQZ_ERR_SHAPE;
+    }
+    sqz_pie_layout lay;
+    sqz_pie_conv_layout(params, input_dims, filter_dims, output_dims, &lay);
+    if (ctx->buf == NULL || ctx->size < lay.bytes) {
+        return SQZ_ERR_SCRATCH;
+    }
+    if (((uintptr_t)filter & 15u) != 0) {
+        return SQZ_ERR_ARG; /* weights are laid out for 16-byte vector loads */
+    }
+    const int32_t out_w = output_dims->w;
+    if (out_w < 1 || output_dims->c < 1) {
+        return SQZ_OK;
+    }
+    int8_t *base = (int8_t *)(((uintptr_t)ctx->buf + 15u) & ~(uintptr_t)15u);
+    const int32_t vectors = lay.row_len / 16;
+    const int32_t chunks = (vectors - 1) / SQZ_PIE_CHUNK;
+    const int32_t last = vectors - chunks * SQZ_PIE_CHUNK;
+
+    sqz_pie_job job;
+    int32_t pitch;
+    if (lay.direct) {
+        if (!input_rows[0] || ((uintptr_t)input_rows[0] & 15u) != 0) {
+            return SQZ_ERR_ARG; /* the converter aligns every row of a 16-channel tensor */
+        }
+        job.in = input_rows[0];
+        pitch = params->stride.w * input_dims->c;
+    } else {
+        build_patches(params, input_dims, input_rows, filter_dims, out_w, lay.row_len,
+                      lay.run_len, base + lay.patches);
+        job.in = base + lay.patches;
+        pitch = lay.row_len;
+    }
+    const int general = params->activation.min < params->output_offset;
+    const int full = params->activation.min == -128 && params->activation.max == 127;
+    const int8_t *blob = (const int8_t *)filter;
+    job.inc = pitch - 16 * (last - 1);
+    job.inc7 = pitch - 16 * (SQZ_PIE_CHUNK - 1);
+    job.pix1 = out_w - 1;
+    job.pix = out_w;
+    job.w = blob + (size_t)output_dims->c * SQZ_PIE_RECORD;
+    job.out = output_row;
+    job.ostr = params->output_pixel_stride;
+    job.nch = output_dims->c;
+    job.rec = (const int32_t *)(const void *)blob;
+    job.chunks = chunks;
+    job.partial = base + lay.partial;
+    job.act_min = params->activation.min;
+    job.act_max = params->activation.max;
+    pie_loops[last - 1][(general ? 2 : 0) + (full ? 0 : 1)](&job);
+    return SQZ_OK;
+}

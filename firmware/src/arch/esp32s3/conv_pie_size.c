@@ -1,0 +1,37 @@
+/* Scratch layout of the PIE conv row kernel: plain C, so the host can check the converter's
+ * mirror (converter/kernels_esp32s3.py) against it. */
+#include "conv_pie.h"
+
+int32_t sqz_conv_s8_pie_filter_row_len(const sqz_conv_params *params,
+                                       const sqz_dims *filter_dims)
+{
+    (void)params;
+    return filter_dims->h * ((filter_dims->w * filter_dims->c + 15) / 16 * 16);
+}
+
+void sqz_pie_conv_layout(const sqz_conv_params *params, const sqz_dims *input_dims,
+                         const sqz_dims *filter_dims, const sqz_dims *output_dims,
+                         sqz_pie_layout *layout)
+{
+    const int32_t len = sqz_conv_s8_pie_filter_row_len(params, filter_dims);
+    const int32_t pixels = output_dims->w;
+    const int32_t vectors = len / 16;
+    /* A 1x1 conv over whole 16-channel vectors reads the input row in place: its pixels are
+     * 16-byte aligned because the converter aligns every tensor and row to 16. */
+    layout->direct = filter_dims->h == 1 && filter_dims->w == 1 && input_dims->c % 16 == 0 &&
+                     params->padding.w == 0 && params->padding.h == 0;
+    layout->row_len = len;
+    layout->run_len = len / filter_dims->h;
+    layout->partial = 0;
+    const int32_t partial = vectors > SQZ_PIE_CHUNK ? 8 * pixels : 0;
+    layout->patches = layout->partial + (partial + 15) / 16 * 16;
+    layout->bytes = layout->patches + (layout->direct ? 0 : pixels * len) + 16;
+}
+
+int32_t sqz_conv_s8_pie_scratch_size(const sqz_conv_params *params, const sqz_dims *input_dims,
+                                     const sqz_dims *filter_dims, const sqz_dims *output_dims)
+{
+    sqz_pie_layout layout;
+    sqz_pie_conv_layout(params, input_dims, filter_dims, output_dims, &layout);
+    return layout.bytes;
+}
