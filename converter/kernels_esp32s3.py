@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .kernels import ConvKernel, register_conv
+from .kernels import ConvKernel, PoolKernel, register_conv, register_pool
 
 if TYPE_CHECKING:
-    from .lower import ConvStep
+    from .lower import ConvStep, PoolStep
 
 ARCH = "esp32s3"
 # Mirror firmware/src/arch/esp32s3/conv_pie.h.
@@ -146,3 +146,20 @@ PIE_CONV = ConvKernel(
 
 register_conv(PIE_CONV)
 
+
+
+def _pool_supports(s: PoolStep) -> bool:
+    """Mirrors the checks of sqz_max_pool_s8_pie_push (which passes anything else on to the
+    portable kernel): whole 16-channel vectors, windows up to 3 wide, at most two output rows
+    per input row."""
+    kh, kw = s.filter_hw
+    return s.input_dims.c % 16 == 0 and kw <= 3 and -(-kh // s.stride[0]) <= 2
+
+
+PIE_MAX_POOL = PoolKernel(
+    "sqz_max_pool_s8_pie_push", ARCH, "max", _pool_supports,
+    "ESP32-S3 PIE: 16 channels per ee.vmax.s8, push form", push=True,
+    sources=("arch/esp32s3/pool_pie.c", "runtime/pool_s8.c"),
+)
+
+register_pool(PIE_MAX_POOL)

@@ -34,4 +34,13 @@ int32_t sqz_conv_s8_pie_filter_row_len(const sqz_conv_params *params,
 int32_t sqz_conv_s8_pie_scratch_size(const sqz_conv_params *params, const sqz_dims *input_dims,
                                      const sqz_dims *filter_dims, const sqz_dims *output_dims);
 
+/* MAX_POOL_2D in push form (the contract of sqz_max_pool_s8_push), 16 channels at a time for
+ * channel counts that are multiples of 16, 16-byte aligned rows, windows up to 3 wide and at
+ * most two output rows per input row; anything else goes to sqz_max_pool_s8_push. */
+sqz_status sqz_max_pool_s8_pie_push(const sqz_pool_params *params, const sqz_dims *input_dims,
+                                    const int8_t *input_row, int32_t in_y,
+                                    const sqz_dims *filter_dims, const sqz_dims *output_dims,
+                                    int8_t *const *output_rows, int32_t first_out,
+                                    int32_t n_out);
+
 #endif
