@@ -36,32 +36,92 @@ static const pie_loop_fn pie_loops[SQZ_PIE_CHUNK][4] = {
     PIE_MODES(5), PIE_MODES(6), PIE_MODES(7),
 };
 
-/* n 16-byte vectors from src (any alignment) to dst (16-byte aligned). Unaligned, it reads
- * the aligned blocks around them, 16 bytes past the end included: the caller checks that those
- * lie inside the tensor's 16-aligned allocation. */
-static void copy_vectors(int8_t *dst, const int8_t *src, int32_t n)
+/* `count` segments of n 16-byte vectors: segment i from src + i * src_step to dst + i *
+ * dst_step (16-byte aligned). With `aligned` (src and src_step multiples of 16) plain vector
+ * copies; otherwise every segment is read as the n + 1 aligned blocks around it, shifted into
+ * place by ee.src.q (SAR_BYTE = src & 15): the caller checks that the blocks lie inside the
+ * tensor's 16-aligned allocation. */
+static void copy_segments(int8_t *dst, int32_t dst_step, const int8_t *src, int32_t src_step,
+                          int32_t n, int32_t count, int aligned)
 {
-    if (((uintptr_t)src & 15u) == 0) {
-        __asm__ volatile("loopgtz %2, 1f\n\t"
-                         "ee.vld.128.ip q0, %1, 16\n\t"
-                         "ee.vst.128.ip q0, %0, 16\n"
+    if (count <= 0) {
+        return;
+    }
+    if (aligned && n == 1) {
+        __asm__ volatile("loopgtz %[count], 1f\n\t"
+                         "ee.vld.128.xp q0, %[src], %[ss]\n\t"
+                         "ee.vst.128.xp q0, %[dst], %[ds]\n"
                          "1:\n"
-                         : "+a"(dst), "+a"(src), "+a"(n)
-                         :
+                         : [dst] "+a"(dst), [src] "+a"(src), [count] "+a"(count)
+                         : [ss] "a"(src_step), [ds] "a"(dst_step)
+                         : "memory");
+    } else if (aligned) {
+        const int32_t src_adv = src_step - 16 * n;
+        const int32_t dst_adv = dst_step - 16 * n;
+        __asm__ volatile("2:\n\t"
+                         "loopgtz %[n], 1f\n\t"
+                         "ee.vld.128.ip q0, %[src], 16\n\t"
+                         "ee.vst.128.ip q0, %[dst], 16\n"
+                         "1:\n\t"
+                         "add %[src], %[src], %[sa]\n\t"
+                         "add %[dst], %[dst], %[da]\n\t"
+                         "addi %[count], %[count], -1\n\t"
+                         "bnez %[count], 2b\n"
+                         : [dst] "+a"(dst), [src] "+a"(src), [count] "+a"(count)
+                         : [n] "a"(n), [sa] "a"(src_adv), [da] "a"(dst_adv)
+                         : "memory");
+    } else if (n == 1) {
+        const int8_t *next = src + 16;
+        __asm__ volatile("loopgtz %[count], 1f\n\t"
+                         "ee.ld.128.usar.xp q0, %[src], %[ss]\n\t"
+                         "ee.vld.128.xp q1, %[next], %[ss]\n\t"
+                         "ee.src.q q2, q0, q1\n\t"
+                         "ee.vst.128.xp q2, %[dst], %[ds]\n"
+                         "1:\n"
+                         : [dst] "+a"(dst), [src] "+a"(src), [next] "+a"(next),
+                           [count] "+a"(count)
+                         : [ss] "a"(src_step), [ds] "a"(dst_step)
                          : "memory");
     } else {
-        /* SAR_BYTE = src & 15; ee.src.q takes the 16 bytes from there out of two blocks. */
-        __asm__ volatile("ee.ld.128.usar.ip q0, %1, 16\n\t"
-                         "loopgtz %2, 1f\n\t"
-                         "ee.vld.128.ip q1, %1, 16\n\t"
+        const int32_t src_adv = src_step - 16 * (n + 1);
+        const int32_t dst_adv = dst_step - 16 * n;
+        __asm__ volatile("2:\n\t"
+                         "ee.ld.128.usar.ip q0, %[src], 16\n\t"
+                         "loopgtz %[n], 1f\n\t"
+                         "ee.vld.128.ip q1, %[src], 16\n\t"
                          "ee.src.q q2, q0, q1\n\t"
-                         "ee.vst.128.ip q2, %0, 16\n\t"
+                         "ee.vst.128.ip q2, %[dst], 16\n\t"
                          "ee.orq q0, q1, q1\n"
-                         "1:\n"
-                         : "+a"(dst), "+a"(src), "+a"(n)
-                         :
+                         "1:\n\t"
+                         "add %[src], %[src], %[sa]\n\t"
+                         "add %[dst], %[dst], %[da]\n\t"
+                         "addi %[count], %[count], -1\n\t"
+                         "bnez %[count], 2b\n"
+                         : [dst] "+a"(dst), [src] "+a"(src), [count] "+a"(count)
+                         : [n] "a"(n), [sa] "a"(src_adv), [da] "a"(dst_adv)
                          : "memory");
     }
+}
+
+/* `count` segments of n vectors of the byte *value, dst_step apart (dst 16-byte aligned). */
+static void fill_segments(int8_t *dst, int32_t dst_step, const int8_t *value, int32_t n,
+                          int32_t count)
+{
+    const int32_t dst_adv = dst_step - 16 * n;
+    if (count <= 0) {
+        return;
+    }
+    __asm__ volatile("ee.vldbc.8 q0, %[value]\n"
+                     "2:\n\t"
+                     "loopgtz %[n], 1f\n\t"
+                     "ee.vst.128.ip q0, %[dst], 16\n"
+                     "1:\n\t"
+                     "add %[dst], %[dst], %[da]\n\t"
+                     "addi %[count], %[count], -1\n\t"
+                     "bnez %[count], 2b\n"
+                     : [dst] "+a"(dst), [count] "+a"(count)
+                     : [n] "a"(n), [da] "a"(dst_adv), [value] "a"(value)
+                     : "memory");
 }
 
 static void fill_bytes(int8_t *dst, int8_t value, int32_t n)
@@ -78,10 +138,25 @@ static void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
     }
 }
 
+/* Output pixel ox's filter row from `row`, tap by tap: the input zero point outside it. */
+static void gather_edge(int8_t *d, const int8_t *row, int32_t ix, int32_t kw, int32_t c,
+                        int32_t in_w, int8_t zp)
+{
+    for (int32_t kx = 0; kx < kw; ++kx) {
+        const int32_t x = ix + kx;
+        if (x >= 0 && x < in_w) {
+            copy_bytes(d + kx * c, row + (size_t)x * c, c);
+        } else {
+            fill_bytes(d + kx * c, zp, c);
+        }
+    }
+}
+
 /* Every output pixel's receptive field at patches + ox * len: filter row ky's kw * c taps at
  * ky * run_len (run_len: kw * c rounded up to 16, as the converter pads each filter row), the
  * input zero point where a tap lies outside the input (and for whole NULL rows). Bytes past a
- * row's taps are whatever the copy brought: their weights are zero. */
+ * row's taps are whatever the copy brought: their weights are zero. The pixels whose filter
+ * row lies inside the input go in one vector pass per filter row; the edges tap by tap. */
 static void build_patches(const sqz_conv_params *p, const sqz_dims *input_dims,
                           const int8_t *const *input_rows, const sqz_dims *filter_dims,
                           int32_t out_w, int32_t len, int32_t run_len, int8_t *patches)
@@ -92,35 +167,47 @@ static void build_patches(const sqz_conv_params *p, const sqz_dims *input_dims,
     const int32_t kw = filter_dims->w;
     const int32_t run = kw * c;
     const int32_t vectors = run_len / 16;
-    /* The input row's end rounded up to 16: rows and tensors are placed at 16-byte aligned
-     * offsets with 16-byte rounded sizes, so vector reads up to there stay in the tensor. */
-    const uintptr_t row_bytes = (uintptr_t)in_w * (uintptr_t)c;
+    const int32_t sw = p->stride.w;
+    const int32_t pw = p->padding.w;
+    /* Pixels whose filter row starts inside the input: from ceil(pw / sw). */
+    int32_t first = pw > 0 ? (pw + sw - 1) / sw : 0;
+    first = first < out_w ? first : out_w;
     for (int32_t ky = 0; ky < filter_dims->h; ++ky) {
         const int8_t *row = input_rows[ky];
         int8_t *d = patches + ky * run_len;
-        const uintptr_t end = row ? (((uintptr_t)row + row_bytes + 15u) & ~(uintptr_t)15u) : 0;
-        for (int32_t ox = 0; ox < out_w; ++ox, d += len) {
-            const int32_t ix = ox * p->stride.w - p->padding.w;
-            if (!row) {
-                fill_bytes(d, zp, run);
-            } else if (ix >= 0 && ix + kw <= in_w) {
-                const int8_t *s = row + (size_t)ix * c;
-                const uintptr_t reach = ((uintptr_t)s & ~(uintptr_t)15u) + 16u * (uintptr_t)vectors +
-                                        (((uintptr_t)s & 15u) ? 16u : 0u);
-                if (reach <= end) {
-                    copy_vectors(d, s, vectors);
-                } else {
-                    copy_bytes(d, s, run);
-                }
+        if (!row) {
+            fill_segments(d, len, &zp, vectors, out_w);
+            continue;
+        }
+        /* The input row's end rounded up to 16: rows and tensors are placed at 16-byte aligned
+         * offsets with 16-byte rounded sizes, so vector reads up to there stay in the tensor. */
+        const uintptr_t end = ((uintptr_t)row + (uintptr_t)in_w * (uintptr_t)c + 15u) &
+                              ~(uintptr_t)15u;
+        const int aligned = c % 16 == 0 && ((uintptr_t)row & 15u) == 0;
+        int32_t last = out_w; /* one past the last pixel of the vector pass */
+        while (last > first) {
+            const int32_t ix = (last - 1) * sw - pw;
+            const uintptr_t s = (uintptr_t)(row + (size_t)ix * c);
+            const uintptr_t reach = aligned ? s + 16u * (uintptr_t)vectors
+                                            : (s & ~(uintptr_t)15u) + 16u * (uintptr_t)(vectors + 1);
+            if (ix + kw <= in_w && reach <= end) {
+                break;
+            }
+            --last;
+        }
+        for (int32_t ox = 0; ox < first; ++ox) {
+            gather_edge(d + (size_t)ox * len, row, ox * sw - pw, kw, c, in_w, zp);
+        }
+        if (last > first) {
+            copy_segments(d + (size_t)first * len, len, row + (size_t)(first * sw - pw) * c,
+                          sw * c, vectors, last - first, aligned);
+        }
+        for (int32_t ox = last > first ? last : first; ox < out_w; ++ox) {
+            const int32_t ix = ox * sw - pw;
+            if (ix >= 0 && ix + kw <= in_w) {
+                copy_bytes(d + (size_t)ox * len, row + (size_t)ix * c, run);
             } else {
-                for (int32_t kx = 0; kx < kw; ++kx) {
-                    const int32_t x = ix + kx;
-                    if (x >= 0 && x < in_w) {
-                        copy_bytes(d + kx * c, row + (size_t)x * c, c);
-                    } else {
-                        fill_bytes(d + kx * c, zp, c);
-                    }
-                }
+                gather_edge(d + (size_t)ox * len, row, ix, kw, c, in_w, zp);
             }
         }
     }

@@ -6,7 +6,8 @@
  *   sqz_pie_conv_<N>_gm   any clamp, other bounds
  * each void f(sqz_pie_job *job), windowed ABI, calling nothing. A patch of N vectors runs
  * in one pass per channel; a longer one (job->chunks > 0) in passes of 7 vectors whose partial
- * sums go to job->partial, then a last pass of N vectors that requantizes.
+ * sums go to job->partial (the first pass starts from the record's value), then a last pass of
+ * N vectors that requantizes.
  *
  * Registers: a2 job, a3 patch pointer (next vector to load), a4 its increment when it crosses
  * to the next pixel, a5 output pointer, a6 output pixel stride, a7 channel record (or partial
@@ -166,21 +167,31 @@ sqz_pie_conv_\n\()_\mode:
     bnez a12, .Lchannel_\n\()_\mode
     retw.n
 
-    /* Chunked: init into the partial sums, passes of 7 vectors, a last pass of n. */
+    /* Chunked: a first pass of 7 vectors from the record's start value into the partial
+     * sums, more passes of 7 from and to them, a last pass of n that requantizes. */
 .Lchunked_\n\()_\mode:
     s32i a7, a2, SQZ_PIE_JOB_SREC
-    PIE_CONSTANTS
-    ee.ld.accx.ip a7, 0
-    l32i a7, a2, SQZ_PIE_JOB_PART
-    l32i a12, a2, SQZ_PIE_JOB_PIX
-    loopgtz a12, .Lfill_end_\n\()_\mode
-    ee.st.accx.ip a7, 8
-.Lfill_end_\n\()_\mode:
     l32i a3, a2, SQZ_PIE_JOB_IN
-    s32i a3, a2, SQZ_PIE_JOB_CBASE
-    l32i a12, a2, SQZ_PIE_JOB_CHUNKS
-    s32i a12, a2, SQZ_PIE_JOB_CCNT
     l32i a4, a2, SQZ_PIE_JOB_INC7
+    addi a12, a3, 16 * SQZ_PIE_CHUNK
+    s32i a12, a2, SQZ_PIE_JOB_CBASE
+    PIE_WEIGHTS 7
+    PIE_PRELOAD 7
+    mov a8, a7
+    l32i a7, a2, SQZ_PIE_JOB_PART
+    l32i a12, a2, SQZ_PIE_JOB_PIX1
+    loopgtz a12, .Lfirst_end_\n\()_\mode
+    ee.ld.accx.ip a8, 0
+    PIE_MACS 7, 0
+    ee.st.accx.ip a7, 8
+.Lfirst_end_\n\()_\mode:
+    ee.ld.accx.ip a8, 0
+    PIE_MACS 7, 1
+    ee.st.accx.ip a7, 8
+    l32i a12, a2, SQZ_PIE_JOB_CHUNKS
+    addi a12, a12, -1
+    beqz a12, .Llast_\n\()_\mode
+    s32i a12, a2, SQZ_PIE_JOB_CCNT
 .Lmid_\n\()_\mode:
     PIE_WEIGHTS 7
     l32i a3, a2, SQZ_PIE_JOB_CBASE
@@ -202,6 +213,9 @@ sqz_pie_conv_\n\()_\mode:
     s32i a12, a2, SQZ_PIE_JOB_CCNT
     bnez a12, .Lmid_\n\()_\mode
 
+.Llast_\n\()_\mode:
+    l32i a7, a2, SQZ_PIE_JOB_SREC
+    PIE_CONSTANTS
     PIE_WEIGHTS \n
     l32i a3, a2, SQZ_PIE_JOB_CBASE
     l32i a4, a2, SQZ_PIE_JOB_INC
