@@ -15,6 +15,7 @@ offsets. Every case asserts the PIE variant, not the portable fallback, ran."""
 from __future__ import annotations
 
 import ctypes
+import re
 import subprocess
 
 import numpy as np
@@ -332,3 +333,72 @@ def test_odd_squeezenet_bit_exact_on_the_emulated_s3(tmp_path):
         assert np.array_equal(np.frombuffer(r.logits, np.int8), ref.logits[i].reshape(-1))
         if ref.outputs is not None:
             assert np.array_equal(np.frombuffer(r.output, np.int8), ref.outputs[i].reshape(-1))
+
+
+# ---- the real board's build --------------------------------------------------------------
+
+# What Arduino-ESP32 passes its compiler for an ESP32-S3 sketch or library (platform.txt:
+# compiler.c.flags with the default -Os, and compiler.S.flags); PlatformIO's espressif32
+# Arduino builder passes the same. Nothing is built by PlatformIO itself here: its package
+# registry is unreachable, so the bundle's xtensa-esp32s3-elf-gcc (the same GCC 12 / binutils
+# with Espressif's ESP32-S3 overlay) stands in for it.
+ARDUINO_C = ("-mlongcalls", "-ffunction-sections", "-fdata-sections", "-Os", "-ggdb",
+             "-freorder-blocks", "-Wwrite-strings", "-fstack-protector",
+             "-fstrict-volatile-bitfields", "-fno-jump-tables", "-fno-tree-switch-conversion",
+             "-std=gnu99", "-Wall", "-Wextra", "-Werror")
+ARDUINO_S = ("-x", "assembler-with-cpp", "-mlongcalls")
+# sqz's own rules for firmware C (plus the port's -mlongcalls).
+SQZ_C = ("-mlongcalls", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+HEAP = {"malloc", "calloc", "realloc", "free", "_sbrk", "_malloc_r"}
+ALLOWED = {"memcpy", "memset", "memmove", "sqz_max_pool_s8_push", "sqz_pie_conv_layout",
+           "__stack_chk_fail", "__stack_chk_guard"}
+
+
+def _check_hardware_loops(objdump: str, obj) -> int:
+    """The LX7 has one set of zero-overhead loop registers: no loop instruction may sit inside
+    another loop's body, nor a call (the callee may loop). The kernels' inline-assembly loops
+    rely on GCC never wrapping a C loop around them in a hardware loop (it does not make one of
+    a loop that holds an asm statement); this checks the compiled code."""
+    text = subprocess.run([objdump, "-d", str(obj)], check=True, capture_output=True,
+                          text=True).stdout
+    insns = []
+    for line in text.splitlines():
+        m = re.match(r"\s+([0-9a-f]+):\s+[0-9a-f]+\s+(\S+)\s*(.*)", line)
+        if m:
+            insns.append((int(m.group(1), 16), m.group(2), m.group(3)))
+    loops = [(a, int(re.search(r"\b([0-9a-f]+) <", ops).group(1), 16))
+             for a, op, ops in insns if op in ("loop", "loopgtz", "loopnez")]
+    for start, end in loops:
+        inside = [(a, op) for a, op, _ in insns if start < a < end]
+        assert not [i for i in inside if i[1].startswith(("loop", "call"))], (obj.name, start,
+                                                                             inside)
+    return len(loops)
+
+
+@pytest.mark.parametrize("flags", [ARDUINO_C, SQZ_C], ids=["arduino", "sqz"])
+def test_arch_sources_build_for_the_real_board(flags, tmp_path):
+    xcc = qemu.ESP32S3_QEMU.tool(qemu.ESP32S3_QEMU.cc) if not missing_tools(BOARD) else None
+    if xcc is None:
+        pytest.skip(f"xtensa-esp32s3-elf-gcc not found: {qemu.ESP32S3_BUNDLE_HINT}")
+    nm = str(xcc).replace("-gcc", "-nm")
+    undefined, defined = set(), set()
+    loops = 0
+    for src in sorted(ARCH_DIR.iterdir()):
+        if src.suffix not in (".c", ".S"):
+            continue
+        obj = tmp_path / f"{src.name}.o"
+        opts = flags if src.suffix == ".c" else ARDUINO_S
+        subprocess.run([str(xcc), *opts, "-I", str(FIRMWARE / "include"), "-c", str(src),
+                        "-o", str(obj)], check=True, capture_output=True)
+        for line in subprocess.run([nm, str(obj)], check=True, capture_output=True,
+                                   text=True).stdout.splitlines():
+            parts = line.split()
+            (undefined if parts[-2:-1] == ["U"] else defined).add(parts[-1])
+        loops += _check_hardware_loops(str(xcc).replace("-gcc", "-objdump"), obj)
+    assert loops > 100  # the assembly's pixel loops at least
+    external = undefined - defined
+    # No float, no heap: only the C library's memory functions and the portable pool.
+    assert external <= ALLOWED, external - ALLOWED
+    assert not external & HEAP
+    assert {"sqz_conv_s8_pie_row", "sqz_max_pool_s8_pie_push",
+            "sqz_conv_s8_pie_scratch_size"} <= defined
