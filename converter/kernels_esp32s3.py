@@ -36,6 +36,7 @@ ARCH = "esp32s3"
 # Mirror firmware/src/arch/esp32s3/conv_pie.h.
 CHUNK = 7  # SQZ_PIE_CHUNK: weight vectors per pass
 RECORD = 16  # SQZ_PIE_RECORD: bytes of a channel's record
+PATCH_BYTES = 8192  # SQZ_PIE_PATCH_BYTES: gathered patches per block of output pixels
 INT32_MAX = 2**31 - 1
 INIT = 1 << 30  # ACCX starts at bias + 2^30
 MAX_LEFT = 20  # pow = 4 << left stays in the record's bits 8..31
@@ -63,7 +64,9 @@ def _direct(s: ConvStep) -> bool:
 def scratch_bytes(s: ConvStep) -> int:
     """Mirrors sqz_conv_s8_pie_scratch_size (conv_pie_size.c)."""
     length = row_len(s)
-    pixels = s.output_dims.w
+    width = s.output_dims.w
+    block = max(1, PATCH_BYTES // length)
+    pixels = width if _direct(s) or block > width else block
     partial = 8 * pixels if length // 16 > CHUNK else 0
     patches = -(-partial // 16) * 16
     return patches + (0 if _direct(s) else pixels * length) + 16

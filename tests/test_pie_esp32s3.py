@@ -222,6 +222,12 @@ ONE_OP = {
     # A 5x3 filter with padding on every side, stride 2 x 1, 5 channels, general mode, ReLU6.
     "conv-5x3-pad-general": (lambda: _conv_model(7, 9, 5, 6, (5, 3), (2, 1), "same", "relu6",
                                                  (0.03, -100), (0.02, 40), 6), "pie_row"),
+    # Rows in blocks of pixels (patches over 8 KB): a 7x7 conv1 of v1.0 over 3 channels,
+    # padded; a chunked 3x3 over 64 channels in three blocks.
+    "conv-7x7s2-c3-blocks": (lambda: _conv_model(9, 100, 3, 11, (7, 7), (2, 2), "same", "relu",
+                                                 (0.02, -128), (0.05, -128), 8), "pie_row"),
+    "conv-3x3-c64-blocks": (lambda: _conv_model(4, 40, 64, 5, (3, 3), (1, 1), "same", "relu",
+                                                (0.02, -128), (0.1, -128), 9), "pie_row"),
     # One output column, one output row.
     "conv-3x3-one-pixel": (lambda: _conv_model(3, 3, 32, 4, (3, 3), (1, 1), "valid", "relu",
                                                (0.02, -128), (0.03, -128), 7), "pie_row"),

@@ -159,7 +159,8 @@ static void gather_edge(int8_t *d, const int8_t *row, int32_t ix, int32_t kw, in
  * row lies inside the input go in one vector pass per filter row; the edges tap by tap. */
 static void build_patches(const sqz_conv_params *p, const sqz_dims *input_dims,
                           const int8_t *const *input_rows, const sqz_dims *filter_dims,
-                          int32_t out_w, int32_t len, int32_t run_len, int8_t *patches)
+                          int32_t ox0, int32_t count, int32_t len, int32_t run_len,
+                          int8_t *patches)
 {
     const int32_t c = input_dims->c;
     const int32_t in_w = input_dims->w;
@@ -169,9 +170,11 @@ static void build_patches(const sqz_conv_params *p, const sqz_dims *input_dims,
     const int32_t vectors = run_len / 16;
     const int32_t sw = p->stride.w;
     const int32_t pw = p->padding.w;
-    /* Pixels whose filter row starts inside the input: from ceil(pw / sw). */
-    int32_t first = pw > 0 ? (pw + sw - 1) / sw : 0;
-    first = first < out_w ? first : out_w;
+    /* Pixels whose filter row starts inside the input: from ceil(pw / sw) (counted from ox0,
+     * as the patches are). */
+    const int32_t out_w = count;
+    int32_t first = (pw > 0 ? (pw + sw - 1) / sw : 0) - ox0;
+    first = first < 0 ? 0 : (first < out_w ? first : out_w);
     for (int32_t ky = 0; ky < filter_dims->h; ++ky) {
         const int8_t *row = input_rows[ky];
         int8_t *d = patches + ky * run_len;
@@ -186,7 +189,7 @@ static void build_patches(const sqz_conv_params *p, const sqz_dims *input_dims,
         const int aligned = c % 16 == 0 && ((uintptr_t)row & 15u) == 0;
         int32_t last = out_w; /* one past the last pixel of the vector pass */
         while (last > first) {
-            const int32_t ix = (last - 1) * sw - pw;
+            const int32_t ix = (ox0 + last - 1) * sw - pw;
             const uintptr_t s = (uintptr_t)(row + (size_t)ix * c);
             const uintptr_t reach = aligned ? s + 16u * (uintptr_t)vectors
                                             : (s & ~(uintptr_t)15u) + 16u * (uintptr_t)(vectors + 1);
@@ -196,14 +199,15 @@ static void build_patches(const sqz_conv_params *p, const sqz_dims *input_dims,
             --last;
         }
         for (int32_t ox = 0; ox < first; ++ox) {
-            gather_edge(d + (size_t)ox * len, row, ox * sw - pw, kw, c, in_w, zp);
+            gather_edge(d + (size_t)ox * len, row, (ox0 + ox) * sw - pw, kw, c, in_w, zp);
         }
         if (last > first) {
-            copy_segments(d + (size_t)first * len, len, row + (size_t)(first * sw - pw) * c,
-                          sw * c, vectors, last - first, aligned);
+            copy_segments(d + (size_t)first * len, len,
+                          row + (size_t)((ox0 + first) * sw - pw) * c, sw * c, vectors,
+                          last - first, aligned);
         }
         for (int32_t ox = last > first ? last : first; ox < out_w; ++ox) {
-            const int32_t ix = ox * sw - pw;
+            const int32_t ix = (ox0 + ox) * sw - pw;
             if (ix >= 0 && ix + kw <= in_w) {
                 copy_bytes(d + (size_t)ox * len, row + (size_t)ix * c, run);
             } else {
@@ -248,36 +252,44 @@ sqz_status sqz_conv_s8_pie_row(const sqz_context *ctx, const sqz_conv_params *pa
     const int32_t chunks = (vectors - 1) / SQZ_PIE_CHUNK;
     const int32_t last = vectors - chunks * SQZ_PIE_CHUNK;
 
-    sqz_pie_job job;
+    const int general = params->activation.min < params->output_offset;
+    const int full = params->activation.min == -128 && params->activation.max == 127;
+    const pie_loop_fn loop = pie_loops[last - 1][(general ? 2 : 0) + (full ? 0 : 1)];
+    const int8_t *blob = (const int8_t *)filter;
     int32_t pitch;
     if (lay.direct) {
         if (!input_rows[0] || ((uintptr_t)input_rows[0] & 15u) != 0) {
             return SQZ_ERR_ARG; /* the converter aligns every row of a 16-channel tensor */
         }
-        job.in = input_rows[0];
         pitch = params->stride.w * input_dims->c;
     } else {
-        build_patches(params, input_dims, input_rows, filter_dims, out_w, lay.row_len,
-                      lay.run_len, base + lay.patches);
-        job.in = base + lay.patches;
         pitch = lay.row_len;
     }
-    const int general = params->activation.min < params->output_offset;
-    const int full = params->activation.min == -128 && params->activation.max == 127;
-    const int8_t *blob = (const int8_t *)filter;
+    sqz_pie_job job;
     job.inc = pitch - 16 * (last - 1);
     job.inc7 = pitch - 16 * (SQZ_PIE_CHUNK - 1);
-    job.pix1 = out_w - 1;
-    job.pix = out_w;
-    job.w = blob + (size_t)output_dims->c * SQZ_PIE_RECORD;
-    job.out = output_row;
     job.ostr = params->output_pixel_stride;
-    job.nch = output_dims->c;
-    job.rec = (const int32_t *)(const void *)blob;
     job.chunks = chunks;
     job.partial = base + lay.partial;
     job.act_min = params->activation.min;
     job.act_max = params->activation.max;
-    pie_loops[last - 1][(general ? 2 : 0) + (full ? 0 : 1)](&job);
+    /* The row in blocks of lay.pixels output pixels (gathered patches take scratch). */
+    for (int32_t ox0 = 0; ox0 < out_w; ox0 += lay.pixels) {
+        const int32_t n = out_w - ox0 < lay.pixels ? out_w - ox0 : lay.pixels;
+        if (lay.direct) {
+            job.in = input_rows[0] + (size_t)ox0 * pitch;
+        } else {
+            build_patches(params, input_dims, input_rows, filter_dims, ox0, n, lay.row_len,
+                          lay.run_len, base + lay.patches);
+            job.in = base + lay.patches;
+        }
+        job.pix1 = n - 1;
+        job.pix = n;
+        job.w = blob + (size_t)output_dims->c * SQZ_PIE_RECORD;
+        job.out = output_row + (size_t)ox0 * params->output_pixel_stride;
+        job.nch = output_dims->c;
+        job.rec = (const int32_t *)(const void *)blob;
+        loop(&job);
+    }
     return SQZ_OK;
 }

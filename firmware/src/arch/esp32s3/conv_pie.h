@@ -33,6 +33,8 @@
 
 /* Weight vectors per chunk: q0..q6 hold them, q7 streams the patches. */
 #define SQZ_PIE_CHUNK 7
+/* Most bytes of gathered patches per call of the assembly: longer rows go in blocks. */
+#define SQZ_PIE_PATCH_BYTES 8192
 /* Bytes per channel record (converter/kernels_esp32s3.py writes them): {bias + 2^30,
  * T | 2^(2 + left) << 8, multiplier, K}. ee.ld.accx loads the first two words into ACCX: its
  * bits 32..39 then hold T, which never reaches the low 32 bits the requantization reads. */
@@ -88,6 +90,7 @@ typedef struct {
     int32_t row_len;   /* L: the padded patch, kh * run_len */
     int32_t run_len;   /* a filter row's kw * c taps rounded up to 16 */
     int32_t direct;    /* 1: patches are the input pixels themselves (aligned 1x1) */
+    int32_t pixels;    /* output pixels per block (the whole row when direct) */
     int32_t partial;   /* offset of the partial sums (0 bytes unless chunked) */
     int32_t patches;   /* offset of the patches (0 bytes when direct) */
     int32_t bytes;     /* scratch size, 16 bytes of alignment slack included */

@@ -22,10 +22,15 @@ void sqz_pie_conv_layout(const sqz_conv_params *params, const sqz_dims *input_di
                      params->padding.w == 0 && params->padding.h == 0;
     layout->row_len = len;
     layout->run_len = len / filter_dims->h;
+    /* Gathered patches of a whole row could take tens of KB (a 7x7 conv1 at 224x224: 25 KB):
+     * blocks of pixels bound them; a block still amortizes each channel's set-up. */
+    int32_t block = SQZ_PIE_PATCH_BYTES / len;
+    block = block < 1 ? 1 : block;
+    layout->pixels = layout->direct || block > pixels ? pixels : block;
     layout->partial = 0;
-    const int32_t partial = vectors > SQZ_PIE_CHUNK ? 8 * pixels : 0;
+    const int32_t partial = vectors > SQZ_PIE_CHUNK ? 8 * layout->pixels : 0;
     layout->patches = layout->partial + (partial + 15) / 16 * 16;
-    layout->bytes = layout->patches + (layout->direct ? 0 : pixels * len) + 16;
+    layout->bytes = layout->patches + (layout->direct ? 0 : layout->pixels * len) + 16;
 }
 
 int32_t sqz_conv_s8_pie_scratch_size(const sqz_conv_params *params, const sqz_dims *input_dims,
