@@ -4,21 +4,23 @@ proof, per layer, that their arithmetic is exact.
 
 The conv (conv_pie.h has the method) accumulates in the 40-bit ACCX, so no 20-bit QACC lane
 can saturate, and requantizes with a closed form of TFLite's MultiplyByQuantizedMultiplier
-whose per-channel constants the converter computes here, into a 16-byte record per output
-channel placed in front of the weights:
+whose per-channel constants the converter computes here, into a record per output channel
+placed in front of the weights (16 bytes; 32 in "general" mode, which also needs D):
 
-    record = (bias + 2^30, T | 2^(2 + left) << 8, multiplier, K),  T = r + 1,
-    K = 1 + (2^r if r > 0 else 0) + zp * 2^T - (2 for negative x in "general" mode, in C)
+    record = (bias + D, r, 2M, K [, D, 0, 0, 0]),  r = -shift,
+    D * M = 2^30 + k * 2^31 (k an integer),  K = -k + (2^(r-1) if r > 0 else 0) + zp * 2^r
 
-with left = max(shift, 0), r = max(-shift, 0). `prove` states what must hold for that to be
-exact and declines the layer (the portable kernel runs it) where it cannot show it:
+so that the kernel's muluh(x + D, 2M) is SaturatingRoundingDoublingHighMul(x, M) + k. `prove`
+states what must hold for that to be exact and declines the layer (the portable kernel runs it)
+where it cannot show it:
 
 * x = accumulator + bias is bounded by B = |bias| + 128 * sum|w| (|input| <= 128, padding taps
-  hold the input zero point, also an int8); x * 2^(2 + left) must fit in int32 (the kernel
-  forms it modulo 2^32 from x + 2^30);
-* h = mulsh(x * 2^(2 + left), M) plus K (and the sign fix-up) must fit in int32, T <= 31;
+  hold the input zero point, also an int8); D is chosen in [B, B + 2^31), so x + D is an
+  unsigned 32-bit value when B < 2^30, and ACCX stays non-negative;
+* no left shift (shift <= 0: effective scales below 1/2), r <= 31, and the output before the
+  clamp, y + 2^(r-1) + zp * 2^r, fits in int32;
 * without a ReLU-style clamp (act_min >= output zero point), the closed form needs r >= 1 and
-  M > 2^30 on every channel (then x < 0 exactly when the doubling high multiply is < 0).
+  M > 2^30 on every channel (then y < 0 exactly when x < 0).
 """
 
 from __future__ import annotations
@@ -35,11 +37,9 @@ if TYPE_CHECKING:
 ARCH = "esp32s3"
 # Mirror firmware/src/arch/esp32s3/conv_pie.h.
 CHUNK = 7  # SQZ_PIE_CHUNK: weight vectors per pass
-RECORD = 16  # SQZ_PIE_RECORD: bytes of a channel's record
+RECORD = 16  # SQZ_PIE_RECORD: bytes of a channel's record (twice that in general mode)
 PATCH_BYTES = 8192  # SQZ_PIE_PATCH_BYTES: gathered patches per block of output pixels
 INT32_MAX = 2**31 - 1
-INIT = 1 << 30  # ACCX starts at bias + 2^30
-MAX_LEFT = 20  # pow = 4 << left stays in the record's bits 8..31
 
 CONV_SOURCES = ("arch/esp32s3/conv_pie.c", "arch/esp32s3/conv_pie_loops.S",
                 "arch/esp32s3/conv_pie_size.c")
@@ -77,37 +77,58 @@ def general_mode(s: ConvStep) -> bool:
     return s.act_min < s.output_offset
 
 
+def record_bytes(s: ConvStep) -> int:
+    return RECORD * (2 if general_mode(s) else 1)
+
+
+def offset_for(m: int, bound: int) -> int:
+    """D >= bound with D * m = 2^30 (mod 2^31): the smallest, below bound + 2^31."""
+    if m == 0:
+        return max(bound, 1 << 30)
+    a = (m & -m).bit_length() - 1  # m = 2^a * odd, a <= 30
+    mod = 1 << (31 - a)
+    d0 = ((1 << (30 - a)) * pow(m >> a, -1, mod)) % mod
+    return d0 if d0 >= bound else d0 + -(-(bound - d0) // mod) * mod
+
+
 def records(s: ConvStep) -> np.ndarray:
-    """The channel records, (n, 4) int32, or ValueError naming what cannot be proved exact."""
+    """The channel records, flat int32 (record_bytes(s) // 4 per channel), or ValueError naming
+    what cannot be proved exact."""
     f = s.filter_dims
     w = np.frombuffer(s.filter, np.int8).reshape(f.n, -1).astype(np.int64)
     bias = np.asarray(s.bias, np.int64)
     bound = np.abs(bias) + 128 * np.abs(w).sum(axis=1)
     general = general_mode(s)
     zp = s.output_offset
-    out = np.zeros((f.n, 4), np.int64)
+    words = record_bytes(s) // 4
+    out = np.zeros((f.n, words), np.int64)
     for o in range(f.n):
-        m, shift = int(s.multiplier[o]), int(s.shift[o])
-        left, r = max(shift, 0), max(-shift, 0)
-        t = r + 1
+        m, shift, b = int(s.multiplier[o]), int(s.shift[o]), int(bound[o])
+        r = -shift
         if not 0 <= m <= INT32_MAX:
             raise ValueError(f"channel {o}: multiplier {m} outside int32")
-        if left > MAX_LEFT or t > 31:
+        if shift > 0:
+            raise ValueError(f"channel {o}: left shift {shift} (an effective scale of 1/2 or "
+                             "more)")
+        if r > 31:
             raise ValueError(f"channel {o}: shift {shift} out of the kernel's range")
         if general and (r == 0 or m <= 1 << 30):
             raise ValueError(f"channel {o}: no ReLU-style clamp and shift {shift}, multiplier "
                              f"{m}: the sign fix-up needs a right shift and M > 2^30")
-        pow2 = 1 << (2 + left)
-        x_max = int(bound[o]) * pow2
-        if x_max > INT32_MAX:
-            raise ValueError(f"channel {o}: |accumulator + bias| <= {int(bound[o])} times "
-                             f"2^{2 + left} overflows int32")
-        k = 1 + ((1 << r) if r > 0 else 0) + zp * (1 << t)
-        h_max = -(-x_max * m // 2**32) + 1
-        if h_max + abs(k) + 2 > INT32_MAX:
+        if b >= 1 << 30:
+            raise ValueError(f"channel {o}: |accumulator + bias| <= {b} reaches 2^30")
+        d = offset_for(m, b)
+        k = (d * m - (1 << 30)) >> 31 if m else 0
+        half = (1 << (r - 1)) if r > 0 else 0
+        y_max = (b * m + (1 << 30)) // 2**31 + 1
+        if y_max + half + 128 * (1 << r) + 1 > INT32_MAX:
             raise ValueError(f"channel {o}: the requantization's sum can overflow int32")
-        out[o] = (int(bias[o]) + INIT, t | (pow2 << 8), m, k)
-    return out.astype(np.int32)
+        k_word = (-k + half + zp * (1 << r)) & 0xFFFFFFFF
+        row = [(int(bias[o]) + d) & 0xFFFFFFFF, r, 2 * m, k_word]
+        if general:
+            row += [d, 0, 0, 0]
+        out[o] = row
+    return out.astype(np.uint32).view(np.int32).reshape(-1)
 
 
 def prove(s: ConvStep) -> str | None:
@@ -132,18 +153,18 @@ def filter_layout(s: ConvStep) -> np.ndarray:
     pad = run_len(s) - f.w * f.c
     if pad:
         w = np.pad(w, ((0, 0), (0, 0), (0, pad)))
-    rec = records(s).astype("<i4").view(np.int8).reshape(-1)
+    rec = records(s).astype("<i4").view(np.int8)
     return np.concatenate([rec, w.reshape(-1)])
 
 
 PIE_CONV = ConvKernel(
     symbol="sqz_conv_s8_pie_row", scratch_symbol="sqz_conv_s8_pie_scratch_size", arch=ARCH,
     supports=lambda s: prove(s) is None,
-    filter_row_len=lambda s: row_len(s) + RECORD,
+    filter_row_len=lambda s: row_len(s) + record_bytes(s),
     filter_layout=filter_layout,
     scratch_bytes=scratch_bytes,
     description="ESP32-S3 PIE: 16 MACs per instruction into the 40-bit ACCX, "
-                "7-instruction requantization",
+                "6-instruction requantization",
     sources=CONV_SOURCES,
 )
 

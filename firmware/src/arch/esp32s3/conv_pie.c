@@ -1,7 +1,7 @@
 /* CONV_2D on the ESP32-S3's PIE SIMD unit: the row kernel's C half (method: conv_pie.h).
  *
- * Filter layout (16-byte aligned): one SQZ_PIE_RECORD-byte record per output channel (its
- * requantization constants), then every output channel's OHWI weights, each filter row's kw * c
+ * Filter layout (16-byte aligned): one record per output channel (its requantization
+ * constants, SQZ_PIE_RECORD bytes, twice that without a ReLU-style clamp), then every output channel's OHWI weights, each filter row's kw * c
  * weights zero-padded to a multiple of 16 (so every filter row of a patch starts a vector and
  * is copied with vector loads). Undilated filters only. The converter writes both and selects this kernel only where it has proved the
  * arithmetic exact (converter/kernels_esp32s3.py); `quant` and `bias` are not read: the records
@@ -285,7 +285,7 @@ sqz_status sqz_conv_s8_pie_row(const sqz_context *ctx, const sqz_conv_params *pa
         }
         job.pix1 = n - 1;
         job.pix = n;
-        job.w = blob + (size_t)output_dims->c * SQZ_PIE_RECORD;
+        job.w = blob + (size_t)output_dims->c * (SQZ_PIE_RECORD << general);
         job.out = output_row + (size_t)ox0 * params->output_pixel_stride;
         job.nch = output_dims->c;
         job.rec = (const int32_t *)(const void *)blob;

@@ -13,21 +13,22 @@
  * no 20-bit QACC lane can saturate). Patches longer than 7 vectors go in chunks of 7 whose
  * partial sums are parked in scratch (ee.st.accx / ee.ld.accx), 2 instructions per chunk.
  *
- * Requantization, TFLite's MultiplyByQuantizedMultiplier exactly, in 7 scalar instructions per
- * output with per-channel constants in registers (record below, built per row call):
- *   ACCX starts at bias + 2^30 (always positive: QEMU mishandles a negative value loaded with
- *   ee.ld.accx), rur.accx_0 gives x + 2^30;
- *   x' = (x + 2^30) * 2^(2 + left) mod 2^32 = x * 2^(2 + left)   (the 2^30 term vanishes)
- *   h  = mulsh(x', M)              = floor(x * M * 2^left / 2^30)
- *   out = (h + K) >> T, T = r + 1, K = 1 + (2^r if r > 0) + zp * 2^T
- * which equals SaturatingRoundingDoublingHighMul then RoundingDivideByPOT(r) plus the zero
- * point: nested floors of exact quotients by powers of two collapse into one (the converter's
- * proof, converter/kernels_esp32s3.py, also bounds x so nothing overflows). RoundingDivideByPOT
- * rounds half away from zero; the formula above rounds half up, which differs only for a
- * negative quotient, whose output a ReLU-style clamp (act_min >= zp) sends to act_min anyway.
- * Without such a clamp ("general" mode) h gets 2 * (x >> 31) added first (x < 0 <=> y < 0 when
- * M > 2^30 and r > 0, which the converter requires there). Then clamps to int8 (or max/min to
- * the activation bounds), s8i, and the next pixel. */
+ * Requantization, TFLite's MultiplyByQuantizedMultiplier exactly, in 6 scalar instructions per
+ * output with per-channel constants in registers (record below, written by the converter):
+ *   ACCX starts at bias + D, so it ends at u = x + D, x the accumulator plus bias; D >= |x| and
+ *   D + |x| < 2^32 make u an unsigned 32-bit value (and ACCX never negative: QEMU mishandles a
+ *   negative value loaded with ee.ld.accx), and D * M = 2^30 + k * 2^31 for an integer k;
+ *   P  = muluh(u, 2M) = floor((x * M + D * M) / 2^31) = y + k, where
+ *   y  = floor((x * M + 2^30) / 2^31) is SaturatingRoundingDoublingHighMul(x, M) (M < 2^31);
+ *   out = (P + K) >> r, K = -k + (2^(r-1) if r > 0) + zp * 2^r (modulo 2^32)
+ * which is RoundingDivideByPOT(y, r) plus the zero point: a floor of a quotient by 2^r of y
+ * plus half. RoundingDivideByPOT rounds half away from zero, this rounds half up: they differ
+ * only for a negative quotient, whose output a ReLU-style clamp (act_min >= zp) sends to
+ * act_min anyway. Without such a clamp ("general" mode, r >= 1 and M > 2^30, so that y < 0
+ * exactly when x < 0, i.e. u < D) one is subtracted for negative x (saltu, sub). Then clamps to
+ * int8 (or max/min to the activation bounds), s8i, and the next pixel. The converter
+ * (converter/kernels_esp32s3.py) solves for D, bounds x and proves that nothing overflows; it
+ * declines left shifts (effective scales of 1/2 or more), rare in convolutions. */
 #ifndef SQZ_ARCH_ESP32S3_CONV_PIE_H
 #define SQZ_ARCH_ESP32S3_CONV_PIE_H
 
@@ -35,9 +36,10 @@
 #define SQZ_PIE_CHUNK 7
 /* Most bytes of gathered patches per call of the assembly: longer rows go in blocks. */
 #define SQZ_PIE_PATCH_BYTES 8192
-/* Bytes per channel record (converter/kernels_esp32s3.py writes them): {bias + 2^30,
- * T | 2^(2 + left) << 8, multiplier, K}. ee.ld.accx loads the first two words into ACCX: its
- * bits 32..39 then hold T, which never reaches the low 32 bits the requantization reads. */
+/* Bytes per channel record (converter/kernels_esp32s3.py writes them): {bias + D, r, 2M, K},
+ * and in the general modes D and three zero words after them (twice the size). ee.ld.accx loads
+ * the first two words into ACCX: its bits 32..39 then hold r, which never reaches the low 32
+ * bits the requantization reads. */
 #define SQZ_PIE_RECORD 16
 
 /* Offsets into sqz_pie_job, for the assembly. */

@@ -11,8 +11,9 @@
  *
  * Registers: a2 job, a3 patch pointer (next vector to load), a4 its increment when it crosses
  * to the next pixel, a5 output pointer, a6 output pixel stride, a7 channel record (or partial
- * sums), a8 multiplier, a9 K, a10 2^(2 + left shift), a11 the value, a12 scratch / loop counts /
- * sign, a13 a14 activation bounds, a15 weights; SAR = T. q0..q6 weights, q7 the patch vector.
+ * sums), a8 2M, a9 K, a10 D (general mode), a11 the value, a12 scratch / loop counts / sign,
+ * a13 a14 activation bounds, a15 weights; SAR = r. q0..q6 weights, q7 the patch vector. The
+ * general modes' records are twice as long (they hold D).
  *
  * Every multiply-accumulate also loads the next patch vector; the load that ends a pixel's
  * patch adds a4 (the step to the next pixel's patch) instead of 16. The last pixel of a pass is
@@ -88,25 +89,27 @@
     .endif
     .endm
 
-/* Per-channel constants from the record at a7: a8 = M, a9 = K, SAR = T, a10 = 2^(2 + left). */
-    .macro PIE_CONSTANTS
+/* Per-channel constants from the record at a7: a8 = 2M, a9 = K, SAR = r, a10 = D (general
+ * mode). */
+    .macro PIE_CONSTANTS gen
     l32i a8, a7, 8
     l32i a9, a7, 12
     l32i a12, a7, 4
     ssr a12
-    srli a10, a12, 8
+    .if \gen
+    l32i a10, a7, 16
+    .endif
     .endm
 
-/* a11 = ACCX (value + 2^30) -> the output byte at a5, then a5 to the next pixel. */
+/* a11 = ACCX (u = value + D, unsigned) -> the output byte at a5, then a5 to the next pixel. */
     .macro PIE_REQUANT gen, mm
     rur.accx_0 a11
-    mull a11, a11, a10
     .if \gen
-    srai a12, a11, 31
+    saltu a12, a11, a10
     .endif
-    mulsh a11, a11, a8
+    muluh a11, a11, a8
     .if \gen
-    addx2 a11, a12, a11
+    sub a11, a11, a12
     .endif
     add a11, a11, a9
     sra a11, a11
@@ -147,7 +150,7 @@ sqz_pie_conv_\n\()_\mode:
     l32i a4, a2, SQZ_PIE_JOB_INC
 .Lchannel_\n\()_\mode:
     PIE_WEIGHTS \n
-    PIE_CONSTANTS
+    PIE_CONSTANTS \gen
     l32i a3, a2, SQZ_PIE_JOB_IN
     PIE_PRELOAD \n
     PIE_NEXT_OUT
@@ -160,7 +163,7 @@ sqz_pie_conv_\n\()_\mode:
     ee.ld.accx.ip a7, 0
     PIE_MACS \n, 1
     PIE_REQUANT \gen, \mm
-    addi a7, a7, SQZ_PIE_RECORD
+    addi a7, a7, SQZ_PIE_RECORD << \gen
     l32i a12, a2, SQZ_PIE_JOB_NCH
     addi a12, a12, -1
     s32i a12, a2, SQZ_PIE_JOB_NCH
@@ -215,7 +218,7 @@ sqz_pie_conv_\n\()_\mode:
 
 .Llast_\n\()_\mode:
     l32i a7, a2, SQZ_PIE_JOB_SREC
-    PIE_CONSTANTS
+    PIE_CONSTANTS \gen
     PIE_WEIGHTS \n
     l32i a3, a2, SQZ_PIE_JOB_CBASE
     l32i a4, a2, SQZ_PIE_JOB_INC
@@ -232,7 +235,7 @@ sqz_pie_conv_\n\()_\mode:
     PIE_MACS \n, 1
     PIE_REQUANT \gen, \mm
     l32i a7, a2, SQZ_PIE_JOB_SREC
-    addi a7, a7, SQZ_PIE_RECORD
+    addi a7, a7, SQZ_PIE_RECORD << \gen
     l32i a12, a2, SQZ_PIE_JOB_NCH
     addi a12, a12, -1
     s32i a12, a2, SQZ_PIE_JOB_NCH
