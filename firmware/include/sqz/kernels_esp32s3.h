@@ -12,12 +12,12 @@
 
 /* CONV_2D, any kernel size (up to SQZ_MAX_FILTER_ROWS rows), stride and padding, undilated.
  *
- * Filter layout (16-byte aligned): a 16-byte record per output channel, {bias + 2^30,
- * T | 2^(2 + left shift) << 8, multiplier, K} (int32, the requantization's closed form, see
- * firmware/src/arch/esp32s3/conv_pie.h), then each output channel's OHWI weights with every
- * filter row's kw * c weights zero-padded to a multiple of 16:
- * sqz_conv_s8_pie_filter_row_len() bytes per channel. `quant` and `bias` must be the layer's
- * (present, not read: the records hold what the kernel needs of them).
+ * Filter layout (16-byte aligned): a record per output channel, {bias + D, r, 2M, K} (32-bit
+ * words, the requantization's closed form, see firmware/src/arch/esp32s3/conv_pie.h; 16 bytes,
+ * or 32 with D and three zero words when act_min < the output zero point), then each output
+ * channel's OHWI weights with every filter row's kw * c weights zero-padded to a multiple of
+ * 16: sqz_conv_s8_pie_filter_row_len() bytes per channel. `quant` and `bias` must be the
+ * layer's (present, not read: the records hold what the kernel needs of them).
  *
  * Inputs: a 1x1 conv over a multiple of 16 channels reads the input row in place and needs it
  * 16-byte aligned (sqz's planner aligns every tensor and row), else SQZ_ERR_ARG. */
