@@ -37,9 +37,16 @@ def filter_row_len(s: ConvStep) -> int:
     return TAPS_PER_QUAD * quads(s)
 
 
+QUANT_BYTES = 12  # sizeof(sqz_fast_quant): multiplier, high word, shift per output channel
+
+
 def scratch_bytes(s: ConvStep) -> int:
-    """Mirrors sqz_conv_s8_armv7em_scratch_size: two pixels' patches, int16 lanes."""
-    return 4 * PATCH_WORDS_PER_QUAD * quads(s)
+    """Mirrors sqz_conv_s8_armv7em_scratch_size: two pixels' patches (int16 lanes), each
+    channel's requantization constants, and for channel counts that are not multiples of 4
+    the receptive field's bytes gathered before widening."""
+    q = quads(s)
+    gather = TAPS_PER_QUAD * q if s.input_dims.c % 4 else 0
+    return 4 * PATCH_WORDS_PER_QUAD * q + QUANT_BYTES * s.output_dims.c + gather
 
 
 def supports(s: ConvStep) -> bool:

@@ -3,14 +3,15 @@
  *
  * Why this shape: SMLAD multiplies two int16 pairs per instruction, so both operands must be
  * int16 lanes. The input is widened once per output pixel into a patch (its receptive field, a
- * partial im2col of two pixels), in the lane order SXTB16 gives the weights: taps 0 and 2 in
- * the first word, 1 and 3 in the second. The weights stay int8 in flash and are widened in
- * registers, each widened word serving two pixels, each widened input word two output
- * channels. Per four taps of two pixels and two channels, that is 8 SMLADs for 16 MACs plus
- * two loads and four SXTB16s (mac_s8_armv7em.S).
+ * partial im2col of two pixels) in the lane order SXTB16 gives the weights: taps 0 and 2 in
+ * one word, 1 and 3 in the next. The weights stay int8 in flash and are widened in registers,
+ * each widened word serving two pixels, each patch word two output channels: per four taps of
+ * two pixels and two channels, 8 SMLADs for 16 MACs plus two loads and four SXTB16s
+ * (mac_s8_armv7em.S, or mac.c in C).
  *
- * The output stage is TFLite's requantization, exactly: see requantize_fast() for the closed
- * form that folds both roundings and the output offset into one 64-bit multiply-accumulate. */
+ * Scratch: the patch (16 bytes per four taps), the per-channel requantization constants (12
+ * bytes per output channel), and for channel counts that are not multiples of 4 the receptive
+ * field's bytes gathered before widening (4 bytes per four taps). */
 #include <stddef.h>
 
 #include "../../runtime/fixedpoint.h"
@@ -18,15 +19,14 @@
 #include "mac.h"
 #include "sqz/kernels_armv7em.h"
 
-static int32_t taps_of(const sqz_dims *filter_dims)
-{
-    return filter_dims->h * filter_dims->w * filter_dims->c;
-}
+#if SQZ_DSP_NATIVE
+/* mac_s8_armv7em.S addresses the job's seven words by offset. */
+typedef char sqz_pair_job_is_seven_words[sizeof(sqz_pair_job) == 7 * 4 ? 1 : -1];
+#endif
 
-/* Groups of four taps per output channel (the last one zero-padded). */
 static int32_t quads_of(const sqz_dims *filter_dims)
 {
-    return (taps_of(filter_dims) + 3) / 4;
+    return (filter_dims->h * filter_dims->w * filter_dims->c + 3) / 4;
 }
 
 int32_t sqz_conv_s8_armv7em_filter_row_len(const sqz_conv_params *params,
@@ -36,84 +36,107 @@ int32_t sqz_conv_s8_armv7em_filter_row_len(const sqz_conv_params *params,
     return 4 * quads_of(filter_dims);
 }
 
+static size_t patch_bytes(int32_t quads)
+{
+    return SQZ_PATCH_WORDS_PER_QUAD * sizeof(uint32_t) * (size_t)quads;
+}
+
 int32_t sqz_conv_s8_armv7em_scratch_size(const sqz_conv_params *params,
                                          const sqz_dims *input_dims,
                                          const sqz_dims *filter_dims,
                                          const sqz_dims *output_dims)
 {
     (void)params;
-    (void)input_dims;
-    (void)output_dims;
-    return SQZ_PATCH_WORDS_PER_QUAD * (int32_t)sizeof(uint32_t) * quads_of(filter_dims);
+    const int32_t quads = quads_of(filter_dims);
+    const int32_t gather = (input_dims->c & 3) ? 4 * quads : 0;
+    return (int32_t)patch_bytes(quads) + (int32_t)sizeof(sqz_fast_quant) * output_dims->c +
+           gather;
 }
 
 /* ---- patches ---------------------------------------------------------------------------------
  *
- * A patch holds two pixels' receptive fields: for quad q (taps 4q .. 4q + 3), words 4q and
- * 4q + 1 belong to pixel 0, words 4q + 2 and 4q + 3 to pixel 1, so one LDM reads both. */
+ * For quad q (taps 4q .. 4q + 3), words 4q and 4q + 1 belong to pixel 0, words 4q + 2 and
+ * 4q + 3 to pixel 1, so that one LDM reads a quad of both pixels. */
 
 static uint32_t pack_lanes(int32_t lo, int32_t hi)
 {
     return (uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16);
 }
 
-/* Channel counts that are multiples of 4: every quad lies inside one input pixel, so four
- * input bytes become a quad with one load and two SXTB16s. */
-static void patch_pixel_c4(uint32_t *d, const int8_t *const *rows, int32_t kh, int32_t kw,
-                           int32_t c, int32_t in_w, int32_t ix0, uint32_t zp2)
+/* Widens `quads` groups of four bytes into the patch words of one pixel. */
+static void widen_quads(uint32_t *d, const int8_t *s, int32_t quads)
 {
-    for (int32_t ky = 0; ky < kh; ++ky) {
-        const int8_t *row = rows[ky];
-        for (int32_t kx = 0; kx < kw; ++kx) {
-            const int32_t ix = ix0 + kx;
-            if (row && ix >= 0 && ix < in_w) {
-                const int8_t *s = row + (size_t)ix * c;
-                for (int32_t ch = 0; ch < c; ch += 4, d += SQZ_PATCH_WORDS_PER_QUAD) {
-                    const uint32_t x = sqz_load32(s + ch);
-                    d[0] = sqz_sxtb16(x);
-                    d[1] = sqz_sxtb16_ror8(x);
-                }
-            } else {
-                /* Outside the input: the zero point, which the folded bias cancels. */
-                for (int32_t ch = 0; ch < c; ch += 4, d += SQZ_PATCH_WORDS_PER_QUAD) {
-                    d[0] = zp2;
-                    d[1] = zp2;
-                }
-            }
-        }
+    for (int32_t q = 0; q < quads; ++q, s += 4, d += SQZ_PATCH_WORDS_PER_QUAD) {
+        const uint32_t x = sqz_load32(s);
+        d[0] = sqz_sxtb16(x);
+        d[1] = sqz_sxtb16_ror8(x);
     }
 }
 
-/* Any channel count (conv1's 3, odd test shapes): tap by tap, quads may straddle pixels. */
-static void patch_pixel_any(uint32_t *d, const int8_t *const *rows, int32_t kh, int32_t kw,
-                            int32_t c, int32_t in_w, int32_t ix0, int32_t zp)
+static void fill_quads(uint32_t *d, uint32_t zp2, int32_t quads)
 {
-    int32_t v[4];
-    int32_t n = 0;
-    for (int32_t ky = 0; ky < kh; ++ky) {
-        const int8_t *row = rows[ky];
-        for (int32_t kx = 0; kx < kw; ++kx) {
+    for (int32_t q = 0; q < quads; ++q, d += SQZ_PATCH_WORDS_PER_QUAD) {
+        d[0] = zp2;
+        d[1] = zp2;
+    }
+}
+
+typedef struct {
+    const int8_t *const *rows; /* one per filter row, NULL in the padding */
+    int32_t kh, kw, c, in_w;
+    int32_t zp;   /* the input zero point: what lies outside the input */
+    uint32_t zp2; /* the zero point in both lanes */
+    int8_t *gather; /* channel counts that are not multiples of 4 */
+} field;
+
+/* Channel counts that are multiples of 4: each quad lies inside one input pixel, so a pixel's
+ * channels widen straight from the input, and runs of pixels inside a row in one go. */
+static void patch_pixel_c4(uint32_t *d, const field *f, int32_t ix0)
+{
+    const int32_t q_px = f->c / 4;
+    const int32_t lo = ix0 < 0 ? -ix0 : 0; /* taps left of the input */
+    const int32_t hi = f->in_w - ix0 < f->kw ? f->in_w - ix0 : f->kw;
+    for (int32_t ky = 0; ky < f->kh; ++ky, d += SQZ_PATCH_WORDS_PER_QUAD * q_px * f->kw) {
+        const int8_t *row = f->rows[ky];
+        if (!row || hi <= lo) {
+            fill_quads(d, f->zp2, q_px * f->kw);
+            continue;
+        }
+        fill_quads(d, f->zp2, q_px * lo);
+        widen_quads(d + SQZ_PATCH_WORDS_PER_QUAD * q_px * lo, row + (size_t)(ix0 + lo) * f->c,
+                    q_px * (hi - lo));
+        fill_quads(d + SQZ_PATCH_WORDS_PER_QUAD * q_px * hi, f->zp2, q_px * (f->kw - hi));
+    }
+}
+
+/* Any channel count (conv1's 3): the receptive field's bytes are gathered into one run (the
+ * zero point outside the input, then any value up to the quad boundary: the filter rows are
+ * zero-padded there), then widened four at a time. */
+static void patch_pixel_any(uint32_t *d, const field *f, int32_t ix0, int32_t quads)
+{
+    int8_t *g = f->gather;
+    const int32_t c = f->c;
+    for (int32_t ky = 0; ky < f->kh; ++ky) {
+        const int8_t *row = f->rows[ky];
+        for (int32_t kx = 0; kx < f->kw; ++kx, g += c) {
             const int32_t ix = ix0 + kx;
-            const int8_t *s = (row && ix >= 0 && ix < in_w) ? row + (size_t)ix * c : NULL;
-            for (int32_t ch = 0; ch < c; ++ch) {
-                v[n++] = s ? s[ch] : zp;
-                if (n == 4) {
-                    d[0] = pack_lanes(v[0], v[2]);
-                    d[1] = pack_lanes(v[1], v[3]);
-                    d += SQZ_PATCH_WORDS_PER_QUAD;
-                    n = 0;
+            if (row && ix >= 0 && ix < f->in_w) {
+                const int8_t *s = row + (size_t)ix * c;
+                for (int32_t ch = 0; ch < c; ++ch) {
+                    g[ch] = s[ch];
+                }
+            } else {
+                for (int32_t ch = 0; ch < c; ++ch) {
+                    g[ch] = (int8_t)f->zp;
                 }
             }
         }
     }
-    if (n) {
-        /* The filter rows are zero-padded alike, so these taps contribute nothing. */
-        while (n < 4) {
-            v[n++] = 0;
-        }
-        d[0] = pack_lanes(v[0], v[2]);
-        d[1] = pack_lanes(v[1], v[3]);
+    const int32_t taps = f->kh * f->kw * c;
+    for (int32_t i = taps; i < 4 * quads; ++i) {
+        f->gather[i] = 0;
     }
+    widen_quads(d, f->gather, quads);
 }
 
 /* ---- output stage ----------------------------------------------------------------------------
@@ -127,67 +150,50 @@ static void patch_pixel_any(uint32_t *d, const int8_t *const *rows, int32_t kh, 
  * negative exactly when acc is (the one exception, a zero result, rounds to zero either way).
  * The saturating case needs m = INT32_MIN, which a multiplier never is. Split into words, the
  * constant is hi = (2 * offset + 1) << (r - 2) and lo = 2^30, and acc < 0 subtracts 2^31:
- * lo becomes 0xC0000000 with a borrow from hi. One SMLAL then does the multiply and every
- * rounding, and the result is the high word shifted right by r - 1. For r <= 22 the sum stays
- * below 2^63 whatever acc is. Other shifts take the reference formula (sqz_requantize). */
+ * lo becomes 0xC0000000 with a borrow from hi. One SMLAL then does the multiply and both
+ * roundings (sqz_requantize_fast in mac.h), and the result is its high word shifted right by
+ * r - 1. For r <= 22 the sum stays below 2^63 whatever acc is. Layers with other shifts take
+ * the reference formula (sqz_requantize). */
 #define FAST_MIN_RIGHT_SHIFT 2
 #define FAST_MAX_RIGHT_SHIFT 22
 
-typedef struct {
-    int32_t mult;
-    int32_t hi;    /* (2 * offset + 1) << (r - 2) */
-    int32_t shift; /* r - 1 */
-} fast_quant;
-
-static inline fast_quant fast_quant_of(const sqz_per_channel_quant *q, int32_t oc,
-                                       int32_t twice_offset_plus_one)
+/* The constants of every channel, or 0 if one channel cannot take the fast form. */
+static int fast_quants(const sqz_per_channel_quant *q, int32_t n, int32_t offset,
+                       sqz_fast_quant *out)
 {
-    fast_quant f;
-    f.mult = q->multiplier[oc];
-    f.shift = -(int32_t)q->shift[oc] - 1;
-    f.hi = (int32_t)((uint32_t)twice_offset_plus_one << f.shift) >> 1;
-    return f;
-}
-
-static inline int32_t requantize_fast(int32_t acc, const fast_quant *f)
-{
-    const int32_t neg = acc >> 31; /* 0 or -1 */
-    const uint32_t lo = 0x40000000u ^ ((uint32_t)neg << 31);
-    const uint32_t hi = (uint32_t)(f->hi + neg);
-    const int64_t y = (int64_t)(((uint64_t)hi << 32) | lo) + (int64_t)acc * f->mult;
-    return sqz_ssat8((int32_t)(y >> 32) >> f->shift);
-}
-
-static int all_fast(const sqz_per_channel_quant *q, int32_t n)
-{
+    const uint32_t k = (uint32_t)(2 * offset + 1);
     for (int32_t oc = 0; oc < n; ++oc) {
         const int32_t r = -(int32_t)q->shift[oc];
         if (r < FAST_MIN_RIGHT_SHIFT || r > FAST_MAX_RIGHT_SHIFT || q->multiplier[oc] < 0) {
             return 0;
         }
+        out[oc].mult = q->multiplier[oc];
+        out[oc].shift = r - 1;
+        out[oc].hi = (int32_t)(k << (r - 2));
     }
     return 1;
 }
 
-typedef struct {
-    int32_t offset, act_min, act_max;
-    int fast;  /* every channel takes requantize_fast */
-    int clamp; /* the activation is narrower than int8 */
-} out_stage;
-
-static inline int8_t finish(const out_stage *o, const sqz_per_channel_quant *q, int32_t oc,
-                            const fast_quant *f, int32_t acc)
+/* A narrower activation than int8 (ReLU with a zero point above -128, ReLU6): the fast path
+ * saturates to int8, and this clamps a pixel's channels, four per instruction pair. */
+static void clamp_pixel(int8_t *o, int32_t n, int32_t lo, int32_t hi)
 {
-    int32_t v;
-    if (o->fast) {
-        v = requantize_fast(acc, f);
-    } else {
-        v = sqz_requantize(acc, q->multiplier[oc], q->shift[oc]) + o->offset;
+    const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)lo * 0x01010101u;
+    const uint32_t hi4 = (uint32_t)(uint8_t)(int8_t)hi * 0x01010101u;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        sqz_store32(o + i, sqz_min_s8x4(sqz_max_s8x4(sqz_load32(o + i), lo4), hi4));
     }
-    if (o->clamp || !o->fast) {
-        v = sqz_clamp(v, o->act_min, o->act_max);
+    for (; i < n; ++i) {
+        o[i] = (int8_t)sqz_clamp(o[i], lo, hi);
     }
-    return (int8_t)v;
+}
+
+static int8_t requantize_general(const sqz_conv_params *p, const sqz_per_channel_quant *q,
+                                 int32_t oc, int32_t acc)
+{
+    const int32_t v = sqz_requantize(acc, q->multiplier[oc], q->shift[oc]) + p->output_offset;
+    return (int8_t)sqz_clamp(v, p->activation.min, p->activation.max);
 }
 
 /* ---- the row kernel ------------------------------------------------------------------------ */
@@ -206,7 +212,7 @@ static sqz_status check_args(const sqz_context *ctx, const sqz_conv_params *para
     }
     if (input_dims->c != filter_dims->c || output_dims->c != filter_dims->n ||
         bias_dims->c != output_dims->c || input_dims->n != output_dims->n ||
-        params->output_pixel_stride < output_dims->c) {
+        params->output_pixel_stride < output_dims->c || output_dims->c < 1) {
         return SQZ_ERR_SHAPE;
     }
     if (params->stride.h < 1 || params->stride.w < 1 || filter_dims->h < 1 ||
@@ -238,73 +244,91 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
         return st;
     }
     const int8_t *filter = (const int8_t *)filter_data;
-    uint32_t *patch = (uint32_t *)ctx->buf;
-    const int32_t kh = filter_dims->h;
-    const int32_t kw = filter_dims->w;
-    const int32_t c = input_dims->c;
-    const int32_t in_w = input_dims->w;
-    const int32_t out_w = output_dims->w;
-    const int32_t out_c = output_dims->c;
     const int32_t quads = quads_of(filter_dims);
     const size_t row_len = 4 * (size_t)quads;
-    const int32_t zp = -params->input_offset;
-    const uint32_t zp2 = pack_lanes(zp, zp);
+    const int32_t out_w = output_dims->w;
+    const int32_t out_c = output_dims->c;
+    const int32_t pairs = out_c / 2;
     const size_t pitch = (size_t)params->output_pixel_stride;
-    const int32_t step = params->stride.w;
-    const int32_t pad = params->padding.w;
-    const sqz_mac_fn mac2 = sqz_mac_2x2_for(filter);
-    const sqz_mac_fn mac1 = sqz_mac_1x2_for(filter);
-    out_stage o;
-    o.offset = params->output_offset;
-    o.act_min = params->activation.min;
-    o.act_max = params->activation.max;
-    o.fast = all_fast(quant, out_c);
-    o.clamp = o.act_min > INT8_MIN || o.act_max < INT8_MAX;
-    const int32_t k1 = 2 * o.offset + 1;
+    uint8_t *scratch = (uint8_t *)ctx->buf;
+    uint32_t *patch = (uint32_t *)scratch;
+    sqz_fast_quant *fq = (sqz_fast_quant *)(scratch + patch_bytes(quads));
+
+    field f;
+    f.rows = input_rows;
+    f.kh = filter_dims->h;
+    f.kw = filter_dims->w;
+    f.c = input_dims->c;
+    f.in_w = input_dims->w;
+    f.zp = -params->input_offset;
+    f.zp2 = pack_lanes(f.zp, f.zp);
+    f.gather = (int8_t *)(fq + out_c);
+
+    const int fast = fast_quants(quant, out_c, params->output_offset, fq);
+    const int clamp = params->activation.min > INT8_MIN || params->activation.max < INT8_MAX;
+    sqz_pair_fn pairs2 = sqz_armv7em_pairs_2px_c;
+    sqz_pair_fn pairs1 = sqz_armv7em_pairs_1px_c;
+#if SQZ_DSP_NATIVE
+    if (((uintptr_t)filter & 3u) == 0) {
+        pairs2 = sqz_armv7em_pairs_2px_asm;
+        pairs1 = sqz_armv7em_pairs_1px_asm;
+    }
+#endif
+    const int8_t *single_w = filter + 2 * (size_t)pairs * row_len; /* an odd last channel's */
 
     for (int32_t ox = 0; ox < out_w; ox += 2) {
         const int two = ox + 1 < out_w;
         for (int32_t p = 0; p < 1 + two; ++p) {
-            uint32_t *d = patch + 2 * p;
-            const int32_t ix0 = (ox + p) * step - pad;
-            if ((c & 3) == 0) {
-                patch_pixel_c4(d, input_rows, kh, kw, c, in_w, ix0, zp2);
+            const int32_t ix0 = (ox + p) * params->stride.w - params->padding.w;
+            if ((f.c & 3) == 0) {
+                patch_pixel_c4(patch + 2 * p, &f, ix0);
             } else {
-                patch_pixel_any(d, input_rows, kh, kw, c, in_w, ix0, zp);
+                patch_pixel_any(patch + 2 * p, &f, ix0, quads);
             }
         }
         int8_t *o0 = output_row + (size_t)ox * pitch;
         int8_t *o1 = o0 + pitch;
+        if (fast) {
+            if (pairs > 0) {
+                const sqz_pair_job job = {patch, quads, bias, fq, o0, (int32_t)pitch, pairs};
+                (two ? pairs2 : pairs1)(&job, filter);
+            }
+            if (out_c & 1) {
+                const int32_t oc = out_c - 1;
+                int32_t acc[2] = {bias[oc], bias[oc]};
+                sqz_armv7em_dot_single(patch, single_w, quads, two, acc);
+                o0[oc] = (int8_t)sqz_requantize_fast(acc[0], &fq[oc]);
+                if (two) {
+                    o1[oc] = (int8_t)sqz_requantize_fast(acc[1], &fq[oc]);
+                }
+            }
+            if (clamp) {
+                clamp_pixel(o0, out_c, params->activation.min, params->activation.max);
+                if (two) {
+                    clamp_pixel(o1, out_c, params->activation.min, params->activation.max);
+                }
+            }
+            continue;
+        }
+        /* Shifts outside the fast form's range: the reference formula, channel by channel. */
         const int8_t *w = filter;
         int32_t oc = 0;
         for (; oc + 1 < out_c; oc += 2, w += 2 * row_len) {
             int32_t acc[4] = {bias[oc], bias[oc + 1], 0, 0};
-            fast_quant f0 = {0, 0, 0}, f1 = {0, 0, 0};
-            if (o.fast) {
-                f0 = fast_quant_of(quant, oc, k1);
-                f1 = fast_quant_of(quant, oc + 1, k1);
-            }
+            sqz_armv7em_dot_pair(patch, w, quads, two, acc);
+            o0[oc] = requantize_general(params, quant, oc, acc[0]);
+            o0[oc + 1] = requantize_general(params, quant, oc + 1, acc[1]);
             if (two) {
-                mac2(patch, w, quads, acc);
-                o1[oc] = finish(&o, quant, oc, &f0, acc[2]);
-                o1[oc + 1] = finish(&o, quant, oc + 1, &f1, acc[3]);
-            } else {
-                mac1(patch, w, quads, acc);
+                o1[oc] = requantize_general(params, quant, oc, acc[2]);
+                o1[oc + 1] = requantize_general(params, quant, oc + 1, acc[3]);
             }
-            o0[oc] = finish(&o, quant, oc, &f0, acc[0]);
-            o0[oc + 1] = finish(&o, quant, oc + 1, &f1, acc[1]);
         }
         if (oc < out_c) {
-            /* An odd last output channel: its filter row follows the pairs alone. */
             int32_t acc[2] = {bias[oc], bias[oc]};
-            sqz_mac_single_oc(patch, w, quads, two, acc);
-            fast_quant f = {0, 0, 0};
-            if (o.fast) {
-                f = fast_quant_of(quant, oc, k1);
-            }
-            o0[oc] = finish(&o, quant, oc, &f, acc[0]);
+            sqz_armv7em_dot_single(patch, w, quads, two, acc);
+            o0[oc] = requantize_general(params, quant, oc, acc[0]);
             if (two) {
-                o1[oc] = finish(&o, quant, oc, &f, acc[1]);
+                o1[oc] = requantize_general(params, quant, oc, acc[1]);
             }
         }
     }
