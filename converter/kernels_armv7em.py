@@ -37,16 +37,18 @@ def filter_row_len(s: ConvStep) -> int:
     return TAPS_PER_QUAD * quads(s)
 
 
-QUANT_BYTES = 12  # sizeof(sqz_fast_quant): multiplier, high word, shift per output channel
+BLOCK_BYTES = 8192  # mirrors BLOCK_BYTES (firmware/src/arch/armv7em/conv_s8_armv7em.c)
 
 
 def scratch_bytes(s: ConvStep) -> int:
-    """Mirrors sqz_conv_s8_armv7em_scratch_size: two pixels' patches (int16 lanes), each
-    channel's requantization constants, and for channel counts that are not multiples of 4
-    the receptive field's bytes gathered before widening."""
+    """Mirrors sqz_conv_s8_armv7em_scratch_size: a block of pixel pairs' patches (int16 lanes),
+    one channel pair's widened weights, and for channel counts that are not multiples of 4 the
+    receptive field's bytes gathered before widening."""
     q = quads(s)
+    pair = 4 * PATCH_WORDS_PER_QUAD * q
+    block = min((s.output_dims.w + 1) // 2, max(1, BLOCK_BYTES // pair))
     gather = TAPS_PER_QUAD * q if s.input_dims.c % 4 else 0
-    return 4 * PATCH_WORDS_PER_QUAD * q + QUANT_BYTES * s.output_dims.c + gather
+    return pair * (block + 1) + gather
 
 
 def supports(s: ConvStep) -> bool:

@@ -9,8 +9,13 @@
  * two pixels and two channels, 8 SMLADs for 16 MACs plus two loads and four SXTB16s
  * (mac_s8_armv7em.S, or mac.c in C).
  *
- * Scratch: the patch (16 bytes per four taps), the per-channel requantization constants (12
- * bytes per output channel), and for channel counts that are not multiples of 4 the receptive
+ * The loop order is output-channel pairs outside, pixel pairs inside: a block of pixels'
+ * patches is built first, then each channel pair's weights are widened (and doubled, for the
+ * four-instruction output stage of mac.h) into scratch once and run over the whole block, so
+ * the inner loop has only loads and SMLADs: 11 instructions per 16 MACs.
+ *
+ * Scratch: a block's patches (16 bytes per four taps per pixel pair), one channel pair's
+ * widened weights (as many), and for channel counts that are not multiples of 4 the receptive
  * field's bytes gathered before widening (4 bytes per four taps). */
 #include <stddef.h>
 
@@ -20,9 +25,14 @@
 #include "sqz/kernels_armv7em.h"
 
 #if SQZ_DSP_NATIVE
-/* mac_s8_armv7em.S addresses the job's seven words by offset. */
-typedef char sqz_pair_job_is_seven_words[sizeof(sqz_pair_job) == 7 * 4 ? 1 : -1];
+/* mac_s8_armv7em.S addresses the job's sixteen words by offset. */
+typedef char sqz_pair_job_is_sixteen_words[sizeof(sqz_pair_job) == 16 * 4 ? 1 : -1];
 #endif
+
+/* Patches of at most this many bytes per block of pixels (one pixel pair more if a single pair
+ * is larger): a channel pair's weights are widened once per block, so a block should hold a
+ * few pairs, but the scratch also counts in the arena. */
+#define BLOCK_BYTES 8192
 
 static int32_t quads_of(const sqz_dims *filter_dims)
 {
@@ -36,9 +46,19 @@ int32_t sqz_conv_s8_armv7em_filter_row_len(const sqz_conv_params *params,
     return 4 * quads_of(filter_dims);
 }
 
-static size_t patch_bytes(int32_t quads)
+/* Bytes of one pixel pair's patch, and of one channel pair's widened weights. */
+static int32_t pair_bytes(int32_t quads)
 {
-    return SQZ_PATCH_WORDS_PER_QUAD * sizeof(uint32_t) * (size_t)quads;
+    return SQZ_PATCH_WORDS_PER_QUAD * (int32_t)sizeof(uint32_t) * quads;
+}
+
+/* Pixel pairs per block. */
+static int32_t block_pairs_of(int32_t out_w, int32_t quads)
+{
+    const int32_t row = (out_w + 1) / 2;
+    int32_t n = BLOCK_BYTES / pair_bytes(quads);
+    n = n < 1 ? 1 : n;
+    return n < row ? n : row;
 }
 
 int32_t sqz_conv_s8_armv7em_scratch_size(const sqz_conv_params *params,
@@ -49,8 +69,7 @@ int32_t sqz_conv_s8_armv7em_scratch_size(const sqz_conv_params *params,
     (void)params;
     const int32_t quads = quads_of(filter_dims);
     const int32_t gather = (input_dims->c & 3) ? 4 * quads : 0;
-    return (int32_t)patch_bytes(quads) + (int32_t)sizeof(sqz_fast_quant) * output_dims->c +
-           gather;
+    return pair_bytes(quads) * (block_pairs_of(output_dims->w, quads) + 1) + gather;
 }
 
 /* ---- patches ---------------------------------------------------------------------------------
@@ -63,13 +82,14 @@ static uint32_t pack_lanes(int32_t lo, int32_t hi)
     return (uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16);
 }
 
-/* Widens `quads` groups of four bytes into the patch words of one pixel. */
+/* Widens `quads` groups of four bytes into the patch words of one pixel, doubled. */
 static void widen_quads(uint32_t *d, const int8_t *s, int32_t quads)
 {
     for (int32_t q = 0; q < quads; ++q, s += 4, d += SQZ_PATCH_WORDS_PER_QUAD) {
         const uint32_t x = sqz_load32(s);
-        d[0] = sqz_sxtb16(x);
-        d[1] = sqz_sxtb16_ror8(x);
+        const uint32_t e = sqz_sxtb16(x), o = sqz_sxtb16_ror8(x);
+        d[0] = sqz_sadd16(e, e);
+        d[1] = sqz_sadd16(o, o);
     }
 }
 
@@ -85,7 +105,7 @@ typedef struct {
     const int8_t *const *rows; /* one per filter row, NULL in the padding */
     int32_t kh, kw, c, in_w;
     int32_t zp;   /* the input zero point: what lies outside the input */
-    uint32_t zp2; /* the zero point in both lanes */
+    uint32_t zp2; /* the zero point in both lanes, doubled */
     int8_t *gather; /* channel counts that are not multiples of 4 */
 } field;
 
@@ -139,42 +159,41 @@ static void patch_pixel_any(uint32_t *d, const field *f, int32_t ix0, int32_t qu
     widen_quads(d, f->gather, quads);
 }
 
-/* ---- output stage ----------------------------------------------------------------------------
+/* ---- output stage ---------------------------------------------------------------------------
  *
- * TFLite computes clamp(RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc, m), r) +
- * offset). For a right shift r >= 2 (no left shift) and m >= 0 that equals
- *
- *     (acc * m + 2^30 + (2^(r-1) - [acc < 0]) * 2^31 + offset * 2^(31+r)) >> (31 + r)
- *
- * because nested floor divisions by powers of two compose, and the high-mul's result is
- * negative exactly when acc is (the one exception, a zero result, rounds to zero either way).
- * The saturating case needs m = INT32_MIN, which a multiplier never is. Split into words, the
- * constant is hi = (2 * offset + 1) << (r - 2) and lo = 2^30, and acc < 0 subtracts 2^31:
- * lo becomes 0xC0000000 with a borrow from hi. One SMLAL then does the multiply and both
- * roundings (sqz_requantize_fast in mac.h), and the result is its high word shifted right by
- * r - 1. For r <= 22 the sum stays below 2^63 whatever acc is. Layers with other shifts take
- * the reference formula (sqz_requantize). */
-#define FAST_MIN_RIGHT_SHIFT 2
+ * The channel pairs requantize with sqz_requantize_doubled (mac.h): a right shift of 1 to 22,
+ * a non-negative multiplier and accumulators below 2^30 in magnitude, which every layer of a
+ * real network meets. A layer that does not takes the reference formula (sqz_requantize) for
+ * every channel. */
+#define FAST_MIN_RIGHT_SHIFT 1
 #define FAST_MAX_RIGHT_SHIFT 22
 
-/* The constants of every channel, or 0 if one channel cannot take the fast form. */
-static int fast_quants(const sqz_per_channel_quant *q, int32_t n, int32_t offset,
-                       sqz_fast_quant *out)
+static int all_fast(const sqz_per_channel_quant *q, const int32_t *bias, int32_t n,
+                    int32_t taps)
 {
-    const uint32_t k = (uint32_t)(2 * offset + 1);
+    /* |acc| <= |bias| + taps * 128 * 128: int8 inputs times int8 weights. */
+    const int64_t room = ((int64_t)1 << 30) - (int64_t)taps * 128 * 128;
     for (int32_t oc = 0; oc < n; ++oc) {
         const int32_t r = -(int32_t)q->shift[oc];
-        if (r < FAST_MIN_RIGHT_SHIFT || r > FAST_MAX_RIGHT_SHIFT || q->multiplier[oc] < 0) {
+        const int64_t b = bias[oc] < 0 ? -(int64_t)bias[oc] : bias[oc];
+        if (r < FAST_MIN_RIGHT_SHIFT || r > FAST_MAX_RIGHT_SHIFT || q->multiplier[oc] < 0 ||
+            b >= room) {
             return 0;
         }
-        out[oc].mult = q->multiplier[oc];
-        out[oc].shift = r - 1;
-        out[oc].hi = (int32_t)(k << (r - 2));
     }
     return 1;
 }
 
-/* A narrower activation than int8 (ReLU with a zero point above -128, ReLU6): the fast path
+static sqz_quant2 quant2_of(const sqz_per_channel_quant *q, int32_t oc, int32_t offset)
+{
+    sqz_quant2 f;
+    f.mult = q->multiplier[oc];
+    f.shift = -(int32_t)q->shift[oc];
+    f.hi2 = (int32_t)((uint32_t)(2 * offset + 1) << (f.shift - 1));
+    return f;
+}
+
+/* A narrower activation than int8 (ReLU with a zero point above -128, ReLU6): the pair loop
  * saturates to int8, and this clamps a pixel's channels, four per instruction pair. */
 static void clamp_pixel(int8_t *o, int32_t n, int32_t lo, int32_t hi)
 {
@@ -212,7 +231,8 @@ static sqz_status check_args(const sqz_context *ctx, const sqz_conv_params *para
     }
     if (input_dims->c != filter_dims->c || output_dims->c != filter_dims->n ||
         bias_dims->c != output_dims->c || input_dims->n != output_dims->n ||
-        params->output_pixel_stride < output_dims->c || output_dims->c < 1) {
+        params->output_pixel_stride < output_dims->c || output_dims->c < 1 ||
+        output_dims->w < 1) {
         return SQZ_ERR_SHAPE;
     }
     if (params->stride.h < 1 || params->stride.w < 1 || filter_dims->h < 1 ||
@@ -228,6 +248,55 @@ static sqz_status check_args(const sqz_context *ctx, const sqz_conv_params *para
         return SQZ_ERR_SCRATCH;
     }
     return SQZ_OK;
+}
+
+/* bias + the sum of the doubled patch's products, halved (exact: the sum is even). */
+static int32_t undouble(int32_t bias, int32_t sum2)
+{
+    return (int32_t)((uint32_t)bias + (uint32_t)(sum2 >> 1));
+}
+
+/* One output channel (an odd last one) for one or two pixels. */
+static void single_channel(const sqz_conv_params *params, const sqz_per_channel_quant *quant,
+                           const int8_t *w, int32_t bias, int32_t oc, int32_t quads,
+                           const uint32_t *patch, int two, int8_t *o0, int8_t *o1)
+{
+    int32_t acc[2] = {0, 0};
+    sqz_armv7em_dot_single(patch, w, quads, two, acc);
+    o0[oc] = requantize_general(params, quant, oc, undouble(bias, acc[0]));
+    if (two) {
+        o1[oc] = requantize_general(params, quant, oc, undouble(bias, acc[1]));
+    }
+}
+
+/* The general output stage: channel by channel with the reference formula. */
+static void general_block(const sqz_conv_params *params, const sqz_per_channel_quant *quant,
+                          const int8_t *filter, const int32_t *bias, int32_t out_c,
+                          int32_t quads, const uint32_t *patch, int32_t n_px, int8_t *out,
+                          size_t pitch)
+{
+    const size_t row_len = 4 * (size_t)quads;
+    for (int32_t k = 0; k < n_px; k += 2, patch += SQZ_PATCH_WORDS_PER_QUAD * quads) {
+        const int two = k + 1 < n_px;
+        int8_t *o0 = out + (size_t)k * pitch;
+        int8_t *o1 = o0 + pitch;
+        const int8_t *w = filter;
+        int32_t oc = 0;
+        for (; oc + 1 < out_c; oc += 2, w += 2 * row_len) {
+            int32_t acc[4] = {0, 0, 0, 0};
+            sqz_armv7em_dot_pair(patch, w, quads, two, acc);
+            o0[oc] = requantize_general(params, quant, oc, undouble(bias[oc], acc[0]));
+            o0[oc + 1] = requantize_general(params, quant, oc + 1, undouble(bias[oc + 1], acc[1]));
+            if (two) {
+                o1[oc] = requantize_general(params, quant, oc, undouble(bias[oc], acc[2]));
+                o1[oc + 1] =
+                    requantize_general(params, quant, oc + 1, undouble(bias[oc + 1], acc[3]));
+            }
+        }
+        if (oc < out_c) {
+            single_channel(params, quant, w, bias[oc], oc, quads, patch, two, o0, o1);
+        }
+    }
 }
 
 sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params *params,
@@ -248,11 +317,11 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
     const size_t row_len = 4 * (size_t)quads;
     const int32_t out_w = output_dims->w;
     const int32_t out_c = output_dims->c;
-    const int32_t pairs = out_c / 2;
     const size_t pitch = (size_t)params->output_pixel_stride;
-    uint8_t *scratch = (uint8_t *)ctx->buf;
-    uint32_t *patch = (uint32_t *)scratch;
-    sqz_fast_quant *fq = (sqz_fast_quant *)(scratch + patch_bytes(quads));
+    const int32_t block = block_pairs_of(out_w, quads);
+    const size_t pair_words = SQZ_PATCH_WORDS_PER_QUAD * (size_t)quads;
+    uint32_t *patch = (uint32_t *)ctx->buf;
+    uint32_t *wide = patch + (size_t)block * pair_words;
 
     field f;
     f.rows = input_rows;
@@ -261,74 +330,65 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
     f.c = input_dims->c;
     f.in_w = input_dims->w;
     f.zp = -params->input_offset;
-    f.zp2 = pack_lanes(f.zp, f.zp);
-    f.gather = (int8_t *)(fq + out_c);
+    f.zp2 = pack_lanes(2 * f.zp, 2 * f.zp);
+    f.gather = (int8_t *)(wide + pair_words);
 
-    const int fast = fast_quants(quant, out_c, params->output_offset, fq);
+    const int fast = all_fast(quant, bias, out_c, f.kh * f.kw * f.c);
     const int clamp = params->activation.min > INT8_MIN || params->activation.max < INT8_MAX;
-    sqz_pair_fn pairs2 = sqz_armv7em_pairs_2px_c;
-    sqz_pair_fn pairs1 = sqz_armv7em_pairs_1px_c;
+    void (*pair_fn)(const sqz_pair_job *) = sqz_armv7em_pair_c;
 #if SQZ_DSP_NATIVE
-    if (((uintptr_t)filter & 3u) == 0) {
-        pairs2 = sqz_armv7em_pairs_2px_asm;
-        pairs1 = sqz_armv7em_pairs_1px_asm;
+    if (((uintptr_t)filter & 3u) == 0) { /* scratch is word-aligned too (checked above) */
+        pair_fn = sqz_armv7em_pair_asm;
     }
 #endif
-    const int8_t *single_w = filter + 2 * (size_t)pairs * row_len; /* an odd last channel's */
 
-    for (int32_t ox = 0; ox < out_w; ox += 2) {
-        const int two = ox + 1 < out_w;
-        for (int32_t p = 0; p < 1 + two; ++p) {
-            const int32_t ix0 = (ox + p) * params->stride.w - params->padding.w;
+    for (int32_t px0 = 0; px0 < out_w; px0 += 2 * block) {
+        const int32_t n_px = out_w - px0 < 2 * block ? out_w - px0 : 2 * block;
+        for (int32_t k = 0; k < n_px; ++k) {
+            uint32_t *d = patch + (size_t)(k / 2) * pair_words + 2 * (k % 2);
+            const int32_t ix0 = (px0 + k) * params->stride.w - params->padding.w;
             if ((f.c & 3) == 0) {
-                patch_pixel_c4(patch + 2 * p, &f, ix0);
+                patch_pixel_c4(d, &f, ix0);
             } else {
-                patch_pixel_any(patch + 2 * p, &f, ix0, quads);
+                patch_pixel_any(d, &f, ix0, quads);
             }
         }
-        int8_t *o0 = output_row + (size_t)ox * pitch;
-        int8_t *o1 = o0 + pitch;
-        if (fast) {
-            if (pairs > 0) {
-                const sqz_pair_job job = {patch, quads, bias, fq, o0, (int32_t)pitch, pairs};
-                (two ? pairs2 : pairs1)(&job, filter);
-            }
-            if (out_c & 1) {
-                const int32_t oc = out_c - 1;
-                int32_t acc[2] = {bias[oc], bias[oc]};
-                sqz_armv7em_dot_single(patch, single_w, quads, two, acc);
-                o0[oc] = (int8_t)sqz_requantize_fast(acc[0], &fq[oc]);
-                if (two) {
-                    o1[oc] = (int8_t)sqz_requantize_fast(acc[1], &fq[oc]);
-                }
-            }
-            if (clamp) {
-                clamp_pixel(o0, out_c, params->activation.min, params->activation.max);
-                if (two) {
-                    clamp_pixel(o1, out_c, params->activation.min, params->activation.max);
-                }
-            }
+        int8_t *out = output_row + (size_t)px0 * pitch;
+        if (!fast) {
+            general_block(params, quant, filter, bias, out_c, quads, patch, n_px, out, pitch);
             continue;
         }
-        /* Shifts outside the fast form's range: the reference formula, channel by channel. */
+        sqz_pair_job job;
+        job.wide = wide;
+        job.quads = quads;
+        job.pitch = (int32_t)pitch;
+        job.patch = patch;
+        job.pairs = n_px / 2;
+        job.tail = n_px % 2;
         const int8_t *w = filter;
         int32_t oc = 0;
         for (; oc + 1 < out_c; oc += 2, w += 2 * row_len) {
-            int32_t acc[4] = {bias[oc], bias[oc + 1], 0, 0};
-            sqz_armv7em_dot_pair(patch, w, quads, two, acc);
-            o0[oc] = requantize_general(params, quant, oc, acc[0]);
-            o0[oc + 1] = requantize_general(params, quant, oc + 1, acc[1]);
-            if (two) {
-                o1[oc] = requantize_general(params, quant, oc, acc[2]);
-                o1[oc + 1] = requantize_general(params, quant, oc + 1, acc[3]);
-            }
+            job.filter = w;
+            job.q0 = quant2_of(quant, oc, params->output_offset);
+            job.q1 = quant2_of(quant, oc + 1, params->output_offset);
+            job.bias0 = 2 * bias[oc];
+            job.bias1 = 2 * bias[oc + 1];
+            job.out = out + oc;
+            pair_fn(&job);
         }
         if (oc < out_c) {
-            int32_t acc[2] = {bias[oc], bias[oc]};
-            sqz_armv7em_dot_single(patch, w, quads, two, acc);
-            o0[oc] = requantize_general(params, quant, oc, acc[0]);
-            if (two) {
-                o1[oc] = requantize_general(params, quant, oc, acc[1]);
+            /* An odd last output channel: its filter row follows the pairs alone. */
+            const uint32_t *a = patch;
+            for (int32_t k = 0; k < n_px; k += 2, a += pair_words) {
+                int8_t *o0 = out + (size_t)k * pitch;
+                single_channel(params, quant, w, bias[oc], oc, quads, a, k + 1 < n_px, o0,
+                               o0 + pitch);
+            }
+        }
+        if (clamp) {
+            for (int32_t k = 0; k < n_px; ++k) {
+                clamp_pixel(out + (size_t)k * pitch, out_c, params->activation.min,
+                            params->activation.max);
             }
         }
     }

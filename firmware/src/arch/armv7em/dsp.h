@@ -40,6 +40,12 @@ static inline int32_t sqz_smlad(uint32_t a, uint32_t b, int32_t acc)
     return __smlad((int32_t)a, (int32_t)b, acc);
 }
 
+/* Per-halfword signed add, wrapping. */
+static inline uint32_t sqz_sadd16(uint32_t a, uint32_t b)
+{
+    return (uint32_t)__sadd16((int32_t)a, (int32_t)b);
+}
+
 /* Signed saturation to 8 bits. */
 #define sqz_ssat8(x) __ssat((x), 8)
 
@@ -88,6 +94,13 @@ static inline int32_t sqz_smlad(uint32_t a, uint32_t b, int32_t acc)
     const uint32_t p = (uint32_t)(sqz_lo16(a) * sqz_lo16(b)) +
                        (uint32_t)(sqz_hi16(a) * sqz_hi16(b));
     return (int32_t)((uint32_t)acc + p);
+}
+
+static inline uint32_t sqz_sadd16(uint32_t a, uint32_t b)
+{
+    const uint32_t lo = (a + b) & 0xffffu;
+    const uint32_t hi = ((a >> 16) + (b >> 16)) & 0xffffu;
+    return lo | (hi << 16);
 }
 
 static inline int32_t sqz_ssat8(int32_t x)

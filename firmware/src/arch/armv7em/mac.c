@@ -1,8 +1,53 @@
-/* The pair loops in C, bit for bit what mac_s8_armv7em.S computes: the host's implementation,
- * and the target's for a filter that is not word-aligned. */
+/* The loops in C. sqz_armv7em_pair_c is bit for bit what mac_s8_armv7em.S computes: the
+ * host's implementation, and the target's for buffers that are not word-aligned. */
 #include <stddef.h>
 
 #include "mac.h"
+
+static void widen_pair(uint32_t *wide, const int8_t *filter, int32_t quads)
+{
+    const int8_t *w = filter;
+    for (int32_t q = 0; q < quads; ++q, w += 8, wide += SQZ_WIDE_WORDS_PER_QUAD) {
+        const uint32_t w0 = sqz_load32(w);
+        const uint32_t w1 = sqz_load32(w + 4);
+        wide[0] = sqz_sxtb16(w0);
+        wide[1] = sqz_sxtb16_ror8(w0);
+        wide[2] = sqz_sxtb16(w1);
+        wide[3] = sqz_sxtb16_ror8(w1);
+    }
+}
+
+void sqz_armv7em_pair_c(const sqz_pair_job *job)
+{
+    widen_pair(job->wide, job->filter, job->quads);
+    const uint32_t *a = job->patch;
+    int8_t *out = job->out;
+    const int32_t n = job->pairs + job->tail;
+    for (int32_t i = 0; i < n; ++i, out += 2 * (size_t)job->pitch) {
+        const int two = i < job->pairs;
+        int32_t s00 = job->bias0, s01 = job->bias1, s10 = job->bias0, s11 = job->bias1;
+        const uint32_t *w = job->wide;
+        for (int32_t q = 0; q < job->quads; ++q, a += SQZ_PATCH_WORDS_PER_QUAD,
+                     w += SQZ_WIDE_WORDS_PER_QUAD) {
+            s00 = sqz_smlad(a[0], w[0], s00);
+            s00 = sqz_smlad(a[1], w[1], s00);
+            s01 = sqz_smlad(a[0], w[2], s01);
+            s01 = sqz_smlad(a[1], w[3], s01);
+            if (two) {
+                s10 = sqz_smlad(a[2], w[0], s10);
+                s10 = sqz_smlad(a[3], w[1], s10);
+                s11 = sqz_smlad(a[2], w[2], s11);
+                s11 = sqz_smlad(a[3], w[3], s11);
+            }
+        }
+        out[0] = (int8_t)sqz_requantize_doubled(s00, &job->q0);
+        out[1] = (int8_t)sqz_requantize_doubled(s01, &job->q1);
+        if (two) {
+            out[job->pitch] = (int8_t)sqz_requantize_doubled(s10, &job->q0);
+            out[job->pitch + 1] = (int8_t)sqz_requantize_doubled(s11, &job->q1);
+        }
+    }
+}
 
 void sqz_armv7em_dot_pair(const uint32_t *patch, const int8_t *filter, int32_t quads, int two,
                           int32_t *acc)
@@ -50,33 +95,4 @@ void sqz_armv7em_dot_single(const uint32_t *patch, const int8_t *filter, int32_t
     }
     acc[0] = s0;
     acc[1] = s1;
-}
-
-static void pairs(const sqz_pair_job *job, const int8_t *filter, int two)
-{
-    const size_t row_len = 4 * (size_t)job->quads;
-    const int32_t *bias = job->bias;
-    const sqz_fast_quant *q = job->quant;
-    int8_t *out = job->out;
-    const int8_t *w = filter;
-    for (int32_t i = 0; i < job->pairs; ++i, bias += 2, q += 2, out += 2, w += 2 * row_len) {
-        int32_t acc[4] = {bias[0], bias[1], 0, 0};
-        sqz_armv7em_dot_pair(job->patch, w, job->quads, two, acc);
-        out[0] = (int8_t)sqz_requantize_fast(acc[0], &q[0]);
-        out[1] = (int8_t)sqz_requantize_fast(acc[1], &q[1]);
-        if (two) {
-            out[job->pitch] = (int8_t)sqz_requantize_fast(acc[2], &q[0]);
-            out[job->pitch + 1] = (int8_t)sqz_requantize_fast(acc[3], &q[1]);
-        }
-    }
-}
-
-void sqz_armv7em_pairs_2px_c(const sqz_pair_job *job, const int8_t *filter)
-{
-    pairs(job, filter, 1);
-}
-
-void sqz_armv7em_pairs_1px_c(const sqz_pair_job *job, const int8_t *filter)
-{
-    pairs(job, filter, 0);
 }

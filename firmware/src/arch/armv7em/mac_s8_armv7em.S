@@ -1,57 +1,51 @@
-/* The pair loops of the armv7em conv kernel (mac.h has the layouts and the contract), in
- * assembly because the multiply-accumulate loop needs every register: four accumulators, four
- * patch words read by one LDM, two filter words read by one LDRD, a scratch register and two
- * pointers and a count, which a C compiler does not allocate without spilling. Per four taps of
- * two pixels and two output channels: 14 instructions for 16 multiply-accumulates. The output
- * stage is requantize_fast() of conv_s8_armv7em.c: six instructions per value. mac.c computes
- * the same in C (the host's build, where this file assembles to nothing). */
+/* The channel-pair loop of the armv7em conv kernel (mac.h has the layouts and the contract),
+ * in assembly because its multiply-accumulate loop needs every register: four accumulators,
+ * four patch words read by one LDM, two weight words per LDRD, and three pointers and counts,
+ * which a C compiler does not allocate without spilling. Per four taps of two pixels and two
+ * output channels: 11 instructions for 16 multiply-accumulates. The output stage is
+ * sqz_requantize_doubled (mac.h), four instructions per value. mac.c computes the same in C
+ * (the host's build, where this file assembles to nothing). */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 
     .syntax unified
     .thumb
     .text
 
-/* The job (sqz_pair_job), copied to the stack. */
-    .equ JOB_PATCH, 0
-    .equ JOB_QUADS, 4
-    .equ JOB_BIAS, 8
-    .equ JOB_QUANT, 12
-    .equ JOB_OUT, 16
-    .equ JOB_PITCH, 20
-    .equ JOB_PAIRS, 24
-    .equ JOB_BYTES, 28
+/* sqz_pair_job, copied to the stack. */
+    .equ JOB_QUANT, 0      /* mult, hi2, shift of channel 0, then of channel 1 */
+    .equ JOB_BIAS, 24
+    .equ JOB_WIDE, 32      /* then quads */
+    .equ JOB_OUT, 40       /* then pitch */
+    .equ JOB_PATCH, 48
+    .equ JOB_PAIRS, 52
+    .equ JOB_TAIL, 56
+    .equ JOB_FILTER, 60
+    .equ JOB_BYTES, 68     /* 64 and a pad word: the frame stays 8-byte aligned */
 
-/* One quad, two pixels x two channels. r0 patch and r1 filter advance; r4-r7 patch words,
- * r12/lr filter words, r3 scratch; r8 r9 pixel 0's sums (channel 0, 1), r10 r11 pixel 1's. */
+/* One quad of two pixels x two channels. r0 patch and r1 weights advance; r4-r7 patch words,
+ * r12/lr weight words; r8 r9 the first pixel's sums (channel 0, 1), r10 r11 the second's. */
     .macro QUAD_2X2
     ldm     r0!, {r4, r5, r6, r7}
     ldrd    r12, lr, [r1], #8
-    sxtb16  r3, r12
-    sxtb16  r12, r12, ror #8
-    smlad   r8, r4, r3, r8
-    smlad   r8, r5, r12, r8
-    smlad   r10, r6, r3, r10
-    smlad   r10, r7, r12, r10
-    sxtb16  r3, lr
-    sxtb16  lr, lr, ror #8
-    smlad   r9, r4, r3, r9
+    smlad   r8, r4, r12, r8
+    smlad   r8, r5, lr, r8
+    smlad   r10, r6, r12, r10
+    smlad   r10, r7, lr, r10
+    ldrd    r12, lr, [r1], #8
+    smlad   r9, r4, r12, r9
     smlad   r9, r5, lr, r9
-    smlad   r11, r6, r3, r11
+    smlad   r11, r6, r12, r11
     smlad   r11, r7, lr, r11
     .endm
 
-/* One quad, pixel 0 x two channels. r4 r5 patch words, r6 r7 filter words, r12 scratch. */
+/* One quad of one pixel x two channels (the second pixel's words are skipped). */
     .macro QUAD_1X2
     ldrd    r4, r5, [r0], #16
-    ldrd    r6, r7, [r1], #8
-    sxtb16  r12, r6
-    sxtb16  r6, r6, ror #8
-    smlad   r8, r4, r12, r8
-    smlad   r8, r5, r6, r8
-    sxtb16  r12, r7
-    sxtb16  r7, r7, ror #8
+    ldm     r1!, {r6, r7, r12, lr}
+    smlad   r8, r4, r6, r8
+    smlad   r8, r5, r7, r8
     smlad   r9, r4, r12, r9
-    smlad   r9, r5, r7, r9
+    smlad   r9, r5, lr, r9
     .endm
 
 /* r2 quads: the loop, two quads per pass after an odd one. The quad macros set no flags, so
@@ -68,93 +62,85 @@
 3:
     .endm
 
-/* acc = requantize_fast(acc) with m, hi, sh the channel's sqz_fast_quant; r12 and lr are
- * scratch. (acc * m + lo:hi) >> 32 >> sh, lo = 2^30 or 0xC0000000 and hi one less for
- * negative acc. */
-    .macro REQUANT acc, m, hi, sh
-    and     r12, \acc, #0x80000000
-    eor     r12, r12, #0x40000000
-    add     lr, \hi, \acc, asr #31
-    smlal   r12, lr, \acc, \m
-    asr     lr, lr, \sh
-    ssat    \acc, #8, lr
+/* One quad of a channel pair's weights, widened: r1 filter and r0 wide advance. */
+    .macro WIDEN_QUAD
+    ldrd    r4, r5, [r1], #8
+    sxtb16  r6, r4
+    sxtb16  r7, r4, ror #8
+    sxtb16  r8, r5
+    sxtb16  r9, r5, ror #8
+    stm     r0!, {r6, r7, r8, r9}
     .endm
 
-/* Entry: r0 job, r1 filter. Copies the job onto the stack, which the loops then address. */
-    .macro PROLOGUE
+    .macro WIDEN_LOOP
+    QUAD_LOOP WIDEN_QUAD
+    .endm
+
+/* acc = sqz_requantize_doubled(acc) for the channel whose constants are m, hi2, sh. */
+    .macro REQUANT acc, m, hi2, sh
+    add     lr, \hi2, \acc, asr #31
+    smmlar  \acc, \acc, \m, lr
+    asr     \acc, \acc, \sh
+    ssat    \acc, #8, \acc
+    .endm
+
+/* void sqz_armv7em_pair_asm(const sqz_pair_job *job) */
+    .global sqz_armv7em_pair_asm
+    .type   sqz_armv7em_pair_asm, %function
+    .p2align 2
+    .thumb_func
+sqz_armv7em_pair_asm:
     push    {r4-r11, lr}
     sub     sp, sp, #JOB_BYTES
-    ldm     r0, {r2, r3, r4, r5, r6, r7, r12}
-    stm     sp, {r2, r3, r4, r5, r6, r7, r12}
-    .endm
-
-/* r8 r9: channel 0 and 1 of a pixel; r10 r11 of the other. Loads both channels' biases
- * (r3 scratch) and the patch (r0) and quad count (r2) for the loop. */
-    .macro PAIR_START
-    ldrd    r0, r2, [sp, #JOB_PATCH]
-    ldr     r3, [sp, #JOB_BIAS]
-    ldrd    r8, r9, [r3], #8
-    str     r3, [sp, #JOB_BIAS]
-    .endm
-
-    .macro PAIR_END label
-    ldr     r2, [sp, #JOB_PAIRS]
-    subs    r2, r2, #1
-    str     r2, [sp, #JOB_PAIRS]
-    bne     \label
-    add     sp, sp, #JOB_BYTES
-    pop     {r4-r11, pc}
-    .endm
-
-/* void sqz_armv7em_pairs_2px_asm(const sqz_pair_job *job, const int8_t *filter) */
-    .global sqz_armv7em_pairs_2px_asm
-    .type   sqz_armv7em_pairs_2px_asm, %function
-    .p2align 2
-    .thumb_func
-sqz_armv7em_pairs_2px_asm:
-    PROLOGUE
-.Lpair2:
-    PAIR_START
+    ldm     r0!, {r1, r2, r3, r4, r5, r6, r7, r8}
+    stm     sp, {r1, r2, r3, r4, r5, r6, r7, r8}
+    ldm     r0, {r1, r2, r3, r4, r5, r6, r7, r8}
+    add     r12, sp, #JOB_BIAS + 8
+    stm     r12, {r1, r2, r3, r4, r5, r6, r7, r8}
+    /* Widen the pair's weights: r1 filter, r0 wide, r2 quads. */
+    ldr     r1, [sp, #JOB_FILTER]
+    ldrd    r0, r2, [sp, #JOB_WIDE]
+    WIDEN_LOOP
+    ldr     r0, [sp, #JOB_PATCH]        /* r0 runs through the patches */
+    ldr     r3, [sp, #JOB_PAIRS]        /* r3 counts the pixel pairs */
+    cmp     r3, #0
+    beq     .Ltail
+.Lpixels:
+    ldrd    r8, r9, [sp, #JOB_BIAS]
     mov     r10, r8
     mov     r11, r9
+    ldrd    r1, r2, [sp, #JOB_WIDE]
     QUAD_LOOP QUAD_2X2
-    ldr     r0, [sp, #JOB_QUANT]
-    ldm     r0!, {r2, r3, r4, r5, r6, r7}   /* mult, hi, shift of channel 0, then 1 */
-    str     r0, [sp, #JOB_QUANT]
-    REQUANT r8, r2, r3, r4
-    REQUANT r10, r2, r3, r4
+    ldm     sp, {r1, r2, r4, r5, r6, r7}
+    REQUANT r8, r1, r2, r4
+    REQUANT r10, r1, r2, r4
     REQUANT r9, r5, r6, r7
     REQUANT r11, r5, r6, r7
-    ldrd    r0, r2, [sp, #JOB_OUT]          /* pixel 0's output, pitch */
+    ldrd    r1, r2, [sp, #JOB_OUT]      /* the first pixel's output, pitch */
     bfi     r8, r9, #8, #8
     bfi     r10, r11, #8, #8
-    strh    r8, [r0]                        /* may be unaligned: Armv7-M allows it */
-    strh    r10, [r0, r2]
-    adds    r0, r0, #2
-    str     r0, [sp, #JOB_OUT]
-    PAIR_END .Lpair2
-    .size   sqz_armv7em_pairs_2px_asm, . - sqz_armv7em_pairs_2px_asm
-
-/* void sqz_armv7em_pairs_1px_asm(const sqz_pair_job *job, const int8_t *filter) */
-    .global sqz_armv7em_pairs_1px_asm
-    .type   sqz_armv7em_pairs_1px_asm, %function
-    .p2align 2
-    .thumb_func
-sqz_armv7em_pairs_1px_asm:
-    PROLOGUE
-.Lpair1:
-    PAIR_START
+    strh    r8, [r1]                    /* may be unaligned: Armv7-M allows it */
+    strh    r10, [r1, r2]
+    add     r1, r1, r2, lsl #1
+    str     r1, [sp, #JOB_OUT]
+    subs    r3, r3, #1
+    bne     .Lpixels
+.Ltail:
+    ldr     r3, [sp, #JOB_TAIL]
+    cmp     r3, #0
+    beq     .Ldone
+    ldrd    r8, r9, [sp, #JOB_BIAS]
+    ldrd    r1, r2, [sp, #JOB_WIDE]
     QUAD_LOOP QUAD_1X2
-    ldr     r0, [sp, #JOB_QUANT]
-    ldm     r0!, {r2, r3, r4, r5, r6, r7}
-    str     r0, [sp, #JOB_QUANT]
-    REQUANT r8, r2, r3, r4
+    ldm     sp, {r1, r2, r4, r5, r6, r7}
+    REQUANT r8, r1, r2, r4
     REQUANT r9, r5, r6, r7
-    ldr     r0, [sp, #JOB_OUT]
+    ldr     r1, [sp, #JOB_OUT]
     bfi     r8, r9, #8, #8
-    strh    r8, [r0], #2
-    str     r0, [sp, #JOB_OUT]
-    PAIR_END .Lpair1
-    .size   sqz_armv7em_pairs_1px_asm, . - sqz_armv7em_pairs_1px_asm
+    strh    r8, [r1]
+.Ldone:
+    add     sp, sp, #JOB_BYTES
+    pop     {r4-r11, pc}
+    .size   sqz_armv7em_pair_asm, . - sqz_armv7em_pair_asm
 
 #endif
