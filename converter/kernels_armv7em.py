@@ -37,7 +37,9 @@ def filter_row_len(s: ConvStep) -> int:
     return TAPS_PER_QUAD * quads(s)
 
 
-BLOCK_BYTES = 8192  # mirrors BLOCK_BYTES (firmware/src/arch/armv7em/conv_s8_armv7em.c)
+# Mirror BLOCK_BYTES and BLOCK_MIN_PAIRS (firmware/src/arch/armv7em/conv_s8_armv7em.c).
+BLOCK_BYTES = 8192
+BLOCK_MIN_PAIRS = 3
 
 
 def scratch_bytes(s: ConvStep) -> int:
@@ -46,7 +48,7 @@ def scratch_bytes(s: ConvStep) -> int:
     receptive field's bytes gathered before widening."""
     q = quads(s)
     pair = 4 * PATCH_WORDS_PER_QUAD * q
-    block = min((s.output_dims.w + 1) // 2, max(1, BLOCK_BYTES // pair))
+    block = min((s.output_dims.w + 1) // 2, max(BLOCK_MIN_PAIRS, BLOCK_BYTES // pair))
     gather = TAPS_PER_QUAD * q if s.input_dims.c % 4 else 0
     return pair * (block + 1) + gather
 

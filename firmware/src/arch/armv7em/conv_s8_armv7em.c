@@ -33,6 +33,7 @@ typedef char sqz_pair_job_is_sixteen_words[sizeof(sqz_pair_job) == 16 * 4 ? 1 : 
  * is larger): a channel pair's weights are widened once per block, so a block should hold a
  * few pairs, but the scratch also counts in the arena. */
 #define BLOCK_BYTES 8192
+#define BLOCK_MIN_PAIRS 3
 
 static int32_t quads_of(const sqz_dims *filter_dims)
 {
@@ -57,7 +58,7 @@ static int32_t block_pairs_of(int32_t out_w, int32_t quads)
 {
     const int32_t row = (out_w + 1) / 2;
     int32_t n = BLOCK_BYTES / pair_bytes(quads);
-    n = n < 1 ? 1 : n;
+    n = n < BLOCK_MIN_PAIRS ? BLOCK_MIN_PAIRS : n;
     return n < row ? n : row;
 }
 
