@@ -18,6 +18,7 @@
  * widened weights (as many), and for channel counts that are not multiples of 4 the receptive
  * field's bytes gathered before widening (4 bytes per four taps). */
 #include <stddef.h>
+#include <string.h>
 
 #include "../../runtime/fixedpoint.h"
 #include "dsp.h"
@@ -86,11 +87,8 @@ static uint32_t pack_lanes(int32_t lo, int32_t hi)
 /* Widens `quads` groups of four bytes into the patch words of one pixel, doubled. */
 static void widen_quads(uint32_t *d, const int8_t *s, int32_t quads)
 {
-    for (int32_t q = 0; q < quads; ++q, s += 4, d += SQZ_PATCH_WORDS_PER_QUAD) {
-        const uint32_t x = sqz_load32(s);
-        const uint32_t e = sqz_sxtb16(x), o = sqz_sxtb16_ror8(x);
-        d[0] = sqz_sadd16(e, e);
-        d[1] = sqz_sadd16(o, o);
+    if (quads > 0) {
+        sqz_armv7em_widen_patch(d, s, quads);
     }
 }
 
@@ -130,32 +128,64 @@ static void patch_pixel_c4(uint32_t *d, const field *f, int32_t ix0)
     }
 }
 
-/* Any channel count (conv1's 3): the receptive field's bytes are gathered into one run (the
- * zero point outside the input, then any value up to the quad boundary: the filter rows are
- * zero-padded there), then widened four at a time. */
+/* Short copies and fills, words first; the tails are written out so that the compiler does not
+ * turn them into library calls, which cost more than these few bytes. */
+static inline void copy_bytes(int8_t *d, const int8_t *s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        sqz_store32(d + i, sqz_load32(s + i));
+    }
+    if (i + 2 <= n) {
+        memcpy(d + i, s + i, 2);
+        i += 2;
+    }
+    if (i < n) {
+        d[i] = s[i];
+    }
+}
+
+static inline void fill_bytes(int8_t *d, int8_t v, size_t n)
+{
+    const uint32_t v4 = (uint32_t)(uint8_t)v * 0x01010101u;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        sqz_store32(d + i, v4);
+    }
+    if (i + 2 <= n) {
+        memcpy(d + i, &v4, 2);
+        i += 2;
+    }
+    if (i < n) {
+        d[i] = v;
+    }
+}
+
+/* Any channel count (conv1's 3): the receptive field's bytes are gathered into one run, row
+ * segment by row segment (the zero point outside the input, then zeros up to the quad
+ * boundary, where the filter rows are zero-padded too), then widened four at a time. */
 static void patch_pixel_any(uint32_t *d, const field *f, int32_t ix0, int32_t quads)
 {
+    const size_t c = (size_t)f->c;
+    const size_t seg = (size_t)f->kw * c;
+    const int32_t lo = ix0 < 0 ? -ix0 : 0; /* taps left of the input */
+    const int32_t hi = f->in_w - ix0 < f->kw ? f->in_w - ix0 : f->kw;
+    const int8_t zp = (int8_t)f->zp;
     int8_t *g = f->gather;
-    const int32_t c = f->c;
-    for (int32_t ky = 0; ky < f->kh; ++ky) {
+    /* The taps below overwrite all but the padding of the last quad. */
+    sqz_store32(g + 4 * (size_t)(quads - 1), 0);
+    for (int32_t ky = 0; ky < f->kh; ++ky, g += seg) {
         const int8_t *row = f->rows[ky];
-        for (int32_t kx = 0; kx < f->kw; ++kx, g += c) {
-            const int32_t ix = ix0 + kx;
-            if (row && ix >= 0 && ix < f->in_w) {
-                const int8_t *s = row + (size_t)ix * c;
-                for (int32_t ch = 0; ch < c; ++ch) {
-                    g[ch] = s[ch];
-                }
-            } else {
-                for (int32_t ch = 0; ch < c; ++ch) {
-                    g[ch] = (int8_t)f->zp;
-                }
-            }
+        if (row && lo == 0 && hi == f->kw) {
+            copy_bytes(g, row + (size_t)ix0 * c, seg);
+        } else if (!row || hi <= lo) {
+            fill_bytes(g, zp, seg);
+        } else {
+            fill_bytes(g, zp, (size_t)lo * c);
+            copy_bytes(g + (size_t)lo * c, row + (size_t)(ix0 + lo) * c,
+                       (size_t)(hi - lo) * c);
+            fill_bytes(g + (size_t)hi * c, zp, (size_t)(f->kw - hi) * c);
         }
-    }
-    const int32_t taps = f->kh * f->kw * c;
-    for (int32_t i = taps; i < 4 * quads; ++i) {
-        f->gather[i] = 0;
     }
     widen_quads(d, f->gather, quads);
 }

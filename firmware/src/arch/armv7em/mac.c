@@ -4,6 +4,16 @@
 
 #include "mac.h"
 
+void sqz_armv7em_widen_patch_c(uint32_t *patch, const int8_t *in, int32_t quads)
+{
+    for (int32_t q = 0; q < quads; ++q, in += 4, patch += SQZ_PATCH_WORDS_PER_QUAD) {
+        const uint32_t x = sqz_load32(in);
+        const uint32_t e = sqz_sxtb16(x), o = sqz_sxtb16_ror8(x);
+        patch[0] = sqz_sadd16(e, e);
+        patch[1] = sqz_sadd16(o, o);
+    }
+}
+
 static void widen_pair(uint32_t *wide, const int8_t *filter, int32_t quads)
 {
     const int8_t *w = filter;

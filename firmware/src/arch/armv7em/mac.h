@@ -71,6 +71,15 @@ void sqz_armv7em_pair_c(const sqz_pair_job *job);
 void sqz_armv7em_pair_asm(const sqz_pair_job *job);
 #endif
 
+/* `quads` groups of four input bytes (any alignment) widened and doubled into one pixel's
+ * patch words. */
+void sqz_armv7em_widen_patch_c(uint32_t *patch, const int8_t *in, int32_t quads);
+#if SQZ_DSP_NATIVE
+void sqz_armv7em_widen_patch(uint32_t *patch, const int8_t *in, int32_t quads);
+#else
+#define sqz_armv7em_widen_patch sqz_armv7em_widen_patch_c
+#endif
+
 /* Plain dot products on the int8 filter (the general output stage and an odd last channel),
  * added to acc: acc[0], acc[1] the first pixel's sums for the two channels, acc[2], acc[3] the
  * second's (when `two`). */

@@ -143,4 +143,24 @@ sqz_armv7em_pair_asm:
     pop     {r4-r11, pc}
     .size   sqz_armv7em_pair_asm, . - sqz_armv7em_pair_asm
 
+/* void sqz_armv7em_widen_patch(uint32_t *patch, const int8_t *in, int32_t quads): four input
+ * bytes per quad (any alignment) to one pixel's two doubled patch words, 16 bytes apart. */
+    .macro WIDEN_PATCH_QUAD
+    ldr     r3, [r1], #4
+    sxtb16  r12, r3
+    sxtb16  r3, r3, ror #8
+    sadd16  r12, r12, r12
+    sadd16  r3, r3, r3
+    strd    r12, r3, [r0], #16
+    .endm
+
+    .global sqz_armv7em_widen_patch
+    .type   sqz_armv7em_widen_patch, %function
+    .p2align 2
+    .thumb_func
+sqz_armv7em_widen_patch:
+    QUAD_LOOP WIDEN_PATCH_QUAD
+    bx      lr
+    .size   sqz_armv7em_widen_patch, . - sqz_armv7em_widen_patch
+
 #endif
