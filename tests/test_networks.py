@@ -7,7 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from converter import arch as archs
 from converter import reference, sources
+
+# Every architecture sqz knows (portable and each firmware/src/arch/<arch>/), run on the host.
+ARCHS = pytest.mark.parametrize("arch", archs.available())
 
 CASES = [
     # builtin, (h, w), channels, classes
@@ -21,14 +25,14 @@ CASES = [
 ]
 
 
-def _compare(sqz_runner, buf: bytes, n: int = 4, seed: int = 0):
+def _compare(sqz_runner, buf: bytes, n: int = 4, seed: int = 0, **convert_kw):
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_content=buf)
     shape = it.get_input_details()[0]["shape"]
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, size=(n, *shape[1:]), dtype=np.int8)
-    ours, ours_logits = sqz_runner.run(buf, x, logits=True)
+    ours, ours_logits = sqz_runner.run(buf, x, logits=True, **convert_kw)
     ref = reference.run_reference(buf, x, want_logits=True)
     assert np.array_equal(ours_logits, ref.logits.reshape(n, -1)), "logits differ"
     if ref.outputs is not None:
@@ -38,21 +42,24 @@ def _compare(sqz_runner, buf: bytes, n: int = 4, seed: int = 0):
     return ours
 
 
+@ARCHS
 @pytest.mark.parametrize("name,size,channels,classes", CASES,
                          ids=[f"{c[0]}-{c[1][0]}x{c[1][1]}x{c[2]}-{c[3]}" for c in CASES])
-def test_network_bit_exact(sqz_runner, name, size, channels, classes):
+def test_network_bit_exact(sqz_runner, arch, name, size, channels, classes):
     src = sources.resolve(name, input_size=size, channels=channels, classes=classes,
                           calib_samples=8)
-    _compare(sqz_runner, src.tflite)
+    _compare(sqz_runner, src.tflite, arch=arch)
 
 
-def test_squeezenet1_1_224_imagenet_shape(sqz_runner):
+@ARCHS
+def test_squeezenet1_1_224_imagenet_shape(sqz_runner, arch):
     src = sources.resolve("squeezenet1_1", calib_samples=4)
-    _compare(sqz_runner, src.tflite, n=2)
+    _compare(sqz_runner, src.tflite, n=2, arch=arch)
 
 
-def test_network_under_asan_and_ubsan(sqz_runner_asan):
+@ARCHS
+def test_network_under_asan_and_ubsan(sqz_runner_asan, arch):
     """The whole runtime on a bypass network, built with AddressSanitizer and UBSan."""
     src = sources.resolve("squeezenet1_0_complex_bypass", input_size=(48, 48), classes=4,
                           calib_samples=4)
-    _compare(sqz_runner_asan, src.tflite, n=2)
+    _compare(sqz_runner_asan, src.tflite, n=2, arch=arch)
