@@ -11,9 +11,9 @@ layouts, padding and requantization are checked here, and on QEMU by tests/test_
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ai_edge_litert import schema_py_generated as s
 from golden import reference
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
