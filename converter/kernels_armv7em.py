@@ -42,15 +42,30 @@ BLOCK_BYTES = 8192
 BLOCK_MIN_PAIRS = 3
 
 
+def _pair_bytes(s: ConvStep) -> int:
+    """One pixel pair's patch, or one channel pair's widened weights."""
+    return 4 * PATCH_WORDS_PER_QUAD * quads(s)
+
+
+def _fixed_bytes(s: ConvStep) -> int:
+    gather = TAPS_PER_QUAD * quads(s) if s.input_dims.c % 4 else 0
+    return _pair_bytes(s) + gather
+
+
 def scratch_bytes(s: ConvStep) -> int:
     """Mirrors sqz_conv_s8_armv7em_scratch_size: a block of pixel pairs' patches (int16 lanes),
     one channel pair's widened weights, and for channel counts that are not multiples of 4 the
     receptive field's bytes gathered before widening."""
-    q = quads(s)
-    pair = 4 * PATCH_WORDS_PER_QUAD * q
+    pair = _pair_bytes(s)
     block = min((s.output_dims.w + 1) // 2, max(BLOCK_MIN_PAIRS, BLOCK_BYTES // pair))
-    gather = TAPS_PER_QUAD * q if s.input_dims.c % 4 else 0
-    return pair * (block + 1) + gather
+    return pair * block + _fixed_bytes(s)
+
+
+def min_scratch_bytes(s: ConvStep) -> int:
+    """Mirrors sqz_conv_s8_armv7em_min_scratch_size: blocks of one pixel pair. The kernel uses
+    blocks as large as the scratch it is given holds, so a plan short of memory may give a
+    layer anything from this to scratch_bytes(), trading speed for arena."""
+    return _pair_bytes(s) + _fixed_bytes(s)
 
 
 def supports(s: ConvStep) -> bool:

@@ -4,14 +4,16 @@ and the variants are chosen where they apply (and only there)."""
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import subprocess
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converter import arch, kernels, kernels_armv7em, targets
+from converter import arch, build, kernels, kernels_armv7em, targets
 from converter.lower import ConvStep, Dims, PoolStep
 from converter.quantmath import multiply_by_quantized_multiplier
 
@@ -112,3 +114,103 @@ def test_variants_are_chosen_where_they_apply():
     assert kernels.select_pool(pool, "armv7em") is kernels_armv7em.MAX_POOL_PUSH
     avg = dataclasses.replace(pool, kind="avg", kernel="sqz_avg_pool_s8_row")
     assert kernels.select_pool(avg, "armv7em").symbol == "sqz_avg_pool_s8_row"
+
+
+# ---- the C row kernel against the portable one, called directly ------------------------------
+
+class CDims(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_int32) for f in ("n", "h", "w", "c")]
+
+
+class CConvParams(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "input_offset", "output_offset", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h",
+        "dil_w", "act_min", "act_max", "output_pixel_stride")]
+
+
+class CQuant(ctypes.Structure):
+    _fields_ = [("multiplier", ctypes.POINTER(ctypes.c_int32)),
+                ("shift", ctypes.POINTER(ctypes.c_int8))]
+
+
+class CContext(ctypes.Structure):
+    _fields_ = [("buf", ctypes.c_void_p), ("size", ctypes.c_int32)]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lib") / "libsqz.so"
+    cmd = [build.compiler(), *build.WARN_FLAGS, "-O1", "-shared", "-fPIC", "-I",
+           str(build.include_dirs()[0]), *map(str, build.runtime_sources()),
+           *map(str, arch.sources("armv7em")), "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return ctypes.CDLL(str(out))
+
+
+def _ptr(a: np.ndarray, ctype):
+    return a.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+def _run_row(lib, symbol, step, filt, rows, scratch_bytes, pitch, quant, bias, act):
+    f, i, o = step.filter_dims, step.input_dims, step.output_dims
+    p = CConvParams(step.input_offset, step.output_offset, *step.stride, *step.padding, 1, 1,
+                    *act, pitch)
+    scratch = np.zeros(scratch_bytes // 4 + 1, np.uint32)
+    ctx = CContext(ctypes.c_void_p(scratch.ctypes.data), scratch_bytes)
+    row_ptrs = (ctypes.c_void_p * len(rows))(*[None if r is None else r.ctypes.data
+                                               for r in rows])
+    out = np.full(o.w * pitch, 77, np.int8)
+    status = getattr(lib, symbol)(
+        ctypes.byref(ctx), ctypes.byref(p), ctypes.byref(quant),
+        ctypes.byref(CDims(*i.as_tuple())), row_ptrs, ctypes.byref(CDims(*f.as_tuple())),
+        ctypes.c_void_p(filt.ctypes.data), ctypes.byref(CDims(1, 1, 1, f.n)),
+        _ptr(bias, ctypes.c_int32), ctypes.byref(CDims(*o.as_tuple())),
+        ctypes.c_void_p(out.ctypes.data))
+    return status, out
+
+
+@settings(max_examples=150, deadline=None)
+@given(kh=st.sampled_from([1, 2, 3]), kw=st.sampled_from([1, 3, 4]), c=st.integers(1, 40),
+       n=st.integers(1, 13), in_w=st.integers(1, 30), stride=st.integers(1, 2),
+       pad=st.integers(0, 2), extra=st.integers(0, 3), null_row=st.booleans(),
+       act=st.sampled_from([(-128, 127), (-20, 127), (-128, 50), (-5, 90)]),
+       shifts=st.sampled_from([(-12, -1), (-3, 0), (-22, 2)]), scratch=st.integers(0, 3),
+       seed=st.integers(0, 2**31))
+def test_row_kernel_matches_the_portable_one(lib, kh, kw, c, n, in_w, stride, pad, extra,
+                                             null_row, act, shifts, scratch, seed):
+    """Any shape, a channel slice of a wider tensor (pixels `pitch` apart, the bytes between
+    untouched), rows of padding (NULL), left and right padding, narrow activations, shifts
+    outside the closed form's range, and any scratch from the least to the asked-for size."""
+    rng = np.random.default_rng(seed)
+    out_w = (in_w + 2 * pad - kw) // stride + 1
+    if out_w < 1:
+        return
+    step, _ = _conv(n, kh, kw, c, seed=seed)
+    step = dataclasses.replace(step, input_dims=Dims(1, kh, in_w, c),
+                               output_dims=Dims(1, 1, out_w, n), stride=(stride, stride),
+                               padding=(0, pad), input_offset=int(rng.integers(-127, 128)),
+                               output_offset=int(rng.integers(-128, 128)))
+    rows = [rng.integers(-128, 128, size=in_w * c, dtype=np.int8) for _ in range(kh)]
+    if null_row:
+        rows[0] = None
+    mult = rng.integers(2**30, 2**31, size=n).astype(np.int32)
+    shift = rng.integers(shifts[0], shifts[1] + 1, size=n).astype(np.int8)
+    quant = CQuant(_ptr(mult, ctypes.c_int32), _ptr(shift, ctypes.c_int8))
+    bias = rng.integers(-50000, 50000, size=n).astype(np.int32)
+    pitch = n + extra
+    portable = kernels.PORTABLE_CONV
+    ref_step = dataclasses.replace(step, kernel=portable.symbol)
+    status, want = _run_row(lib, portable.symbol, ref_step, portable.filter_layout(ref_step),
+                            rows, portable.scratch_bytes(ref_step), pitch, quant, bias, act)
+    assert status == 0
+    v = kernels_armv7em.CONV
+    v_step = dataclasses.replace(step, kernel=v.symbol)
+    lo, hi = kernels_armv7em.min_scratch_bytes(v_step), v.scratch_bytes(v_step)
+    size = [lo, lo + 4 * 16 * kernels_armv7em.quads(v_step), hi, hi + 100][scratch]
+    status, got = _run_row(lib, v.symbol, v_step, v.filter_layout(v_step), rows,
+                           max(lo, size), pitch, quant, bias, act)
+    assert status == 0
+    assert got.tolist() == want.tolist()
+    status, _ = _run_row(lib, v.symbol, v_step, v.filter_layout(v_step), rows, lo - 4, pitch,
+                         quant, bias, act)
+    assert status == 3  # SQZ_ERR_SCRATCH below the least it runs with

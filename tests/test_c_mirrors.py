@@ -82,6 +82,8 @@ def test_conv_scratch_and_filter_layout_match_c(lib, shape):
     if v.supports(step):
         as_v = dataclasses.replace(step, kernel=v.symbol)
         assert getattr(lib, v.scratch_symbol)(*args) == as_v.scratch_bytes()
+        assert lib.sqz_conv_s8_armv7em_min_scratch_size(*args) == \
+            kernels_armv7em.min_scratch_bytes(as_v)
         assert lib.sqz_conv_s8_armv7em_filter_row_len(args[0], args[2]) == \
             v.filter_row_len(as_v)
         assert len(as_v.filter_values()) == v.filter_row_len(as_v) * cout

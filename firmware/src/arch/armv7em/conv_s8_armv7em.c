@@ -30,9 +30,10 @@
 typedef char sqz_pair_job_is_sixteen_words[sizeof(sqz_pair_job) == 16 * 4 ? 1 : -1];
 #endif
 
-/* Patches of at most this many bytes per block of pixels (one pixel pair more if a single pair
- * is larger): a channel pair's weights are widened once per block, so a block should hold a
- * few pairs, but the scratch also counts in the arena. */
+/* The scratch asked for: patches of at most this many bytes per block of pixels, but at least
+ * BLOCK_MIN_PAIRS pixel pairs. A channel pair's weights are widened once per block, so a block
+ * should hold a few pairs, but the scratch also counts in the arena. The kernel itself takes
+ * blocks as large as the scratch it is given allows, one pixel pair at the least. */
 #define BLOCK_BYTES 8192
 #define BLOCK_MIN_PAIRS 3
 
@@ -54,13 +55,16 @@ static int32_t pair_bytes(int32_t quads)
     return SQZ_PATCH_WORDS_PER_QUAD * (int32_t)sizeof(uint32_t) * quads;
 }
 
-/* Pixel pairs per block. */
-static int32_t block_pairs_of(int32_t out_w, int32_t quads)
+/* Scratch besides the patches: one channel pair's widened weights, and for channel counts that
+ * are not multiples of 4 the receptive field's bytes gathered before widening. */
+static int32_t fixed_bytes(const sqz_dims *input_dims, int32_t quads)
 {
-    const int32_t row = (out_w + 1) / 2;
-    int32_t n = BLOCK_BYTES / pair_bytes(quads);
-    n = n < BLOCK_MIN_PAIRS ? BLOCK_MIN_PAIRS : n;
-    return n < row ? n : row;
+    return pair_bytes(quads) + ((input_dims->c & 3) ? 4 * quads : 0);
+}
+
+static int32_t min_i32(int32_t a, int32_t b)
+{
+    return a < b ? a : b;
 }
 
 int32_t sqz_conv_s8_armv7em_scratch_size(const sqz_conv_params *params,
@@ -70,8 +74,21 @@ int32_t sqz_conv_s8_armv7em_scratch_size(const sqz_conv_params *params,
 {
     (void)params;
     const int32_t quads = quads_of(filter_dims);
-    const int32_t gather = (input_dims->c & 3) ? 4 * quads : 0;
-    return pair_bytes(quads) * (block_pairs_of(output_dims->w, quads) + 1) + gather;
+    int32_t pairs = BLOCK_BYTES / pair_bytes(quads);
+    pairs = pairs < BLOCK_MIN_PAIRS ? BLOCK_MIN_PAIRS : pairs;
+    pairs = min_i32(pairs, (output_dims->w + 1) / 2);
+    return pair_bytes(quads) * pairs + fixed_bytes(input_dims, quads);
+}
+
+int32_t sqz_conv_s8_armv7em_min_scratch_size(const sqz_conv_params *params,
+                                             const sqz_dims *input_dims,
+                                             const sqz_dims *filter_dims,
+                                             const sqz_dims *output_dims)
+{
+    (void)params;
+    (void)output_dims;
+    const int32_t quads = quads_of(filter_dims);
+    return pair_bytes(quads) + fixed_bytes(input_dims, quads);
 }
 
 /* ---- patches ---------------------------------------------------------------------------------
@@ -274,8 +291,8 @@ static sqz_status check_args(const sqz_context *ctx, const sqz_conv_params *para
         return SQZ_ERR_UNSUPPORTED; /* the converter gives dilated convs the portable kernel */
     }
     if (ctx->buf == NULL || ((uintptr_t)ctx->buf & 3u) != 0 ||
-        ctx->size < sqz_conv_s8_armv7em_scratch_size(params, input_dims, filter_dims,
-                                                     output_dims)) {
+        ctx->size < sqz_conv_s8_armv7em_min_scratch_size(params, input_dims, filter_dims,
+                                                         output_dims)) {
         return SQZ_ERR_SCRATCH;
     }
     return SQZ_OK;
@@ -349,7 +366,9 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
     const int32_t out_w = output_dims->w;
     const int32_t out_c = output_dims->c;
     const size_t pitch = (size_t)params->output_pixel_stride;
-    const int32_t block = block_pairs_of(out_w, quads);
+    /* Pixel pairs per block: as many as the scratch holds (at least one, checked above). */
+    const int32_t block = min_i32((ctx->size - fixed_bytes(input_dims, quads)) /
+                                      pair_bytes(quads), (out_w + 1) / 2);
     const size_t pair_words = SQZ_PATCH_WORDS_PER_QUAD * (size_t)quads;
     uint32_t *patch = (uint32_t *)ctx->buf;
     uint32_t *wide = patch + (size_t)block * pair_words;

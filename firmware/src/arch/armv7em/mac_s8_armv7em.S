@@ -164,3 +164,8 @@ sqz_armv7em_widen_patch:
     .size   sqz_armv7em_widen_patch, . - sqz_armv7em_widen_patch
 
 #endif
+
+#if defined(__ELF__)
+/* No executable stack needed (the host linker warns without this note). */
+    .section .note.GNU-stack, "", %progbits
+#endif
