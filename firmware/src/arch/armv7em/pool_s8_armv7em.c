@@ -59,6 +59,59 @@ static inline uint32_t clamp4(const act_range *a, uint32_t m)
     return sqz_min_s8x4(sqz_max_s8x4(m, a->lo4), a->hi4);
 }
 
+/* n4 groups of four channels of a 3-wide window, each the maximum of three loads. */
+static void max3(int8_t *o, const int8_t *in, size_t c, int32_t n4, int fold)
+{
+    const int8_t *p0 = in;
+    const int8_t *p1 = in + c;
+    const int8_t *p2 = in + 2 * c;
+    const int8_t *end = in + 4 * (size_t)n4;
+    if (fold) {
+        do {
+            const uint32_t m = sqz_max_s8x4(sqz_max_s8x4(sqz_load32(p0), sqz_load32(p1)),
+                                            sqz_load32(p2));
+            sqz_store32(o, sqz_max_s8x4(sqz_load32(o), m));
+            p0 += 4;
+            p1 += 4;
+            p2 += 4;
+            o += 4;
+        } while (p0 != end);
+    } else {
+        do {
+            sqz_store32(o, sqz_max_s8x4(sqz_max_s8x4(sqz_load32(p0), sqz_load32(p1)),
+                                        sqz_load32(p2)));
+            p0 += 4;
+            p1 += 4;
+            p2 += 4;
+            o += 4;
+        } while (p0 != end);
+    }
+}
+
+/* One output pixel's window maxima (`width` input pixels from `in`), written into o, or with
+ * `fold` folded into what o holds. The common 3-wide window without a clamp has its own loops:
+ * three loads and two SSUB8/SEL pairs per four channels. */
+static inline void pixel_max(int8_t *o, const int8_t *in, int32_t c, int32_t width, int fold,
+                             const act_range *a)
+{
+    const int32_t c4 = c & ~3;
+    int32_t ch = 0;
+    if (width == 3 && !a->clamp && c4 > 0) {
+        max3(o, in, (size_t)c, c4 / 4, fold);
+        ch = c4;
+    } else {
+        for (; ch < c4; ch += 4) {
+            uint32_t m = window_max4(in + ch, (size_t)c, width);
+            m = a->clamp ? clamp4(a, m) : m;
+            sqz_store32(o + ch, fold ? sqz_max_s8x4(sqz_load32(o + ch), m) : m);
+        }
+    }
+    for (; ch < c; ++ch) {
+        const int32_t m = sqz_clamp_s8(window_max1(in + ch, (size_t)c, width), a->lo, a->hi);
+        o[ch] = (int8_t)(fold && o[ch] > m ? o[ch] : m);
+    }
+}
+
 /* out = max(out, in) over n bytes. */
 static void fold_row(int8_t *out, const int8_t *in, size_t n)
 {
@@ -104,7 +157,6 @@ sqz_status sqz_max_pool_s8_armv7em_push(const sqz_pool_params *params,
         return SQZ_OK;
     }
     const int32_t c = input_dims->c;
-    const int32_t c4 = c & ~3;
     const int32_t out_w = output_dims->w;
     act_range a;
     a.lo = params->activation.min;
@@ -122,30 +174,11 @@ sqz_status sqz_max_pool_s8_armv7em_push(const sqz_pool_params *params,
         const int32_t width = xs.end - xs.start;
         const size_t at = (size_t)ox * c;
         if (start >= 0) {
-            int8_t *o = output_rows[start] + at;
-            int32_t ch = 0;
-            for (; ch < c4; ch += 4) {
-                uint32_t m = window_max4(in + ch, (size_t)c, width);
-                sqz_store32(o + ch, a.clamp ? clamp4(&a, m) : m);
-            }
-            for (; ch < c; ++ch) {
-                o[ch] = (int8_t)sqz_clamp_s8(window_max1(in + ch, (size_t)c, width), a.lo, a.hi);
-            }
+            pixel_max(output_rows[start] + at, in, c, width, 0, &a);
             continue;
         }
         for (int32_t j = 0; j < n_out; ++j) {
-            int8_t *o = output_rows[j] + at;
-            int32_t ch = 0;
-            for (; ch < c4; ch += 4) {
-                uint32_t m = window_max4(in + ch, (size_t)c, width);
-                m = a.clamp ? clamp4(&a, m) : m;
-                sqz_store32(o + ch, sqz_max_s8x4(sqz_load32(o + ch), m));
-            }
-            for (; ch < c; ++ch) {
-                const int32_t m =
-                    sqz_clamp_s8(window_max1(in + ch, (size_t)c, width), a.lo, a.hi);
-                o[ch] = (int8_t)(m > o[ch] ? m : o[ch]);
-            }
+            pixel_max(output_rows[j] + at, in, c, width, 1, &a);
         }
     }
     if (start >= 0) {
