@@ -2,7 +2,8 @@
  * in assembly because its multiply-accumulate loop needs every register: four accumulators,
  * four patch words read by one LDM, two weight words per LDRD, and three pointers and counts,
  * which a C compiler does not allocate without spilling. Per four taps of two pixels and two
- * output channels: 11 instructions for 16 multiply-accumulates. The output stage is
+ * output channels: 11 instructions for 16 multiply-accumulates, and the loop unrolled four
+ * times. The output stage is
  * sqz_requantize_doubled (mac.h), four instructions per value. mac.c computes the same in C
  * (the host's build, where this file assembles to nothing). */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
@@ -48,18 +49,24 @@
     smlad   r9, r5, lr, r9
     .endm
 
-/* r2 quads: the loop, two quads per pass after an odd one. The quad macros set no flags, so
- * Z from LSRS still says whether pairs of quads remain. */
+/* r2 quads: the loop, four quads per pass after the odd one and the odd pair. The quad macros
+ * set no flags, so C and Z from the LSRS before them still tell what remains. */
     .macro QUAD_LOOP quad
-    lsrs    r2, r2, #1
+    lsrs    r2, r2, #1          /* C: an odd quad */
     bcc     1f
     \quad
-1:  beq     3f
-2:  \quad
+1:  lsrs    r2, r2, #1          /* C: an odd pair of quads; Z: no passes of four */
+    bcc     2f
+    \quad
+    \quad
+2:  beq     4f
+3:  \quad
+    \quad
+    \quad
     \quad
     subs    r2, r2, #1
-    bne     2b
-3:
+    bne     3b
+4:
     .endm
 
 /* One quad of a channel pair's weights, widened: r1 filter and r0 wide advance. */
