@@ -74,6 +74,10 @@ ONE_OP = {
     # A 1x1 over many channels, no activation, odd pixels and channels.
     "conv-1x1-odd": lambda: _conv_model(3, 13, 68, 5, (1, 1), (1, 1), "valid", "none",
                                         (0.05, 3), (0.1, 11), 3),
+    # 24 channels: six quads per pixel (the unrolled loop's pair-of-quads entry), one output
+    # column (a lone pixel, no pair).
+    "conv-1x1-c24-one-column": lambda: _conv_model(5, 1, 24, 10, (1, 1), (1, 1), "valid",
+                                                   "relu", (0.04, 0), (0.05, -128), 5),
     # A 5x3 filter with padding on every side and stride 2 x 1, 5 channels in.
     "conv-5x3-pad": lambda: _conv_model(7, 9, 5, 6, (5, 3), (2, 1), "same", "relu",
                                         (0.03, -100), (0.02, 40), 4),
