@@ -2,17 +2,13 @@
  * two output channels at a time.
  *
  * Why this shape: SMLAD multiplies two int16 pairs per instruction, so both operands must be
- * int16 lanes. The input is widened once per output pixel into a patch (its receptive field, a
- * partial im2col of two pixels) in the lane order SXTB16 gives the weights: taps 0 and 2 in
- * one word, 1 and 3 in the next. The weights stay int8 in flash and are widened in registers,
- * each widened word serving two pixels, each patch word two output channels: per four taps of
- * two pixels and two channels, 8 SMLADs for 16 MACs plus two loads and four SXTB16s
- * (mac_s8_armv7em.S, or mac.c in C).
- *
- * The loop order is output-channel pairs outside, pixel pairs inside: a block of pixels'
- * patches is built first, then each channel pair's weights are widened (and doubled, for the
- * four-instruction output stage of mac.h) into scratch once and run over the whole block, so
- * the inner loop has only loads and SMLADs: 11 instructions per 16 MACs.
+ * int16 lanes. A block of output pixels' receptive fields is widened once into patches (a
+ * partial im2col), in the lane order SXTB16 gives: taps 0 and 2 in one word, 1 and 3 in the
+ * next. Then, output channels two by two, the pair's int8 weights are widened once into scratch
+ * in the same lane order and run over every pixel pair of the block: per four taps of two
+ * pixels and two channels, one LDM of patch words, two LDRDs of weights and 8 SMLADs for 16
+ * MACs (mac_s8_armv7em.S; mac.c is the same in C). Patch values are doubled, which costs
+ * nothing in the loop and gives the four-instruction output stage of mac.h.
  *
  * Scratch: a block's patches (16 bytes per four taps per pixel pair), one channel pair's
  * widened weights (as many), and for channel counts that are not multiples of 4 the receptive
