@@ -201,3 +201,7 @@ def select_pool(s: PoolStep, arch: str) -> PoolKernel:
         if k.kind == s.kind and k.push == (s.kind == "max") and k.supports(s):
             return k
     raise AssertionError(f"no pool kernel for {s.name}")
+
+
+# The architectures' variants register themselves (imported last: they build on the above).
+from . import kernels_armv7em  # noqa: E402, F401
