@@ -96,5 +96,38 @@ MAX_POOL_PUSH = PoolKernel("sqz_max_pool_s8_armv7em_push", ARCH, "max", lambda s
                            "Armv7E-M DSP: 4 channels per SSUB8/SEL, push", push=True,
                            sources=("arch/armv7em/pool_s8_armv7em.c", "runtime/pool_s8.c"))
 
+# Mirrors SQZ_ARMV7EM_PACKED_BLOCK_BYTES and _MAX_BLOCK (packed_s8_armv7em.c).
+PACKED_BLOCK_BYTES = 4096
+PACKED_MAX_BLOCK = 64
+
+
+def packed_block(s: ConvStep) -> int:
+    """Mirrors sqz_conv_s8_armv7em_packed_block: whole channel pairs decoded at a time."""
+    block = PACKED_BLOCK_BYTES // filter_row_len(s) // 2 * 2
+    return min(max(2, block), PACKED_MAX_BLOCK, s.filter_dims.n)
+
+
+def packed_scratch_bytes(s: ConvStep) -> int:
+    """Mirrors sqz_conv_s8_armv7em_packed_scratch_size: the decoded block, a channel pair
+    being interleaved, then the dense kernel's scratch."""
+    return (packed_block(s) + 2) * filter_row_len(s) + scratch_bytes(s)
+
+
+def _no_dense_layout(s: ConvStep) -> np.ndarray:
+    raise TypeError(f"{s.name}: a packed kernel reads the packed stream, not int8 rows")
+
+
+PACKED_CONV = ConvKernel(
+    symbol="sqz_conv_s8_armv7em_packed_row",
+    scratch_symbol="sqz_conv_s8_armv7em_packed_scratch_size",
+    arch=ARCH, supports=lambda s: s.packed is not None and supports(s),
+    filter_row_len=filter_row_len, filter_layout=_no_dense_layout,
+    scratch_bytes=packed_scratch_bytes,
+    description="Armv7E-M DSP on packed weights: a block of channels decoded at a time",
+    packed=True,
+    sources=("arch/armv7em/packed_s8_armv7em.c", "runtime/packed_s8.c", *CONV.sources),
+)
+
 register_conv(CONV)
+register_conv(PACKED_CONV)
 register_pool(MAX_POOL_PUSH)

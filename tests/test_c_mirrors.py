@@ -90,6 +90,10 @@ def test_conv_scratch_and_filter_layout_match_c(lib, shape):
         assert lib.sqz_conv_s8_armv7em_filter_row_len(args[0], args[2]) == \
             v.filter_row_len(as_v)
         assert len(as_v.filter_values()) == v.filter_row_len(as_v) * cout
+        vp = kernels_armv7em.PACKED_CONV
+        assert getattr(lib, vp.scratch_symbol)(*args) == vp.scratch_bytes(step)
+        assert lib.sqz_conv_s8_armv7em_packed_block(args[0], args[2]) == \
+            kernels_armv7em.packed_block(step)
 
     # The window form (average pools); max pools take the push form, which reads one row.
     pool = PoolStep(name="p", op_index=1, reads=(1,), writes=(2,), kind="avg", input=1,

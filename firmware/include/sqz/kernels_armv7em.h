@@ -40,6 +40,24 @@ int32_t sqz_conv_s8_armv7em_min_scratch_size(const sqz_conv_params *params,
                                              const sqz_dims *filter_dims,
                                              const sqz_dims *output_dims);
 
+/* CONV_2D on packed weights (sqz_packed_filter): a block of output channels at a time decoded
+ * into the layout above, then sqz_conv_s8_armv7em_row on the block. The scratch holds the
+ * decoded block, a channel pair being interleaved and the dense kernel's scratch. */
+sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
+                                          const sqz_conv_params *params,
+                                          const sqz_per_channel_quant *quant,
+                                          const sqz_dims *input_dims,
+                                          const int8_t *const *input_rows,
+                                          const sqz_dims *filter_dims, const void *filter,
+                                          const sqz_dims *bias_dims, const int32_t *bias,
+                                          const sqz_dims *output_dims, int8_t *output_row);
+int32_t sqz_conv_s8_armv7em_packed_block(const sqz_conv_params *params,
+                                         const sqz_dims *filter_dims);
+int32_t sqz_conv_s8_armv7em_packed_scratch_size(const sqz_conv_params *params,
+                                                const sqz_dims *input_dims,
+                                                const sqz_dims *filter_dims,
+                                                const sqz_dims *output_dims);
+
 /* MAX_POOL_2D in push form (sqz_pool_push_fn), four channels per instruction. */
 sqz_status sqz_max_pool_s8_armv7em_push(const sqz_pool_params *params,
                                         const sqz_dims *input_dims, const int8_t *input_row,
