@@ -403,17 +403,46 @@ def plan_layers(model, sparsity: LayerValues, bits: LayerValues) -> list[Plan]:
     return plans
 
 
-def compress_model(model, plans: Sequence[Plan], per_channel: bool) -> list[LayerCode]:
-    """Prune and share the weights of ``model`` in place; returns each layer's code."""
+def prune_model(model, plans: Sequence[Plan]) -> dict[str, np.ndarray]:
+    """Zero the smallest weights of every planned layer in place; returns the masks."""
+    masks = {}
+    for plan in plans:
+        layer = model.get_layer(plan.name)
+        kernel, *rest = layer.get_weights()
+        masks[plan.name] = prune_mask(kernel, plan.density)
+        layer.set_weights([np.where(masks[plan.name], kernel, 0).astype(kernel.dtype), *rest])
+    return masks
+
+
+def share_model(model, plans: Sequence[Plan], masks: dict[str, np.ndarray],
+                per_channel: bool) -> list[LayerCode]:
+    """Replace every planned layer's kept weights by their codebook values, in place."""
     codes = []
     for plan in plans:
         layer = model.get_layer(plan.name)
         kernel, *rest = layer.get_weights()
-        mask = prune_mask(kernel, plan.density)
-        code = share_weights(plan.name, kernel, mask, plan.bits, per_channel, plan.density)
+        code = share_weights(plan.name, kernel, masks[plan.name], plan.bits, per_channel,
+                             plan.density)
         code.snap_to_int8()
         layer.set_weights([code.kernel(), *rest])
         codes.append(code)
+    return codes
+
+
+def compress_model(model, plans: Sequence[Plan], per_channel: bool) -> list[LayerCode]:
+    """Prune and share the weights of ``model`` in place (post-training); returns the codes."""
+    return share_model(model, plans, prune_model(model, plans), per_channel)
+
+
+def weight_codes(model, masks: dict[str, np.ndarray]) -> list[LayerCode]:
+    """Every kept weight its own centroid: fine-tuning these retrains the pruned weights."""
+    codes = []
+    for name, mask in masks.items():
+        kernel = model.get_layer(name).get_weights()[0]
+        codes.append(LayerCode(name=name, shape=tuple(kernel.shape), bits=0, per_channel=False,
+                               target_density=float(mask.mean()), mask=mask,
+                               index=np.arange(kernel.size, dtype=np.int32).reshape(kernel.shape),
+                               codebooks=[kernel.reshape(-1).astype(np.float64)]))
     return codes
 
 
@@ -422,8 +451,9 @@ def compress_model(model, plans: Sequence[Plan], per_channel: bool) -> list[Laye
 @dataclass(frozen=True)
 class FinetuneOptions:
     data: str
-    epochs: int = 3
-    lr: float = 1e-4
+    epochs: int = 8
+    retrain_epochs: int | None = None  # None: as many as epochs
+    lr: float = 3e-4
     batch_size: int = 64
     augment: tuple[str, ...] = ()
     val_split: float = 0.1
@@ -436,9 +466,11 @@ def _crossentropy(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classes: list[str],
-             pre, opts: FinetuneOptions, console: Console | None) -> dict[str, Any]:
+             pre, opts: FinetuneOptions, console: Console | None, *, epochs: int,
+             centroids: bool = True) -> dict[str, Any]:
     """Train the centroids (and biases) of ``model`` on (x, y) with the masks and assignments
-    fixed; keeps the epoch with the lowest held-out loss."""
+    fixed, on the int8 grid (``centroids``), or the kept weights of ``weight_codes`` (not);
+    keeps the epoch with the lowest held-out loss."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
@@ -458,7 +490,11 @@ def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classe
     weights = list(model.trainable_variables)
     others = [v for v in weights if v.path not in by_kernel]  # biases train as they are
     train_vars = books + others
-    optimizer = keras.optimizers.Adam(opts.lr, clipnorm=1.0)
+    steps = math.ceil(len(train_idx) / opts.batch_size)
+    # Cosine decay to 1% of --lr: the last epochs settle the centroids instead of jumping around.
+    schedule = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=steps * epochs,
+                                                      alpha=0.01)
+    optimizer = keras.optimizers.Adam(schedule, clipnorm=1.0)
     optimizer.build(train_vars)
     state = list(model.non_trainable_variables)
 
@@ -468,8 +504,8 @@ def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classe
         # trained as the int8 model will run.
         amax = tf.reduce_max(tf.abs(book), axis=-1 if per_channel else None, keepdims=True)
         scale = amax / 127.0
-        steps = tf.floor(tf.abs(book) / tf.where(scale > 0, scale, 1.0) + 0.5)
-        snapped = tf.sign(book) * tf.clip_by_value(tf.maximum(steps, 1.0), 0.0, 127.0) * scale
+        level = tf.floor(tf.abs(book) / tf.where(scale > 0, scale, 1.0) + 0.5)
+        snapped = tf.sign(book) * tf.clip_by_value(tf.maximum(level, 1.0), 0.0, 127.0) * scale
         return book + tf.stop_gradient(snapped - book)
 
     def values():
@@ -479,7 +515,10 @@ def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classe
             if i is None:
                 out.append(v.value)
             else:
-                flat = tf.reshape(on_grid(books[i].value, codes[i].per_channel), [-1])
+                book = books[i].value
+                if centroids:
+                    book = on_grid(book, codes[i].per_channel)
+                flat = tf.reshape(book, [-1])
                 out.append(tf.gather(flat, gather[i]) * masks[i])
         return out
 
@@ -500,7 +539,8 @@ def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classe
             arr = np.asarray(b.numpy(), np.float64)
             c.codebooks = [arr[g][:len(c.codebooks[g])] for g in range(len(c.codebooks))]
             snapped = dataclasses.replace(c, codebooks=list(c.codebooks))
-            snapped.snap_to_int8()
+            if centroids:
+                snapped.snap_to_int8()
             model.get_layer(c.name).kernel.assign(snapped.kernel())
 
     def evaluate() -> tuple[float, float]:
@@ -508,14 +548,14 @@ def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classe
         return _crossentropy(probs, held_y), float(np.mean(np.argmax(probs, 1) == held_y))
 
     batches = _Batches(x[train_idx], y[train_idx], opts.seed, opts.augment, pre)
-    steps = math.ceil(len(train_idx) / opts.batch_size)
     loss0, acc0 = evaluate()
     best: dict[str, Any] = {"epoch": 0, "val_loss": math.inf}
     history = [{"epoch": 0, "val_loss": loss0, "val_accuracy": acc0}]
-    with _Progress(console, opts.epochs, steps) as progress:
-        progress.log(f"fine-tuning on {len(train_idx)} images, {len(held_idx)} held out: "
-                     f"held-out accuracy before {acc0:.2%} (loss {loss0:.4f})")
-        for epoch in range(opts.epochs):
+    with _Progress(console, epochs, steps) as progress:
+        what = "centroids" if centroids else "kept weights"
+        progress.log(f"fine-tuning the {what} on {len(train_idx)} images, {len(held_idx)} held "
+                     f"out: held-out accuracy before {acc0:.2%} (loss {loss0:.4f})")
+        for epoch in range(epochs):
             xb, yb = batches.epoch(epoch)
             tick = time.monotonic()
             callbacks = progress.callbacks(epoch)
@@ -541,16 +581,14 @@ def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classe
     for c, b in zip(codes, best["books"], strict=True):
         c.codebooks = b
     for c in codes:
-        c.snap_to_int8()
+        if centroids:
+            c.snap_to_int8()
         model.get_layer(c.name).kernel.assign(c.kernel())
     final_loss, final_acc = evaluate()
-    return {"data": str(opts.data), "epochs": opts.epochs, "lr": opts.lr,
-            "batch_size": opts.batch_size, "augment": list(opts.augment),
-            "val_split": opts.val_split, "seed": opts.seed, "images": int(len(x)),
-            "train_images": int(len(train_idx)), "heldout_images": int(len(held_idx)),
-            "best_epoch": best["epoch"], "heldout_accuracy_before": acc0,
-            "heldout_accuracy_after": final_acc, "heldout_loss_after": final_loss,
-            "history": history}
+    return {"epochs": epochs, "images": int(len(x)), "train_images": int(len(train_idx)),
+            "heldout_images": int(len(held_idx)), "best_epoch": best["epoch"],
+            "heldout_accuracy_before": acc0, "heldout_accuracy_after": final_acc,
+            "heldout_loss_after": final_loss, "history": history}
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -672,13 +710,17 @@ def report_markdown(record: dict[str, Any]) -> str:
                      f"{sum(m['after'] for m in modules):,} |")
     ft = record.get("finetune")
     if ft:
+        rt, cs = ft["retrain"], ft["centroids"]
+        steps = (f"the kept weights retrained for {rt['epochs']} epoch(s) (kept epoch "
+                 f"{rt['best_epoch']}, held-out accuracy {rt['heldout_accuracy_before']:.2%} "
+                 f"pruned -> {rt['heldout_accuracy_after']:.2%}), then " if rt else "")
         lines += [
             "",
             f"Fine-tuned on `{ft['data']}` ({ft['train_images']} images, {ft['heldout_images']} "
-            f"held out), {ft['epochs']} epoch(s) at learning rate {ft['lr']:g}; kept epoch "
-            f"{ft['best_epoch']}. Held-out accuracy (float): "
-            f"{ft['heldout_accuracy_before']:.2%} before, {ft['heldout_accuracy_after']:.2%} "
-            "after.",
+            f"held out) at peak learning rate {ft['lr']:g}: {steps}the centroids trained for "
+            f"{cs['epochs']} epoch(s) (kept epoch {cs['best_epoch']}, held-out accuracy "
+            f"{cs['heldout_accuracy_before']:.2%} shared -> {cs['heldout_accuracy_after']:.2%}, "
+            "float).",
         ]
     else:
         lines += ["", "Post-training compression: no fine-tuning."]
@@ -731,12 +773,13 @@ def report_paths(model: Path) -> tuple[Path, Path]:
     return model.with_name(stem + ".report.md"), model.with_name(stem + ".report.json")
 
 
-def sidecar_record(codes: list[LayerCode], rows: list[dict[str, Any]], **meta: Any
-                   ) -> dict[str, Any]:
+def sidecar_record(codes: list[LayerCode], **meta: Any) -> dict[str, Any]:
+    """The compression sidecar: how to quantize, and per layer what sqz-convert checks."""
     layers = []
-    for c, r in zip(codes, rows, strict=True):
+    for c in codes:
+        kept = int(np.count_nonzero(c.kernel()))
         layers.append({
-            "name": c.name, "weights": c.size, "kept": r["kept"], "density": r["density"],
+            "name": c.name, "weights": c.size, "kept": kept, "density": kept / c.size,
             "target_density": c.target_density, "paper_density": paper_density(c.name),
             "bits": c.bits, "codebook": "channel" if c.per_channel else "tensor",
             "centroids": [[float(np.float32(v)) for v in book] for book in c.codebooks],
@@ -871,8 +914,12 @@ def _parser() -> argparse.ArgumentParser:
                              "the pruning mask stays)")
     f.add_argument("--finetune", metavar="DATA_DIR",
                    help="labelled images, one subfolder per class (the model's classes)")
-    f.add_argument("--epochs", type=int, help="epochs (default 3)")
-    f.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
+    f.add_argument("--retrain-epochs", type=int,
+                   help="first retrain the kept weights after pruning for this many epochs, as "
+                        "Deep Compression does (default: as many as --epochs; 0 skips it)")
+    f.add_argument("--epochs", type=int,
+                   help="then train the centroids for this many epochs (default 8)")
+    f.add_argument("--lr", type=float, help="peak Adam learning rate, cosine decay (default 3e-4)")
     f.add_argument("--batch-size", type=int, help="batch size (default 64)")
     f.add_argument("--augment", type=_parse_augment,
                    help=f"as sqz-train: comma-separated augmentations or none (default "
@@ -888,7 +935,8 @@ def _parser() -> argparse.ArgumentParser:
 def _finetune_options(args) -> FinetuneOptions | None:
     from .train import DEFAULT_AUGMENT
 
-    given = [n for n in ("epochs", "lr", "batch_size", "augment", "val_split", "seed")
+    given = [n for n in ("epochs", "retrain_epochs", "lr", "batch_size", "augment",
+                         "val_split", "seed")
              if getattr(args, n) is not None]
     if args.finetune is None:
         if given:
@@ -898,7 +946,10 @@ def _finetune_options(args) -> FinetuneOptions | None:
         return None
     defaults = FinetuneOptions(data=args.finetune, augment=tuple(DEFAULT_AUGMENT.split(",")))
     opts = dataclasses.replace(defaults, **{n: getattr(args, n) for n in given})
+    if opts.retrain_epochs is None:
+        opts = dataclasses.replace(opts, retrain_epochs=opts.epochs)
     for name, value, low in (("--epochs", opts.epochs, 1), ("--batch-size", opts.batch_size, 1),
+                             ("--retrain-epochs", opts.retrain_epochs, 0),
                              ("--seed", opts.seed, 0)):
         if value < low:
             raise UsageError(f"{name} must be at least {low}, got {value}")
@@ -956,17 +1007,31 @@ def compress_command(args, out: Console) -> dict[str, Any]:
         class_names = classes
         data = (x, y, classes)
 
-    with out.status("Pruning and sharing weights..."):
-        codes = compress_model(km, plans, per_channel)
+    console = None if args.quiet else out
+    with out.status("Pruning..."):
+        masks = prune_model(km, plans)
     tuned = None
-    if data is not None:
-        tuned = finetune(km, codes, *data, pre, ft, None if args.quiet else out)
+    if ft is not None and ft.retrain_epochs:
+        retrained = finetune(km, weight_codes(km, masks), *data, pre, ft, console,
+                             epochs=ft.retrain_epochs, centroids=False)
+    with out.status("Sharing weights (k-means)..."):
+        codes = share_model(km, plans, masks, per_channel)
+    if ft is not None:
+        shared = finetune(km, codes, *data, pre, ft, console, epochs=ft.epochs)
+        tuned = {"data": str(ft.data), "lr": ft.lr, "batch_size": ft.batch_size,
+                 "augment": list(ft.augment), "val_split": ft.val_split, "seed": ft.seed,
+                 "images": shared["images"], "train_images": shared["train_images"],
+                 "heldout_images": shared["heldout_images"],
+                 "retrain": retrained if ft.retrain_epochs else None, "centroids": shared,
+                 "heldout_accuracy_pruned": (retrained if ft.retrain_epochs
+                                             else shared)["heldout_accuracy_before"],
+                 "heldout_accuracy_after": shared["heldout_accuracy_after"]}
     with out.status("Measuring the device encoding of every filter..."):
         rows = layer_rows(km, codes)
     t = totals(rows)
     meta = {"model": name, "source": source_name, "sparsity": _spec_text(args.sparsity),
             "bits": _spec_text(args.bits), "codebook": args.codebook, "finetune": tuned}
-    record = sidecar_record(codes, rows, **meta)
+    record = sidecar_record(codes, **meta)
     report = {**meta, "tool": record["tool"],
               "weight_quantization": record["weight_quantization"], "layers": rows,
               "totals": t, "paper_modules": paper_modules(rows)}
@@ -1013,8 +1078,8 @@ def _print_summary(out: Console, report: dict[str, Any], output: Path, md: Path)
               f"constants {t['flash_bytes']:,} B (dense {t['dense_flash_bytes']:,} B)")
     ft = report.get("finetune")
     if ft:
-        out.print(f"fine-tuned: held-out accuracy {ft['heldout_accuracy_before']:.2%} -> "
-                  f"{ft['heldout_accuracy_after']:.2%} (kept epoch {ft['best_epoch']})")
+        out.print(f"fine-tuned: held-out accuracy {ft['heldout_accuracy_pruned']:.2%} after "
+                  f"pruning -> {ft['heldout_accuracy_after']:.2%} compressed (float)")
     out.print(f"wrote {output} (+ {sidecar_path(output).name}), {md.name} and "
               f"{md.with_suffix('.json').name}", soft_wrap=True)
     out.print(f"Next: [bold]sqz-convert {output}[/] (it quantizes "

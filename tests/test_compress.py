@@ -332,7 +332,8 @@ def test_report_numbers(compressed):
 def test_finetune_keeps_mask_and_codebook(tiny_keras, compressed, tiny_data, tmp_path):
     out = tmp_path / "ft.keras"
     report = _compress(tiny_keras, out, "--finetune", str(tiny_data), "--epochs", "1",
-                       "--batch-size", "6", "--lr", "1e-2", "--val-split", "0.34")
+                       "--retrain-epochs", "0", "--batch-size", "6", "--lr", "1e-2",
+                       "--val-split", "0.34")
     post, tuned = _kernels(compressed), _kernels(out)
     changed = 0
     for name, k in tuned.items():
@@ -347,12 +348,30 @@ def test_finetune_keeps_mask_and_codebook(tiny_keras, compressed, tiny_data, tmp
     ft = report["finetune"]
     # The centroids moved where gradients reach them (behind the 1-filter squeezes of this
     # narrow random network, some ReLUs are dead and some kernels get no gradient).
-    assert ft["best_epoch"] == 1
+    assert ft["centroids"]["best_epoch"] == 1
     assert changed >= 3 and not np.array_equal(tuned["conv10"], post["conv10"])
-    assert ft["epochs"] == 1 and ft["train_images"] + ft["heldout_images"] == 18
-    assert len(ft["history"]) == 2
+    assert ft["retrain"] is None and ft["centroids"]["epochs"] == 1
+    assert ft["train_images"] + ft["heldout_images"] == 18
+    assert len(ft["centroids"]["history"]) == 2
     buf, _ = _quantized(out)  # still passes sqz-convert's structure check
     assert buf
+
+
+def test_retrain_then_share_keeps_mask(tiny_keras, compressed, tiny_data, tmp_path):
+    out = tmp_path / "rt.keras"
+    report = _compress(tiny_keras, out, "--finetune", str(tiny_data), "--epochs", "1",
+                       "--retrain-epochs", "1", "--batch-size", "6", "--bits", "4",
+                       "--val-split", "0.34", "--augment", "none")
+    post, tuned = _kernels(compressed), _kernels(out)
+    for name, k in tuned.items():
+        assert np.array_equal(k != 0, post[name] != 0), name  # same mask as post-training
+        assert len(np.unique(k)) <= 2**4, name
+    ft = report["finetune"]
+    assert ft["retrain"]["epochs"] == 1 and ft["centroids"]["epochs"] == 1
+    assert ft["augment"] == []
+    text = compress.report_paths(out)[0].read_text()
+    assert "the kept weights retrained for 1 epoch(s)" in text
+    assert "the centroids trained for 1 epoch(s)" in text
 
 
 def test_centroid_gradient_is_sum_of_weight_gradients():
