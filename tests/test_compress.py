@@ -452,3 +452,26 @@ def test_layer_values_last_override_wins():
     v = LayerValues(0.1, (("fire*", 0.2), ("fire2_*", 0.3)))
     assert (v.value("conv1"), v.value("fire3_squeeze1x1"), v.value("fire2_expand1x1")) == \
         (0.1, 0.2, 0.3)
+
+
+def test_finetune_deterministic(tiny_keras, tiny_data, tmp_path):
+    args = ["--finetune", str(tiny_data), "--epochs", "1", "--retrain-epochs", "1",
+            "--batch-size", "6", "--val-split", "0.34"]
+    a, b = tmp_path / "a.keras", tmp_path / "b.keras"
+    _compress(tiny_keras, a, *args)
+    _compress(tiny_keras, b, *args)
+    assert compress.sidecar_path(a).read_bytes() == compress.sidecar_path(b).read_bytes()
+    ka, kb = _kernels(a), _kernels(b)
+    assert all(np.array_equal(ka[n], kb[n]) for n in ka)
+
+
+def test_sqz_convert_keeps_the_record(compressed, tmp_path):
+    from converter.cli import convert_main
+
+    out = tmp_path / "host"
+    assert convert_main([str(compressed), "--target", "host", "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "compress.json").read_text()) == \
+        json.loads(compress.sidecar_path(compressed).read_text())
+    g = read_model_bytes((out / "model.tflite").read_bytes())
+    assert not any(t.quant.per_channel
+                   for t in compress.filters_by_layer(g, list(_kernels(compressed))).values())
