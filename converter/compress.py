@@ -23,9 +23,10 @@ Choices that are not obvious:
 * k-means is one-dimensional Lloyd with the linear initialisation of Deep Compression (evenly
   spaced between the smallest and largest weight): no randomness, and the large weights, which
   matter most, keep centroids of their own.
-* Fine-tuning trains the centroids, not the weights: each kernel is computed from its codebook
-  inside the gradient tape, so dL/dc_k is the sum of dL/dw over the weights assigned to c_k,
-  and the pruning mask and the assignment stay fixed. Biases train normally.
+* Fine-tuning follows Deep Compression's order: the kept weights are retrained with the
+  pruning mask fixed, then shared by k-means, then the centroids are trained: each kernel is
+  computed from its codebook inside the gradient tape, so dL/dc_k is the sum of dL/dw over the
+  weights assigned to c_k, and the mask and the assignment stay fixed. Biases train normally.
 """
 
 from __future__ import annotations
@@ -165,9 +166,8 @@ def _sparsity_number(text: str, where: str) -> float:
 def parse_sparsity(text: str) -> LayerValues:
     """``paper`` (default), ``none``, a fraction for every layer, and/or LAYER=FRACTION
     overrides (LAYER may be a glob such as ``fire*_expand3x3``); comma-separated."""
-    spec = _parse_items(text, "--sparsity", _sparsity_number, {"paper": None, "none": 0.0},
+    return _parse_items(text, "--sparsity", _sparsity_number, {"paper": None, "none": 0.0},
                         "paper,conv10=0.9 or 0.6,conv1=0 or fire*_expand3x3=0.67")
-    return spec
 
 
 def _bits_number(text: str, where: str) -> float:
@@ -210,8 +210,9 @@ def prune_mask(kernel: np.ndarray, density: float) -> np.ndarray:
 
 
 def kmeans_1d(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted centroids, label of each value): Lloyd's algorithm from evenly spaced centroids
-    between min and max. Empty clusters are dropped, so there may be fewer than k."""
+    """(sorted centroids, label of each value): Lloyd's algorithm from centroids evenly spaced
+    between min and max (skipping the empty gap around zero). Empty clusters are dropped, so
+    there may be fewer than k."""
     values = np.asarray(values, np.float64).reshape(-1)
     distinct = np.unique(values)
     if distinct.size <= k:
@@ -910,8 +911,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--codebook", choices=CODEBOOKS, default="tensor",
                    help="one codebook per weight tensor (default; the model is then quantized "
                         "with per-tensor scales) or per output channel")
-    f = p.add_argument_group("fine-tuning (optional: the centroids and biases are trained, "
-                             "the pruning mask stays)")
+    f = p.add_argument_group("fine-tuning (optional; the pruning mask stays): retrain the kept "
+                             "weights, share them, train the centroids")
     f.add_argument("--finetune", metavar="DATA_DIR",
                    help="labelled images, one subfolder per class (the model's classes)")
     f.add_argument("--retrain-epochs", type=int,
@@ -988,8 +989,11 @@ def compress_command(args, out: Console) -> dict[str, Any]:
     shape = model_input_shape(km)
     plans = plan_layers(km, args.sparsity, args.bits)
     per_channel = args.codebook == "channel"
+    # Recorded beside the output when it was given, came with the model or fed the fine-tuning.
     pre = None
-    if args.preprocess or keras_path is not None or ft is not None:
+    had_sidecar = keras_path is not None and keras_path.with_name(
+        keras_path.name + sources.PREPROCESS_SIDECAR).is_file()
+    if args.preprocess or had_sidecar or ft is not None:
         pre = sources.preprocessing_for(args.preprocess, keras_path, shape)
     class_names = sources.class_names_beside(keras_path) if keras_path else None
 

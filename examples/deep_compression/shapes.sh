@@ -7,7 +7,7 @@
 # set (seed 4), then for the uncompressed model and for 6- and 4-bit Deep Compression (the
 # paper's sparsity), post-training and fine-tuned: sqz-compress, sqz-convert --target host,
 # sqz-validate --sim host on heldout/ (float / int8 / device accuracy, bit-exactness), and
-# evaluate.py on the fresh set. About 25 minutes on 2 CPU cores, most of it fine-tuning.
+# evaluate.py on the fresh set. About 15 minutes on 2 CPU cores, most of it fine-tuning.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
