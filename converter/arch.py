@@ -33,6 +33,16 @@ def check(arch: str, where: str) -> str:
     return arch
 
 
+# Architectures whose variants also build and run on the host, computing in plain C what their
+# instructions compute (firmware/src/arch/armv7em/dsp.h; esp32s3: C twins of the PIE loops in
+# conv_pie.c), so the host tests cover them too.
+HOST_RUNNABLE = frozenset({PORTABLE, "armv7em", "esp32s3"})
+
+
+def runs_on_host(arch: str) -> bool:
+    return arch in HOST_RUNNABLE
+
+
 def arch_dir(arch: str) -> Path | None:
     return None if arch == PORTABLE else ARCH_DIR / arch
 

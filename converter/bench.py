@@ -50,6 +50,12 @@ class LayerCost:
     instructions: int  # host, callgrind
     board_instructions: int | None = None  # the emulated board's counter
     kernel: str = ""  # the board's kernel variant
+    weights: str = ""  # int8, or packed/sparse codebook indices
+    weight_bytes: int = 0  # flash: filter as stored, biases, requantization constants
+    # With packed weights: the same layer with its filter stored as plain int8, so the
+    # difference is what decoding costs.
+    unpacked_instructions: int | None = None
+    unpacked_board_instructions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,11 +141,12 @@ def _board_counts(model_dir: Path, x: np.ndarray) -> tuple[int, list[int]]:
 
 
 def _host_counts(tflite: bytes, name: str, out_dir: Path, console: Console, stream: str,
-                 x: np.ndarray) -> list[int]:
+                 x: np.ndarray, pack: bool = True) -> list[int]:
     """callgrind instructions per layer of the host build with the portable kernels."""
     conv = convert.convert_tflite(tflite, targets.load("host"), model_name=name,
-                                  source_name=name, stream=stream, flash_budget=2**31)
-    host_dir = out_dir / "host"
+                                  source_name=name, stream=stream, flash_budget=2**31,
+                                  pack=pack)
+    host_dir = out_dir / ("host" if pack else "host-unpacked")
     convert.write(conv, tflite, host_dir)
     with console.status("Building the host benchmark (-O2)..."):
         exe = compile_c([*runtime_sources(), host_dir / "model.c", host_dir / "model_data.c",
@@ -153,6 +160,13 @@ def _host_counts(tflite: bytes, name: str, out_dir: Path, console: Console, stre
     for step, c in zip(ticks, per_call, strict=True):
         counts[step] += c
     return counts
+
+
+def _weights_text(s) -> str:
+    e = getattr(s, "packed", None)
+    if e is None:
+        return "int8" if s.weight_bytes else ""
+    return f"{e.kind} {e.bits}-bit"
 
 
 def bench_model(tflite: bytes, name: str, out_dir: Path, console: Console, *,
@@ -184,9 +198,26 @@ def bench_model(tflite: bytes, name: str, out_dir: Path, console: Console, *,
             note = f"not run: {str(exc).splitlines()[0]}"
     with console.status(f"Building for {board.name} (-Os) to measure flash..."):
         flash, code, ram, size_note = _board_size(out_dir, conv.budget.weight_bytes)
-    layers = [LayerCost(i, s.name, s.macs, c,
-                        board_layers[i] if board_layers and i < len(board_layers) else None,
-                        getattr(s, "kernel", ""))
+    unpacked_host: list[int] | None = None
+    unpacked_board: list[int] | None = None
+    if any(getattr(s, "packed", None) is not None for s in lw.steps):
+        # What decoding costs: the same model with every filter plain int8.
+        unpacked_host = _host_counts(tflite, name, out_dir, console, stream, x, pack=False)
+        if board_layers:
+            plain = convert.convert_tflite(tflite, board, model_name=name, source_name=name,
+                                           stream=stream, ram_budget=2**31, psram_budget=0,
+                                           flash_budget=2**31, pack=False)
+            plain_dir = out_dir / "unpacked"
+            convert.write(plain, tflite, plain_dir)
+            with console.status(f"Running the unpacked model on the emulated {board.name}..."):
+                unpacked_board = _board_counts(plain_dir, x)[1]
+
+    def at(values: list[int] | None, i: int) -> int | None:
+        return values[i] if values and i < len(values) else None
+
+    layers = [LayerCost(i, s.name, s.macs, c, at(board_layers, i), getattr(s, "kernel", ""),
+                        _weights_text(s), s.weight_bytes, at(unpacked_host, i),
+                        at(unpacked_board, i))
               for i, (s, c) in enumerate(zip(lw.steps, counts, strict=True))]
     return BenchResult(
         model=name, input_shape=list(shape), macs=sum(s.macs for s in lw.steps),
@@ -203,6 +234,13 @@ def _per_mac(n: int | None, macs: int) -> str:
     return f"{n / macs:.2f}" if n is not None and macs else "-"
 
 
+def _extra(packed: int | None, plain: int | None) -> str:
+    """Instructions packed weights add over the same layer with plain int8 filters."""
+    if packed is None or plain is None or packed == plain:
+        return "-"
+    return f"{packed - plain:+,} ({packed / plain:.2f}x)"
+
+
 def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
     if per_layer:
         t = Table(title=f"{r.model}: instructions per layer (host: callgrind, {r.host_build}; "
@@ -215,11 +253,22 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
         t.add_column(r.board, justify="right")
         t.add_column("per MAC", justify="right")
         t.add_column("kernel")
+        packed = any(layer.unpacked_instructions is not None for layer in r.layers)
+        t.add_column("flash B", justify="right")
+        if packed:
+            t.add_column("weights")
+            t.add_column("decoding (host)", justify="right")
+            t.add_column(f"decoding ({r.board})", justify="right")
         for layer in r.layers:
             board = "-" if layer.board_instructions is None else f"{layer.board_instructions:,}"
-            t.add_row(str(layer.index), layer.name, f"{layer.macs:,}",
-                      f"{layer.instructions:,}", _per_mac(layer.instructions, layer.macs),
-                      board, _per_mac(layer.board_instructions, layer.macs), layer.kernel)
+            row = [str(layer.index), layer.name, f"{layer.macs:,}", f"{layer.instructions:,}",
+                   _per_mac(layer.instructions, layer.macs), board,
+                   _per_mac(layer.board_instructions, layer.macs), layer.kernel,
+                   f"{layer.weight_bytes:,}"]
+            if packed:
+                row += [layer.weights, _extra(layer.instructions, layer.unpacked_instructions),
+                        _extra(layer.board_instructions, layer.unpacked_board_instructions)]
+            t.add_row(*row)
         out.print(t)
     s = Table(title=f"sqz-bench {r.model} ({'x'.join(map(str, r.input_shape))})",
               show_header=False)
@@ -238,6 +287,15 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
     s.add_row("instructions per inference (host)",
               f"{r.instructions:,} ({r.host_build}, callgrind)")
     s.add_row("instructions per MAC (host)", f"{r.instructions_per_mac:.2f}")
+    plain_host = sum(layer.unpacked_instructions or 0 for layer in r.layers)
+    if plain_host:
+        s.add_row("the same with plain int8 filters (host)",
+                  f"{plain_host:,} (packed weights cost {r.instructions / plain_host:.2f}x)")
+    plain_board = sum(layer.unpacked_board_instructions or 0 for layer in r.layers)
+    if plain_board and r.board_instructions:
+        s.add_row(f"the same with plain int8 filters ({r.board})",
+                  f"{plain_board:,} (per-layer runs; packed weights cost "
+                  f"{sum(layer.board_instructions or 0 for layer in r.layers) / plain_board:.2f}x)")
     if r.board_instructions is not None:
         s.add_row(f"instructions per inference ({r.board})",
                   f"{r.board_instructions:,} (QEMU, exact count, {r.arch} kernels)")

@@ -103,11 +103,12 @@ def build_runtime_objects(out_dir: Path, *, opt: str = "-O2", sanitize: bool = F
 
 def build_runner(model_dir: Path, out: Path, *, opt: str = "-O2", sanitize: bool = False,
                  runtime_objects: Sequence[Path] | None = None) -> Path:
-    """The batch runner: the generated model plus firmware/tools/runner.c (stdin -> stdout)."""
+    """The batch runner: the generated model plus firmware/tools/runner.c (stdin -> stdout),
+    with the kernel variants of the architecture the model was converted for."""
     model_dir = Path(model_dir)
     runtime = list(runtime_objects) if runtime_objects is not None else runtime_sources()
-    sources = [*runtime, model_dir / "model.c", model_dir / "model_data.c",
-               FIRMWARE / "tools" / "runner.c"]
+    sources = [*runtime, *arch.sources(arch.of_model_dir(model_dir)), model_dir / "model.c",
+               model_dir / "model_data.c", FIRMWARE / "tools" / "runner.c"]
     for s in sources:
         require(s)
     return compile_c(sources, out, includes=[model_dir], opt=opt, sanitize=sanitize)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import __version__
+from . import __version__, arch
 from .errors import SqzError, UsageError
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
@@ -112,6 +112,9 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
                    help="row streaming: auto (where it lowers the peak arena, default), off "
                         "(whole tensors, conv+max-pool fused), full (every row-wise layer)")
+    p.add_argument("--arch", choices=arch.available(), default=None,
+                   help="kernel variants to build in (default: the board profile's, e.g. "
+                        "armv7em for mps2-an386; portable: the portable C kernels only)")
     lib = p.add_argument_group("library export (the model in your own firmware)")
     lib.add_argument("--export", type=Path, metavar="DIR",
                      help="also write the model and runtime as a library for your firmware: "

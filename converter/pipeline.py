@@ -101,6 +101,7 @@ def convert_command(args, out: Console, err: Console) -> int:
     with out.status("Converting to C..."):
         conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
                                       source_name=src.source_name, stream=args.stream,
+                                      arch=getattr(args, "arch", None),
                                       ram_budget=args.ram_budget,
                                       psram_budget=args.psram_budget,
                                       flash_budget=args.flash_budget)
@@ -113,6 +114,9 @@ def convert_command(args, out: Console, err: Console) -> int:
     if src.preprocessing is not None:
         extra["preprocess.json"] = (json.dumps(src.preprocessing.to_dict(), indent=2,
                                                sort_keys=True) + "\n").encode()
+    if src.compression is not None:  # sqz-compress's record: per layer density, bits, codebook
+        extra["compress.json"] = (json.dumps(src.compression, indent=2, sort_keys=True)
+                                  + "\n").encode()
     convert.write(conv, src.tflite, out_dir, extra=extra)
     from .qemu import board_for_target
 

@@ -215,6 +215,15 @@ def plan(buffers: Sequence[Buffer], align: int = DEFAULT_ALIGN) -> Plan:
         if best is None or p.arena_size < best.arena_size:
             best = p
     assert best is not None
+    if any(b.dynamic for b in buffers):
+        # Greedy placement of changing buffers can fragment worse than of whole ones: the plan
+        # that treats every buffer as live whole is valid too, so it is never worse than that.
+        whole = [Buffer(b.name, b.size, b.first, b.last) for b in buffers]
+        for strategy in _STRATEGIES:
+            p = plan_with(whole, strategy, align)
+            if p.arena_size < best.arena_size:
+                best = Plan(offsets=p.offsets, arena_size=p.arena_size,
+                            strategy=f"{strategy} (buffers whole)", buffers=tuple(buffers))
     check_overlaps(best)
     return best
 

@@ -106,8 +106,12 @@ def synthetic_calibration(input_shape: tuple[int, ...], n: int = SYNTHETIC_SAMPL
     return rng.standard_normal((n, *input_shape)).astype(np.float32)
 
 
-def quantize_keras(model, calib: np.ndarray) -> bytes:
-    """Convert to a full-integer int8 .tflite (int8 input and output)."""
+def quantize_keras(model, calib: np.ndarray, per_channel: bool = True) -> bytes:
+    """Convert to a full-integer int8 .tflite (int8 input and output).
+
+    ``per_channel=False`` gives every weight tensor one scale instead of one per output channel:
+    a model whose codebook is shared by the whole tensor (sqz-compress) keeps one int8 table.
+    """
     tf = _quiet_tensorflow()
     shape = model_input_shape(model)
     if tuple(calib.shape[1:]) != shape:
@@ -128,6 +132,8 @@ def quantize_keras(model, calib: np.ndarray) -> bytes:
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
+            if not per_channel:
+                conv._experimental_disable_per_channel = True
             return bytes(conv.convert())
         except Exception as exc:  # the converter raises many types; the message matters
             text = str(exc).strip()

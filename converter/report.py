@@ -39,6 +39,9 @@ class LayerRow:
     kernel: str = ""
     segment: int = 0
     ring_rows: int | None = None  # rows kept of the output, when it is a ring
+    weights: str = ""  # how the filter is stored: int8, packed or sparse (converter.packing)
+    filter_bytes: int = 0
+    filter_dense_bytes: int = 0  # the same filter as plain int8
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,25 @@ def _op_text(s: Step) -> str:
 
 def _output(s: Step) -> int:
     return s.writes[0]
+
+
+def _encoding_text(s: Step) -> str:
+    if not isinstance(s, ConvStep):
+        return "int8" if s.weight_bytes else ""
+    e = s.packed
+    if e is None:
+        return "int8"
+    book = "per channel" if e.per_channel else "per tensor"
+    if e.kind == "sparse":
+        return f"sparse {e.bits}-bit, {book}, Rice k={e.rice_k}"
+    return f"packed {e.bits}-bit, {book}"
+
+
+def _dense_bytes(s: Step) -> int:
+    if isinstance(s, ConvStep):
+        f = s.filter_dims
+        return f.n * f.h * f.w * f.c
+    return 0
 
 
 @dataclass
@@ -158,6 +180,18 @@ class Report:
                 f"{'x'.join(map(str, r.output))} | {r.macs:,} | {r.weight_bytes:,} | "
                 f"{r.arena_offset:,} | {r.arena_bytes:,} | {ring} | {r.scratch_bytes:,} | "
                 f"{r.live_bytes:,} |")
+        packed = [r for r in self.layers if r.weights not in ("", "int8")]
+        if packed:
+            dense = sum(r.filter_dense_bytes for r in self.layers)
+            stored = sum(r.filter_bytes for r in self.layers)
+            lines += ["", "## Packed weights", "",
+                      f"Filters stored as codebook indices (decoded inside the kernels): "
+                      f"{stored:,} B against {dense:,} B as plain int8.", "",
+                      "| # | layer | stored as | filter B | as int8 B |", "|---|---|---|---|---|"]
+            for r in self.layers:
+                if r.filter_dense_bytes:
+                    lines.append(f"| {r.index} | {r.name} | {r.weights} | {r.filter_bytes:,} | "
+                                 f"{r.filter_dense_bytes:,} |")
         lines += ["", "## Segments", "",
                   "Layers of a segment run row by row, interleaved; a segment of one layer "
                   "runs on whole tensors.", "",
@@ -198,6 +232,8 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
             arena_bytes=r.slots * r.pitch if ring else g.tensor(out_t).nbytes,
             scratch_bytes=s.scratch_bytes(), live_bytes=lay.step_live_bytes(i),
             kernel=getattr(s, "kernel", ""), segment=seg_of[i], ring_rows=ring,
+            weights=_encoding_text(s), filter_bytes=getattr(s, "filter_bytes", 0),
+            filter_dense_bytes=_dense_bytes(s),
         ))
     segments = []
     for si, seg in enumerate(sched.segments):

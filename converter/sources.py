@@ -35,6 +35,7 @@ class ModelSource:
     calibration: str  # how the int8 model was calibrated, for the report
     warnings: list[str]
     class_names: list[str] | None = None  # output index -> name, when the model records it
+    compression: dict | None = None  # sqz-compress's sidecar, when the model has one
 
 
 def class_names_beside(model_path: Path) -> list[str] | None:
@@ -123,15 +124,15 @@ def load_keras(path: Path):
         raise InputFileError(f"{path}: cannot load the Keras model ({exc})") from None
 
 
-def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, int] | None = None,
-            channels: int | None = None, classes: int | None = None,
-            calib: str | None = None, calib_samples: int = 100,
-            preprocess: str | None = None) -> ModelSource:
+def float_model(model: str, *, weights: str | None = None,
+                input_size: tuple[int, int] | None = None, channels: int | None = None,
+                classes: int | None = None) -> tuple[object, Path | None, str, str]:
+    """A builtin name or a .keras/.h5 file as a float Keras model: (model, the Keras file or
+    None, name, source name). A .tflite is not a float model and is refused here."""
     from .models import squeezenet
     from .models.weights import load_weights_npz
 
     path = Path(model)
-    keras_path = None
     if squeezenet.is_builtin(model) and not path.exists():
         overrides = {}
         if input_size or channels:
@@ -144,9 +145,32 @@ def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, in
         km = squeezenet.build_squeezenet(cfg)
         if weights:
             load_weights_npz(km, Path(weights))
-        name = model
         source_name = model if not weights else f"{model}+{Path(weights).name}"
-    elif path.suffix == ".tflite":
+        return km, None, model, source_name
+    if path.suffix in KERAS_SUFFIXES:
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such model file; check the path")
+        if input_size or channels or classes:
+            raise UsageError("--input-size, --channels and --classes only apply to builtin "
+                             "models; a Keras file has its own shapes")
+        km = load_keras(path)
+        if weights:
+            load_weights_npz(km, Path(weights))
+        return km, path, _stem(path), path.name
+    if path.exists():
+        raise InputFileError(f"{path}: unsupported model file; give a .keras, .h5 or "
+                             ".tflite file or a builtin name")
+    raise InputFileError(
+        f"{model}: no such model file or builtin model. Builtin models: "
+        f"{', '.join(squeezenet.builtin_names())}")
+
+
+def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, int] | None = None,
+            channels: int | None = None, classes: int | None = None,
+            calib: str | None = None, calib_samples: int = 100,
+            preprocess: str | None = None) -> ModelSource:
+    path = Path(model)
+    if path.suffix == ".tflite":
         if not path.is_file():
             raise InputFileError(f"{path}: no such model file; check the path")
         if weights or input_size or channels or classes:
@@ -164,25 +188,9 @@ def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, in
                            keras_model=None, preprocessing=pre,
                            calibration="already int8 (quantization skipped)", warnings=[],
                            class_names=class_names_beside(path))
-    elif path.suffix in KERAS_SUFFIXES:
-        if not path.is_file():
-            raise InputFileError(f"{path}: no such model file; check the path")
-        if input_size or channels or classes:
-            raise UsageError("--input-size, --channels and --classes only apply to builtin "
-                             "models; a Keras file has its own shapes")
-        km = load_keras(path)
-        if weights:
-            load_weights_npz(km, Path(weights))
-        keras_path = path
-        name = _stem(path)
-        source_name = path.name
-    else:
-        if path.exists():
-            raise InputFileError(f"{path}: unsupported model file; give a .keras, .h5 or "
-                                 ".tflite file or a builtin name")
-        raise InputFileError(
-            f"{model}: no such model file or builtin model. Builtin models: "
-            f"{', '.join(squeezenet.builtin_names())}")
+    km, keras_path, name, source_name = float_model(model, weights=weights,
+                                                    input_size=input_size, channels=channels,
+                                                    classes=classes)
 
     from .quantize import model_input_shape, quantize_keras
 
@@ -191,11 +199,19 @@ def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, in
     data, how, warnings = calibration_data(calib, shape, pre, calib_samples)
     if len(data) == 0:
         raise CalibrationError("calibration data is empty")
-    buf = quantize_keras(km, data)
+    # A model from sqz-compress says, in its sidecar, how its weights must be quantized for
+    # its codebooks to survive int8 (per-tensor scales for per-tensor codebooks).
+    from .compress import Compression
+
+    comp = Compression.beside(keras_path) if keras_path else None
+    buf = quantize_keras(km, data, per_channel=comp is None or comp.per_channel_quantization)
     try:
         _check_tflite(buf, source_name)
     except ModelError as exc:
         raise ModelError(f"quantization did not give a full-integer model: {exc}") from None
+    if comp is not None:
+        comp.check_quantized(buf, km)
     return ModelSource(tflite=buf, name=name, source_name=source_name, keras_model=km,
                        preprocessing=pre, calibration=how, warnings=warnings,
-                       class_names=class_names_beside(keras_path) if keras_path else None)
+                       class_names=class_names_beside(keras_path) if keras_path else None,
+                       compression=comp.record if comp is not None else None)

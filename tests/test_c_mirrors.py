@@ -4,6 +4,7 @@ scratch sizes, the padded filter row length, ring rows, and the integer requanti
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import subprocess
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converter import build, kernels, stream
+from converter import arch, build, kernels, kernels_armv7em, stream
 from converter.lower import ConvStep, Dims, MeanStep, PoolStep
 from converter.quantmath import multiply_by_quantized_multiplier
 
@@ -35,8 +36,10 @@ class CRequantParams(ctypes.Structure):
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("lib") / "libsqz.so"
+    variants = [src for a in arch.available() for src in arch.sources(a)]
     cmd = [build.compiler(), *build.WARN_FLAGS, "-O1", "-shared", "-fPIC", "-I",
-           str(build.include_dirs()[0]), *map(str, build.runtime_sources()), "-o", str(out)]
+           str(build.include_dirs()[0]), *map(str, build.runtime_sources()),
+           *map(str, variants), "-o", str(out)]
     subprocess.run(cmd, check=True, capture_output=True)
     return ctypes.CDLL(str(out))
 
@@ -76,6 +79,21 @@ def test_conv_scratch_and_filter_layout_match_c(lib, shape):
     packed = kernels.PORTABLE_PACKED_CONV
     assert getattr(lib, packed.scratch_symbol)(*args) == packed.scratch_bytes(step)
     assert lib.sqz_conv_s8_packed_block(args[0], args[2]) == kernels.packed_block(step)
+
+    # The Armv7E-M conv (its C compiles on the host) for the layers it takes.
+    v = kernels_armv7em.CONV
+    if v.supports(step):
+        as_v = dataclasses.replace(step, kernel=v.symbol)
+        assert getattr(lib, v.scratch_symbol)(*args) == as_v.scratch_bytes()
+        assert lib.sqz_conv_s8_armv7em_min_scratch_size(*args) == \
+            kernels_armv7em.min_scratch_bytes(as_v)
+        assert lib.sqz_conv_s8_armv7em_filter_row_len(args[0], args[2]) == \
+            v.filter_row_len(as_v)
+        assert len(as_v.filter_values()) == v.filter_row_len(as_v) * cout
+        vp = kernels_armv7em.PACKED_CONV
+        assert getattr(lib, vp.scratch_symbol)(*args) == vp.scratch_bytes(step)
+        assert lib.sqz_conv_s8_armv7em_packed_block(args[0], args[2]) == \
+            kernels_armv7em.packed_block(step)
 
     # The window form (average pools); max pools take the push form, which reads one row.
     pool = PoolStep(name="p", op_index=1, reads=(1,), writes=(2,), kind="avg", input=1,

@@ -1,5 +1,6 @@
-"""The portable firmware (runtime + protocol application) uses no float and no heap: checked
-on the objects the ARM compiler produces, not on the source text."""
+"""The portable firmware (runtime + protocol application) and every architecture's kernel
+variants use no float and no heap: checked on the objects the ARM compiler produces, not on the
+source text."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import pytest
 from conftest import REPO
 
+from converter import arch
 from converter.build import runtime_sources
 
 ARM_CC = "arm-none-eabi-gcc"
@@ -33,7 +35,8 @@ def test_no_float_and_no_heap_in_the_firmware(tmp_path):
     fixture = REPO / "tests" / "fixtures" / "tiny_model"
     undefined: set[str] = set()
     defined: set[str] = set()
-    for src in [*runtime_sources(), *app]:
+    variants = [src for a in arch.available() for src in arch.sources(a)]
+    for src in [*runtime_sources(), *app, *variants]:
         obj = tmp_path / (src.stem + ".o")
         subprocess.run([ARM_CC, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2",
                         "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic",

@@ -2,17 +2,28 @@
 
 Hypothesis sweeps shapes, kernel sizes, strides, padding, channel counts, scales and zero
 points. Each example builds a .tflite, converts it with sqz, compiles the generated C and
-compares its int8 outputs with the reference interpreter's.
+compares its int8 outputs with the reference interpreter's. The ops that have kernel variants
+(CONV_2D, the pools) run for every architecture (converter.arch): on the host, a variant's
+sources compile to their portable equivalents (e.g. firmware/src/arch/armv7em/dsp.h), so its
+layouts, padding and requantization are checked here, and on QEMU by tests/test_qemu_kernels.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ai_edge_litert import schema_py_generated as s
 from golden import reference
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
+
+from converter import arch as archs
+
+# Every architecture whose kernels build and run on the host (portable; armv7em through the C
+# that computes what its DSP instructions do); the emulated boards run their own kernels in
+# tests/test_kernels_target.py.
+ARCHS = pytest.mark.parametrize("arch", [a for a in archs.available() if archs.runs_on_host(a)])
 
 # No shrinking: each example compiles C, and a failure is readable as generated.
 EXAMPLES = settings(max_examples=60, deadline=None,
@@ -29,8 +40,8 @@ def _inputs(rng, shape, n=6):
     return rng.integers(-128, 128, size=(n, *shape[1:]), dtype=np.int8)
 
 
-def _check(runner, buf, inputs):
-    ours = runner.run(buf, inputs)
+def _check(runner, buf, inputs, **convert_kw):
+    ours = runner.run(buf, inputs, **convert_kw)
     ref = reference(buf, inputs)
     assert ours.shape == ref.shape
     diff = np.abs(ours.astype(np.int32) - ref.astype(np.int32))
@@ -71,10 +82,39 @@ def build_conv2d(case):
     return g.build([x], [y]), _inputs(rng, case["shape"])
 
 
+@ARCHS
 @EXAMPLES
 @given(conv_cases())
-def test_conv2d(sqz_runner, case):
-    _check(sqz_runner, *build_conv2d(case))
+def test_conv2d(sqz_runner, arch, case):
+    _check(sqz_runner, *build_conv2d(case), arch=arch)
+
+
+# Shapes the hypothesis sweep does not reach: rows wide and filters deep enough that the
+# armv7em conv runs a row in several blocks of pixel pairs (odd pixels and channels at the
+# ends), 1x1 convs over many channels, and conv1's shape (3 channels, stride 2).
+WIDE_CONVS = [
+    # (h, w, cin, cout, kernel, stride, padding, act)
+    (5, 27, 128, 6, (3, 3), (1, 1), "same", "relu"),
+    (3, 31, 130, 5, (3, 3), (2, 2), "same", "relu6"),
+    (4, 40, 64, 7, (1, 1), (1, 1), "valid", "none"),
+    (9, 33, 3, 9, (3, 3), (2, 2), "valid", "relu"),
+    (6, 23, 16, 64, (3, 3), (1, 1), "same", "relu"),
+]
+
+
+@ARCHS
+@pytest.mark.parametrize("case", WIDE_CONVS, ids=[
+    f"{c[0]}x{c[1]}x{c[2]}-{c[3]}-k{c[4][0]}s{c[5][0]}-{c[6]}-{c[7]}" for c in WIDE_CONVS])
+def test_conv2d_wide_rows(sqz_runner, arch, case):
+    h, w, cin, cout, k, stride, padding, act = case
+    rng = np.random.default_rng(h * 1000 + w)
+    g = GraphBuilder()
+    shape = (1, h, w, cin)
+    in_q = (0.02, -3)
+    x = g.tensor("x", shape, "int8", *in_q)
+    ws = rng.uniform(0.2, 1.0, cout) * 2e-3
+    y, _ = add_conv(g, x, shape, in_q, cout, k, stride, padding, act, ws, (0.05, -20), rng)
+    _check(sqz_runner, g.build([x], [y]), _inputs(rng, shape, n=3), arch=arch)
 
 
 @st.composite
@@ -105,10 +145,11 @@ def build_pool(case):
     return g.build([x], [y]), _inputs(rng, shape)
 
 
+@ARCHS
 @EXAMPLES
 @given(pool_cases())
-def test_pool(sqz_runner, case):
-    _check(sqz_runner, *build_pool(case))
+def test_pool(sqz_runner, arch, case):
+    _check(sqz_runner, *build_pool(case), arch=arch)
 
 
 mean_cases = st.fixed_dictionaries(dict(

@@ -7,7 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from converter import arch as archs
 from converter import reference, sources
+
+# Every architecture whose kernels build and run on the host (portable; armv7em through the C
+# that computes what its DSP instructions do); the emulated boards run their own kernels in
+# tests/test_kernels_target.py.
+ARCHS = pytest.mark.parametrize("arch", [a for a in archs.available() if archs.runs_on_host(a)])
 
 CASES = [
     # builtin, (h, w), channels, classes
@@ -38,17 +44,19 @@ def _compare(sqz_runner, buf: bytes, n: int = 4, seed: int = 0, **convert_kw):
     return ours
 
 
+@ARCHS
 @pytest.mark.parametrize("name,size,channels,classes", CASES,
                          ids=[f"{c[0]}-{c[1][0]}x{c[1][1]}x{c[2]}-{c[3]}" for c in CASES])
-def test_network_bit_exact(sqz_runner, name, size, channels, classes):
+def test_network_bit_exact(sqz_runner, arch, name, size, channels, classes):
     src = sources.resolve(name, input_size=size, channels=channels, classes=classes,
                           calib_samples=8)
-    _compare(sqz_runner, src.tflite)
+    _compare(sqz_runner, src.tflite, arch=arch)
 
 
-def test_squeezenet1_1_224_imagenet_shape(sqz_runner):
+@ARCHS
+def test_squeezenet1_1_224_imagenet_shape(sqz_runner, arch):
     src = sources.resolve("squeezenet1_1", calib_samples=4)
-    _compare(sqz_runner, src.tflite, n=2)
+    _compare(sqz_runner, src.tflite, n=2, arch=arch)
 
 
 @pytest.mark.parametrize("name", ["squeezenet1_0_simple_bypass", "squeezenet1_0_complex_bypass"])
@@ -66,8 +74,9 @@ def test_network_in_every_stream_mode(sqz_runner, stream):
     assert ours.shape == (2, 3)
 
 
-def test_network_under_asan_and_ubsan(sqz_runner_asan):
+@ARCHS
+def test_network_under_asan_and_ubsan(sqz_runner_asan, arch):
     """The whole runtime on a bypass network, built with AddressSanitizer and UBSan."""
     src = sources.resolve("squeezenet1_0_complex_bypass", input_size=(48, 48), classes=4,
                           calib_samples=4)
-    _compare(sqz_runner_asan, src.tflite, n=2)
+    _compare(sqz_runner_asan, src.tflite, n=2, arch=arch)

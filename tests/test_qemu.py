@@ -263,7 +263,8 @@ def test_sqz_validate_sim_qemu_squeezenet_bit_exact(tmp_path) -> None:
     assert "mps2-an386" in text and "counter in instructions" in text
     counts = [int(c.replace(",", "")) for c in
               re.findall(r"min ([\d,]+) +median [\d,]+ +max ([\d,]+)", text)[0]]
-    assert 50e6 < counts[0] <= counts[1] < 1e9
+    # 42.8 M MACs: the Armv7E-M kernels take about one instruction per MAC, the portable C 4.7.
+    assert 20e6 < counts[0] <= counts[1] < 1e9
     np.testing.assert_allclose(counts[0], counts[1], rtol=0.01)  # inputs differ, cost hardly
 
 

@@ -300,6 +300,7 @@ sqz_status sqz_requantize_s8(const sqz_requantize_params *params, const sqz_dims
                              const int8_t *input, const sqz_dims *output_dims, int8_t *output);
 
 /* The architectures' variants (compiled only for boards whose profile names the arch). */
+#include "sqz/kernels_armv7em.h"
 #include "sqz/kernels_esp32s3.h"
 
 #endif

@@ -10,48 +10,111 @@
  * arrays this long on the stack. */
 #define SQZ_PACKED_MAX_BLOCK 64
 
-/* Least significant bits first from consecutive bytes; a 32-bit window refilled byte by byte
- * keeps it portable (no unaligned loads) and exact for codes up to 24 bits. */
+/* Least significant bits first from consecutive bytes, through a 64-bit window refilled four
+ * bytes at a time (assembled byte by byte: portable, no unaligned loads). After a refill the
+ * window holds at least 32 bits: any code of this format (a Rice run's unary part, its k bits
+ * and an index) fits, so a code needs one check, not one per field. */
 typedef struct {
     const uint8_t *next;
-    uint32_t window;
+    uint64_t window;
     int32_t have;
 } bit_reader;
+
+static inline void refill(bit_reader *r)
+{
+    if (r->have < 32) {
+        const uint8_t *p = r->next;
+        const uint32_t word = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                              (uint32_t)p[3] << 24;
+        r->window |= (uint64_t)word << r->have;
+        r->have += 32;
+        r->next += 4;
+    }
+}
 
 static void reader_at(bit_reader *r, const uint8_t *stream, uint32_t bit)
 {
     r->next = stream + (bit >> 3);
     r->window = 0;
     r->have = 0;
-    while (r->have <= 24) {
-        r->window |= (uint32_t)(*r->next++) << r->have;
-        r->have += 8;
-    }
+    refill(r);
     r->window >>= bit & 7u;
     r->have -= (int32_t)(bit & 7u);
 }
 
-static uint32_t take(bit_reader *r, int32_t width)
+static inline uint32_t take(bit_reader *r, int32_t width)
 {
-    if (r->have < width) {
-        while (r->have <= 24) {
-            r->window |= (uint32_t)(*r->next++) << r->have;
-            r->have += 8;
-        }
-    }
-    const uint32_t v = r->window & ((1u << width) - 1u);
+    refill(r);
+    const uint32_t v = (uint32_t)r->window & ((1u << width) - 1u);
     r->window >>= width;
     r->have -= width;
     return v;
 }
 
-static uint32_t rice(bit_reader *r, int32_t k)
+/* One row of `bits`-bit indices; as many per refill as the window holds. */
+static sqz_status decode_dense(bit_reader *r, const int8_t *cb, uint32_t entries, int32_t bits,
+                               int32_t taps, int8_t *row)
 {
-    uint32_t q = 0;
-    while (take(r, 1)) {
-        ++q;
+    const uint32_t mask = (1u << bits) - 1u;
+    const int32_t per_refill = 32 / bits;
+    int32_t i = 0;
+    while (i < taps) {
+        refill(r);
+        const int32_t n = taps - i < per_refill ? taps - i : per_refill;
+        uint64_t w = r->window;
+        for (int32_t j = 0; j < n; ++j) {
+            const uint32_t idx = (uint32_t)w & mask;
+            if (idx >= entries) {
+                return SQZ_ERR_ARG;
+            }
+            row[i + j] = cb[idx];
+            w >>= bits;
+        }
+        r->window = w;
+        r->have -= n * bits;
+        i += n;
     }
-    return (q << k) | (k ? take(r, k) : 0u);
+    return SQZ_OK;
+}
+
+/* One row of zero runs (Rice, parameter k) each followed by a nonzero value's index. */
+static sqz_status decode_sparse(bit_reader *r, const int8_t *cb, uint32_t entries,
+                                int32_t bits, int32_t k, int32_t taps, int8_t *row)
+{
+    const uint32_t mask = (1u << bits) - 1u;
+    memset(row, 0, (size_t)taps);
+    uint32_t i = 0;
+    const uint32_t kmask = (1u << k) - 1u;
+    for (;;) {
+        refill(r);
+        /* The unary part: count the ones (a run longer than the window refills as it goes). */
+        uint32_t q = 0;
+        while (r->window & 1u) {
+            r->window >>= 1;
+            ++q;
+            if (--r->have == 0) {
+                refill(r);
+            }
+        }
+        if (r->have < 1 + k + bits) {
+            refill(r);
+        }
+        uint64_t w = r->window >> 1;
+        i += (q << k) | ((uint32_t)w & kmask);
+        w >>= k;
+        if (i >= (uint32_t)taps) {
+            r->window = w;
+            r->have -= 1 + k;
+            return SQZ_OK;
+        }
+        const uint32_t idx = (uint32_t)w & mask;
+        r->window = w >> bits;
+        r->have -= 1 + k + bits;
+        if (idx >= entries) {
+            return SQZ_ERR_ARG;
+        }
+        row[i++] = cb[idx];
+    }
 }
 
 sqz_status sqz_packed_decode_rows(const sqz_packed_filter *filter, int32_t taps,
@@ -64,42 +127,23 @@ sqz_status sqz_packed_decode_rows(const sqz_packed_filter *filter, int32_t taps,
     }
     bit_reader r;
     reader_at(&r, filter->stream, *cursor);
-    uint32_t consumed = *cursor;
-    const int32_t bits = filter->bits;
+    const uint8_t *start_next = r.next;
+    const int32_t start_have = r.have;
     for (int32_t j = 0; j < count; ++j) {
         const int8_t *cb = filter->codebook +
                            (filter->per_channel ? (size_t)(first + j) * filter->entries : 0);
         int8_t *row = rows + (size_t)j * row_len;
-        const int32_t start_have = r.have;
-        const uint8_t *start_next = r.next;
-        if (!filter->sparse) {
-            for (int32_t i = 0; i < taps; ++i) {
-                const uint32_t idx = take(&r, bits);
-                if (idx >= filter->entries) {
-                    return SQZ_ERR_ARG;
-                }
-                row[i] = cb[idx];
-            }
-        } else {
-            memset(row, 0, (size_t)taps);
-            uint32_t i = 0;
-            for (;;) {
-                i += rice(&r, filter->rice_k);
-                if (i >= (uint32_t)taps) {
-                    break;
-                }
-                const uint32_t idx = take(&r, bits);
-                if (idx >= filter->entries) {
-                    return SQZ_ERR_ARG;
-                }
-                row[i++] = cb[idx];
-            }
+        const sqz_status st =
+            filter->sparse
+                ? decode_sparse(&r, cb, filter->entries, filter->bits, filter->rice_k, taps, row)
+                : decode_dense(&r, cb, filter->entries, filter->bits, taps, row);
+        if (st != SQZ_OK) {
+            return st;
         }
         memset(row + taps, 0, (size_t)(row_len - taps));
-        /* Bits this row took: bytes pulled into the window, less what is still in it. */
-        consumed += (uint32_t)((r.next - start_next) * 8 + start_have - r.have);
     }
-    *cursor = consumed;
+    /* Bits taken: the bytes pulled into the window, less what is still in it. */
+    *cursor += (uint32_t)((r.next - start_next) * 8 + start_have - r.have);
     return SQZ_OK;
 }
 

@@ -5,13 +5,16 @@
  * weights zero-padded to a multiple of 16 (so every filter row of a patch starts a vector and
  * is copied with vector loads). Undilated filters only. The converter writes both and selects this kernel only where it has proved the
  * arithmetic exact (converter/kernels_esp32s3.py); `quant` and `bias` are not read: the records
- * hold what they say. The checks here are the cheap ones. */
+ * hold what they say. The checks here are the cheap ones. Built for another core (the host),
+ * plain-C twins of the vector code compute the same bytes, so host tests cover the layout,
+ * the records and the gathering; the assembly itself runs only on the S3 (or its QEMU). */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "conv_pie.h"
 #include "sqz/kernels.h"
 
+#if defined(__XTENSA__)
 typedef void (*pie_loop_fn)(sqz_pie_job *job);
 
 #define PIE_MODES(n)                                                                           \
@@ -123,6 +126,58 @@ static void fill_segments(int8_t *dst, int32_t dst_step, const int8_t *value, in
                      : [n] "a"(n), [da] "a"(dst_adv), [value] "a"(value)
                      : "memory");
 }
+
+#else /* not the ESP32-S3: plain-C twins computing the same bytes (host builds and tests) */
+
+static void copy_segments(int8_t *dst, int32_t dst_step, const int8_t *src, int32_t src_step,
+                          int32_t n, int32_t count, int aligned)
+{
+    (void)aligned;
+    for (int32_t i = 0; i < count; ++i, dst += dst_step, src += src_step) {
+        for (int32_t j = 0; j < 16 * n; ++j) {
+            dst[j] = src[j];
+        }
+    }
+}
+
+static void fill_segments(int8_t *dst, int32_t dst_step, const int8_t *value, int32_t n,
+                          int32_t count)
+{
+    for (int32_t i = 0; i < count; ++i, dst += dst_step) {
+        for (int32_t j = 0; j < 16 * n; ++j) {
+            dst[j] = *value;
+        }
+    }
+}
+
+/* What the assembly's loops compute (conv_pie_loops.S): the low 32 bits of ACCX, muluh, the
+ * sign fix-up in general mode, K, the shift and the clamp. */
+static void pie_loop(sqz_pie_job *job, int32_t vectors, int32_t last, int general)
+{
+    const int32_t pitch = job->inc + 16 * (last - 1);
+    const int32_t words = (SQZ_PIE_RECORD << general) / 4;
+    const int32_t *rec = job->rec;
+    const int8_t *w = job->w;
+    for (int32_t ch = 0; ch < job->nch; ++ch, rec += words, w += 16 * vectors) {
+        int8_t *out = job->out + ch;
+        for (int32_t p = 0; p < job->pix; ++p, out += job->ostr) {
+            const int8_t *x = job->in + (size_t)p * pitch;
+            uint32_t u = (uint32_t)rec[0];
+            for (int32_t i = 0; i < 16 * vectors; ++i) {
+                u += (uint32_t)((int32_t)x[i] * w[i]);
+            }
+            uint32_t v = (uint32_t)(((uint64_t)u * (uint32_t)rec[2]) >> 32);
+            if (general) {
+                v -= u < (uint32_t)rec[4] ? 1u : 0u;
+            }
+            v += (uint32_t)rec[3];
+            int32_t z = (int32_t)v >> (rec[1] & 31);
+            z = z < job->act_min ? job->act_min : (z > job->act_max ? job->act_max : z);
+            *out = (int8_t)z;
+        }
+    }
+}
+#endif
 
 static void fill_bytes(int8_t *dst, int8_t value, int32_t n)
 {
@@ -253,8 +308,10 @@ sqz_status sqz_conv_s8_pie_row(const sqz_context *ctx, const sqz_conv_params *pa
     const int32_t last = vectors - chunks * SQZ_PIE_CHUNK;
 
     const int general = params->activation.min < params->output_offset;
+#if defined(__XTENSA__)
     const int full = params->activation.min == -128 && params->activation.max == 127;
     const pie_loop_fn loop = pie_loops[last - 1][(general ? 2 : 0) + (full ? 0 : 1)];
+#endif
     const int8_t *blob = (const int8_t *)filter;
     int32_t pitch;
     if (lay.direct) {
@@ -289,7 +346,11 @@ sqz_status sqz_conv_s8_pie_row(const sqz_context *ctx, const sqz_conv_params *pa
         job.out = output_row + (size_t)ox0 * params->output_pixel_stride;
         job.nch = output_dims->c;
         job.rec = (const int32_t *)(const void *)blob;
+#if defined(__XTENSA__)
         loop(&job);
+#else
+        pie_loop(&job, vectors, last, general);
+#endif
     }
     return SQZ_OK;
 }

@@ -21,6 +21,8 @@
  * register they overwrite use its old value (as ESP-NN's dot product relies on). */
 #include "conv_pie.h"
 
+/* Other cores (host builds) use conv_pie.c's C twins: nothing to assemble there. */
+#if defined(__XTENSA__)
     .text
 
 /* MAC j of a pixel's n: the load of vector (j + 1) mod n is the one that steps to the next
@@ -258,3 +260,4 @@ sqz_pie_conv_\n\()_\mode:
     PIE_CONV_MODES 5
     PIE_CONV_MODES 6
     PIE_CONV_MODES 7
+#endif

@@ -1,0 +1,121 @@
+/* CONV_2D on packed weights for Armv7E-M: a block of output channels at a time is decoded
+ * (runtime/packed_s8.c's decoder) into the layout sqz_conv_s8_armv7em_row reads, then that
+ * kernel runs on the block and writes its slice of the output's channels. The decoded block
+ * is all of the filter that is ever in RAM. */
+#include <stddef.h>
+#include <string.h>
+
+#include "sqz/kernels_armv7em.h"
+
+/* Mirrors converter/kernels_armv7em.py: as in the portable packed kernel (packed_s8.c). */
+#define SQZ_ARMV7EM_PACKED_BLOCK_BYTES 4096
+#define SQZ_ARMV7EM_PACKED_MAX_BLOCK 64
+
+int32_t sqz_conv_s8_armv7em_packed_block(const sqz_conv_params *params,
+                                         const sqz_dims *filter_dims)
+{
+    const int32_t row_len = sqz_conv_s8_armv7em_filter_row_len(params, filter_dims);
+    int32_t block = SQZ_ARMV7EM_PACKED_BLOCK_BYTES / row_len;
+    block &= ~1; /* whole channel pairs, as the layout interleaves them */
+    block = block < 2 ? 2 : block;
+    block = block > SQZ_ARMV7EM_PACKED_MAX_BLOCK ? SQZ_ARMV7EM_PACKED_MAX_BLOCK : block;
+    return block < filter_dims->n ? block : filter_dims->n;
+}
+
+/* The decoded block, then one channel pair decoded row by row before interleaving, then the
+ * dense kernel's own scratch (for a block of channels: it does not depend on their count). */
+static int32_t block_bytes(const sqz_conv_params *params, const sqz_dims *filter_dims)
+{
+    const int32_t row_len = sqz_conv_s8_armv7em_filter_row_len(params, filter_dims);
+    return (sqz_conv_s8_armv7em_packed_block(params, filter_dims) + 2) * row_len;
+}
+
+int32_t sqz_conv_s8_armv7em_packed_scratch_size(const sqz_conv_params *params,
+                                                const sqz_dims *input_dims,
+                                                const sqz_dims *filter_dims,
+                                                const sqz_dims *output_dims)
+{
+    return block_bytes(params, filter_dims) +
+           sqz_conv_s8_armv7em_scratch_size(params, input_dims, filter_dims, output_dims);
+}
+
+/* Rows a and b (row_len bytes each, a multiple of 4) into the pair layout: four taps of a,
+ * four of b, and so on. */
+static void interleave_pair(const int8_t *a, const int8_t *b, int32_t row_len, int8_t *dst)
+{
+    for (int32_t t = 0; t < row_len; t += 4, dst += 8) {
+        memcpy(dst, a + t, 4);
+        memcpy(dst + 4, b + t, 4);
+    }
+}
+
+sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
+                                          const sqz_conv_params *params,
+                                          const sqz_per_channel_quant *quant,
+                                          const sqz_dims *input_dims,
+                                          const int8_t *const *input_rows,
+                                          const sqz_dims *filter_dims, const void *filter,
+                                          const sqz_dims *bias_dims, const int32_t *bias,
+                                          const sqz_dims *output_dims, int8_t *output_row)
+{
+    if (!ctx || !ctx->buf || !params || !quant || !input_dims || !filter_dims || !filter ||
+        !bias_dims || !bias || !output_dims || !output_row) {
+        return SQZ_ERR_ARG;
+    }
+    if (ctx->size <
+        sqz_conv_s8_armv7em_packed_scratch_size(params, input_dims, filter_dims, output_dims)) {
+        return SQZ_ERR_SCRATCH;
+    }
+    const sqz_packed_filter *pf = (const sqz_packed_filter *)filter;
+    const int32_t block = sqz_conv_s8_armv7em_packed_block(params, filter_dims);
+    const int32_t row_len = sqz_conv_s8_armv7em_filter_row_len(params, filter_dims);
+    const int32_t taps = filter_dims->h * filter_dims->w * filter_dims->c;
+    int8_t *decoded = (int8_t *)ctx->buf;
+    int8_t *pair = decoded + (size_t)block * row_len;
+    const int32_t offset = block_bytes(params, filter_dims);
+    const sqz_context dense = {(uint8_t *)ctx->buf + offset, ctx->size - offset};
+    int32_t mult[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
+    int8_t shift[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
+    if (pf->quant_per_tensor) {
+        for (int32_t j = 0; j < block; ++j) {
+            mult[j] = quant->multiplier[0];
+            shift[j] = quant->shift[0];
+        }
+    }
+    uint32_t cursor = 0;
+    for (int32_t oc0 = 0; oc0 < filter_dims->n; oc0 += block) {
+        const int32_t n = filter_dims->n - oc0 < block ? filter_dims->n - oc0 : block;
+        for (int32_t j = 0; j < n; j += 2) {
+            int8_t *dst = decoded + (size_t)j * row_len;
+            if (j + 1 < n) {
+                sqz_status st =
+                    sqz_packed_decode_rows(pf, taps, oc0 + j, 2, row_len, &cursor, pair);
+                if (st != SQZ_OK) {
+                    return st;
+                }
+                interleave_pair(pair, pair + row_len, row_len, dst);
+            } else { /* an odd last channel follows alone, as in the dense layout */
+                sqz_status st =
+                    sqz_packed_decode_rows(pf, taps, oc0 + j, 1, row_len, &cursor, dst);
+                if (st != SQZ_OK) {
+                    return st;
+                }
+            }
+        }
+        const sqz_per_channel_quant q =
+            pf->quant_per_tensor ? (sqz_per_channel_quant){mult, shift}
+                                 : (sqz_per_channel_quant){quant->multiplier + oc0,
+                                                           quant->shift + oc0};
+        sqz_dims fd = *filter_dims, bd = *bias_dims, od = *output_dims;
+        fd.n = n;
+        bd.c = n;
+        od.c = n;
+        const sqz_status st =
+            sqz_conv_s8_armv7em_row(&dense, params, &q, input_dims, input_rows, &fd, decoded,
+                                    &bd, bias + oc0, &od, output_row + oc0);
+        if (st != SQZ_OK) {
+            return st;
+        }
+    }
+    return SQZ_OK;
+}

@@ -1,0 +1,477 @@
+"""sqz-compress: pruning densities, codebook sizes before and after int8 quantization, exact
+zeros, determinism, the sidecar and its effect on sqz-convert's quantizer, fine-tuning, the
+report's numbers, and bad input. Small models (40x40, 3 classes, narrow fire modules)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from converter import compress, packing, reference, sources
+from converter.compress import (
+    LayerValues,
+    compress_main,
+    int8_filter,
+    kept_count,
+    kmeans_1d,
+    paper_density,
+    parse_bits,
+    parse_sparsity,
+    prune_mask,
+    share_weights,
+)
+from converter.datasets import shapes
+from converter.errors import ModelError
+from converter.models.squeezenet import SqueezeNetConfig, build_squeezenet
+from converter.preprocess import Preprocessing
+from converter.tflite_reader import read_model_bytes
+from converter.validate import quantize_input
+
+CLASSES = ["circle", "square", "triangle"]
+SIZE = 40
+
+
+def _tiny(version: str = "1.1", bypass: str = "none", seed: int = 0):
+    model = build_squeezenet(SqueezeNetConfig(version=version, input_shape=(SIZE, SIZE, 3),
+                                              classes=len(CLASSES), bypass=bypass, base_e=8,
+                                              incr_e=8, seed=seed))
+    # Small positive biases keep the ReLUs of a random network from going all zero.
+    rng = np.random.default_rng(seed)
+    for layer in compress.compressible_layers(model):
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel, rng.uniform(0.01, 0.1, bias.shape).astype(np.float32)])
+    return model
+
+
+def _save_with_sidecars(model, path: Path) -> Path:
+    model.save(path)
+    path.with_name(path.name + ".preprocess.json").write_text(
+        json.dumps(Preprocessing.simple((SIZE, SIZE)).to_dict()))
+    path.with_name(path.name + ".classes.json").write_text(json.dumps(CLASSES))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_keras(tmp_path_factory) -> Path:
+    return _save_with_sidecars(_tiny(), tmp_path_factory.mktemp("tiny") / "tiny.keras")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    shapes.generate(root, n_per_class=6, size=SIZE, seed=5, classes=CLASSES)
+    return root
+
+
+def _compress(src: Path, out: Path, *extra: str) -> dict:
+    assert compress_main([str(src), "-o", str(out), "-q", *extra]) == 0
+    return json.loads(compress.report_paths(out)[1].read_text())
+
+
+@pytest.fixture(scope="module")
+def compressed(tiny_keras: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("c6") / "c6.keras"
+    _compress(tiny_keras, out)
+    return out
+
+
+def _kernels(path: Path) -> dict[str, np.ndarray]:
+    model = sources.load_keras(path)
+    return {la.name: la.get_weights()[0] for la in compress.compressible_layers(model)}
+
+
+def _quantized(path: Path) -> tuple[bytes, object]:
+    src = sources.resolve(str(path))
+    return src.tflite, src
+
+
+# --- schedule and options --------------------------------------------------------------------
+
+def test_paper_schedule_by_layer_name():
+    # Iandola et al. 2016, Table 1: the fraction kept per layer.
+    assert paper_density("conv1") == 1.0
+    assert paper_density("conv10") == 0.20
+    assert [paper_density(f"fire2_{n}") for n in ("squeeze1x1", "expand1x1", "expand3x3")] \
+        == [1.0, 1.0, 0.33]
+    assert [paper_density(f"fire6_{n}") for n in ("squeeze1x1", "expand1x1", "expand3x3")] \
+        == [1.0, 0.5, 0.33]
+    assert [paper_density(f"fire7_{n}") for n in ("squeeze1x1", "expand1x1", "expand3x3")] \
+        == [0.5, 1.0, 0.33]
+    assert [paper_density(f"fire9_{n}") for n in ("squeeze1x1", "expand1x1", "expand3x3")] \
+        == [0.5, 1.0, 0.30]
+    assert paper_density("fire4_bypass_conv") == compress.BYPASS_DENSITY
+    assert paper_density("dense_1") is None
+
+
+def test_option_syntax():
+    s = parse_sparsity("paper,conv10=0.9,fire*_expand3x3=0.5")
+    assert s.default is None and s.value("conv10") == 0.9 and s.value("fire3_expand3x3") == 0.5
+    assert s.value("fire3_expand1x1") is None  # the paper's
+    s = parse_sparsity("0.6, conv1=0")
+    assert s.value("fire2_squeeze1x1") == 0.6 and s.value("conv1") == 0.0
+    assert parse_sparsity("none").value("conv10") == 0.0
+    b = parse_bits("4,conv1=8")
+    assert b.value("conv1") == 8 and b.value("conv10") == 4
+    assert parse_bits("conv1=8").value("fire2_squeeze1x1") == compress.DEFAULT_BITS
+
+
+def test_pruning_densities_exact_per_layer(tiny_keras, compressed):
+    before = _kernels(tiny_keras)
+    after = _kernels(compressed)
+    for name, k in after.items():
+        want = kept_count(k.size, paper_density(name))
+        assert np.count_nonzero(k) == want, name
+        # Magnitude pruning: no pruned weight is larger than a kept one.
+        orig = np.abs(before[name])
+        if want < k.size:
+            assert orig[k == 0].max() <= orig[k != 0].min(), name
+
+
+def test_sparsity_overrides_and_bypass_convs(tmp_path):
+    model = _save_with_sidecars(_tiny(bypass="complex"), tmp_path / "bp.keras")
+    out = tmp_path / "bp_c.keras"
+    _compress(model, out, "--sparsity", "0.5,fire9_expand3x3=0.7,conv1=0", "--bits",
+              "4,conv10=8")
+    side = {la["name"]: la for la in json.loads(compress.sidecar_path(out).read_text())["layers"]}
+    kernels = _kernels(out)
+    assert "fire2_bypass_conv" in side
+    for name, k in kernels.items():
+        density = {"fire9_expand3x3": 0.3, "conv1": 1.0}.get(name, 0.5)
+        assert np.count_nonzero(k) == kept_count(k.size, density), name
+        assert side[name]["bits"] == (8 if name == "conv10" else 4)
+
+
+# --- weight sharing ---------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 300), k=st.integers(1, 64), seed=st.integers(0, 2**16))
+def test_kmeans_labels_are_nearest_centroids(n, k, seed):
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(n) * rng.choice([1e-3, 1.0, 30.0])
+    c, labels = kmeans_1d(values, k)
+    assert c.size <= k and np.all(np.diff(c) > 0)
+    dist = np.abs(values[:, None] - c[None, :])
+    assert np.allclose(dist[np.arange(n), labels], dist.min(axis=1))
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("bits", [2, 4, 6])
+def test_codebook_size_includes_zero(bits, per_channel):
+    rng = np.random.default_rng(bits)
+    kernel = rng.standard_normal((3, 3, 16, 24)).astype(np.float32)
+    mask = prune_mask(kernel, 0.4)
+    code = share_weights("w", kernel, mask, bits, per_channel, 0.4)
+    code.snap_to_int8()
+    assert code.values_per_group() <= 2**bits
+    q = int8_filter(code.kernel(), per_channel)
+    groups = q.reshape(q.shape[0], -1) if per_channel else q.reshape(1, -1)
+    assert max(len(np.unique(r)) for r in groups) <= 2**bits
+    # Zero takes one entry, the nonzero values the rest (at 6 bits some centroids of a bell
+    # curve's crowded middle are closer than one int8 step and merge).
+    nonzero = max(len(np.unique(r[r != 0])) for r in groups)
+    assert nonzero == 2**bits - 1 if bits <= 4 else 2**bits // 2 < nonzero < 2**bits
+    # Pruned weights are exact zeros, kept ones never round to zero.
+    assert np.array_equal(np.moveaxis(mask, -1, 0), q != 0)
+    # Snapping puts the float weights exactly on the int8 grid.
+    scale = np.abs(code.kernel()).max() / 127 if not per_channel else None
+    if scale is not None:
+        assert np.allclose(code.kernel() / scale, np.round(code.kernel() / scale), atol=1e-4)
+
+
+def test_unpruned_layer_uses_all_entries():
+    kernel = np.random.default_rng(0).standard_normal((1, 1, 32, 64)).astype(np.float32)
+    code = share_weights("w", kernel, np.ones(kernel.shape, bool), 3, False, 1.0)
+    code.snap_to_int8()
+    assert len(np.unique(code.kernel())) == 8
+
+
+# --- int8 quantization and the sidecar ---------------------------------------------------------
+
+def test_int8_structure_survives_per_tensor(compressed):
+    buf, src = _quantized(compressed)
+    g = read_model_bytes(buf)
+    kernels = _kernels(compressed)
+    filters = compress.filters_by_layer(g, list(kernels))
+    assert set(filters) == set(kernels)
+    for name, k in kernels.items():
+        t = filters[name]
+        q = t.array()
+        assert not t.quant.per_channel, name  # one scale: one int8 table per tensor
+        assert len(np.unique(q)) <= 2**6, name
+        assert np.array_equal(q != 0, np.moveaxis(k, -1, 0) != 0), name
+        # The report's int8 filter is exactly TFLite's.
+        assert np.array_equal(q, int8_filter(k, per_channel=False)), name
+    assert src.compression is not None
+    assert src.compression["weight_quantization"] == "per-tensor"
+
+
+def test_per_channel_codebook_keeps_per_channel_scales(tiny_keras, tmp_path):
+    out = tmp_path / "ch.keras"
+    _compress(tiny_keras, out, "--codebook", "channel", "--bits", "3")
+    buf, _ = _quantized(out)
+    g = read_model_bytes(buf)
+    kernels = _kernels(out)
+    for name, t in compress.filters_by_layer(g, list(kernels)).items():
+        q = t.array()
+        assert t.quant.per_channel or q.shape[0] == 1, name
+        assert max(len(np.unique(r)) for r in q.reshape(q.shape[0], -1)) <= 8, name
+        assert np.array_equal(q, int8_filter(kernels[name], per_channel=True)), name
+
+
+def test_sidecar_decides_the_quantization(compressed, tmp_path):
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(compressed.read_bytes())  # the same weights, no sidecar
+    buf, src = _quantized(bare)
+    assert src.compression is None
+    g = read_model_bytes(buf)
+    filters = compress.filters_by_layer(g, list(_kernels(bare)))
+    # TFLite's default: a scale per channel, so one tensor codebook becomes many int8 tables.
+    assert all(t.quant.per_channel or t.shape[0] == 1 for t in filters.values())
+    q = max((t.array() for t in filters.values()), key=lambda a: a.size)
+    assert len(np.unique(q)) > 2**6
+
+
+def test_broken_structure_fails_clearly(compressed, tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(compressed.read_bytes())
+    side = json.loads(compress.sidecar_path(compressed).read_text())
+    side["layers"][3]["bits"] = 2
+    compress.sidecar_path(model).write_text(json.dumps(side))
+    with pytest.raises(ModelError, match=r"layer 'fire2_expand3x3': its int8 filter takes "
+                                         r"\d+ distinct values per tensor, more than 2\^2 = 4"):
+        _quantized(model)
+    side = json.loads(compress.sidecar_path(compressed).read_text())
+    side["layers"][0]["kept"] = 10
+    compress.sidecar_path(model).write_text(json.dumps(side))
+    with pytest.raises(ModelError, match="layer 'conv1': the int8 filter has 1,728 nonzero "
+                                         "weights but sqz-compress kept 10"):
+        _quantized(model)
+
+
+def test_litert_reference_and_sqz_run_it_bit_exact(compressed, sqz_runner):
+    buf, _ = _quantized(compressed)
+    g = read_model_bytes(buf)
+    scale, zp = g.tensor(g.inputs[0]).quant.single()
+    x = np.random.default_rng(3).random((2, SIZE, SIZE, 3)).astype(np.float32)
+    q = quantize_input(x, scale, zp)
+    ref = reference.run_reference(buf, q, want_logits=True)
+    assert np.unique(ref.logits.reshape(2, -1)).size > 1  # not a dead network
+    outputs, logits = sqz_runner.run(buf, q, logits=True)
+    assert np.array_equal(logits, ref.logits.reshape(2, -1))
+    if not ref.softmax_aborted:
+        assert np.array_equal(outputs, ref.outputs.reshape(2, -1))
+
+
+# --- determinism, sidecars, report ------------------------------------------------------------
+
+def test_deterministic(tiny_keras, compressed, tmp_path):
+    again = tmp_path / "again.keras"
+    _compress(tiny_keras, again)
+    assert compress.sidecar_path(again).read_bytes() == \
+        compress.sidecar_path(compressed).read_bytes()
+    a, b = _kernels(compressed), _kernels(again)
+    assert all(np.array_equal(a[n], b[n]) for n in a)
+    md_a = compress.report_paths(compressed)[0].read_text()
+    md_b = compress.report_paths(again)[0].read_text()
+    assert md_a == md_b
+
+
+def test_sidecars_carried_over(tiny_keras, compressed):
+    for suffix in (".preprocess.json", ".classes.json"):
+        assert compressed.with_name(compressed.name + suffix).read_text() and \
+            json.loads(compressed.with_name(compressed.name + suffix).read_text()) == \
+            json.loads(tiny_keras.with_name(tiny_keras.name + suffix).read_text())
+    side = json.loads(compress.sidecar_path(compressed).read_text())
+    assert side["format"] == compress.SIDECAR_FORMAT
+    assert side["weight_quantization"] == "per-tensor"
+    conv10 = next(la for la in side["layers"] if la["name"] == "conv10")
+    assert conv10["codebook"] == "tensor" and conv10["bits"] == 6
+    assert conv10["target_density"] == 0.2 and conv10["paper_density"] == 0.2
+    k = _kernels(compressed)["conv10"]
+    assert sorted(set(np.unique(k)) - {0.0}) == pytest.approx(conv10["centroids"][0])
+
+
+def test_report_numbers(compressed):
+    md, js = compress.report_paths(compressed)
+    report = json.loads(js.read_text())
+    kernels = _kernels(compressed)
+    rows = {r["layer"]: r for r in report["layers"]}
+    assert set(rows) == set(kernels)
+    for name, k in kernels.items():
+        r = rows[name]
+        q = int8_filter(k, per_channel=False)
+        assert r["weights"] == k.size and r["kept"] == np.count_nonzero(k)
+        assert r["density"] == pytest.approx(r["kept"] / r["weights"])
+        assert r["shape_ohwi"] == list(q.shape) and r["dense_bytes"] == q.size
+        oc = q.shape[0]
+        assert r["bias_bytes"] == 4 * oc and r["requant_bytes"] == 5 * oc
+    # Bytes on the device: the packing module's encoding of the real int8 filter.
+    enc = packing.encode(int8_filter(kernels["fire9_expand3x3"], per_channel=False))
+    assert rows["fire9_expand3x3"]["filter_bytes"] == enc.nbytes
+    assert rows["fire9_expand3x3"]["encoding"] == enc.kind
+    t = report["totals"]
+    assert t["filter_bytes"] == sum(r["filter_bytes"] for r in rows.values())
+    assert t["flash_bytes"] == t["filter_bytes"] + t["bias_bytes"] + t["requant_bytes"]
+    assert t["filter_bytes"] < t["dense_bytes"]
+    text = md.read_text()
+    assert f"**{t['flash_bytes']:,} B**" in text
+    r = rows["conv10"]
+    assert (f"| conv10 | {'x'.join(map(str, r['shape_ohwi']))} | {r['weights']:,} | 20% | "
+            f"{compress._pct(r['density'])} | {r['kept']:,} | 6 | tensor |") in text
+    assert "| fire9 | 197,184 | 77,581 |" in text  # Table 1 beside ours
+    assert "Post-training compression" in text
+
+
+# --- fine-tuning ------------------------------------------------------------------------------
+
+def test_finetune_keeps_mask_and_codebook(tiny_keras, compressed, tiny_data, tmp_path):
+    out = tmp_path / "ft.keras"
+    report = _compress(tiny_keras, out, "--finetune", str(tiny_data), "--epochs", "1",
+                       "--retrain-epochs", "0", "--batch-size", "6", "--lr", "1e-2",
+                       "--val-split", "0.34")
+    post, tuned = _kernels(compressed), _kernels(out)
+    changed = 0
+    for name, k in tuned.items():
+        assert np.array_equal(k != 0, post[name] != 0), name  # the mask stays
+        assert len(np.unique(k)) <= 2**6, name
+        # Weights that shared a centroid still share one: the assignment is fixed, only the
+        # centroids moved.
+        before, after = post[name][k != 0], k[k != 0]
+        for v in np.unique(before):
+            assert len(np.unique(after[before == v])) == 1, name
+        changed += not np.array_equal(k, post[name])
+    ft = report["finetune"]
+    # The centroids moved where gradients reach them (behind the 1-filter squeezes of this
+    # narrow random network, some ReLUs are dead and some kernels get no gradient).
+    assert ft["centroids"]["best_epoch"] == 1
+    assert changed >= 3 and not np.array_equal(tuned["conv10"], post["conv10"])
+    assert ft["retrain"] is None and ft["centroids"]["epochs"] == 1
+    assert ft["train_images"] + ft["heldout_images"] == 18
+    assert len(ft["centroids"]["history"]) == 2
+    buf, _ = _quantized(out)  # still passes sqz-convert's structure check
+    assert buf
+
+
+def test_retrain_then_share_keeps_mask(tiny_keras, compressed, tiny_data, tmp_path):
+    out = tmp_path / "rt.keras"
+    report = _compress(tiny_keras, out, "--finetune", str(tiny_data), "--epochs", "1",
+                       "--retrain-epochs", "1", "--batch-size", "6", "--bits", "4",
+                       "--val-split", "0.34", "--augment", "none")
+    post, tuned = _kernels(compressed), _kernels(out)
+    for name, k in tuned.items():
+        assert np.array_equal(k != 0, post[name] != 0), name  # same mask as post-training
+        assert len(np.unique(k)) <= 2**4, name
+    ft = report["finetune"]
+    assert ft["retrain"]["epochs"] == 1 and ft["centroids"]["epochs"] == 1
+    assert ft["augment"] == []
+    text = compress.report_paths(out)[0].read_text()
+    assert "the kept weights retrained for 1 epoch(s)" in text
+    assert "the centroids trained for 1 epoch(s)" in text
+
+
+def test_centroid_gradient_is_sum_of_weight_gradients():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    kernel = rng.standard_normal((3, 3, 4, 5)).astype(np.float32)
+    code = share_weights("w", kernel, prune_mask(kernel, 0.5), 3, False, 0.5)
+    book = tf.Variable(code.padded().astype(np.float32))
+    x = tf.constant(rng.standard_normal((2, 6, 6, 4)).astype(np.float32))
+    mask = tf.constant(code.mask.astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        w = tf.gather(tf.reshape(book, [-1]), code.group_index()) * mask
+        tape.watch(w)
+        loss = tf.reduce_sum(tf.nn.conv2d(x, w, 1, "SAME") ** 2)
+    dw = tape.gradient(loss, w).numpy()
+    dc = tape.gradient(loss, book).numpy().reshape(-1)
+    want = np.bincount(code.group_index()[code.mask], weights=dw[code.mask],
+                       minlength=dc.size)
+    assert np.allclose(dc, want, rtol=1e-4, atol=1e-3)
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+def _fails(argv, capsys) -> tuple[int, str]:
+    rc = compress_main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, " ".join(err.split())
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--bits", "9"], 2, "--bits: bits must be a whole number from 2 to 8"),
+    (["--bits", "six"], 2, "--bits: bits must be a whole number from 2 to 8"),
+    (["--bits", "6,conv1=1"], 2, "--bits conv1=1: bits must be a whole number from 2 to 8"),
+    (["--sparsity", "1"], 2, "--sparsity: a sparsity is the fraction of weights set to zero, a "
+                             "number from 0 up to (not including) 1"),
+    (["--sparsity", "paper,conv10=-0.1"], 2, "--sparsity conv10=-0.1: a sparsity is the "
+                                             "fraction"),
+    (["--sparsity", "0.5,0.6"], 2, "more than one value for all layers"),
+    (["--sparsity", "0.5,,conv1=0"], 2, "empty item"),
+    (["--sparsity", "fire99_expand3x3=0.7"], 2, "--sparsity: no layer of the model matches "
+                                                "'fire99_expand3x3'; its layers are conv1, "
+                                                "fire2_squeeze1x1"),
+    (["--codebook", "row"], 2, "argument --codebook: invalid choice: 'row'"),
+    (["--epochs", "2"], 2, "--epochs set fine-tuning options; add --finetune DATA_DIR"),
+    (["--finetune", "/nonexistent/data"], 3, "--finetune /nonexistent/data: no such folder"),
+])
+def test_cli_errors(tiny_keras, tmp_path, capsys, argv, code, message):
+    rc, err = _fails([str(tiny_keras), "-o", str(tmp_path / "x.keras"), *argv], capsys)
+    assert rc == code, err
+    assert message in err
+    assert not (tmp_path / "x.keras").exists()
+
+
+def test_cli_errors_model_and_output(tiny_keras, tmp_path, capsys):
+    rc, err = _fails([str(tiny_keras), "-o", str(tmp_path / "x.tflite")], capsys)
+    assert rc == 2 and "the compressed model must be a .keras file" in err
+    t = tmp_path / "m.tflite"
+    t.write_bytes(b"x")
+    rc, err = _fails([str(t), "-o", str(tmp_path / "x.keras")], capsys)
+    assert rc == 2 and "a .tflite is already int8; sqz-compress needs the float model" in err
+    rc, err = _fails(["nosuchnet", "-o", str(tmp_path / "x.keras")], capsys)
+    assert rc == 3 and "nosuchnet: no such model file or builtin model" in err
+    rc, err = _fails([str(tiny_keras), "-o", str(tmp_path / "no" / "x.keras")], capsys)
+    assert rc == 3 and "does not exist" in err
+
+
+def test_finetune_class_mismatch(tiny_keras, tmp_path, capsys):
+    data = tmp_path / "data"
+    shapes.generate(data, n_per_class=2, size=SIZE, seed=1, classes=["circle", "square"])
+    rc, err = _fails([str(tiny_keras), "-o", str(tmp_path / "x.keras"), "--finetune",
+                      str(data)], capsys)
+    assert rc == 3 and "2 class subfolders but the model has 3 outputs" in err
+
+
+def test_layer_values_last_override_wins():
+    v = LayerValues(0.1, (("fire*", 0.2), ("fire2_*", 0.3)))
+    assert (v.value("conv1"), v.value("fire3_squeeze1x1"), v.value("fire2_expand1x1")) == \
+        (0.1, 0.2, 0.3)
+
+
+def test_finetune_deterministic(tiny_keras, tiny_data, tmp_path):
+    args = ["--finetune", str(tiny_data), "--epochs", "1", "--retrain-epochs", "1",
+            "--batch-size", "6", "--val-split", "0.34"]
+    a, b = tmp_path / "a.keras", tmp_path / "b.keras"
+    _compress(tiny_keras, a, *args)
+    _compress(tiny_keras, b, *args)
+    assert compress.sidecar_path(a).read_bytes() == compress.sidecar_path(b).read_bytes()
+    ka, kb = _kernels(a), _kernels(b)
+    assert all(np.array_equal(ka[n], kb[n]) for n in ka)
+
+
+def test_sqz_convert_keeps_the_record(compressed, tmp_path):
+    from converter.cli import convert_main
+
+    out = tmp_path / "host"
+    assert convert_main([str(compressed), "--target", "host", "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "compress.json").read_text()) == \
+        json.loads(compress.sidecar_path(compressed).read_text())
+    g = read_model_bytes((out / "model.tflite").read_bytes())
+    assert not any(t.quant.per_channel
+                   for t in compress.filters_by_layer(g, list(_kernels(compressed))).values())
