@@ -401,7 +401,9 @@ def test_cmakelists_registers_an_esp_idf_component(exports, tmp_path):
     assert "src/shapes_psram.c" in srcs and "src/sqz_validation/app.c" in srcs
     for s in srcs:
         assert (exports.esp / s).is_file(), s
-    on_disk = {p.relative_to(exports.esp).as_posix() for p in (exports.esp / "src").rglob("*.c")}
+    # C and, for the esp32s3's PIE kernels, assembly.
+    on_disk = {p.relative_to(exports.esp).as_posix() for ext in ("*.c", "*.S")
+               for p in (exports.esp / "src").rglob(ext)}
     assert on_disk == set(srcs)
 
 

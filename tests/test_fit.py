@@ -74,8 +74,10 @@ def test_arena_placement_follows_the_board(sq224, tmp_path):
 
 def test_flash_over_budget_names_flash_and_the_largest_layers(tmp_path, capsys):
     out = tmp_path / "o"
-    rc = convert_main(["squeezenet1_1", "--target", "esp32s3", "--input-size", "64",
-                       "--classes", "10", "--flash-budget", "256K", "--out", str(out)])
+    # The portable kernels' weight layout (the PIE one adds a record per channel).
+    rc = convert_main(["squeezenet1_1", "--target", "esp32s3", "--arch", "portable",
+                       "--input-size", "64", "--classes", "10", "--flash-budget", "256K",
+                       "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 6
     assert "flash: needs" in err and "esp32s3 has 256.0 KiB (262,144 B): over by" in err
@@ -87,8 +89,8 @@ def test_flash_over_budget_names_flash_and_the_largest_layers(tmp_path, capsys):
 
 def test_report_files(tmp_path, capsys):
     out = tmp_path / "r"
-    assert convert_main(["squeezenet1_1", "--target", "esp32s3", "--input-size", "64",
-                         "--classes", "4", "--out", str(out)]) == 0
+    assert convert_main(["squeezenet1_1", "--target", "esp32s3", "--arch", "portable",
+                         "--input-size", "64", "--classes", "4", "--out", str(out)]) == 0
     summary = capsys.readouterr().out
     assert "arena" in summary and "in internal SRAM" in summary and "M MACs" in summary
     rep = json.loads((out / "report.json").read_text())
