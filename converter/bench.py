@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
@@ -25,9 +26,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from . import convert, sources, targets
+from . import atomic, convert, sources, targets
+from .atomic import Staging
 from .build import FIRMWARE, compile_c, runtime_sources
-from .cli import _consoles, _Parser, parse_size, run_cli
+from .cli import _consoles, _Parser, parse_size, positive_int, run_cli
 from .errors import BuildError
 
 BENCH_TARGET = "mps2-an386"
@@ -101,13 +103,20 @@ def _cm4_size(model_dir: Path, weight_bytes: int) -> tuple[int | None, int | Non
     return flash, flash - weight_bytes, size["ram"], "Cortex-M4 -Os, linked with --gc-sections"
 
 
-def bench_model(tflite: bytes, name: str, out_dir: Path, console: Console) -> BenchResult:
+def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console
+                ) -> BenchResult:
+    """Converts, builds and measures in ``out``: a staging directory, or a path that is then
+    written as a whole (converter/atomic.py)."""
+    if not isinstance(out, Staging):
+        with convert.output_directory(Path(out)) as stage:
+            return bench_model(tflite, name, stage, console)
+    out_dir = out.path
     target = targets.load(BENCH_TARGET)
     with console.status("Converting..."):
         conv = convert.convert_tflite(tflite, target, model_name=name, source_name=name,
                                       ram_budget=2**31, psram_budget=0,
                                       flash_budget=2**31)
-        convert.write(conv, tflite, out_dir)
+        convert.write(conv, tflite, out)
     lw = conv.lowered
     g = lw.graph
     shape = g.tensor(lw.input).shape
@@ -164,8 +173,8 @@ def _parser() -> argparse.ArgumentParser:
                 "instructions per inference (callgrind).")
     p.add_argument("model", help="builtin name, .keras/.h5 or int8 .tflite")
     p.add_argument("--input-size", type=parse_size, help="builtin models: N or HxW")
-    p.add_argument("--channels", type=int, help="builtin models: input channels")
-    p.add_argument("--classes", type=int, help="builtin models: number of classes")
+    p.add_argument("--channels", type=positive_int, help="builtin models: input channels")
+    p.add_argument("--classes", type=positive_int, help="builtin models: number of classes")
     p.add_argument("--weights", help="load weights from an .npz")
     p.add_argument("--calib", help="calibration data (image folder or .npy)")
     p.add_argument("--out", type=Path, default=None,
@@ -180,17 +189,22 @@ def _bench(argv: Sequence[str] | None) -> int:
 
     args = _parser().parse_args(argv)
     out, err = _consoles(False)
-    with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
-        src = sources.resolve(args.model, weights=args.weights, input_size=args.input_size,
-                              channels=args.channels, classes=args.classes, calib=args.calib,
-                              calib_samples=16)
-    work = args.out or Path("build") / "bench" / src.name
-    result = bench_model(src.tflite, src.name, work, out)
+    if args.json:
+        atomic.check_writable_file(args.json, "--json")  # before minutes of measuring
+    # The default work directory is named after the model, known only once it is loaded.
+    with contextlib.ExitStack() as stack:
+        stage = (stack.enter_context(convert.output_directory(args.out)) if args.out else None)
+        with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
+            src = sources.resolve(args.model, weights=args.weights,
+                                  input_size=args.input_size, channels=args.channels,
+                                  classes=args.classes, calib=args.calib, calib_samples=16)
+        work = stage or Path("build") / "bench" / src.name
+        result = bench_model(src.tflite, src.name, work, out)
     print_result(result, out, per_layer=not args.no_layers)
     if args.json:
         data = asdict(result)
         data["instructions_per_mac"] = result.instructions_per_mac
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        atomic.write_text(args.json, json.dumps(data, indent=2) + "\n")
     return 0
 
 

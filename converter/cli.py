@@ -65,6 +65,29 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (0 is refused, never taken as 'unset')."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: give 1 or more")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a duration in seconds greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: give a number of seconds "
+                                         "above 0, e.g. 30")
+    return value
+
+
 def parse_bytes(text: str) -> int:
     """'256K', '1M', '1.5M' or a plain number of bytes."""
     t = text.strip().upper().removesuffix("B")
@@ -101,8 +124,8 @@ def _convert_parser() -> argparse.ArgumentParser:
                    help="at most this many calibration samples (default 100)")
     p.add_argument("--weights", help="load weights from an .npz (see README)")
     p.add_argument("--input-size", type=parse_size, help="builtin models: N or HxW")
-    p.add_argument("--channels", type=int, help="builtin models: input channels")
-    p.add_argument("--classes", type=int, help="builtin models: number of classes")
+    p.add_argument("--channels", type=positive_int, help="builtin models: input channels")
+    p.add_argument("--classes", type=positive_int, help="builtin models: number of classes")
     p.add_argument("--preprocess", help="imagenet, simple, or a preprocessing JSON file")
     p.add_argument("--ram-budget", type=parse_bytes,
                    help="override the board's internal SRAM for data (e.g. 256K)")
@@ -147,7 +170,7 @@ def _validate_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="write a JSON report here")
     p.add_argument("--junit", type=Path, help="write JUnit XML here (for hardware CI)")
     p.add_argument("--baud", type=int, default=921600, help="serial baud rate (default 921600)")
-    p.add_argument("--timeout", type=float, default=None,
+    p.add_argument("--timeout", type=positive_seconds, default=None,
                    help="seconds to wait for one inference (default: from the model's MACs)")
     p.add_argument("--per-layer", action="store_true", help="print per-layer counts")
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
