@@ -65,9 +65,12 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 def convert_cmd(model: Path, out: Path) -> list[str]:
-    return [sys.executable, "-c", "import sys; from converter.cli import convert_main; "
-            "sys.exit(convert_main(sys.argv[1:]))", str(model), "--target", "host", "--out",
-            str(out), "-q"]
+    # Ctrl-C as in a terminal: a shell starts background jobs with SIGINT ignored, and Python
+    # keeps it ignored, so the handler is set explicitly.
+    return [sys.executable, "-c", "import signal, sys; "
+            "signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from converter.cli import convert_main; sys.exit(convert_main(sys.argv[1:]))",
+            str(model), "--target", "host", "--out", str(out), "-q"]
 
 
 def run_convert(model: Path, out: Path, env: dict[str, str] | None = None
