@@ -209,3 +209,28 @@ def test_timeout_must_be_positive(value, model_dir, capsys):
                                       f"--timeout={value}"], capsys)
     assert rc == 2
     assert f"argument --timeout: {value} is not allowed: give a number of seconds above 0" in err
+
+
+# ---- outputs of the other tools: checked before the work, written whole -----------------------
+
+def test_train_output_checked_before_training(labelled, tmp_path, capsys):
+    from converter.train import train_main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "m.keras"
+    t0 = time.monotonic()
+    rc, _, err = _run(train_main, [str(labelled), "-o", str(out), "--epochs", "1", "-q"],
+                      capsys)
+    assert rc == 3 and time.monotonic() - t0 < 3
+    assert f"--output {out}: cannot create the directory {blocker}" in err
+
+
+def test_bench_json_checked_before_measuring(tmp_path, capsys):
+    from converter.bench import bench_main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc, _, err = _run(bench_main, ["squeezenet1_1", "--json", str(blocker / "b.json")], capsys)
+    assert rc == 3
+    assert f"--json {blocker / 'b.json'}: cannot create the directory {blocker}" in err
