@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import os
 import secrets
@@ -48,6 +47,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import InputFileError, OutputBusyError, UsageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; outputs stay atomic, only the lock is missing
+    fcntl = None  # type: ignore[assignment]
 
 MANIFEST = ".sqz-manifest.json"
 _TAG = ".sqz-"  # every helper name beside an output is ".<name>.sqz-<kind>..."
@@ -267,6 +271,9 @@ class OutputLock:
 
     def acquire(self, wait: bool = False) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            self.fd = fd
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -282,7 +289,7 @@ class OutputLock:
             os.close(fd)
             raise
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, {Path(sys.argv[0]).name}\n".encode(), 0)
+        os.pwrite(fd, f"pid {os.getpid()}, {Path(sys.argv[0]).name}".encode(), 0)
         self.fd = fd
 
     def release(self) -> None:
