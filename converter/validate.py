@@ -122,10 +122,17 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 def _to_model_labels(folder: Path, y: np.ndarray, folder_classes: list[str],
-                     model_classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
+                     model_classes: list[str] | None, n_outputs: int | None = None
+                     ) -> tuple[np.ndarray, list[str]]:
     """Folder labels -> the model's output indices, matched by class name when the model
     records its classes (classes.json), else the sorted folder order is assumed."""
     if model_classes is None:
+        if n_outputs is not None and len(folder_classes) > n_outputs:
+            raise InputFileError(
+                f"{folder}: {len(folder_classes)} class folders ({', '.join(folder_classes)}) "
+                f"but the model has {n_outputs} outputs and records no class names "
+                "(classes.json); give a folder with one subfolder per output class, in output "
+                "order")
         return y, folder_classes
     unknown = [c for c in folder_classes if c not in model_classes]
     if unknown:
@@ -152,7 +159,8 @@ def stratified_selection(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def load_inputs(spec: str | None, n: int | None, seed: int, shape: tuple[int, ...],
                 scale: float, zero_point: int, pre: Preprocessing | None,
-                model_classes: list[str] | None = None) -> Inputs:
+                model_classes: list[str] | None = None, n_outputs: int | None = None
+                ) -> Inputs:
     per = tuple(shape[1:])
     if spec is None:
         count = n or DEFAULT_RANDOM_INPUTS
@@ -172,7 +180,7 @@ def load_inputs(spec: str | None, n: int | None, seed: int, shape: tuple[int, ..
         subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")]
         if subdirs:
             xf, y, classes, files = load_labelled_folder(p, pre)
-            y, classes = _to_model_labels(p, y, classes, model_classes)
+            y, classes = _to_model_labels(p, y, classes, model_classes, n_outputs)
         else:
             xf, files = load_image_folder(p, pre)
             y, classes = None, None
@@ -408,7 +416,7 @@ def validate_command(args, out: Console, err: Console) -> int:
             f"has {n_outputs} outputs: the class names belong to another model. Convert "
             "again into this directory (sqz-convert replaces it as a whole)")
     inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
-                         md.preprocessing, md.class_names)
+                         md.preprocessing, md.class_names, n_outputs)
     out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "
               f"{inputs.kind}")
     devrun, ref = run_device(args, md, inputs, out)
