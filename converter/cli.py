@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,23 +28,55 @@ def _consoles(quiet: bool) -> tuple[Console, Console]:
             Console(file=sys.stderr, highlight=False))
 
 
+class _SigintSeen:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is remembered: an interrupt that lands in
+    a C extension's import comes out as another exception ("ImportError: initialization
+    failed"), and one inside a library may be turned into an error about its file; either is
+    then reported as the interruption it was (exit 130)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.previous = None
+
+    def __call__(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _SigintSeen:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
-    try:
-        return fn(argv)
-    except SqzError as exc:
-        err = Console(file=sys.stderr, highlight=False)
-        err.print(f"[bold red]sqz: {exc.label}:[/] {exc}", markup=True, soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("sqz: interrupted", file=sys.stderr)
-        return INTERRUPTED
-    except Exception as exc:  # the last line of defence: report, never a traceback
-        if os.environ.get("SQZ_DEBUG"):
-            raise
-        print(f"sqz: internal error: {type(exc).__name__}: {exc}\n"
-              "Please report this with the command line (set SQZ_DEBUG=1 for a traceback).",
-              file=sys.stderr)
-        return INTERNAL_ERROR
+    with _SigintSeen() as sigint:
+        try:
+            return fn(argv)
+        except SqzError as exc:
+            if sigint.seen:  # e.g. a load that Ctrl-C broke, reported as a bad file
+                print("sqz: interrupted", file=sys.stderr)
+                return INTERRUPTED
+            err = Console(file=sys.stderr, highlight=False)
+            err.print(f"[bold red]sqz: {exc.label}:[/] {exc}", markup=True, soft_wrap=True)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("sqz: interrupted", file=sys.stderr)
+            return INTERRUPTED
+        except Exception as exc:  # the last line of defence: report, never a traceback
+            if sigint.seen:
+                print("sqz: interrupted", file=sys.stderr)
+                return INTERRUPTED
+            if os.environ.get("SQZ_DEBUG"):
+                raise
+            print(f"sqz: internal error: {type(exc).__name__}: {exc}\n"
+                  "Please report this with the command line (set SQZ_DEBUG=1 for a "
+                  "traceback).", file=sys.stderr)
+            return INTERNAL_ERROR
 
 
 class _Parser(argparse.ArgumentParser):
