@@ -339,27 +339,26 @@ def _recover_locked(final: Path) -> None:
         _remove(p)
 
 
-def _manifest_files(root: Path) -> list[str]:
+def _manifest_files(root: Path, manifest: str | None = MANIFEST) -> list[str]:
     out = []
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             rel = (Path(dirpath) / name).relative_to(root).as_posix()
-            if rel != MANIFEST:
+            if rel != manifest:
                 out.append(rel)
     return sorted(out)
 
 
-def _foreign_files(final: Path, legacy_marker: str | None, legacy_names: Iterable[str]
-                   ) -> list[str] | None:
+def _foreign_files(final: Path, manifest: str | None, legacy_marker: str | None,
+                   legacy_names: Iterable[str]) -> list[str] | None:
     """Files in an existing ``final`` that sqz did not write, or None when ``final`` is not an
     sqz output at all (and not empty)."""
-    present = _manifest_files(final)
-    if not present and not (final / MANIFEST).exists():
+    present = _manifest_files(final, manifest)
+    if not present:
         return []
-    manifest = final / MANIFEST
-    if manifest.is_file():
+    if manifest and (final / manifest).is_file():
         try:
-            listed = set(json.loads(manifest.read_text())["files"])
+            listed = set(json.loads((final / manifest).read_text())["files"])
         except (ValueError, KeyError, TypeError, OSError):
             listed = set()
         return [f for f in present if f not in listed]
@@ -372,9 +371,10 @@ def _foreign_files(final: Path, legacy_marker: str | None, legacy_names: Iterabl
 class Staging:
     """The directory being built; becomes ``final`` when the ``output_directory`` block ends."""
 
-    def __init__(self, final: Path, path: Path) -> None:
+    def __init__(self, final: Path, path: Path, manifest: str | None = MANIFEST) -> None:
         self.final = final
         self.path = path
+        self.manifest = manifest
 
     def file(self, name: str) -> Path:
         """The staging path of output file ``name`` (subdirectories are created), for tools that
@@ -394,8 +394,10 @@ class Staging:
 
     def commit(self) -> None:
         """Swaps the staging directory into place (called by ``output_directory``)."""
-        (self.path / MANIFEST).write_text(json.dumps(
-            {"tool": "sqz", "files": _manifest_files(self.path)}, indent=1) + "\n")
+        if self.manifest:
+            (self.path / self.manifest).write_text(json.dumps(
+                {"tool": "sqz", "files": _manifest_files(self.path, self.manifest)},
+                indent=1) + "\n")
         _fsync_tree(self.path)
         checkpoint("staging complete")
         final = self.final
@@ -427,15 +429,16 @@ class Staging:
 
 @contextlib.contextmanager
 def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: str | None = None,
-                     legacy_names: Iterable[str] = (), wait: bool = False
-                     ) -> Iterator[Staging]:
+                     legacy_names: Iterable[str] = (), wait: bool = False,
+                     manifest: str | None = MANIFEST) -> Iterator[Staging]:
     """Builds a whole output directory and swaps it into place atomically (module doc).
 
     Checks ``path`` before anything else so that a bad ``what`` option fails before any slow
     work: it must be a directory (or not exist), sqz's own output or empty, and its parent must
     be writable. Takes the lock (``wait``: block until it is free, else fail at once with
     OutputBusyError). ``legacy_marker``/``legacy_names`` recognise directories written by sqz
-    versions that kept no manifest."""
+    versions that kept no manifest. ``manifest=None`` writes none, for outputs that list their
+    files themselves (pass that list as ``legacy_names`` and its file as ``legacy_marker``)."""
     given = Path(path)
     final = Path(os.path.realpath(given)) if given.is_symlink() else given.absolute()
     if os.path.lexists(final) and not final.is_dir():
@@ -455,7 +458,7 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
     try:
         _recover_locked(final)
         if final.is_dir():
-            foreign = _foreign_files(final, legacy_marker, legacy_names)
+            foreign = _foreign_files(final, manifest, legacy_marker, legacy_names)
             if foreign is None:
                 raise UsageError(
                     f"{what} {given} is a directory with files that sqz did not write; sqz "
@@ -467,7 +470,7 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
                     f"{what} {given} holds files that sqz did not write ({shown}); sqz replaces "
                     f"the directory as a whole and would delete them: move them elsewhere or "
                     f"give another {what}")
-        stage = Staging(final, _helper_name(final, "new"))
+        stage = Staging(final, _helper_name(final, "new"), manifest)
         stage.path.mkdir()
         try:
             yield stage

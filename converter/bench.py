@@ -1,12 +1,16 @@
 """sqz-bench: what a model costs, measured rather than estimated.
 
-* Peak arena bytes: the memory plan of the conversion.
-* Flash: the weights (exact bytes of model_data.c's arrays) and the code, from
-  arm-none-eabi-size on a Cortex-M4 -Os build of the firmware for the mps2-an386 board
-  (runtime, protocol application, port and schedule, linked with --gc-sections).
-* Instructions per inference of the host -O2 build, counted by valgrind's callgrind, which
-  counts executed instructions deterministically (the same binary and input give the same
-  count on any x86-64 machine and under any load), per layer and in total.
+* Peak arena bytes: the memory plan of the conversion (and, as an estimate, what it would be if
+  the input's rows arrived over the link just in time instead of all before the run).
+* Flash: the weights (exact bytes of model_data.c's arrays) and the code, from the size of an
+  -Os build of the firmware for the emulated board (runtime, protocol application, port and
+  schedule, linked with --gc-sections).
+* Instructions per inference of the host -O2 build (portable kernels), counted by valgrind's
+  callgrind, which counts executed instructions deterministically (the same binary and input
+  give the same count on any x86-64 machine and under any load), per layer and in total.
+* Instructions per inference on the emulated board (`--target`: QEMU mps2-an386, a Cortex-M4,
+  by default), with the kernel variants of the board's architecture: the firmware's own
+  counter, exact executed instructions (not cycles), in total and per layer.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from . import atomic, convert, sources, targets
 from .atomic import Staging
 from .build import FIRMWARE, compile_c, runtime_sources
 from .cli import _consoles, _Parser, parse_size, positive_int, run_cli
-from .errors import BuildError
+from .errors import BuildError, DeviceError, UsageError
+from .lower import lower
+from .passes import run_passes
+from .tflite_reader import read_model_bytes
 
 BENCH_TARGET = "mps2-an386"
 BENCH_CFLAGS = ("-std=gnu99", "-Wall", "-Wextra", "-Werror")  # callgrind.h needs GNU C
@@ -42,7 +49,9 @@ class LayerCost:
     index: int
     name: str
     macs: int
-    instructions: int
+    instructions: int  # host, callgrind
+    board_instructions: int | None = None  # the emulated board's counter
+    kernel: str = ""  # the board's kernel variant
 
 
 @dataclass(frozen=True)
@@ -59,13 +68,25 @@ class BenchResult:
     cm4_code_bytes: int | None
     cm4_ram_bytes: int | None
     cm4_note: str
+    board: str = ""
+    arch: str = ""
+    board_instructions: int | None = None
+    board_note: str = ""
+    stream: str = ""
+    arena_input_streamed_bytes: int | None = None
 
     @property
     def instructions_per_mac(self) -> float:
         return self.instructions / self.macs if self.macs else 0.0
 
+    @property
+    def board_instructions_per_mac(self) -> float | None:
+        if self.board_instructions is None or not self.macs:
+            return None
+        return self.board_instructions / self.macs
 
-def _callgrind_counts(exe: Path, input_bytes: bytes, n_steps: int) -> list[int]:
+
+def _callgrind_counts(exe: Path, input_bytes: bytes, n_dumps: int) -> list[int]:
     if shutil.which("valgrind") is None:
         raise BuildError("valgrind is not installed; sqz-bench counts instructions with "
                          "callgrind: apt-get install valgrind")
@@ -79,7 +100,7 @@ def _callgrind_counts(exe: Path, input_bytes: bytes, n_steps: int) -> list[int]:
         if proc.returncode != 0:
             raise BuildError(f"the benchmark run failed: {proc.stderr.decode()[-2000:]}")
         counts = []
-        for i in range(1, n_steps + 1):
+        for i in range(1, n_dumps + 1):
             text = Path(f"{out}.{i}").read_text()
             m = re.search(r"^totals:\s+(\d+)", text, re.M) or re.search(
                 r"^summary:\s+(\d+)", text, re.M)
@@ -87,90 +108,158 @@ def _callgrind_counts(exe: Path, input_bytes: bytes, n_steps: int) -> list[int]:
         return counts
 
 
-def _cm4_size(model_dir: Path, weight_bytes: int) -> tuple[int | None, int | None, int | None,
-                                                           str]:
+def _board_size(model_dir: Path, weight_bytes: int) -> tuple[int | None, int | None,
+                                                             int | None, str]:
+    """Flash and RAM of an -Os build of the board's firmware."""
+    from .qemu import build_qemu_firmware, image_size
+
     try:
-        from .qemu import build_qemu_firmware, image_size
-    except ImportError:  # pragma: no cover - the module ships with sqz
-        return None, None, None, "the Cortex-M4 build is unavailable"
-    if shutil.which("arm-none-eabi-gcc") is None:
-        return None, None, None, ("skipped: arm-none-eabi-gcc not installed (apt-get install "
-                                  "gcc-arm-none-eabi libnewlib-arm-none-eabi)")
-    with tempfile.TemporaryDirectory(prefix="sqz-cm4-") as tmp:
-        elf = build_qemu_firmware(model_dir, Path(tmp), opt="-Os")
-        size = image_size(elf)
+        with tempfile.TemporaryDirectory(prefix="sqz-size-") as tmp:
+            size = image_size(build_qemu_firmware(model_dir, Path(tmp), opt="-Os"))
+    except BuildError as exc:
+        return None, None, None, f"skipped: {str(exc).splitlines()[0]}"
     flash = size["flash"]
-    return flash, flash - weight_bytes, size["ram"], "Cortex-M4 -Os, linked with --gc-sections"
+    return flash, flash - weight_bytes, size["ram"], "-Os, linked with --gc-sections"
 
 
-def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console
-                ) -> BenchResult:
+def _board_counts(model_dir: Path, x: np.ndarray) -> tuple[int, list[int]]:
+    """One inference on the emulated board: the exact total, then the per-layer split (a
+    second run: the per-layer hook costs a few instructions per call of its own)."""
+    from .device import DeviceClient
+    from .qemu import start_qemu_firmware
+
+    with start_qemu_firmware(model_dir) as fw:
+        dev = DeviceClient(fw.port, run_timeout=3600)
+        dev.hello()
+        total = dev.infer(x.tobytes()).run.total_count
+        layers = dev.infer(x.tobytes(), per_layer=True).layer_counts or []
+    return total, layers
+
+
+def _host_counts(tflite: bytes, name: str, out_dir: Path, console: Console, stream: str,
+                 x: np.ndarray) -> list[int]:
+    """callgrind instructions per layer of the host build with the portable kernels."""
+    conv = convert.convert_tflite(tflite, targets.load("host"), model_name=name,
+                                  source_name=name, stream=stream, flash_budget=2**31)
+    host_dir = out_dir / "host"
+    convert.write(conv, tflite, host_dir)
+    with console.status("Building the host benchmark (-O2)..."):
+        exe = compile_c([*runtime_sources(), host_dir / "model.c", host_dir / "model_data.c",
+                         FIRMWARE / "tools" / "bench.c"], host_dir / "bench", opt="-O2",
+                        includes=[host_dir], warn=BENCH_CFLAGS)
+    ticks = conv.layout.schedule.ticks
+    with console.status("Counting instructions with callgrind..."):
+        per_call = _callgrind_counts(exe, x.tobytes(), len(ticks))
+    # bench.c dumps after every kernel call; a streamed layer is the sum of its calls.
+    counts = [0] * len(conv.lowered.steps)
+    for step, c in zip(ticks, per_call, strict=True):
+        counts[step] += c
+    return counts
+
+
+def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console, *,
+                stream: str = "auto", target: str = BENCH_TARGET,
+                board_counts: bool = True) -> BenchResult:
     """Converts, builds and measures in ``out``: a staging directory, or a path that is then
-    written as a whole (converter/atomic.py)."""
+    written as a whole when the measurement succeeded (converter/atomic.py)."""
     if not isinstance(out, Staging):
         with convert.output_directory(Path(out)) as stage:
-            return bench_model(tflite, name, stage, console)
+            return bench_model(tflite, name, stage, console, stream=stream, target=target,
+                               board_counts=board_counts)
     out_dir = out.path
-    target = targets.load(BENCH_TARGET)
+    board = targets.load(target)
+    if board.counter_unit != "instructions":
+        raise UsageError(f"--target {target}: sqz-bench runs on an emulated board that counts "
+                         "instructions; choose mps2-an386 or esp32s3-qemu")
     with console.status("Converting..."):
-        conv = convert.convert_tflite(tflite, target, model_name=name, source_name=name,
-                                      ram_budget=2**31, psram_budget=0,
+        conv = convert.convert_tflite(tflite, board, model_name=name, source_name=name,
+                                      stream=stream, ram_budget=2**31, psram_budget=0,
                                       flash_budget=2**31)
         convert.write(conv, tflite, out)
+        _, streamed_in = run_passes(lower(read_model_bytes(tflite)), arch=conv.arch,
+                                    input_arrives=True)
     lw = conv.lowered
     g = lw.graph
     shape = g.tensor(lw.input).shape
     rng = np.random.default_rng(BENCH_SEED)
     x = rng.integers(-128, 128, size=shape, dtype=np.int8)
-    with console.status("Building the host benchmark (-O2)..."):
-        exe = compile_c([*runtime_sources(), out_dir / "model.c", out_dir / "model_data.c",
-                         FIRMWARE / "tools" / "bench.c"], out_dir / "bench", opt="-O2",
-                        includes=[out_dir], warn=BENCH_CFLAGS)
-    with console.status("Counting instructions with callgrind..."):
-        counts = _callgrind_counts(exe, x.tobytes(), len(lw.steps))
-    layers = [LayerCost(i, s.name, s.macs, c) for i, (s, c) in
-              enumerate(zip(lw.steps, counts, strict=True))]
-    with console.status("Building for Cortex-M4 (-Os) to measure flash..."):
-        flash, code, ram, note = _cm4_size(out_dir, conv.budget.weight_bytes)
+    counts = _host_counts(tflite, name, out_dir, console, stream, x)
+    board_total, board_layers, note = None, None, ""
+    if board_counts:
+        try:
+            with console.status(f"Running on the emulated {board.name}..."):
+                board_total, board_layers = _board_counts(out_dir, x)
+        except (BuildError, DeviceError) as exc:
+            note = f"not run: {str(exc).splitlines()[0]}"
+    with console.status(f"Building for {board.name} (-Os) to measure flash..."):
+        flash, code, ram, size_note = _board_size(out_dir, conv.budget.weight_bytes)
+    layers = [LayerCost(i, s.name, s.macs, c,
+                        board_layers[i] if board_layers and i < len(board_layers) else None,
+                        getattr(s, "kernel", ""))
+              for i, (s, c) in enumerate(zip(lw.steps, counts, strict=True))]
     return BenchResult(
         model=name, input_shape=list(shape), macs=sum(s.macs for s in lw.steps),
         arena_bytes=conv.layout.arena_bytes, weight_bytes=conv.budget.weight_bytes,
-        instructions=sum(counts), layers=layers, host_build="gcc -O2, x86-64",
-        cm4_flash_bytes=flash, cm4_code_bytes=code, cm4_ram_bytes=ram, cm4_note=note,
+        instructions=sum(counts), layers=layers, host_build="gcc -O2, x86-64, portable",
+        cm4_flash_bytes=flash, cm4_code_bytes=code, cm4_ram_bytes=ram,
+        cm4_note=f"{board.name} {size_note}", board=board.name, arch=conv.arch,
+        board_instructions=board_total, board_note=note, stream=conv.layout.schedule.mode,
+        arena_input_streamed_bytes=streamed_in.arena_bytes,
     )
+
+
+def _per_mac(n: int | None, macs: int) -> str:
+    return f"{n / macs:.2f}" if n is not None and macs else "-"
 
 
 def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
     if per_layer:
-        t = Table(title=f"{r.model}: instructions per layer (callgrind, {r.host_build})")
+        t = Table(title=f"{r.model}: instructions per layer (host: callgrind, {r.host_build}; "
+                        f"{r.board}: exact count, {r.arch} kernels)")
         t.add_column("#", justify="right")
         t.add_column("layer")
         t.add_column("MACs", justify="right")
-        t.add_column("instructions", justify="right")
+        t.add_column("host", justify="right")
         t.add_column("per MAC", justify="right")
+        t.add_column(r.board, justify="right")
+        t.add_column("per MAC", justify="right")
+        t.add_column("kernel")
         for layer in r.layers:
-            per = f"{layer.instructions / layer.macs:.2f}" if layer.macs else "-"
+            board = "-" if layer.board_instructions is None else f"{layer.board_instructions:,}"
             t.add_row(str(layer.index), layer.name, f"{layer.macs:,}",
-                      f"{layer.instructions:,}", per)
+                      f"{layer.instructions:,}", _per_mac(layer.instructions, layer.macs),
+                      board, _per_mac(layer.board_instructions, layer.macs), layer.kernel)
         out.print(t)
     s = Table(title=f"sqz-bench {r.model} ({'x'.join(map(str, r.input_shape))})",
               show_header=False)
     s.add_row("MACs per inference", f"{r.macs:,}")
-    s.add_row("peak arena", f"{r.arena_bytes:,} B")
+    s.add_row("peak arena", f"{r.arena_bytes:,} B (row streaming: {r.stream})")
+    if r.arena_input_streamed_bytes is not None:
+        s.add_row("arena if the input arrived row by row",
+                  f"{r.arena_input_streamed_bytes:,} B (estimate: the firmware receives the "
+                  "whole input before it runs)")
     s.add_row("flash: weights", f"{r.weight_bytes:,} B")
     if r.cm4_code_bytes is not None:
         s.add_row("flash: code", f"{r.cm4_code_bytes:,} B ({r.cm4_note})")
         s.add_row("flash: total", f"{r.cm4_flash_bytes:,} B")
     else:
         s.add_row("flash: code", r.cm4_note)
-    s.add_row("instructions per inference", f"{r.instructions:,} ({r.host_build}, callgrind)")
-    s.add_row("instructions per MAC", f"{r.instructions_per_mac:.2f}")
+    s.add_row("instructions per inference (host)",
+              f"{r.instructions:,} ({r.host_build}, callgrind)")
+    s.add_row("instructions per MAC (host)", f"{r.instructions_per_mac:.2f}")
+    if r.board_instructions is not None:
+        s.add_row(f"instructions per inference ({r.board})",
+                  f"{r.board_instructions:,} (QEMU, exact count, {r.arch} kernels)")
+        s.add_row(f"instructions per MAC ({r.board})", f"{r.board_instructions_per_mac:.2f}")
+    else:
+        s.add_row(f"instructions per inference ({r.board})", r.board_note or "not run")
     out.print(s)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sqz-bench", description="Measure a model's arena, flash and "
-                "instructions per inference (callgrind).")
+                "instructions per inference: on the host (callgrind) and on an emulated board "
+                "(QEMU's exact instruction count).")
     p.add_argument("model", help="builtin name, .keras/.h5 or int8 .tflite")
     p.add_argument("--input-size", type=parse_size, help="builtin models: N or HxW")
     p.add_argument("--channels", type=positive_int, help="builtin models: input channels")
@@ -181,6 +270,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="work directory (default build/bench/<model>)")
     p.add_argument("--json", type=Path, help="write the figures as JSON here")
     p.add_argument("--no-layers", action="store_true", help="totals only")
+    p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
+                   help="row streaming, as sqz-convert --stream")
+    p.add_argument("--target", default=BENCH_TARGET,
+                   help=f"the emulated board to count on (default {BENCH_TARGET})")
+    p.add_argument("--no-board", action="store_true",
+                   help="skip the run on the emulated board (host figures and flash only)")
     return p
 
 
@@ -189,21 +284,25 @@ def _bench(argv: Sequence[str] | None) -> int:
 
     args = _parser().parse_args(argv)
     out, err = _consoles(False)
+    if not out.is_terminal:
+        out.width = max(out.width, 150)  # the per-layer table, whole, in logs and files
     if args.json:
         atomic.check_writable_file(args.json, "--json")  # before minutes of measuring
     # The default work directory is named after the model, known only once it is loaded.
     with contextlib.ExitStack() as stack:
-        stage = (stack.enter_context(convert.output_directory(args.out)) if args.out else None)
+        stage = stack.enter_context(convert.output_directory(args.out)) if args.out else None
         with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
             src = sources.resolve(args.model, weights=args.weights,
                                   input_size=args.input_size, channels=args.channels,
                                   classes=args.classes, calib=args.calib, calib_samples=16)
         work = stage or Path("build") / "bench" / src.name
-        result = bench_model(src.tflite, src.name, work, out)
+        result = bench_model(src.tflite, src.name, work, out, stream=args.stream,
+                             target=args.target, board_counts=not args.no_board)
     print_result(result, out, per_layer=not args.no_layers)
     if args.json:
         data = asdict(result)
         data["instructions_per_mac"] = result.instructions_per_mac
+        data["board_instructions_per_mac"] = result.board_instructions_per_mac
         atomic.write_text(args.json, json.dumps(data, indent=2) + "\n")
     return 0
 

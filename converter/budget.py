@@ -19,6 +19,7 @@ from .targets import Target
 # Cortex-M4 -Os build; these constants give 19,136 B there, erring on the safe side.
 RUNTIME_CODE_BYTES = 14 * 1024
 SCHEDULE_BYTES_PER_STEP = 160
+SCHEDULE_BYTES_PER_RUN = 2  # an sqz_run_entry of a streamed segment's order
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
     not use PSRAM) and flash_budget its flash. input_size_option: the model came from a builtin
     name, so --input-size can be advised (a .keras or .tflite model has its own shape)."""
     wb = weight_bytes(lw)
-    code = RUNTIME_CODE_BYTES + SCHEDULE_BYTES_PER_STEP * len(lw.steps)
+    runs = sum(len(seg.order) for seg in layout.schedule.segments)
+    code = (RUNTIME_CODE_BYTES + SCHEDULE_BYTES_PER_STEP * len(lw.steps)
+            + SCHEDULE_BYTES_PER_RUN * runs)
     flash_used = wb + code
     flash_limit = flash_budget if flash_budget is not None else t.flash_bytes
     sram = ram_budget if ram_budget is not None else t.sram_bytes
@@ -73,10 +76,11 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
                    "A smaller input shrinks every activation: build or export the model for a "
                    "smaller input size (--input-size applies to builtin models only)")
         live = layout.live_bytes
-        peak = max(range(len(live)), key=lambda i: live[i]) if live else 0
+        peak = layout.step_at(max(range(len(live)), key=lambda i: live[i])) if live else 0
         steps = lw.steps
-        worst = sorted(range(len(steps)), key=lambda i: -live[i])[:3]
-        layers = ", ".join(f"{steps[i].name} ({_kib(live[i])} live)" for i in worst)
+        step_live = [layout.step_live_bytes(i) for i in range(len(steps))]
+        worst = sorted(range(len(steps)), key=lambda i: -step_live[i])[:3]
+        layers = ", ".join(f"{steps[i].name} ({_kib(step_live[i])} live)" for i in worst)
         where = "SRAM" if psram == 0 else "SRAM and PSRAM"
         limit = max(sram, psram)
         problems.append(

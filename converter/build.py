@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import arch
 from .errors import BuildError
 from .paths import FIRMWARE, require
 
@@ -30,6 +31,13 @@ def compiler() -> str:
 
 def runtime_sources() -> list[Path]:
     return sorted(require(FIRMWARE / "src" / "runtime").glob("*.c"))
+
+
+def model_runtime_sources(model_dir: Path) -> list[Path]:
+    """The runtime C and assembly a firmware for the model in `model_dir` compiles: every
+    portable kernel plus the variants of the architecture it was converted for. The export
+    takes its list from here; narrowing it to the kernels a model uses is a change here."""
+    return [*runtime_sources(), *arch.sources(arch.of_model_dir(model_dir))]
 
 
 def include_dirs() -> list[Path]:

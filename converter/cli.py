@@ -166,6 +166,20 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--psram-budget", type=parse_bytes_or_zero,
                    help="override the board's PSRAM (0: keep the arena out of PSRAM)")
     p.add_argument("--flash-budget", type=parse_bytes, help="override the board's flash budget")
+    p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
+                   help="row streaming: auto (where it lowers the peak arena, default), off "
+                        "(whole tensors, conv+max-pool fused), full (every row-wise layer)")
+    lib = p.add_argument_group("library export (the model in your own firmware)")
+    lib.add_argument("--export", type=Path, metavar="DIR",
+                     help="also write the model and runtime as a library for your firmware: "
+                          "PlatformIO, Arduino, ESP-IDF component and CMake, with examples")
+    lib.add_argument("--export-name", metavar="NAME",
+                     help="library name (default sqz_<model>)")
+    lib.add_argument("--export-version", metavar="X.Y.Z", default="1.0.0",
+                     help="library version (default 1.0.0)")
+    lib.add_argument("--export-image", metavar="FILE",
+                     help="the image the library's examples classify (default: the first "
+                          "calibration image)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("--version", action="version", version=f"sqz {__version__}")
     return p

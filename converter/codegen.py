@@ -14,12 +14,11 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from . import __version__
+from . import __version__, kernels
 from .lower import (
     AddStep,
-    ConcatStep,
+    ConcatPartStep,
     ConstStep,
-    ConvPoolStep,
     ConvStep,
     Dims,
     FullyConnectedStep,
@@ -99,83 +98,81 @@ def _tensor_info(lw: Lowered, layout: Layout, t: int | None) -> dict[str, Any]:
             "scale": repr(float(scale)), "zero_point": zp, "shape": list(tensor.shape)}
 
 
+def _addressing(r) -> dict[str, int]:
+    return {"offset": r.offset, "pitch": r.pitch, "slots": r.slots}
+
+
+_NO_ROWS = {"offset": 0, "pitch": 0, "slots": 1}
+
+
 def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: str,
-                  source_name: str) -> dict[str, Any]:
+                  source_name: str, arch: str | None = None) -> dict[str, Any]:
     arrays = _Arrays()
     kinds: dict[str, list[dict[str, Any]]] = {k: [] for k in (
-        "conv", "conv_pool", "pool", "mean", "concat", "add", "softmax", "fc", "requantize",
+        "conv", "pool", "mean", "concat", "add", "softmax", "fc", "requantize",
         "load_const")}
-    steps: list[dict[str, Any]] = []
-    off = layout.offsets
+    nodes: list[dict[str, Any]] = []
+    rows = layout.rows
 
-    def conv_layer(s: ConvStep, n: int, output: int | None = None) -> dict[str, Any]:
-        return {
-            "name": s.name,
-            "input_offset": s.input_offset, "output_offset": s.output_offset,
-            "stride": s.stride, "padding": s.padding, "dilation": s.dilation,
-            "act_min": s.act_min, "act_max": s.act_max,
-            "output_pixel_stride": s.output_pixel_stride,
-            "input_dims": _dims(s.input_dims), "filter_dims": _dims(s.filter_dims),
-            "bias_dims": _dims(Dims(1, 1, 1, s.output_dims.c)),
-            "output_dims": _dims(s.output_dims),
-            "filter": arrays.add("filter", n, "int8_t", s.filter_values()),
-            "bias": arrays.add("bias", n, "int32_t", s.bias),
-            "multiplier": arrays.add("multiplier", n, "int32_t", s.multiplier),
-            "shift": arrays.add("shift", n, "int8_t", s.shift),
-            "input": off[s.input], "output": off[s.output] if output is None else output,
-        }
-
-    def emit(kind: str, op: str, layer: dict[str, Any], i: int, name: str) -> None:
+    def node(kind: str, op: str, layer: dict[str, Any], i: int, s, inputs: tuple[int, ...],
+             output: int) -> None:
         kinds[kind].append(layer)
         scratch, size = layout.scratch.get(i, (0, 0))
-        steps.append({"op": op, "member": kind, "index": len(kinds[kind]) - 1,
-                      "scratch": scratch, "scratch_size": size, "name": name})
+        ins = [_addressing(rows[t]) for t in inputs] + [_NO_ROWS] * (2 - len(inputs))
+        nodes.append({"index": i, "op": op, "member": kind, "layer": len(kinds[kind]) - 1,
+                      "scratch": scratch, "scratch_size": size, "name": s.name,
+                      "input": ins[0], "input2": ins[1], "output": _addressing(rows[output])})
 
     for i, s in enumerate(lw.steps):
         if isinstance(s, ConvStep):
-            emit("conv", "CONV", conv_layer(s, i), i, s.name)
-        elif isinstance(s, ConvPoolStep):
-            p = s.pool
-            layer = {"conv": conv_layer(s.conv, i, output=off[p.output]), "stride": p.stride,
-                     "padding": p.padding,
-                     "act_min": p.act_min, "act_max": p.act_max,
-                     "pool_filter_dims": _dims(Dims(1, *p.filter_hw, 1)),
-                     "pool_output_dims": _dims(p.output_dims)}
-            emit("conv_pool", "CONV_POOL", layer, i, s.name)
+            k = kernels.conv_kernel(s.kernel)
+            layer = {
+                "name": s.name, "kernel": k.symbol, "kernel_note": k.description,
+                "input_offset": s.input_offset, "output_offset": s.output_offset,
+                "stride": s.stride, "padding": s.padding, "dilation": s.dilation,
+                "act_min": s.act_min, "act_max": s.act_max,
+                "output_pixel_stride": s.output_pixel_stride,
+                "input_dims": _dims(s.input_dims), "filter_dims": _dims(s.filter_dims),
+                "bias_dims": _dims(Dims(1, 1, 1, s.output_dims.c)),
+                "output_dims": _dims(s.output_dims),
+                "filter": arrays.add("filter", i, "int8_t", s.filter_values()),
+                "bias": arrays.add("bias", i, "int32_t", s.bias),
+                "multiplier": arrays.add("multiplier", i, "int32_t", s.multiplier),
+                "shift": arrays.add("shift", i, "int8_t", s.shift),
+            }
+            node("conv", "CONV", layer, i, s, (s.input,), s.output)
         elif isinstance(s, PoolStep):
-            layer = {"stride": s.stride, "padding": s.padding, "act_min": s.act_min,
+            layer = {"name": s.name, "kernel": s.kernel, "push": s.push, "stride": s.stride,
+                     "padding": s.padding, "act_min": s.act_min,
                      "act_max": s.act_max, "input_dims": _dims(s.input_dims),
                      "filter_dims": _dims(Dims(1, *s.filter_hw, 1)),
-                     "output_dims": _dims(s.output_dims), "input": off[s.input],
-                     "output": off[s.output]}
-            emit("pool", "MAX_POOL" if s.kind == "max" else "AVG_POOL", layer, i, s.name)
+                     "output_dims": _dims(s.output_dims)}
+            op = "MAX_POOL_PUSH" if s.push else ("MAX_POOL" if s.kind == "max" else "AVG_POOL")
+            node("pool", op, layer, i, s, (s.input,), s.output)
         elif isinstance(s, MeanStep):
             layer = {"input_offset": s.input_offset, "output_offset": s.output_offset,
                      "multiplier": s.multiplier, "shift": s.shift,
-                     "input_dims": _dims(s.input_dims), "output_dims": _dims(s.output_dims),
-                     "input": off[s.input], "output": off[s.output]}
-            emit("mean", "MEAN", layer, i, s.name)
-        elif isinstance(s, ConcatStep):
-            for part in s.parts:
-                layer = {"axis": s.axis, "axis_offset": part.axis_offset,
-                         "requantize": int(part.requantize), "input_offset": part.input_offset,
-                         "output_offset": part.output_offset, "multiplier": part.multiplier,
-                         "shift": part.shift, "input_dims": _dims(part.input_dims),
-                         "output_dims": _dims(s.output_dims), "input": off[part.input],
-                         "output": off[s.output]}
-                emit("concat", "CONCAT", layer, i, s.name)
+                     "input_dims": _dims(s.input_dims), "output_dims": _dims(s.output_dims)}
+            node("mean", "MEAN", layer, i, s, (s.input,), s.output)
+        elif isinstance(s, ConcatPartStep):
+            part = s.part
+            layer = {"axis": s.axis, "axis_offset": part.axis_offset,
+                     "requantize": int(part.requantize), "input_offset": part.input_offset,
+                     "output_offset": part.output_offset, "multiplier": part.multiplier,
+                     "shift": part.shift, "input_dims": _dims(part.input_dims),
+                     "output_dims": _dims(s.output_dims)}
+            node("concat", "CONCAT", layer, i, s, (part.input,), s.output)
         elif isinstance(s, AddStep):
             layer = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)
                      if f.name.endswith(("_offset", "_multiplier", "_shift")) or
                      f.name in ("left_shift", "act_min", "act_max")}
-            layer.update({"dims": _dims(s.dims), "input1": off[s.input1],
-                          "input2": off[s.input2], "output": off[s.output]})
-            emit("add", "ADD", layer, i, s.name)
+            layer["dims"] = _dims(s.dims)
+            node("add", "ADD", layer, i, s, (s.input1, s.input2), s.output)
         elif isinstance(s, SoftmaxStep):
             layer = {"input_multiplier": s.input_multiplier,
                      "input_left_shift": s.input_left_shift, "diff_min": s.diff_min,
-                     "dims": _dims(s.dims), "input": off[s.input], "output": off[s.output]}
-            emit("softmax", "SOFTMAX", layer, i, s.name)
+                     "dims": _dims(s.dims)}
+            node("softmax", "SOFTMAX", layer, i, s, (s.input,), s.output)
         elif isinstance(s, FullyConnectedStep):
             layer = {"filter_offset": s.filter_offset, "output_offset": s.output_offset,
                      "act_min": s.act_min, "act_max": s.act_max,
@@ -186,22 +183,34 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
                                           np.frombuffer(s.filter, np.int8)),
                      "bias": arrays.add("bias", i, "int32_t", s.bias),
                      "mantissa": arrays.add("mantissa", i, "uint64_t", s.scale_mantissa),
-                     "exponent": arrays.add("exponent", i, "int16_t", s.scale_exponent),
-                     "input": off[s.input], "output": off[s.output]}
-            emit("fc", "FULLY_CONNECTED", layer, i, s.name)
+                     "exponent": arrays.add("exponent", i, "int16_t", s.scale_exponent)}
+            node("fc", "FULLY_CONNECTED", layer, i, s, (s.input,), s.output)
         elif isinstance(s, RequantizeStep):
             layer = {"input_offset": s.input_offset, "output_offset": s.output_offset,
-                     "multiplier": s.multiplier, "shift": s.shift, "dims": _dims(s.dims),
-                     "input": off[s.input], "output": off[s.output]}
-            emit("requantize", "REQUANTIZE", layer, i, s.name)
+                     "multiplier": s.multiplier, "shift": s.shift, "dims": _dims(s.dims)}
+            node("requantize", "REQUANTIZE", layer, i, s, (s.input,), s.output)
         elif isinstance(s, ConstStep):
             layer = {"data": arrays.add("const", i, "int8_t", np.frombuffer(s.data, np.int8)),
-                     "bytes": len(s.data), "output": off[s.output]}
-            emit("load_const", "LOAD_CONST", layer, i, s.name)
+                     "bytes": len(s.data)}
+            node("load_const", "LOAD_CONST", layer, i, s, (), s.output)
         else:  # pragma: no cover - every Step subclass is handled above
             raise TypeError(f"no code generation for {type(s).__name__}")
 
+    segments = []
+    for seg in layout.schedule.segments:
+        if list(seg.nodes) != list(range(seg.nodes[0], seg.nodes[0] + len(seg.nodes))):
+            raise AssertionError("a segment must be a contiguous run of steps")
+        names = [lw.steps[i].name for i in seg.nodes]
+        note = (f"{names[0]}, whole tensors" if len(names) == 1 else
+                f"{len(names)} layers row by row, {names[0]} .. {names[-1]}")
+        segments.append({"first_node": seg.nodes[0], "n_nodes": len(seg.nodes),
+                         "order": seg.order, "note": note,
+                         "order_rows": [seg.order[j:j + 8] for j in range(0, len(seg.order), 8)]})
+
     sha = lw.graph.sha256
+    target_data = dataclasses.asdict(target)
+    if arch is not None:
+        target_data["arch"] = arch
     return {
         "banner": {"sha256": sha, "tool_version": __version__, "source": source_name,
                    "target": target.name},
@@ -210,16 +219,17 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
             "sha256": sha,
             "sha256_bytes": list(bytes.fromhex(sha)),
             "arena_bytes": layout.arena_bytes,
-            "n_steps": len(steps),
+            "n_steps": len(nodes),
             "macs": sum(s.macs for s in lw.steps),
             "input": _tensor_info(lw, layout, lw.input),
             "output": _tensor_info(lw, layout, lw.output),
             "logits": _tensor_info(lw, layout, lw.logits),
         },
         "layers": kinds,
-        "steps": steps,
+        "nodes": nodes,
+        "segments": segments,
         "arrays": arrays.items,
-        "target": dataclasses.asdict(target),
+        "target": target_data,
     }
 
 

@@ -24,23 +24,29 @@ class Conversion:
     target: Target
     budget: Budget
     files: dict[str, str]
+    arch: str
 
 
 def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
-                   fuse: bool = True, in_place: bool = True, ram_budget: int | None = None,
-                   psram_budget: int | None = None, flash_budget: int | None = None,
-                   input_size_option: bool = True) -> Conversion:
-    """Everything up to the rendered files; raises BudgetError before rendering anything."""
+                   stream: str = "auto", in_place: bool = True, arch: str | None = None,
+                   ram_budget: int | None = None, psram_budget: int | None = None,
+                   flash_budget: int | None = None, input_size_option: bool = True
+                   ) -> Conversion:
+    """Everything up to the rendered files; raises BudgetError before rendering anything.
+    `arch` overrides the target's kernel architecture (tests run variants on the host).
+    input_size_option: --input-size can change the model (a builtin), for the budget advice."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lw = lower(graph)
-    lw, layout = passes.run_passes(lw, fuse=fuse, in_place=in_place)
+    lw, layout = passes.run_passes(lw, arch=arch or target.arch, stream_mode=stream,
+                                   in_place=in_place)
     budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
                           flash_budget=flash_budget, input_size_option=input_size_option)
     ctx = codegen.build_context(lw, layout, target, model_name=model_name,
-                                source_name=source_name)
+                                source_name=source_name, arch=arch)
     ctx["placement"] = {"arena_in_psram": int(budget.arena_in_psram)}
     files = codegen.render(ctx)
-    return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files)
+    return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,
+                      arch=arch or target.arch)
 
 
 # Names sqz-convert wrote before output directories carried a manifest (and the temporaries
@@ -48,7 +54,8 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
 LEGACY_OUTPUTS = (*codegen.OUTPUTS, "model.tflite", "sqz.json", "classes.json",
                   "preprocess.json", "float_model.keras", "report.md", "report.json",
                   "report.png", "bench")
-LEGACY_NAMES = (*LEGACY_OUTPUTS, *(f".{n}.tmp" for n in LEGACY_OUTPUTS))
+LEGACY_NAMES = (*LEGACY_OUTPUTS, *(f".{n}.tmp" for n in LEGACY_OUTPUTS),
+                *(f"host/{n}" for n in LEGACY_OUTPUTS))  # sqz-bench's host build
 
 
 def output_directory(out_dir: Path, what: str = "--out"):
@@ -69,6 +76,8 @@ def write(conv: Conversion, buf: bytes, out: Path | atomic.Staging,
         "model_sha256": conv.lowered.graph.sha256,
         "target": conv.target.name,
         "arena_bytes": conv.layout.arena_bytes,
+        "arch": conv.arch,
+        "stream": conv.layout.schedule.mode,
     }
     payload = {**{name: text.encode() for name, text in conv.files.items()},
                "model.tflite": buf,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .errors import UsageError
-from .paths import ROOT
+from .paths import EXAMPLES
 
-EXAMPLE_DIR = ROOT / "examples" / "shapes"
+EXAMPLE_DIR = EXAMPLES / "shapes"
 
 
 def example_model_args() -> tuple[str, str | None, str | None]:

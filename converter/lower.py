@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ir
+from . import ir, kernels
 from .errors import ModelError
 from .quantmath import (
     quantize_multiplier,
@@ -22,9 +22,6 @@ from .quantmath import (
 )
 
 QMIN, QMAX = -128, 127
-# Mirrors SQZ_BLOCK and SQZ_PIXELS in firmware/src/runtime/conv_s8.c.
-CONV_BLOCK = 16
-CONV_PIXELS = 4
 
 
 @dataclass(frozen=True)
@@ -100,6 +97,7 @@ class ConvStep(Step):
     act_max: int
     output_pixel_stride: int  # > output channels when writing a slice of a concat in place
     output_channel_offset: int = 0  # where that slice starts
+    kernel: str = kernels.PORTABLE_CONV.symbol  # the C row kernel (converter.kernels)
 
     @property
     def macs(self) -> int:
@@ -108,37 +106,16 @@ class ConvStep(Step):
 
     @property
     def weight_bytes(self) -> int:
-        return (self.filter_row_len() * self.filter_dims.n + 4 * len(self.bias)
+        return (self.filter_values().size + 4 * len(self.bias)
                 + 4 * len(self.multiplier) + len(self.shift))
 
-    @property
-    def uses_patches(self) -> bool:
-        """Mirrors the C kernel: undilated k x k filters go through zero-padded patches."""
-        f = self.filter_dims
-        return not (f.h == 1 and f.w == 1) and self.dilation == (1, 1)
-
-    def filter_row_len(self) -> int:
-        """Mirrors sqz_conv_s8_filter_row_len: values per output channel in the filter array."""
-        f = self.filter_dims
-        taps = f.h * f.w * f.c
-        return -(-taps // CONV_BLOCK) * CONV_BLOCK if self.uses_patches else taps
-
     def scratch_bytes(self) -> int:
-        """Mirrors sqz_conv_s8_scratch_size: the int16-widened input one output row needs."""
-        f = self.filter_dims
-        if f.h == 1 and f.w == 1:
-            return 2 * CONV_PIXELS * self.input_dims.c
-        if self.uses_patches:
-            return 2 * CONV_PIXELS * self.filter_row_len()
-        width = (self.output_dims.w - 1) * self.stride[1] + (f.w - 1) * self.dilation[1] + 1
-        return 2 * f.h * width * self.input_dims.c
+        """Mirrors the chosen C kernel's scratch-size function (one row call)."""
+        return kernels.conv_kernel(self.kernel).scratch_bytes(self)
 
     def filter_values(self) -> np.ndarray:
-        """The filter as laid out in flash: OHWI rows, zero-padded to filter_row_len()."""
-        f = self.filter_dims
-        w = np.frombuffer(self.filter, np.int8).reshape(f.n, f.h * f.w * f.c)
-        pad = self.filter_row_len() - w.shape[1]
-        return np.pad(w, ((0, 0), (0, pad))).reshape(-1) if pad else w.reshape(-1)
+        """The filter as laid out in flash for the chosen kernel variant, flat int8."""
+        return kernels.conv_kernel(self.kernel).filter_layout(self)
 
 
 @dataclass(frozen=True)
@@ -153,28 +130,16 @@ class PoolStep(Step):
     padding: tuple[int, int]
     act_min: int
     act_max: int
+    kernel: str = ""  # the C kernel; "" until a kernel is selected (converter.kernels)
 
-
-@dataclass(frozen=True)
-class ConvPoolStep(Step):
-    """A conv whose output only feeds a max pool: computed row by row, never stored whole."""
-
-    conv: ConvStep
-    pool: PoolStep
+    def __post_init__(self) -> None:
+        if not self.kernel:
+            object.__setattr__(self, "kernel", kernels.select_pool(self, "portable").symbol)
 
     @property
-    def macs(self) -> int:
-        return self.conv.macs
-
-    @property
-    def weight_bytes(self) -> int:
-        return self.conv.weight_bytes
-
-    def scratch_bytes(self) -> int:
-        """Mirrors sqz_conv_pool_s8_scratch_size: a ring of conv rows, then the conv's own."""
-        cd = self.conv.output_dims
-        ring = self.pool.filter_hw[0] * cd.w * cd.c
-        return (ring + 1) // 2 * 2 + self.conv.scratch_bytes()
+    def push(self) -> bool:
+        """Called once per input row, folding it into the output rows it belongs to."""
+        return kernels.pool_kernel(self.kernel).push
 
 
 @dataclass(frozen=True)
@@ -212,6 +177,17 @@ class ConcatStep(Step):
     axis: int  # in NHWC terms
     output_dims: Dims
     parts: tuple[ConcatPart, ...]
+
+
+@dataclass(frozen=True)
+class ConcatPartStep(Step):
+    """One part of a concatenation copied (or requantized) into its slice of the output: what
+    remains of a ConcatStep once its in-place parts are gone (passes.split_concats)."""
+
+    output: int
+    axis: int
+    output_dims: Dims
+    part: ConcatPart
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,37 @@
-"""Graph passes on the lowered schedule: conv+max-pool fusion, concat in place, memory layout.
+"""Graph passes on the lowered schedule: kernel selection, concat in place, row streaming,
+memory layout.
 
 Each pass takes and returns plain data and can be tested alone:
 
-* `fuse_conv_pool`: a conv whose only consumer is a max pool becomes one streamed step, so the
-  conv's full output (788 KB for SqueezeNet's conv1 at 224x224) never exists.
+* `select_kernels`: each conv and pool gets the C row kernel of the board's architecture that
+  handles it best (converter.kernels), which also fixes its weight layout.
 * `concat_in_place`: a conv whose only consumer is a channel concatenation writes straight into
   its channel slice of the concatenated tensor (a larger pixel stride), so the concat costs zero
   copies. Only inputs already at the output's scale qualify; others keep a requantizing copy.
-* `layout`: buffers and lifetimes from the schedule, handed to the standalone planner, then
-  turned back into an arena offset for every tensor.
+* `split_concats`: what remains of a concatenation becomes one copy step per part.
+* `converter.stream.schedule`: segments of layers run row by row, with rings between them.
+* `layout`: buffers (whole tensors, rings, scratch) and their lifetimes in calls ("ticks"),
+  handed to the standalone planner, then turned back into an arena offset for every tensor.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
-from . import planner
-from .lower import ConcatStep, ConvPoolStep, ConvStep, Lowered, PoolStep, Step
+from . import kernels, planner, stream
+from .errors import UsageError
+from .lower import (
+    ConcatPartStep,
+    ConcatStep,
+    ConvStep,
+    Dims,
+    Lowered,
+    MeanStep,
+    PoolStep,
+    Step,
+)
 
 
 def _consumers(steps: tuple[Step, ...], tensor: int) -> list[int]:
@@ -32,26 +46,15 @@ def _pinned(lw: Lowered) -> set[int]:
     return pinned | {a for a, b in lw.aliases.items() if b in pinned or a in pinned}
 
 
-def fuse_conv_pool(lw: Lowered) -> Lowered:
-    steps = list(lw.steps)
-    pinned = _pinned(lw)
-    aliased = set(lw.aliases.values())
-    out: list[Step] = []
-    skip: set[int] = set()
-    for i, s in enumerate(steps):
-        if i in skip:
-            continue
-        if isinstance(s, ConvStep) and s.output not in pinned and s.output not in aliased:
-            users = _consumers(lw.steps, s.output)
-            if len(users) == 1:
-                p = steps[users[0]]
-                if isinstance(p, PoolStep) and p.kind == "max" and users[0] > i:
-                    out.append(ConvPoolStep(name=f"{s.name}+{p.name}", op_index=s.op_index,
-                                            reads=s.reads, writes=p.writes, conv=s, pool=p))
-                    skip.add(users[0])
-                    continue
-        out.append(s)
-    return dataclasses.replace(lw, steps=tuple(out))
+def select_kernels(lw: Lowered, arch: str) -> Lowered:
+    steps = []
+    for s in lw.steps:
+        if isinstance(s, ConvStep):
+            s = dataclasses.replace(s, kernel=kernels.select_conv(s, arch).symbol)
+        elif isinstance(s, PoolStep):
+            s = dataclasses.replace(s, kernel=kernels.select_pool(s, arch).symbol)
+        steps.append(s)
+    return dataclasses.replace(lw, steps=tuple(steps))
 
 
 @dataclass(frozen=True)
@@ -97,16 +100,17 @@ def concat_in_place(lw: Lowered) -> tuple[Lowered, dict[int, View]]:
     return dataclasses.replace(lw, steps=tuple(steps)), views
 
 
-@dataclass(frozen=True)
-class Layout:
-    plan: planner.Plan
-    offsets: dict[int, int]  # tensor index -> arena offset
-    scratch: dict[int, tuple[int, int]]  # step index -> (offset, size)
-    arena_bytes: int
-    buffers: tuple[planner.Buffer, ...]
-    naive_bytes: int
-    lower_bound: int
-    live_bytes: tuple[int, ...]  # per step
+def split_concats(lw: Lowered) -> Lowered:
+    steps: list[Step] = []
+    for s in lw.steps:
+        if not isinstance(s, ConcatStep):
+            steps.append(s)
+            continue
+        for part in s.parts:
+            steps.append(ConcatPartStep(name=s.name, op_index=s.op_index, reads=(part.input,),
+                                        writes=(s.output,), output=s.output, axis=s.axis,
+                                        output_dims=s.output_dims, part=part))
+    return dataclasses.replace(lw, steps=tuple(steps))
 
 
 def _root(t: int, aliases: dict[int, int], views: dict[int, View]) -> tuple[int, int]:
@@ -121,60 +125,255 @@ def _root(t: int, aliases: dict[int, int], views: dict[int, View]) -> tuple[int,
             return t, off
 
 
-def layout(lw: Lowered, views: dict[int, View]) -> Layout:
+@dataclass(frozen=True)
+class Rows:
+    """How a node addresses a tensor (mirrors sqz_rows in firmware/include/sqz/runtime.h)."""
+
+    offset: int
+    pitch: int
+    slots: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    plan: planner.Plan
+    schedule: stream.Schedule
+    offsets: dict[int, int]  # tensor index -> arena offset (of row 0's slot)
+    rows: dict[int, Rows]  # tensor index -> row addressing
+    scratch: dict[int, tuple[int, int]]  # step index -> (offset, size)
+    arena_bytes: int
+    buffers: tuple[planner.Buffer, ...]
+    naive_bytes: int
+    lower_bound: int
+    live_bytes: tuple[int, ...]  # per tick (kernel call)
+    step_ticks: tuple[tuple[int, int], ...]  # per step: first and last tick
+
+    def step_at(self, tick: int) -> int:
+        return self.schedule.ticks[tick]
+
+    def step_live_bytes(self, i: int) -> int:
+        """The most bytes live during any call of step i."""
+        a, b = self.step_ticks[i]
+        return max(self.live_bytes[a:b + 1], default=0)
+
+
+def layout(lw: Lowered, views: dict[int, View], sched: stream.Schedule) -> Layout:
     g = lw.graph
-    n = len(lw.steps)
+    n_ticks = len(sched.ticks)
+
+    def roots(t: int) -> tuple[int, int]:
+        return _root(t, lw.aliases, views)
+
     first: dict[int, int] = {}
     last: dict[int, int] = {}
+    row_last_read: dict[int, dict[int, int]] = {}
+    rows_written: dict[int, list[tuple[int, int]]] = {}  # root -> (tick, rows written)
+    step_ticks: dict[int, list[int]] = {}
+    seen: dict[int, int] = {}
 
-    def touch(t: int, i: int) -> None:
-        r, _ = _root(t, lw.aliases, views)
-        first[r] = min(first.get(r, i), i)
-        last[r] = max(last.get(r, i), i)
+    def touch(r: int, tick: int) -> None:
+        first[r] = min(first.get(r, tick), tick)
+        last[r] = max(last.get(r, tick), tick)
 
+    for tick, i in enumerate(sched.ticks):
+        s = lw.steps[i]
+        k = seen.get(i, 0)
+        seen[i] = k + 1
+        step_ticks.setdefault(i, [tick, tick])[1] = tick
+        for t, rows in stream.call_reads(lw, s, k):
+            r = roots(t)[0]
+            touch(r, tick)
+            per_row = row_last_read.setdefault(r, {})
+            for row in rows:
+                per_row[row] = tick
+        for t in s.writes:
+            touch(roots(t)[0], tick)
+        for t, rows in stream.call_claims(lw, s, k):
+            if not rows:
+                continue
+            r = roots(t)[0]
+            events = rows_written.setdefault(r, [])
+            done = max(max(rows) + 1, events[-1][1] if events else 0)
+            if events and events[-1][0] == tick:
+                events[-1] = (tick, done)
+            elif not events or events[-1][1] < done:
+                events.append((tick, done))
+    # The host writes the input before the first call and reads the results after the last.
+    touch(roots(lw.input)[0], 0)
+    for t in (lw.output, lw.logits):
+        if t is not None:
+            touch(roots(t)[0], n_ticks - 1)
+    kept_whole = {roots(t)[0] for t in (lw.output, lw.logits) if t is not None}
+
+    def row_bytes(r: int) -> int:
+        d = Dims.of(g.tensor(r).shape)
+        return d.w * d.c * g.tensor(r).dtype.itemsize
+
+    def frees(r: int) -> tuple[tuple[int, int], ...]:
+        """Rows read front to back die in order: the dead prefix of a whole tensor."""
+        if r in sched.slots or r in kept_whole or r not in row_last_read:
+            return ()
+        n_rows = stream.rows_of(lw, r)
+        last_read = row_last_read[r]
+        out: list[tuple[int, int]] = []
+        dead_until = -1
+        for row in range(n_rows):
+            dead_until = max(dead_until, last_read.get(row, first[r]))
+            # Row `row` and every row above it are dead after tick dead_until.
+            tick = dead_until + 1
+            if tick > last[r]:
+                break
+            nbytes = (row + 1) * row_bytes(r)
+            if out and out[-1][0] == tick:
+                out[-1] = (tick, nbytes)
+            else:
+                out.append((tick, nbytes))
+        return tuple(out)
+
+    def fills(r: int) -> tuple[tuple[int, int], ...]:
+        """A whole tensor written row by row holds only the rows written so far."""
+        events = rows_written.get(r, [])
+        if r in sched.slots or len(events) < 2 or events[0][0] != first[r]:
+            return ()
+        return tuple((tick, n * row_bytes(r)) for tick, n in events)
+
+    buffers = []
+    for r in sorted(first):
+        t = g.tensor(r)
+        size = sched.slots[r] * row_bytes(r) if r in sched.slots else t.nbytes
+        buffers.append(planner.Buffer(f"t{r}:{t.name}", size, first[r], last[r], frees(r),
+                                      fills(r)))
+    # One scratch area per segment, shared by its layers' calls (a call's scratch does not
+    # outlive it); a MEAN's per-channel sums live across its calls, so they get their own.
+    # The shared area grows with the largest call so far: a deep layer's large scratch need
+    # not be reserved while the early layers run (it can go where their input was).
+    seg_of_step: dict[int, int] = {}
+    tick = 0
+    for si, seg in enumerate(sched.segments):
+        for i in seg.nodes:
+            seg_of_step[i] = si
+        a = tick
+        grow: list[tuple[int, int]] = []
+        for pos, n in seg.order:
+            s = lw.steps[seg.nodes[pos]]
+            need = 0 if isinstance(s, MeanStep) else s.scratch_bytes()
+            if need > (grow[-1][1] if grow else 0):
+                grow.append((tick, need))
+            tick += n
+        if grow:
+            size = grow[-1][1]
+            fills = tuple(grow) if grow[0][0] == a and len(grow) > 1 else ()
+            if grow[0][0] != a:
+                fills = ((a, 0), *grow)
+            buffers.append(planner.Buffer(f"scratch{si}:{lw.steps[seg.nodes[0]].name}", size,
+                                          a, tick - 1, fills=fills))
     for i, s in enumerate(lw.steps):
-        for t in (*s.reads, *s.writes):
-            touch(t, i)
-    # The host writes the input before step 0 and reads the results after the last step.
-    touch(lw.input, 0)
-    touch(lw.output, n - 1)
-    if lw.logits is not None:
-        touch(lw.logits, n - 1)
-    buffers = [planner.Buffer(f"t{r}:{g.tensor(r).name}", g.tensor(r).nbytes, first[r], last[r])
-               for r in sorted(first)]
-    for i, s in enumerate(lw.steps):
-        size = s.scratch_bytes()
-        if size:
-            buffers.append(planner.Buffer(f"scratch{i}:{s.name}", size, i, i))
+        if isinstance(s, MeanStep):
+            a, b = step_ticks[i]
+            buffers.append(planner.Buffer(f"state{i}:{s.name}", s.scratch_bytes(), a, b))
     plan = planner.plan(buffers)
     by_root = {int(b.name[1:].split(":", 1)[0]): plan.offset(b.name)
                for b in buffers if b.name.startswith("t")}
-    offsets: dict[int, int] = {}
     tensors = set(first)
     for s in lw.steps:
         tensors.update(s.reads)
         tensors.update(s.writes)
+        if isinstance(s, ConvStep):
+            tensors.add(s.output)
     tensors.update({lw.input, lw.output})
     if lw.logits is not None:
         tensors.add(lw.logits)
     tensors.update(views)
     tensors.update(lw.aliases)
+    offsets: dict[int, int] = {}
+    rows: dict[int, Rows] = {}
     for t in tensors:
-        r, off = _root(t, lw.aliases, views)
+        r, off = roots(t)
         offsets[t] = by_root[r] + off
-    scratch = {i: (plan.offset(f"scratch{i}:{s.name}"), s.scratch_bytes())
-               for i, s in enumerate(lw.steps) if s.scratch_bytes()}
-    return Layout(plan=plan, offsets=offsets, scratch=scratch, arena_bytes=plan.arena_size,
-                  buffers=tuple(buffers), naive_bytes=planner.naive_size(buffers),
+        rows[t] = Rows(offset=offsets[t], pitch=row_bytes(r),
+                       slots=sched.slots.get(r, stream.rows_of(lw, r)))
+    scratch: dict[int, tuple[int, int]] = {}
+    for i, s in enumerate(lw.steps):
+        size = s.scratch_bytes()
+        if not size:
+            continue
+        if isinstance(s, MeanStep):
+            scratch[i] = (plan.offset(f"state{i}:{s.name}"), size)
+        else:
+            si = seg_of_step[i]
+            name = next(b.name for b in buffers if b.name.startswith(f"scratch{si}:"))
+            scratch[i] = (plan.offset(name), size)
+    ticks_per_step = tuple(tuple(step_ticks[i]) for i in range(len(lw.steps)))
+    return Layout(plan=plan, schedule=sched, offsets=offsets, rows=rows, scratch=scratch,
+                  arena_bytes=plan.arena_size, buffers=tuple(buffers),
+                  naive_bytes=planner.naive_size(buffers),
                   lower_bound=planner.lower_bound(buffers),
-                  live_bytes=tuple(planner.live_bytes_per_step(buffers)))
+                  live_bytes=tuple(planner.live_bytes_per_step(buffers)),
+                  step_ticks=ticks_per_step)
 
 
-def run_passes(lw: Lowered, *, fuse: bool = True, in_place: bool = True
+MAX_EXHAUSTIVE_CUTS = 6
+MAX_EVALUATIONS = 200
+
+
+def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto",
+               in_place: bool = True, input_arrives: bool = False
                ) -> tuple[Lowered, Layout]:
-    if fuse:
-        lw = fuse_conv_pool(lw)
+    """`stream_mode`: 'off' (today's schedule: whole tensors, conv+max-pool fused), 'full'
+    (stream every run of row-wise layers) or 'auto' (whichever needs the smaller arena; the
+    unstreamed one on a tie, as it makes fewer calls). `input_arrives`: plan as if the input's
+    rows arrived over the link just before the first call reading them, into a ring (an
+    estimate for the report: the firmware receives the whole input before it runs)."""
+    if stream_mode not in stream.MODES:
+        raise UsageError(f"--stream must be one of {', '.join(stream.MODES)}, not "
+                         f"'{stream_mode}'")
+    lw = select_kernels(lw, arch)
     views: dict[int, View] = {}
     if in_place:
         lw, views = concat_in_place(lw)
-    return lw, layout(lw, views)
+    lw = split_concats(lw)
+    pinned = _pinned(lw)
+
+    def roots(t: int) -> tuple[int, int]:
+        return _root(t, lw.aliases, views)
+
+    best: Layout | None = None
+    best_cuts: frozenset[int] = frozenset()
+    evaluations = 0
+
+    def consider(mode: str, cuts: frozenset[int] = frozenset()) -> bool:
+        nonlocal best, best_cuts, evaluations
+        evaluations += 1
+        lay = layout(lw, views, stream.schedule(lw, mode, pinned, roots, cuts,
+                                                input_arrives=input_arrives))
+        if best is None or lay.arena_bytes < best.arena_bytes:
+            best, best_cuts = lay, cuts
+            return True
+        return False
+
+    if stream_mode != "auto":
+        consider(stream_mode)
+    else:
+        # The unstreamed schedule first: it wins ties, as it makes fewer kernel calls.
+        consider("off")
+        consider("full")
+        # Where to end segments (the tensor there is stored whole, written into the consumed
+        # part of the segment's input): every subset of the cuts after pools, then a local
+        # search that adds or removes one cut anywhere while that lowers the arena. A plan
+        # takes milliseconds; the search is capped.
+        pools = stream.cut_candidates(lw)
+        if len(pools) <= MAX_EXHAUSTIVE_CUTS:
+            for n in range(1, len(pools) + 1):
+                for combo in itertools.combinations(pools, n):
+                    consider("full", frozenset(combo))
+        if best is not None and best.schedule.mode == "full":
+            anywhere = stream.cut_candidates(lw, anywhere=True)
+            improved = True
+            while improved and evaluations < MAX_EVALUATIONS:
+                improved = False
+                for c in anywhere:
+                    if evaluations >= MAX_EVALUATIONS:
+                        break
+                    improved |= consider("full", best_cuts ^ {c})
+    assert best is not None
+    return lw, best

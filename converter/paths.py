@@ -1,6 +1,9 @@
-"""Where the project's non-Python parts live (firmware, templates, targets).
+"""Where the project's non-Python parts live (firmware, templates, targets, the bundled example).
 
-sqz is installed editable from its checkout (see README), so these are found beside the package.
+In a checkout they sit beside the package (firmware/, templates/, targets/, examples/ at the
+top of the repository), which is also what an editable install (`pip install -e .`) uses. A
+wheel (`pip install sqz`) carries the same folders inside the package, as converter/_data/
+(mapped in pyproject.toml), and that copy wins when it exists.
 """
 
 from __future__ import annotations
@@ -9,16 +12,27 @@ from pathlib import Path
 
 from .errors import BuildError
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+_INSTALLED = PACKAGE / "_data"
+_CHECKOUT = PACKAGE.parent
+
+#: True when running from a wheel (or any non-editable install), False in a checkout.
+INSTALLED = (_INSTALLED / "firmware").is_dir()
+#: The folder holding firmware/, templates/, targets/ and examples/.
+ROOT = _INSTALLED if INSTALLED else _CHECKOUT
 FIRMWARE = ROOT / "firmware"
 TEMPLATES = ROOT / "templates"
 TARGETS = ROOT / "targets"
+EXAMPLES = ROOT / "examples"
+#: The repository checkout (with platformio.ini) sqz runs from, or None for an installed sqz.
+CHECKOUT: Path | None = (
+    _CHECKOUT if not INSTALLED and (_CHECKOUT / "platformio.ini").is_file() else None)
 
 
 def require(path: Path) -> Path:
     if not path.exists():
+        where = ("the installed sqz package" if INSTALLED else f"the sqz checkout {_CHECKOUT}")
         raise BuildError(
-            f"{path} is missing: sqz must be installed from its checkout with "
-            "'pip install -e .' so it can find firmware/, templates/ and targets/"
-        )
+            f"{path} is missing from {where}: the installation is incomplete. Reinstall sqz "
+            "(`pip install sqz`, or `pip install -e .` in a checkout)")
     return path

@@ -10,14 +10,16 @@ from rich.console import Console
 
 from . import atomic, convert, targets
 from .errors import UsageError
-from .paths import ROOT
+from .paths import CHECKOUT
 
-PIO_GLUE = ROOT / "build" / "sqz_pio.ini"
+PIO_GLUE = CHECKOUT / "build" / "sqz_pio.ini" if CHECKOUT else None
 
 
-def pio_glue_path() -> Path:
-    # Tests point this elsewhere so they never retarget the checkout's own pio build.
-    return Path(os.environ.get("SQZ_PIO_GLUE", PIO_GLUE))
+def pio_glue_path() -> Path | None:
+    """Where build/sqz_pio.ini goes: the checkout's platformio.ini reads it. An installed sqz
+    has no checkout to retarget (None). Tests point it elsewhere (SQZ_PIO_GLUE)."""
+    env = os.environ.get("SQZ_PIO_GLUE")
+    return Path(env) if env else PIO_GLUE
 
 
 def default_out(target: str) -> Path:
@@ -26,9 +28,9 @@ def default_out(target: str) -> Path:
 
 def write_pio_glue(target: targets.Target, model_dir: Path) -> Path | None:
     """Point platformio.ini at the model just generated and make its env the default."""
-    if not target.pio_env:
-        return None
     glue = pio_glue_path()
+    if not target.pio_env or glue is None:
+        return None
     glue.parent.mkdir(parents=True, exist_ok=True)
     text = (
         "; Written by sqz-convert; platformio.ini includes it through extra_configs.\n"
@@ -64,6 +66,14 @@ def convert_command(args, out: Console, err: Console) -> int:
     out_dir: Path = args.out or default_out(target.name)
     if args.calib_samples < 1:
         raise UsageError("--calib-samples must be at least 1")
+    export_to = getattr(args, "export", None)
+    if export_to is not None:
+        from .export import check_options
+
+        check_options(export_to, name=args.export_name, version=args.export_version,
+                      out_dir=out_dir, image=args.export_image)
+    elif getattr(args, "export_image", None) or getattr(args, "export_name", None):
+        raise UsageError("--export-name and --export-image go with --export DIR")
     if args.model is None:
         from .example import example_model_args
 
@@ -89,7 +99,7 @@ def convert_command(args, out: Console, err: Console) -> int:
 
         with out.status("Converting to C..."):
             conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
-                                          source_name=src.source_name,
+                                          source_name=src.source_name, stream=args.stream,
                                           ram_budget=args.ram_budget,
                                           psram_budget=args.psram_budget,
                                           flash_budget=args.flash_budget,
@@ -111,10 +121,23 @@ def convert_command(args, out: Console, err: Console) -> int:
             src.keras_model.save(stage.file("float_model.keras"))
             atomic.checkpoint("staged float_model.keras")
     glue = write_pio_glue(target, out_dir)
+    lib = None
+    if export_to is not None:
+        from .export import export_library, pick_sample
+
+        shape = conv.lowered.graph.tensor(conv.lowered.input).shape[1:]
+        sample = pick_sample(args.export_image, args.calib, src.preprocessing, tuple(shape))
+        with out.status("Exporting the library (and running the reference on its sample)..."):
+            lib = export_library(out_dir, export_to, name=args.export_name,
+                                 version=args.export_version, sample=sample)
 
     out.print(report.summary_text())
     out.print(f"Wrote [bold]{out_dir}[/]: model.c, model_data.c, model.h, sqz_target.h, "
               "model.tflite, report.md/json/png")
+    if lib is not None:
+        out.print(f"Exported [bold]{lib.name}[/] {lib.version} to [bold]{lib.path}[/]: a "
+                  "PlatformIO/Arduino library, ESP-IDF component and CMake library, with "
+                  "examples (see its README.md)")
     if glue is not None:
         out.print(f"Next: [bold]pio run -t upload[/] (env {target.pio_env}), then "
                   f"[bold]sqz-validate --port /dev/ttyACM0 --model {out_dir}[/]")
@@ -122,4 +145,7 @@ def convert_command(args, out: Console, err: Console) -> int:
         out.print(f"Next: [bold]sqz-validate --sim host --model {out_dir}[/]")
     elif target.name == "mps2-an386":
         out.print(f"Next: [bold]sqz-validate --sim qemu --model {out_dir}[/]")
+    elif lib is None:
+        out.print("Next: add [bold]--export DIR[/] to get the model as a library for your "
+                  "firmware")
     return 0

@@ -213,8 +213,10 @@ def _resize(image: Image.Image, pre: Preprocessing) -> Image.Image:
     return image.crop((left, top, left + width, top + height))
 
 
-def load_image(path: str | Path, pre: Preprocessing) -> np.ndarray:
-    """Decode, resize and normalise one image file to float32 (H, W, C)."""
+def load_pixels(path: str | Path, pre: Preprocessing) -> np.ndarray:
+    """Decode and resize (or crop) one image file to the model's size: uint8 (H, W, C), channels
+    in RGB order (or 1 grayscale channel), before any arithmetic. What a camera delivers at the
+    model's size, and what an exported library's pixel helper takes."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"image {path} does not exist; check the path")
@@ -229,15 +231,27 @@ def load_image(path: str | Path, pre: Preprocessing) -> np.ndarray:
         raise InputFileError(
             f"image {path} cannot be read ({exc}); replace or remove the file"
         ) from None
-    pixels = np.asarray(image, dtype=np.float32)
+    pixels = np.asarray(image, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
+    return np.ascontiguousarray(pixels)
+
+
+def normalize(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """uint8 pixels as load_pixels gives them -> the float32 model input. Element-wise, so a
+    table of the 256 values of each channel gives exactly what a whole image gives."""
+    pixels = np.asarray(pixels, dtype=np.float32)
     if pre.color_mode == "rgb" and pre.channel_order == "bgr":
         pixels = pixels[:, :, ::-1]
     mean = np.asarray(pre.mean, dtype=np.float32)
     std = np.asarray(pre.std, dtype=np.float32)
     pixels = (pixels * np.float32(pre.scale) - mean) / std
     return np.ascontiguousarray(pixels, dtype=np.float32)
+
+
+def load_image(path: str | Path, pre: Preprocessing) -> np.ndarray:
+    """Decode, resize and normalise one image file to float32 (H, W, C)."""
+    return normalize(load_pixels(path, pre), pre)
 
 
 def _is_image_file(path: Path) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__, atomic, planner
@@ -11,9 +11,8 @@ from .atomic import Staging, checkpoint
 from .convert import Conversion
 from .lower import (
     AddStep,
-    ConcatStep,
+    ConcatPartStep,
     ConstStep,
-    ConvPoolStep,
     ConvStep,
     FullyConnectedStep,
     MeanStep,
@@ -22,6 +21,7 @@ from .lower import (
     SoftmaxStep,
     Step,
 )
+from .stream import rows_of
 
 
 @dataclass(frozen=True)
@@ -37,28 +37,42 @@ class LayerRow:
     arena_bytes: int
     scratch_bytes: int
     live_bytes: int
+    kernel: str = ""
+    segment: int = 0
+    ring_rows: int | None = None  # rows kept of the output, when it is a ring
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    index: int
+    layers: list[str]
+    calls: int
+    first_tick: int
+    last_tick: int
+
+
+@dataclass(frozen=True)
+class RingRow:
+    tensor: str
+    rows: int  # of the tensor's rows
+    slots: int  # kept in the ring
+    bytes: int
+    whole_bytes: int
 
 
 def _op_text(s: Step) -> str:
     if isinstance(s, ConvStep):
         f = s.filter_dims
         return f"conv {f.h}x{f.w}/{s.stride[0]}"
-    if isinstance(s, ConvPoolStep):
-        f = s.conv.filter_dims
-        p = s.pool
-        return (f"conv {f.h}x{f.w}/{s.conv.stride[0]} + maxpool "
-                f"{p.filter_hw[0]}x{p.filter_hw[1]}/{p.stride[0]}")
     if isinstance(s, PoolStep):
         return f"{s.kind}pool {s.filter_hw[0]}x{s.filter_hw[1]}/{s.stride[0]}"
-    names = {MeanStep: "mean", ConcatStep: "concat", AddStep: "add", SoftmaxStep: "softmax",
-             FullyConnectedStep: "fully connected", RequantizeStep: "requantize",
-             ConstStep: "load constant"}
+    names = {MeanStep: "mean", ConcatPartStep: "concat", AddStep: "add",
+             SoftmaxStep: "softmax", FullyConnectedStep: "fully connected",
+             RequantizeStep: "requantize", ConstStep: "load constant"}
     return names.get(type(s), type(s).__name__)
 
 
 def _output(s: Step) -> int:
-    if isinstance(s, ConvPoolStep):
-        return s.pool.output
     return s.writes[0]
 
 
@@ -84,6 +98,10 @@ class Report:
     input_shape: list[int]
     output_shape: list[int]
     plan_ascii: str
+    stream: str = "off"
+    segments: list[SegmentRow] = field(default_factory=list)
+    rings: list[RingRow] = field(default_factory=list)
+    live_curve: list[int] = field(default_factory=list)  # live bytes per kernel call
     image: dict | None = None  # arm-none-eabi-size of the built firmware, where one is built
     image_note: str = ""
 
@@ -91,9 +109,13 @@ class Report:
         return asdict(self)
 
     def summary_text(self) -> str:
+        streamed = (f", {sum(len(x.layers) for x in self.segments if len(x.layers) > 1)} "
+                    f"layers streamed row by row in "
+                    f"{sum(1 for x in self.segments if len(x.layers) > 1)} segment(s)"
+                    if self.stream == "full" else "")
         return (
             f"[bold]{self.model}[/] for [bold]{self.target}[/]: "
-            f"{self.macs / 1e6:,.1f} M MACs, {len(self.layers)} steps\n"
+            f"{self.macs / 1e6:,.1f} M MACs, {len(self.layers)} steps{streamed}\n"
             f"  flash {self.flash_bytes:,} B (weights {self.weight_bytes:,} B + code "
             f"~{self.code_bytes_estimate:,} B) of {self.flash_limit:,} B\n"
             f"  arena {self.arena_bytes:,} B in {self.arena_place} (lower bound "
@@ -116,40 +138,77 @@ class Report:
             f"{self.flash_limit:,} B |",
             f"| weights, biases, requantization constants | {self.weight_bytes:,} B |",
             f"| peak RAM (arena, in {self.arena_place}) | {self.arena_bytes:,} B |",
-            f"| arena lower bound (peak live bytes) | {self.arena_lower_bound:,} B |",
+            f"| arena lower bound (peak live bytes of this schedule) | "
+            f"{self.arena_lower_bound:,} B |",
             f"| arena without reuse (naive sum) | {self.arena_naive_bytes:,} B |",
+            f"| row streaming | {self.stream} |",
             *([f"| firmware image flash (text + data) | {self.image['flash']:,} B |",
                f"| firmware image RAM (data + bss) | {self.image['ram']:,} B |"]
               if self.image else []),
             "",
             *([self.image_note, ""] if self.image_note else []),
-            "| # | layer | op | input | output | MACs | weight B | arena offset | "
-            "out B | scratch B | live B |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| # | layer | op | kernel | input | output | MACs | weight B | arena offset | "
+            "out B | ring rows | scratch B | live B |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.layers:
             ins = ", ".join("x".join(map(str, s)) for s in r.inputs)
+            ring = "" if r.ring_rows is None else str(r.ring_rows)
             lines.append(
-                f"| {r.index} | {r.name} | {r.op} | {ins} | {'x'.join(map(str, r.output))} | "
-                f"{r.macs:,} | {r.weight_bytes:,} | {r.arena_offset:,} | {r.arena_bytes:,} | "
-                f"{r.scratch_bytes:,} | {r.live_bytes:,} |")
-        lines += ["", "## Arena map", "", "```", self.plan_ascii.rstrip(), "```", ""]
+                f"| {r.index} | {r.name} | {r.op} | {r.kernel} | {ins} | "
+                f"{'x'.join(map(str, r.output))} | {r.macs:,} | {r.weight_bytes:,} | "
+                f"{r.arena_offset:,} | {r.arena_bytes:,} | {ring} | {r.scratch_bytes:,} | "
+                f"{r.live_bytes:,} |")
+        lines += ["", "## Segments", "",
+                  "Layers of a segment run row by row, interleaved; a segment of one layer "
+                  "runs on whole tensors.", "",
+                  "| # | layers | kernel calls | ticks |", "|---|---|---|---|"]
+        for g in self.segments:
+            names = g.layers[0] if len(g.layers) == 1 else \
+                f"{g.layers[0]} .. {g.layers[-1]} ({len(g.layers)} layers)"
+            lines.append(f"| {g.index} | {names} | {g.calls:,} | {g.first_tick}-{g.last_tick} |")
+        if self.rings:
+            lines += ["", "## Rings", "",
+                      "Tensors never stored whole: their rows go through a ring of slots.", "",
+                      "| tensor | rows | slots | ring B | whole tensor B |",
+                      "|---|---|---|---|---|"]
+            for ring in self.rings:
+                lines.append(f"| {ring.tensor} | {ring.rows} | {ring.slots} | "
+                             f"{ring.bytes:,} | {ring.whole_bytes:,} |")
+        lines += ["", "## Arena map", "",
+                  "One line per run of kernel calls (ticks) with the same picture.", "",
+                  "```", self.plan_ascii.rstrip(), "```", ""]
         return "\n".join(lines)
 
 
 def build_report(conv: Conversion, *, calibration: str) -> Report:
     lw, lay, b = conv.lowered, conv.layout, conv.budget
     g = lw.graph
+    sched = lay.schedule
+    seg_of = {i: si for si, seg in enumerate(sched.segments) for i in seg.nodes}
     rows = []
     for i, s in enumerate(lw.steps):
         out_t = _output(s)
+        r = lay.rows[out_t]
+        ring = r.slots if out_t in sched.slots else None
         rows.append(LayerRow(
             index=i, name=s.name, op=_op_text(s),
             inputs=[list(g.tensor(t).shape) for t in s.reads],
             output=list(g.tensor(out_t).shape), macs=s.macs, weight_bytes=s.weight_bytes,
-            arena_offset=lay.offsets.get(out_t, 0), arena_bytes=g.tensor(out_t).nbytes,
-            scratch_bytes=s.scratch_bytes(), live_bytes=lay.live_bytes[i],
+            arena_offset=lay.offsets.get(out_t, 0),
+            arena_bytes=r.slots * r.pitch if ring else g.tensor(out_t).nbytes,
+            scratch_bytes=s.scratch_bytes(), live_bytes=lay.step_live_bytes(i),
+            kernel=getattr(s, "kernel", ""), segment=seg_of[i], ring_rows=ring,
         ))
+    segments = []
+    for si, seg in enumerate(sched.segments):
+        a = min(lay.step_ticks[i][0] for i in seg.nodes)
+        z = max(lay.step_ticks[i][1] for i in seg.nodes)
+        segments.append(SegmentRow(index=si, layers=[lw.steps[i].name for i in seg.nodes],
+                                   calls=seg.ticks(), first_tick=a, last_tick=z))
+    rings = [RingRow(tensor=g.tensor(t).name, rows=rows_of(lw, t), slots=n,
+                     bytes=n * lay.rows[t].pitch, whole_bytes=g.tensor(t).nbytes)
+             for t, n in sorted(sched.slots.items())]
     return Report(
         tool_version=__version__, model=g.source, model_sha256=g.sha256,
         target=conv.target.name, calibration=calibration, layers=rows,
@@ -159,7 +218,8 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
         arena_naive_bytes=lay.naive_bytes, arena_strategy=lay.plan.strategy,
         arena_place=b.ram_place, ram_limit=b.psram_limit if b.arena_in_psram else b.sram_limit,
         input_shape=list(g.tensor(lw.input).shape), output_shape=list(g.tensor(lw.output).shape),
-        plan_ascii=planner.ascii_dump(lay.plan),
+        plan_ascii=planner.ascii_dump(lay.plan), stream=sched.mode, segments=segments,
+        rings=rings, live_curve=list(lay.live_bytes),
     )
 
 
@@ -172,21 +232,35 @@ def plot(report: Report, layout_plan: planner.Plan, path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True,
                                    gridspec_kw={"height_ratios": [1, 2]})
-    steps = [r.index for r in report.layers]
-    ax1.bar(steps, [r.live_bytes / 1024 for r in report.layers], color="#4477aa")
+    ticks = list(range(len(report.live_curve)))
+    ax1.fill_between(ticks, [v / 1024 for v in report.live_curve], step="mid",
+                     color="#4477aa", label="live bytes")
     ax1.axhline(report.arena_bytes / 1024, color="#cc3311", linestyle="--",
                 label=f"arena {report.arena_bytes / 1024:,.1f} KiB")
     ax1.set_ylabel("live KiB")
     ax1.legend(loc="upper right")
-    ax1.set_title(f"{Path(report.model).name} on {report.target}: arena use per step")
+    ax1.set_title(f"{Path(report.model).name} on {report.target}: arena use per kernel call "
+                  f"(streaming {report.stream})")
+    for seg in report.segments:
+        if len(seg.layers) > 1:
+            ax1.axvspan(seg.first_tick - 0.5, seg.last_tick + 0.5, color="#ccddaa", alpha=0.4,
+                        zorder=0)
     for b in layout_plan.buffers:
         off = layout_plan.offsets[b.name]
-        ax2.add_patch(Rectangle((b.first - 0.4, off / 1024), b.last - b.first + 0.8,
-                                b.size / 1024, facecolor="#66ccee" if b.name.startswith("t")
-                                else "#ee6677", edgecolor="black", linewidth=0.4))
-    ax2.set_xlim(-1, max(steps, default=0) + 1)
+        color = "#66ccee" if b.name.startswith("t") else "#ee6677"
+        if not b.dynamic:
+            ax2.add_patch(Rectangle((b.first - 0.4, off / 1024), b.last - b.first + 0.8,
+                                    b.size / 1024, facecolor=color, edgecolor="black",
+                                    linewidth=0.4))
+            continue
+        # A tensor written or read row by row: draw its live part call by call.
+        xs = list(range(b.first, b.last + 1))
+        ax2.fill_between(xs, [(off + b.live(x)[0]) / 1024 for x in xs],
+                         [(off + b.live(x)[1]) / 1024 for x in xs], step="mid",
+                         facecolor=color, edgecolor="black", linewidth=0.4)
+    ax2.set_xlim(-1, max(ticks, default=0) + 1)
     ax2.set_ylim(0, max(report.arena_bytes / 1024, 1))
-    ax2.set_xlabel("schedule step")
+    ax2.set_xlabel("kernel call (tick)")
     ax2.set_ylabel("arena offset (KiB)")
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})

@@ -391,7 +391,11 @@ def test_ctrl_c_inside_a_c_extension_import_is_an_interruption(capsys):
             raise ImportError("initialization failed") from None
         return 0
 
-    assert run_cli(job, []) == 130
-    err = capsys.readouterr().err
-    assert err == "sqz: interrupted\n"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    # As in a terminal (a shell's background job would have SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert run_cli(job, []) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capsys.readouterr().err == "sqz: interrupted\n"

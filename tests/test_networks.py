@@ -21,14 +21,14 @@ CASES = [
 ]
 
 
-def _compare(sqz_runner, buf: bytes, n: int = 4, seed: int = 0):
+def _compare(sqz_runner, buf: bytes, n: int = 4, seed: int = 0, **convert_kw):
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_content=buf)
     shape = it.get_input_details()[0]["shape"]
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, size=(n, *shape[1:]), dtype=np.int8)
-    ours, ours_logits = sqz_runner.run(buf, x, logits=True)
+    ours, ours_logits = sqz_runner.run(buf, x, logits=True, **convert_kw)
     ref = reference.run_reference(buf, x, want_logits=True)
     assert np.array_equal(ours_logits, ref.logits.reshape(n, -1)), "logits differ"
     if ref.outputs is not None:
@@ -49,6 +49,21 @@ def test_network_bit_exact(sqz_runner, name, size, channels, classes):
 def test_squeezenet1_1_224_imagenet_shape(sqz_runner):
     src = sources.resolve("squeezenet1_1", calib_samples=4)
     _compare(sqz_runner, src.tflite, n=2)
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_0_simple_bypass", "squeezenet1_0_complex_bypass"])
+def test_squeezenet1_0_bypass_224_streamed(sqz_runner, name):
+    """Streamed row by row (the default at this size), both bypasses at 224x224."""
+    src = sources.resolve(name, calib_samples=2)
+    _compare(sqz_runner, src.tflite, n=1)
+
+
+@pytest.mark.parametrize("stream", ["off", "full"])
+def test_network_in_every_stream_mode(sqz_runner, stream):
+    src = sources.resolve("squeezenet1_1_complex_bypass", input_size=(48, 40), classes=3,
+                          calib_samples=4)
+    ours = _compare(sqz_runner, src.tflite, n=2, stream=stream)
+    assert ours.shape == (2, 3)
 
 
 def test_network_under_asan_and_ubsan(sqz_runner_asan):

@@ -1,5 +1,5 @@
 /* Instruction counting for sqz-bench: one inference under valgrind's callgrind, with a dump
- * after every step so each layer's instructions are reported separately.
+ * after every kernel call, so sqz-bench can add up each layer's calls.
  *
  * Run as: valgrind --tool=callgrind --collect-atstart=no bench < input.bin
  * Collection is switched on just around sqz_run(), so reading the input and process start-up

@@ -37,7 +37,7 @@ int main(int argc, char **argv)
         const sqz_status st = sqz_run(m, arena, NULL, NULL, &failed);
         if (st != SQZ_OK) {
             fprintf(stderr, "runner: step %u (%s) failed: %s\n", (unsigned)failed,
-                    m->step_names[failed], sqz_status_str(st));
+                    m->node_names[failed], sqz_status_str(st));
             return 2;
         }
         fwrite(arena + m->output.offset, 1, m->output.bytes, stdout);

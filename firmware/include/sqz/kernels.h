@@ -38,6 +38,18 @@ typedef struct {
     const int8_t *shift;
 } sqz_per_channel_quant;
 
+/* ---- Row entry points ------------------------------------------------------------------------
+ *
+ * Every spatial kernel computes one output row at a time, so a scheduler can stream rows
+ * through a chain of layers keeping only a ring of rows per tensor. A row kernel does not know
+ * where its input rows live: it receives `input_rows`, one pointer per filter row, where
+ * input_rows[j] is input row (oy * stride.h - padding.h + j * dilation.h) of the same batch
+ * item, or NULL where that row lies outside the input (top or bottom padding). The whole-tensor
+ * entry points below are loops over their row kernels. */
+
+/* Most filter rows a row kernel takes (checked by the converter). */
+#define SQZ_MAX_FILTER_ROWS 16
+
 /* ---- CONV_2D ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -52,25 +64,46 @@ typedef struct {
     int32_t output_pixel_stride;
 } sqz_conv_params;
 
-/* `bias` is the folded bias: bias[oc] + input_offset * sum(filter[oc]). Folding the input
- * zero point into the bias keeps the inner loop a pure int8 dot product; out-of-image taps are
- * treated as holding the input zero point, which contributes exactly what the reference's
- * skipped taps contribute (nothing). */
+/* A conv row kernel. `filter` is in the layout its variant documents (the converter lays the
+ * weights out for the variant it selects); `bias` is the folded bias: bias[oc] + input_offset *
+ * sum(filter[oc]). Folding the input zero point into the bias keeps the inner loop a pure int8
+ * dot product; out-of-image taps are treated as holding the input zero point, which
+ * contributes exactly what the reference's skipped taps contribute (nothing). */
+typedef sqz_status (*sqz_conv_row_fn)(const sqz_context *ctx, const sqz_conv_params *params,
+                                      const sqz_per_channel_quant *quant,
+                                      const sqz_dims *input_dims,
+                                      const int8_t *const *input_rows,
+                                      const sqz_dims *filter_dims, const void *filter,
+                                      const sqz_dims *bias_dims, const int32_t *bias,
+                                      const sqz_dims *output_dims, int8_t *output_row);
+
+/* The portable conv row kernel: any kernel size, stride, dilation and padding.
+ * Filter layout: OHWI, each output channel's row sqz_conv_s8_filter_row_len() int8 values
+ * long. That is kh * kw * c, except for undilated k x k filters, whose rows are zero-padded to
+ * a multiple of 16 so every dot product runs in full blocks. */
+sqz_status sqz_conv_s8_row(const sqz_context *ctx, const sqz_conv_params *params,
+                           const sqz_per_channel_quant *quant, const sqz_dims *input_dims,
+                           const int8_t *const *input_rows, const sqz_dims *filter_dims,
+                           const void *filter, const sqz_dims *bias_dims, const int32_t *bias,
+                           const sqz_dims *output_dims, int8_t *output_row);
+int32_t sqz_conv_s8_filter_row_len(const sqz_conv_params *params, const sqz_dims *filter_dims);
+
+/* Scratch of one row call: the input rows one output row reads, widened to int16 (a few pixels
+ * for a 1x1, a few receptive fields for k x k filters). */
+int32_t sqz_conv_s8_scratch_size(const sqz_conv_params *params, const sqz_dims *input_dims,
+                                 const sqz_dims *filter_dims, const sqz_dims *output_dims);
+
+/* Rows of input one output row spans, (kh - 1) * dilation + 1: the smallest ring of rows a
+ * streamed input can be read from (the converter's row scheduler may need more when several
+ * layers read the same tensor at different lags). The same for every conv variant. */
+int32_t sqz_conv_s8_ring_rows(const sqz_conv_params *params, const sqz_dims *filter_dims);
+
+/* The whole tensor, row by row with sqz_conv_s8_row (same filter layout and scratch). */
 sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
                        const sqz_per_channel_quant *quant, const sqz_dims *input_dims,
                        const int8_t *input, const sqz_dims *filter_dims, const int8_t *filter,
                        const sqz_dims *bias_dims, const int32_t *bias,
                        const sqz_dims *output_dims, int8_t *output);
-/* Filter layout: OHWI, each output channel's row sqz_conv_s8_filter_row_len() values long.
- * That is kh * kw * c, except for filters whose kw * c is under 16 (first layers on 1 to 3
- * channels), whose rows are zero-padded to a multiple of 16 so every dot product runs in full
- * blocks. The converter lays the weights out accordingly. */
-int32_t sqz_conv_s8_filter_row_len(const sqz_conv_params *params, const sqz_dims *filter_dims);
-
-/* Scratch: the input rows one output row reads, widened to int16 (a few pixels for a 1x1,
- * a few receptive fields for padded-row filters). */
-int32_t sqz_conv_s8_scratch_size(const sqz_conv_params *params, const sqz_dims *input_dims,
-                                 const sqz_dims *filter_dims, const sqz_dims *output_dims);
 
 /* ---- MAX_POOL_2D and AVERAGE_POOL_2D -------------------------------------------------------- */
 
@@ -80,30 +113,52 @@ typedef struct {
     sqz_activation activation;
 } sqz_pool_params;
 
-/* filter_dims carries the window in h and w (n and c are ignored). */
+/* A pooling row kernel: `input_rows` holds filter_dims->h pointers (NULL: outside the input,
+ * skipped like the reference skips padding). filter_dims carries the window in h and w. */
+typedef sqz_status (*sqz_pool_row_fn)(const sqz_pool_params *params, const sqz_dims *input_dims,
+                                      const int8_t *const *input_rows,
+                                      const sqz_dims *filter_dims, const sqz_dims *output_dims,
+                                      int8_t *output_row);
+
+sqz_status sqz_max_pool_s8_row(const sqz_pool_params *params, const sqz_dims *input_dims,
+                               const int8_t *const *input_rows, const sqz_dims *filter_dims,
+                               const sqz_dims *output_dims, int8_t *output_row);
+sqz_status sqz_avg_pool_s8_row(const sqz_pool_params *params, const sqz_dims *input_dims,
+                               const int8_t *const *input_rows, const sqz_dims *filter_dims,
+                               const sqz_dims *output_dims, int8_t *output_row);
+
+/* Rows of input one output row spans: the window's height. */
+int32_t sqz_pool_s8_ring_rows(const sqz_dims *filter_dims);
+
+/* MAX_POOL_2D in push form, for streaming: called once per input row (row `in_y` of its batch
+ * item), it folds that row into every output row whose window holds it: output_rows[j] is
+ * output row first_out + j, for n_out rows (sqz_pool_s8_push_span). The first row of a window
+ * initialises its output row, later ones take the maximum, so the producer of the input needs
+ * no ring of window rows; an output row is complete once its window's last row was pushed.
+ * Exact: the activation clamp commutes with max. */
+typedef sqz_status (*sqz_pool_push_fn)(const sqz_pool_params *params,
+                                       const sqz_dims *input_dims, const int8_t *input_row,
+                                       int32_t in_y, const sqz_dims *filter_dims,
+                                       const sqz_dims *output_dims, int8_t *const *output_rows,
+                                       int32_t first_out, int32_t n_out);
+sqz_status sqz_max_pool_s8_push(const sqz_pool_params *params, const sqz_dims *input_dims,
+                                const int8_t *input_row, int32_t in_y,
+                                const sqz_dims *filter_dims, const sqz_dims *output_dims,
+                                int8_t *const *output_rows, int32_t first_out, int32_t n_out);
+
+/* The output rows whose windows hold input row in_y: the first and how many (at most
+ * ceil(window height / stride)). */
+void sqz_pool_s8_push_span(const sqz_pool_params *params, const sqz_dims *input_dims,
+                           const sqz_dims *filter_dims, const sqz_dims *output_dims,
+                           int32_t in_y, int32_t *first_out, int32_t *n_out);
+
+/* Whole tensors (n and c of filter_dims are ignored). */
 sqz_status sqz_max_pool_s8(const sqz_pool_params *params, const sqz_dims *input_dims,
                            const int8_t *input, const sqz_dims *filter_dims,
                            const sqz_dims *output_dims, int8_t *output);
 sqz_status sqz_avg_pool_s8(const sqz_pool_params *params, const sqz_dims *input_dims,
                            const int8_t *input, const sqz_dims *filter_dims,
                            const sqz_dims *output_dims, int8_t *output);
-
-/* ---- CONV_2D followed by MAX_POOL_2D, streamed --------------------------------------------- */
-
-/* The conv output never exists in full: conv rows go through a ring of `pool window height`
- * rows in scratch and are max-pooled as soon as a window is complete. Bit-exact with running
- * the two kernels one after the other. conv_output_dims is the shape the conv would have. */
-sqz_status sqz_conv_pool_s8(const sqz_context *ctx, const sqz_conv_params *conv_params,
-                            const sqz_per_channel_quant *quant,
-                            const sqz_pool_params *pool_params, const sqz_dims *pool_filter_dims,
-                            const sqz_dims *conv_output_dims, const sqz_dims *input_dims,
-                            const int8_t *input, const sqz_dims *filter_dims,
-                            const int8_t *filter, const sqz_dims *bias_dims, const int32_t *bias,
-                            const sqz_dims *output_dims, int8_t *output);
-int32_t sqz_conv_pool_s8_scratch_size(const sqz_conv_params *conv_params,
-                                      const sqz_dims *input_dims, const sqz_dims *filter_dims,
-                                      const sqz_dims *pool_filter_dims,
-                                      const sqz_dims *conv_output_dims);
 
 /* ---- MEAN over height and width ---------------------------------------------------------- */
 
@@ -118,7 +173,14 @@ typedef struct {
 sqz_status sqz_mean_s8(const sqz_context *ctx, const sqz_mean_params *params,
                        const sqz_dims *input_dims, const int8_t *input,
                        const sqz_dims *output_dims, int8_t *output);
+/* Scratch: one int32 sum per channel. Row by row, it must survive between the calls. */
 int32_t sqz_mean_s8_scratch_size(const sqz_dims *input_dims);
+
+/* Row by row, so the tensor being averaged never has to exist whole: call with every input
+ * row of one batch item in turn (row = 0 .. h - 1); the last call writes the item's output. */
+sqz_status sqz_mean_s8_row(const sqz_context *ctx, const sqz_mean_params *params,
+                           const sqz_dims *input_dims, const int8_t *input_row, int32_t row,
+                           const sqz_dims *output_dims, int8_t *output);
 
 /* ---- ADD ----------------------------------------------------------------------------------- */
 

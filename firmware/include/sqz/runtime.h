@@ -1,8 +1,9 @@
 /* The static schedule: what the generated model.c describes and sqz_run() executes.
  *
- * A model is pure const data: one layer struct per step (kernel params, dims, arena offsets,
- * pointers to weights) and an array of steps. The executor only dispatches; it holds no state,
- * allocates nothing and needs no float.
+ * A model is pure const data: one layer struct per layer (kernel variant, params, dims,
+ * pointers to weights), one node per layer (where its tensors and scratch live in the arena),
+ * and segments: runs of nodes executed row by row in an order the converter fixed. The
+ * executor only dispatches; it allocates nothing and needs no float.
  */
 #ifndef SQZ_RUNTIME_H
 #define SQZ_RUNTIME_H
@@ -14,7 +15,6 @@
 
 typedef enum {
     SQZ_OP_CONV = 1,
-    SQZ_OP_CONV_POOL = 2,
     SQZ_OP_MAX_POOL = 3,
     SQZ_OP_AVG_POOL = 4,
     SQZ_OP_MEAN = 5,
@@ -23,53 +23,47 @@ typedef enum {
     SQZ_OP_SOFTMAX = 8,
     SQZ_OP_FULLY_CONNECTED = 9,
     SQZ_OP_REQUANTIZE = 10,
-    SQZ_OP_LOAD_CONST = 11
+    SQZ_OP_LOAD_CONST = 11,
+    SQZ_OP_MAX_POOL_PUSH = 12 /* called per input row: sqz_pool_push_fn */
 } sqz_op;
 
+/* Layer structs hold what a kernel needs besides memory: params, quantization, dims, weights,
+ * and for convs and pools the kernel variant the converter chose for the board's architecture
+ * (its weights are laid out for that variant). Where the tensors live is the node's business. */
 typedef struct {
+    sqz_conv_row_fn row;
     sqz_conv_params params;
     sqz_per_channel_quant quant;
     sqz_dims input_dims, filter_dims, bias_dims, output_dims;
-    const int8_t *filter;
+    const void *filter;
     const int32_t *bias;
-    uint32_t input, output; /* arena offsets */
 } sqz_conv_layer;
 
 typedef struct {
-    sqz_conv_layer conv;
-    sqz_pool_params pool;
-    sqz_dims pool_filter_dims;
-    sqz_dims pool_output_dims; /* conv.output_dims is the conv's full (never stored) shape */
-} sqz_conv_pool_layer;
-
-typedef struct {
+    sqz_pool_row_fn row;   /* SQZ_OP_MAX_POOL, SQZ_OP_AVG_POOL */
+    sqz_pool_push_fn push; /* SQZ_OP_MAX_POOL_PUSH */
     sqz_pool_params params;
     sqz_dims input_dims, filter_dims, output_dims;
-    uint32_t input, output;
 } sqz_pool_layer;
 
 typedef struct {
     sqz_mean_params params;
     sqz_dims input_dims, output_dims;
-    uint32_t input, output;
 } sqz_mean_layer;
 
 typedef struct {
     sqz_concat_params params;
     sqz_dims input_dims, output_dims;
-    uint32_t input, output;
 } sqz_concat_layer;
 
 typedef struct {
     sqz_add_params params;
-    sqz_dims input1_dims, input2_dims, output_dims;
-    uint32_t input1, input2, output;
+    sqz_dims dims; /* both inputs and the output */
 } sqz_add_layer;
 
 typedef struct {
     sqz_softmax_params params;
-    sqz_dims input_dims, output_dims;
-    uint32_t input, output;
+    sqz_dims dims;
 } sqz_softmax_layer;
 
 typedef struct {
@@ -78,29 +72,39 @@ typedef struct {
     sqz_dims input_dims, filter_dims, bias_dims, output_dims;
     const int8_t *filter;
     const int32_t *bias;
-    uint32_t input, output;
 } sqz_fc_layer;
 
 typedef struct {
     sqz_requantize_params params;
-    sqz_dims input_dims, output_dims;
-    uint32_t input, output;
+    sqz_dims dims;
 } sqz_requantize_layer;
 
 /* A constant operand of an activation op (say, a constant ADD input), copied into the arena. */
 typedef struct {
     const int8_t *data;
     uint32_t bytes;
-    uint32_t output;
 } sqz_load_const_layer;
 
+/* A tensor as the executor addresses it: row r (batch-major: item b's row y is b * h + y)
+ * lives at arena + offset + (r % slots) * pitch. slots == n * h holds the whole tensor; fewer
+ * slots make a ring that keeps only the rows its readers still need. `offset` may point into
+ * another tensor (a channel slice of a concatenation written in place). */
+typedef struct {
+    uint32_t offset;
+    uint32_t pitch;
+    uint32_t slots;
+} sqz_rows;
+
+/* One layer as scheduled: its kernel, its tensors and its scratch. Row-wise ops (convs,
+ * pools, ADD, QUANTIZE, channel concatenation, MEAN) are called once per output row (MEAN and
+ * push-form max pools: per input row); the others once for the whole tensor. */
 typedef struct {
     uint8_t op; /* sqz_op */
-    uint32_t scratch;      /* arena offset of this step's scratch */
+    sqz_rows input, input2, output;
+    uint32_t scratch;      /* arena offset of this node's scratch */
     uint32_t scratch_size; /* bytes; 0 when the kernel needs none */
     union {
         const sqz_conv_layer *conv;
-        const sqz_conv_pool_layer *conv_pool;
         const sqz_pool_layer *pool;
         const sqz_mean_layer *mean;
         const sqz_concat_layer *concat;
@@ -110,7 +114,25 @@ typedef struct {
         const sqz_requantize_layer *requantize;
         const sqz_load_const_layer *load_const;
     } layer;
-} sqz_step;
+} sqz_node;
+
+/* `calls` consecutive calls of node `node` (relative to the segment's first node). */
+typedef struct {
+    uint8_t node;
+    uint8_t calls;
+} sqz_run_entry;
+
+/* Most nodes in one segment: the executor keeps a row counter per node on its stack. */
+#define SQZ_MAX_SEGMENT_NODES 64
+
+/* Nodes executed row-interleaved in the converter's order: every call finds the rows it reads
+ * in its inputs' rings, because the converter computed the order and the ring sizes together
+ * and checked them. A segment of one node is a layer run on whole tensors. */
+typedef struct {
+    uint16_t first_node, n_nodes;
+    const sqz_run_entry *order;
+    uint16_t n_order;
+} sqz_segment;
 
 /* Where a model tensor lives and how to read it. Scales are IEEE-754 float32 bit patterns:
  * the device only reports them, it never computes with them. */
@@ -126,9 +148,11 @@ typedef struct {
     const char *name;
     uint8_t sha256[32];
     uint32_t arena_bytes;
-    const sqz_step *steps;
-    uint16_t n_steps;
-    const char *const *step_names;
+    const sqz_node *nodes;
+    uint16_t n_nodes;
+    const char *const *node_names;
+    const sqz_segment *segments;
+    uint16_t n_segments;
     sqz_tensor_info input;
     sqz_tensor_info output;
     /* The tensor that feeds a final SOFTMAX (the logits), kept alive to the end of the run so
@@ -137,14 +161,14 @@ typedef struct {
     uint64_t macs;
 } sqz_model;
 
-/* Called after every step with its index; lets the application time layers without the
- * runtime knowing about clocks. May be NULL. */
-typedef void (*sqz_step_hook)(void *user, uint16_t step);
+/* Called after every kernel call with the index of the node that ran; lets the application
+ * time layers without the runtime knowing about clocks. May be NULL. */
+typedef void (*sqz_node_hook)(void *user, uint16_t node);
 
-/* Runs every step of the schedule on `arena` (model->arena_bytes, 16-byte aligned). The input
- * must already be at arena + model->input.offset; the output is left at arena +
- * model->output.offset. Stops at the first failing kernel and reports its step index. */
-sqz_status sqz_run(const sqz_model *model, uint8_t *arena, sqz_step_hook hook, void *user,
-                   uint16_t *failed_step);
+/* Runs the whole schedule on `arena` (model->arena_bytes, 16-byte aligned). The input must
+ * already be at arena + model->input.offset; the output is left at arena +
+ * model->output.offset. Stops at the first failing kernel and reports its node index. */
+sqz_status sqz_run(const sqz_model *model, uint8_t *arena, sqz_node_hook hook, void *user,
+                   uint16_t *failed_node);
 
 #endif

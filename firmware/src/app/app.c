@@ -165,7 +165,7 @@ static void step_hook(void *user, uint16_t step)
     const uint64_t now = sqz_port_counter();
     (void)user;
     if (step < st.n_counts) {
-        layer_counts[step] = now - hook_prev;
+        layer_counts[step] += now - hook_prev; /* a streamed layer runs in many calls */
     }
     hook_prev = sqz_port_counter(); /* the hook's own time is not charged to the next step */
 }
@@ -184,7 +184,7 @@ static void cmd_hello(uint16_t seq)
     begin_response(SQZ_PROTO_RESP_INFO, seq);
     sqz_frame_tx_u8(&tx, SQZ_PROTO_VERSION);
     sqz_frame_tx_u8(&tx, flags);
-    sqz_frame_tx_u16(&tx, model->n_steps);
+    sqz_frame_tx_u16(&tx, model->n_nodes);
     sqz_frame_tx_u32(&tx, (uint32_t)SQZ_MODEL_ARENA_BYTES);
     sqz_frame_tx_u64(&tx, model->macs);
     sqz_frame_tx_put(&tx, model->sha256, 32);
@@ -255,8 +255,8 @@ static void send_run_outcome(uint16_t seq)
 {
     if (st.run_status != SQZ_OK) {
         const uint16_t step = st.run_failed_step;
-        const char *name = (model->step_names && step < model->n_steps)
-                               ? model->step_names[step]
+        const char *name = (model->node_names && step < model->n_nodes)
+                               ? model->node_names[step]
                                : NULL;
         send_error2(seq, SQZ_PROTO_CMD_RUN, SQZ_PROTO_ERR_RUN_FAILED, st.run_status, step,
                     name ? name : "?", sqz_status_str((sqz_status)st.run_status));
@@ -269,7 +269,7 @@ static void send_run_outcome(uint16_t seq)
     sqz_frame_tx_u32(&tx, st.run_number);
     sqz_frame_tx_u8(&tx, st.run_flags);
     sqz_frame_tx_u8(&tx, 0);
-    sqz_frame_tx_u16(&tx, model->n_steps);
+    sqz_frame_tx_u16(&tx, model->n_nodes);
     sqz_frame_tx_end(&tx);
 }
 
@@ -340,8 +340,8 @@ static void put_step_names(uint32_t offset, uint32_t n)
 {
     uint32_t pos = 0;
     const uint32_t end = offset + n;
-    for (uint16_t i = 0; i < model->n_steps && pos < end; ++i) {
-        const char *s = model->step_names ? model->step_names[i] : NULL;
+    for (uint16_t i = 0; i < model->n_nodes && pos < end; ++i) {
+        const char *s = model->node_names ? model->node_names[i] : NULL;
         const uint32_t len = (s ? (uint32_t)strlen(s) : 0u) + 1u; /* with its 0x00 */
         for (uint32_t j = 0; j < len && pos < end; ++j, ++pos) {
             if (pos >= offset) {
@@ -510,9 +510,9 @@ void sqz_app_init(void)
     /* Different on every boot of a host process; on a board it may repeat, which is why the
      * host also watches `served` (see docs/protocol.md, reset detection). */
     st.boot_id = (uint32_t)(st.boot_counter ^ (st.boot_counter >> 32)) ^ 0x5A5A0000u;
-    st.n_counts = model->n_steps < COUNTS_ALLOC ? model->n_steps : (uint16_t)COUNTS_ALLOC;
-    for (uint16_t i = 0; i < model->n_steps; ++i) {
-        const char *s = model->step_names ? model->step_names[i] : NULL;
+    st.n_counts = model->n_nodes < COUNTS_ALLOC ? model->n_nodes : (uint16_t)COUNTS_ALLOC;
+    for (uint16_t i = 0; i < model->n_nodes; ++i) {
+        const char *s = model->node_names ? model->node_names[i] : NULL;
         st.names_bytes += (s ? (uint32_t)strlen(s) : 0u) + 1u;
     }
     uint8_t *arena = sqz_port_arena((uint32_t)SQZ_MODEL_ARENA_BYTES);

@@ -1,6 +1,5 @@
 #include <stddef.h>
 
-#include "conv_internal.h"
 #include "fixedpoint.h"
 #include "sqz/kernels.h"
 
@@ -124,18 +123,21 @@ int32_t sqz_conv_s8_scratch_size(const sqz_conv_params *params, const sqz_dims *
     return row * (int32_t)sizeof(int16_t);
 }
 
-/* Widens input row iy into dst, padded: out-of-image pixels hold the input zero point, which
- * with the folded bias contributes exactly what the reference's skipped taps contribute. */
-static void widen_row(const sqz_dims *in_d, const int8_t *in_batch, int32_t iy, int32_t x0,
-                      int32_t width, int16_t zp, int16_t *dst)
+int32_t sqz_conv_s8_ring_rows(const sqz_conv_params *params, const sqz_dims *filter_dims)
 {
-    const int32_t c = in_d->c;
-    const int inside_rows = iy >= 0 && iy < in_d->h;
-    const int8_t *row = in_batch + (size_t)(inside_rows ? iy : 0) * in_d->w * c;
+    return (filter_dims->h - 1) * params->dilation.h + 1;
+}
+
+/* Widens `width` pixels of an input row, starting at column x0, into dst; pixels outside the
+ * row (and every pixel of a NULL row: top or bottom padding) hold the input zero point, which
+ * with the folded bias contributes exactly what the reference's skipped taps contribute. */
+static void widen_row(const int8_t *row, int32_t in_w, int32_t c, int32_t x0, int32_t width,
+                      int16_t zp, int16_t *dst)
+{
     for (int32_t px = 0; px < width; ++px) {
         const int32_t ix = x0 + px;
         int16_t *d = dst + (size_t)px * c;
-        if (inside_rows && ix >= 0 && ix < in_d->w) {
+        if (row && ix >= 0 && ix < in_w) {
             const int8_t *s = row + (size_t)ix * c;
             for (int32_t ch = 0; ch < c; ++ch) {
                 d[ch] = s[ch];
@@ -171,16 +173,49 @@ static inline void requantize_store(const out_stage *o, const sqz_per_channel_qu
     }
 }
 
-void sqz_conv_row_s8(const sqz_conv_params *params, const sqz_per_channel_quant *quant,
-                     const sqz_dims *input_dims, const int8_t *input_batch,
-                     const sqz_dims *filter_dims, const int8_t *filter, const int32_t *bias,
-                     const sqz_dims *output_dims, int32_t oy, int16_t *scratch,
-                     int8_t *output_row)
+static sqz_status check_args(const sqz_context *ctx, const sqz_conv_params *params,
+                             const sqz_per_channel_quant *quant, const sqz_dims *input_dims,
+                             const sqz_dims *filter_dims, const void *filter,
+                             const sqz_dims *bias_dims, const int32_t *bias,
+                             const sqz_dims *output_dims, const void *output)
 {
+    if (!ctx || !params || !quant || !input_dims || !filter_dims || !filter || !bias_dims ||
+        !bias || !output_dims || !output || !quant->multiplier || !quant->shift) {
+        return SQZ_ERR_ARG;
+    }
+    if (input_dims->c != filter_dims->c || output_dims->c != filter_dims->n ||
+        bias_dims->c != output_dims->c || input_dims->n != output_dims->n ||
+        params->output_pixel_stride < output_dims->c) {
+        return SQZ_ERR_SHAPE;
+    }
+    if (params->stride.h < 1 || params->stride.w < 1 || params->dilation.h < 1 ||
+        params->dilation.w < 1 || filter_dims->h > SQZ_MAX_FILTER_ROWS) {
+        return SQZ_ERR_ARG;
+    }
+    if (ctx->buf == NULL ||
+        ctx->size < sqz_conv_s8_scratch_size(params, input_dims, filter_dims, output_dims)) {
+        return SQZ_ERR_SCRATCH;
+    }
+    return SQZ_OK;
+}
+
+sqz_status sqz_conv_s8_row(const sqz_context *ctx, const sqz_conv_params *params,
+                           const sqz_per_channel_quant *quant, const sqz_dims *input_dims,
+                           const int8_t *const *input_rows, const sqz_dims *filter_dims,
+                           const void *filter_data, const sqz_dims *bias_dims,
+                           const int32_t *bias, const sqz_dims *output_dims, int8_t *output_row)
+{
+    const sqz_status st = check_args(ctx, params, quant, input_dims, filter_dims, filter_data,
+                                     bias_dims, bias, output_dims, output_row);
+    if (st != SQZ_OK || !input_rows) {
+        return st != SQZ_OK ? st : SQZ_ERR_ARG;
+    }
+    const int8_t *filter = (const int8_t *)filter_data;
+    int16_t *scratch = (int16_t *)ctx->buf;
     const int32_t c = input_dims->c;
+    const int32_t in_w = input_dims->w;
     const int16_t zp = (int16_t)(-params->input_offset);
     const int32_t out_c = output_dims->c;
-    const int32_t iy0 = oy * params->stride.h - params->padding.h;
     const out_stage ostage = {params->output_offset, params->activation.min,
                               params->activation.max};
     const size_t pitch = (size_t)params->output_pixel_stride;
@@ -197,7 +232,7 @@ void sqz_conv_row_s8(const sqz_conv_params *params, const sqz_per_channel_quant 
                 const int32_t kk = k < group ? k : group - 1;
                 px[k] = scratch + kk * c;
                 if (k < group) {
-                    widen_row(input_dims, input_batch, iy0,
+                    widen_row(input_rows[0], in_w, c,
                               (ox + k) * params->stride.w - params->padding.w, 1, zp,
                               scratch + k * c);
                 }
@@ -210,7 +245,7 @@ void sqz_conv_row_s8(const sqz_conv_params *params, const sqz_per_channel_quant 
                 requantize_store(&ostage, quant, oc, acc, group, out_px + oc, pitch);
             }
         }
-        return;
+        return SQZ_OK;
     }
 
     const int32_t kh = filter_dims->h;
@@ -226,8 +261,7 @@ void sqz_conv_row_s8(const sqz_conv_params *params, const sqz_per_channel_quant 
                                     params->padding.w;
                 for (int32_t ky = 0; ky < kh; ++ky) {
                     /* One filter row of the receptive field is kw * c contiguous values. */
-                    widen_row(input_dims, input_batch, iy0 + ky, ix0, kw, zp,
-                              patch + ky * kw * c);
+                    widen_row(input_rows[ky], in_w, c, ix0, kw, zp, patch + ky * kw * c);
                 }
                 /* Zeros past the receptive field meet the filter row's zero padding. */
                 for (int32_t i = kh * kw * c; i < len; ++i) {
@@ -243,14 +277,14 @@ void sqz_conv_row_s8(const sqz_conv_params *params, const sqz_per_channel_quant 
                 requantize_store(&ostage, quant, oc, acc, group, out_px + oc, pitch);
             }
         }
-        return;
+        return SQZ_OK;
     }
     /* Dilated filters: widened input rows, one pixel and one tap row at a time. */
     const int32_t width = padded_width(params, filter_dims, output_dims);
     const size_t row_len = (size_t)width * c;
     for (int32_t ky = 0; ky < kh; ++ky) {
-        widen_row(input_dims, input_batch, iy0 + ky * params->dilation.h, -params->padding.w,
-                  width, zp, scratch + ky * row_len);
+        widen_row(input_rows[ky], in_w, c, -params->padding.w, width, zp,
+                  scratch + ky * row_len);
     }
     const int32_t taps = kh * kw * c;
     const size_t step = (size_t)params->stride.w * c; /* widened values between output pixels */
@@ -269,6 +303,7 @@ void sqz_conv_row_s8(const sqz_conv_params *params, const sqz_per_channel_quant 
             requantize_store(&ostage, quant, oc, &acc, 1, out_px + oc, pitch);
         }
     }
+    return SQZ_OK;
 }
 
 sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
@@ -277,30 +312,28 @@ sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
                        const sqz_dims *bias_dims, const int32_t *bias,
                        const sqz_dims *output_dims, int8_t *output)
 {
-    if (!ctx || !params || !quant || !input_dims || !input || !filter_dims || !filter ||
-        !bias_dims || !bias || !output_dims || !output || !quant->multiplier || !quant->shift) {
-        return SQZ_ERR_ARG;
+    const sqz_status st = check_args(ctx, params, quant, input_dims, filter_dims, filter,
+                                     bias_dims, bias, output_dims, output);
+    if (st != SQZ_OK || !input) {
+        return st != SQZ_OK ? st : SQZ_ERR_ARG;
     }
-    if (input_dims->c != filter_dims->c || output_dims->c != filter_dims->n ||
-        bias_dims->c != output_dims->c || input_dims->n != output_dims->n ||
-        params->output_pixel_stride < output_dims->c) {
-        return SQZ_ERR_SHAPE;
-    }
-    if (params->stride.h < 1 || params->stride.w < 1 || params->dilation.h < 1 ||
-        params->dilation.w < 1) {
-        return SQZ_ERR_ARG;
-    }
-    if (ctx->buf == NULL ||
-        ctx->size < sqz_conv_s8_scratch_size(params, input_dims, filter_dims, output_dims)) {
-        return SQZ_ERR_SCRATCH;
-    }
-    const size_t in_batch = (size_t)input_dims->h * input_dims->w * input_dims->c;
+    const size_t in_row = (size_t)input_dims->w * input_dims->c;
     const size_t out_row = (size_t)output_dims->w * params->output_pixel_stride;
+    const int8_t *rows[SQZ_MAX_FILTER_ROWS];
     for (int32_t b = 0; b < output_dims->n; ++b) {
+        const int8_t *in_b = input + (size_t)b * input_dims->h * in_row;
         for (int32_t oy = 0; oy < output_dims->h; ++oy) {
-            sqz_conv_row_s8(params, quant, input_dims, input + b * in_batch, filter_dims, filter,
-                            bias, output_dims, oy, (int16_t *)ctx->buf,
-                            output + ((size_t)b * output_dims->h + oy) * out_row);
+            const int32_t iy0 = oy * params->stride.h - params->padding.h;
+            for (int32_t j = 0; j < filter_dims->h; ++j) {
+                const int32_t iy = iy0 + j * params->dilation.h;
+                rows[j] = (iy >= 0 && iy < input_dims->h) ? in_b + (size_t)iy * in_row : NULL;
+            }
+            const sqz_status rs = sqz_conv_s8_row(
+                ctx, params, quant, input_dims, rows, filter_dims, filter, bias_dims, bias,
+                output_dims, output + ((size_t)b * output_dims->h + oy) * out_row);
+            if (rs != SQZ_OK) {
+                return rs;
+            }
         }
     }
     return SQZ_OK;

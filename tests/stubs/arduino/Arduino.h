@@ -16,8 +16,12 @@ public:
     size_t readBytes(uint8_t *buf, size_t n);
     size_t write(const uint8_t *buf, size_t n);
     void flush();
+    size_t println(const char *line);
 };
 extern StubSerial Serial;
+
+unsigned long micros();
+void delay(unsigned long ms);
 
 class StubEsp {
 public:

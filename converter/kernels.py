@@ -1,0 +1,150 @@
+"""Kernel variants: which C row kernel runs each layer, and the weight layout it reads.
+
+The portable kernels (firmware/src/runtime/) run every layer. An architecture (the board
+profile's `arch`, see converter.arch) may add variants for the layers it does best; the
+converter picks, per layer, the first variant of the board's architecture that supports the
+layer, else the portable kernel, and lays the weights out for the chosen one. The choice is
+written into the schedule (each layer struct names its row function), so the report, the
+firmware and the export all agree on it.
+
+Every variant mirrors its C scratch-size function here, so a wrong size fails at conversion
+(tests/test_c_mirrors.py checks both against each other), never on the board.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .arch import PORTABLE
+
+if TYPE_CHECKING:
+    from .lower import ConvStep, PoolStep
+
+# Mirrors SQZ_BLOCK and SQZ_PIXELS in firmware/src/runtime/conv_s8.c.
+CONV_BLOCK = 16
+CONV_PIXELS = 4
+
+
+@dataclass(frozen=True)
+class ConvKernel:
+    """A C conv row kernel (sqz_conv_row_fn) and what the converter must know about it."""
+
+    symbol: str
+    scratch_symbol: str  # its C scratch-size function (same arguments as the portable one)
+    arch: str
+    supports: Callable[[ConvStep], bool]
+    filter_row_len: Callable[[ConvStep], int]  # int8 values per output channel in flash
+    filter_layout: Callable[[ConvStep], np.ndarray]  # the filter as stored, flat int8
+    scratch_bytes: Callable[[ConvStep], int]
+    description: str
+
+
+@dataclass(frozen=True)
+class PoolKernel:
+    symbol: str
+    arch: str
+    kind: str  # "max" | "avg"
+    supports: Callable[[PoolStep], bool]
+    description: str
+    push: bool = False  # an sqz_pool_push_fn (called per input row), else an sqz_pool_row_fn
+
+
+# --- portable -----------------------------------------------------------------------------------
+
+def _pointwise(s: ConvStep) -> bool:
+    f = s.filter_dims
+    return f.h == 1 and f.w == 1
+
+
+def _uses_patches(s: ConvStep) -> bool:
+    """Undilated k x k filters go through zero-padded patches (sqz_conv_s8_row)."""
+    return not _pointwise(s) and s.dilation == (1, 1)
+
+
+def _portable_row_len(s: ConvStep) -> int:
+    """Mirrors sqz_conv_s8_filter_row_len."""
+    f = s.filter_dims
+    taps = f.h * f.w * f.c
+    return -(-taps // CONV_BLOCK) * CONV_BLOCK if _uses_patches(s) else taps
+
+
+def _portable_scratch(s: ConvStep) -> int:
+    """Mirrors sqz_conv_s8_scratch_size: the int16-widened input one output row needs."""
+    f = s.filter_dims
+    if _pointwise(s):
+        return 2 * CONV_PIXELS * s.input_dims.c
+    if _uses_patches(s):
+        return 2 * CONV_PIXELS * _portable_row_len(s)
+    width = (s.output_dims.w - 1) * s.stride[1] + (f.w - 1) * s.dilation[1] + 1
+    return 2 * f.h * width * s.input_dims.c
+
+
+def ohwi_rows(s: ConvStep, row_len: int) -> np.ndarray:
+    """The filter as OHWI rows, each zero-padded to row_len values, flat."""
+    f = s.filter_dims
+    w = np.frombuffer(s.filter, np.int8).reshape(f.n, f.h * f.w * f.c)
+    pad = row_len - w.shape[1]
+    return (np.pad(w, ((0, 0), (0, pad))) if pad else w).reshape(-1)
+
+
+PORTABLE_CONV = ConvKernel(
+    symbol="sqz_conv_s8_row", scratch_symbol="sqz_conv_s8_scratch_size", arch=PORTABLE,
+    supports=lambda s: True,
+    filter_row_len=_portable_row_len,
+    filter_layout=lambda s: ohwi_rows(s, _portable_row_len(s)),
+    scratch_bytes=_portable_scratch,
+    description="portable C: int16-widened 4-pixel groups",
+)
+
+PORTABLE_POOLS = (
+    PoolKernel("sqz_max_pool_s8_push", PORTABLE, "max", lambda s: True, "portable C, push",
+               push=True),
+    PoolKernel("sqz_max_pool_s8_row", PORTABLE, "max", lambda s: True, "portable C"),
+    PoolKernel("sqz_avg_pool_s8_row", PORTABLE, "avg", lambda s: True, "portable C"),
+)
+
+# Variants per architecture, most preferred first; the portable kernels close every list.
+CONV_VARIANTS: dict[str, tuple[ConvKernel, ...]] = {PORTABLE: ()}
+POOL_VARIANTS: dict[str, tuple[PoolKernel, ...]] = {PORTABLE: ()}
+
+_CONV_BY_SYMBOL = {PORTABLE_CONV.symbol: PORTABLE_CONV}
+_POOL_BY_SYMBOL = {k.symbol: k for k in PORTABLE_POOLS}
+
+
+def register_conv(kernel: ConvKernel) -> None:
+    CONV_VARIANTS.setdefault(kernel.arch, ())
+    CONV_VARIANTS[kernel.arch] += (kernel,)
+    _CONV_BY_SYMBOL[kernel.symbol] = kernel
+
+
+def register_pool(kernel: PoolKernel) -> None:
+    POOL_VARIANTS.setdefault(kernel.arch, ())
+    POOL_VARIANTS[kernel.arch] += (kernel,)
+    _POOL_BY_SYMBOL[kernel.symbol] = kernel
+
+
+def conv_kernel(symbol: str) -> ConvKernel:
+    return _CONV_BY_SYMBOL[symbol]
+
+
+def pool_kernel(symbol: str) -> PoolKernel:
+    return _POOL_BY_SYMBOL[symbol]
+
+
+def select_conv(s: ConvStep, arch: str) -> ConvKernel:
+    for k in CONV_VARIANTS.get(arch, ()):
+        if k.supports(s):
+            return k
+    return PORTABLE_CONV
+
+
+def select_pool(s: PoolStep, arch: str) -> PoolKernel:
+    """Max pools take the push form (streaming needs no ring of window rows before them)."""
+    for k in (*POOL_VARIANTS.get(arch, ()), *PORTABLE_POOLS):
+        if k.kind == s.kind and k.push == (s.kind == "max") and k.supports(s):
+            return k
+    raise AssertionError(f"no pool kernel for {s.name}")

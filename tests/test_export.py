@@ -1,0 +1,571 @@
+"""sqz-convert --export: the model as a library inside the user's own firmware.
+
+The bundled example is converted once (host), and its int8 .tflite, with the preprocessing and
+class names beside it, is converted again for the Cortex-M4 board and the ESP32-S3, so every
+library holds the same model. Checked here: the CMake example builds and runs on the host and,
+cross-compiled, on QEMU's mps2-an386, and prints the host reference's label; the manifests
+pass their formats' own validators; the Arduino, PlatformIO and ESP-IDF examples compile
+against stub cores; sqz-validate --port passes against a "user firmware" built from the
+library; and an export is deterministic and never replaces a directory sqz did not write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from converter import export, reference
+from converter.cli import convert_main, validate_main
+from converter.errors import UsageError
+from converter.preprocess import Preprocessing, load_image, load_pixels
+from converter.validate import quantize_input
+
+CALIB = REPO / "examples" / "shapes" / "calib"
+STUBS = REPO / "tests" / "stubs"
+WARN = "-Wall -Wextra -Werror -pedantic"
+LABEL_RE = re.compile(r"^label: (.*) \(class (\d+), score (-?\d+); host reference: class "
+                      r"(-?\d+)\)$", re.M)
+TIME_RE = re.compile(r"^time: (\d+) us$", re.M)
+FIRST_IMAGE = sorted((CALIB / "circle").iterdir())[0]
+M4_SAMPLE = sorted((CALIB / "star").iterdir())[2]
+QEMU_CMD = ["qemu-system-arm", "-M", "mps2-an386", "-nodefaults", "-display", "none",
+            "-monitor", "none", "-no-reboot", "-icount", "shift=0,align=off,sleep=off",
+            "-serial", "stdio", "-kernel"]
+
+
+@dataclass(frozen=True)
+class Exports:
+    root: Path
+    host_model: Path
+    host: Path  # library exported for the host
+    m4: Path  # for mps2-an386
+    esp: Path  # for esp32s3 with the arena in PSRAM
+
+
+def _need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install cmake gcc g++ "
+                    "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> Exports:
+    root = tmp_path_factory.mktemp("export")
+    host_model = root / "host"
+    assert convert_main(["--target", "host", "--out", str(host_model), "--export",
+                         str(root / "lib-host"), "-q"]) == 0
+    # The same int8 model for the other boards: the .tflite with its sidecars.
+    tfl = root / "shapes.tflite"
+    shutil.copy(host_model / "model.tflite", tfl)
+    shutil.copy(host_model / "preprocess.json", root / "shapes.tflite.preprocess.json")
+    shutil.copy(host_model / "classes.json", root / "shapes.tflite.classes.json")
+    # The Cortex-M4 library classifies another image than the default (the first one).
+    sample = str(M4_SAMPLE)
+    assert convert_main([str(tfl), "--target", "mps2-an386", "--out", str(root / "m4"),
+                         "--export", str(root / "lib-m4"), "--export-image", sample, "-q"]) == 0
+    assert convert_main([str(tfl), "--target", "esp32s3", "--ram-budget", "16K", "--out",
+                         str(root / "esp"), "--export", str(root / "lib-esp"),
+                         "--export-name", "shapes_psram", "--export-version", "2.1.0-rc1",
+                         "-q"]) == 0
+    return Exports(root, host_model, root / "lib-host", root / "lib-m4", root / "lib-esp")
+
+
+def _reference_top1(model_dir: Path, image: Path) -> tuple[int, int, str]:
+    """The host's answer for an image file: sqz's preprocessing and input quantization, then
+    LiteRT's reference kernels."""
+    pre = Preprocessing.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
+    tflite = (model_dir / "model.tflite").read_bytes()
+    from converter import tflite_edit, tflite_reader
+
+    g = tflite_reader.read_model_bytes(tflite_edit.strip_float_edges(tflite))
+    scale, zp = g.tensor(g.inputs[0]).quant.single()
+    x = quantize_input(load_image(image, pre), scale, zp)
+    out = reference.run_reference(tflite, x[None]).outputs.reshape(-1)
+    names = json.loads((model_dir / "classes.json").read_text())
+    top = int(np.argmax(out))
+    return top, int(out[top]), names[top]
+
+
+def _parse(output: str) -> tuple[str, int, int, int, int]:
+    m = LABEL_RE.search(output)
+    t = TIME_RE.search(output)
+    assert m and t, output
+    return m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(t.group(1))
+
+
+def _cmake_build(src: Path, build: Path, *args: str, cflags: str = WARN) -> Path:
+    env = {**os.environ, "CFLAGS": cflags}
+    for cmd in (["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                 *args], ["cmake", "--build", str(build), "-j", "2"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return build
+
+
+# --- the sample and the pixel helper ----------------------------------------------------------
+
+def test_pixel_tables_reproduce_the_host_preprocessing_bit_for_bit(exports):
+    pre = Preprocessing.from_dict(
+        json.loads((exports.host_model / "preprocess.json").read_text()))
+    from converter import tflite_reader
+
+    g = tflite_reader.read_model_bytes((exports.host_model / "model.tflite").read_bytes())
+    scale, zp = g.tensor(g.inputs[0]).quant.single()
+    tables, source = export.pixel_tables(pre, scale, zp)
+    for image in sorted((CALIB / "star").iterdir())[:3]:
+        host = quantize_input(load_image(image, pre), scale, zp)
+        lib = export.quantize_pixels(load_pixels(image, pre), tables, source)
+        assert np.array_equal(host, lib), image
+    # A BGR model reads the same camera bytes through swapped tables.
+    bgr = Preprocessing.imagenet(64)
+    bgr = Preprocessing(**{**bgr.to_dict(), "channel_order": "bgr"})
+    tables, source = export.pixel_tables(bgr, 0.02, -3)
+    assert source == [2, 1, 0]
+    image = next((CALIB / "cross").iterdir())
+    assert np.array_equal(quantize_input(load_image(image, bgr), 0.02, -3),
+                          export.quantize_pixels(load_pixels(image, bgr), tables, source))
+
+
+def test_the_api_table_is_the_host_table(exports):
+    text = (exports.host / "src" / "sqz_shapes.c").read_text()
+    body = text[text.index("pixel_table[3][256] = {"):text.index("};", text.index(
+        "pixel_table[3][256]"))]
+    values = [int(v) for v in re.findall(r"-?\d+", body.split("=", 1)[1])]
+    assert len(values) == 3 * 256
+    assert values[:3] == [-128, -127, -126]  # 1/255 scale and zero point -128: v - 128
+
+
+# --- CMake: host and QEMU ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def host_example(exports, tmp_path_factory) -> Path:
+    """The host library's CMake example, built (warnings as errors)."""
+    _need("cmake", "cc")
+    return _cmake_build(exports.host / "examples" / "cmake",
+                        tmp_path_factory.mktemp("example")) / "classify"
+
+
+def test_cmake_example_runs_on_the_host_with_the_reference_label(exports, host_example):
+    proc = subprocess.run([str(host_example)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    label, cls, score, expected, micros = _parse(proc.stdout)
+    # The first calibration image, through the host's preprocessing and LiteRT.
+    ref_cls, ref_score, ref_label = _reference_top1(exports.host_model, FIRST_IMAGE)
+    assert (label, cls, score) == (ref_label, ref_cls, ref_score)
+    assert expected == ref_cls
+    assert micros > 0
+
+
+def test_cmake_example_on_qemu_prints_the_same_label(exports, tmp_path):
+    _need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
+    cmake_dir = exports.m4 / "examples" / "cmake"
+    build = _cmake_build(cmake_dir, tmp_path / "m4", "-DCMAKE_TOOLCHAIN_FILE="
+                         f"{cmake_dir / 'mps2_an386' / 'toolchain.cmake'}")
+    elf = build / "classify"
+    head = subprocess.run(["arm-none-eabi-readelf", "-h", str(elf)], capture_output=True,
+                          text=True).stdout
+    assert "ARM" in head and "Version5 EABI" in head
+    proc = subprocess.run([*QEMU_CMD, str(elf)], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # main returned, board reset
+    label, cls, score, expected, micros = _parse(proc.stdout)
+    ref_cls, ref_score, ref_label = _reference_top1(exports.host_model, M4_SAMPLE)
+    assert (label, cls, score, expected) == (ref_label, ref_cls, ref_score, ref_cls)
+    # Under -icount, SysTick time is instructions / 1000: tens of milliseconds here.
+    assert 1000 < micros < 1_000_000
+
+
+def test_readme_firmware_code_compiles_against_the_export(exports, tmp_path):
+    """The README's "code you write" block, compiled and linked with the host library."""
+    _need("cmake", "cc")
+    text = (REPO / "README.md").read_text()
+    code = re.search(r"### The code you write\n.*?```c\n(.*?)```", text, re.S).group(1)
+    assert 10 <= len([ln for ln in code.splitlines() if ln.strip()]) <= 16
+    project = tmp_path / "readme"
+    project.mkdir()
+    (project / "frame.c").write_text(code + "\nint main(void)\n{\n"
+                                     "    static uint8_t rgb[SQZ_INPUT_PIXELS * 3];\n"
+                                     "    on_frame(rgb);\n    return 0;\n}\n")
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(readme C)\n"
+        f"add_subdirectory({exports.host.as_posix()} lib)\n"
+        "add_executable(readme frame.c)\ntarget_link_libraries(readme PRIVATE sqz_shapes)\n")
+    build = _cmake_build(project, tmp_path / "b")
+    proc = subprocess.run([str(build / "readme")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and re.fullmatch(r"\w+ \d+/1000\n", proc.stdout), proc.stdout
+
+
+# --- the C API ---------------------------------------------------------------------------------
+
+def test_c_api_against_the_host(exports, tmp_path):
+    """tests/c/export_api_check.c, linked with the library: init's checks, the output, top-k
+    order, and the Q16.16 helpers against exact arithmetic on the host."""
+    _need("cmake", "cc")
+    project = tmp_path / "check"
+    project.mkdir()
+    shutil.copy(REPO / "tests" / "c" / "export_api_check.c", project / "check.c")
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(check C)\n"
+        f"add_subdirectory({exports.host.as_posix()} lib)\n"
+        "add_executable(check check.c)\n"
+        "target_compile_definitions(check PRIVATE SQZ_API_HEADER=\"sqz_shapes.h\" "
+        "SQZ_SAMPLE_HEADER=\"sqz_shapes_sample.h\" SQZ_FLOAT_HEADER=\"sqz_shapes_float.h\")\n"
+        "target_link_libraries(check PRIVATE sqz_shapes m)\n")
+    build = _cmake_build(project, tmp_path / "b")
+    proc = subprocess.run([str(build / "check")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    facts = dict(line.rsplit(" ", 1) for line in lines if line.startswith("init "))
+    err_arg, ok = "1", "0"  # SQZ_ERR_ARG, SQZ_OK
+    assert facts == {"init run_before": err_arg, "init misaligned": err_arg,
+                     "init small": err_arg, "init ok": ok, "init input_offset": "1",
+                     "init run": ok}
+    assert "failed none" in lines
+
+    out = [int(v) for v in next(x for x in lines if x.startswith("output ")).split()[1:]]
+    pre = Preprocessing.from_dict(json.loads((exports.host_model / "preprocess.json")
+                                             .read_text()))
+    tflite = (exports.host_model / "model.tflite").read_bytes()
+    from converter import tflite_reader
+
+    g = tflite_reader.read_model_bytes(tflite)
+    s_in, zp_in = g.tensor(g.inputs[0]).quant.single()
+    s_out, zp_out = g.tensor(g.outputs[0]).quant.single()
+    x = quantize_input(load_image(FIRST_IMAGE, pre), s_in, zp_in)
+    assert out == reference.run_reference(tflite, x[None]).outputs.reshape(-1).tolist()
+
+    topk = [tuple(int(v) for v in p.split(":"))
+            for p in next(x for x in lines if x.startswith("topk")).split()[1:]]
+    order = sorted(range(len(out)), key=lambda i: (-out[i], i))
+    assert topk == [(i, out[i]) for i in order]
+
+    for line in (x for x in lines if x.startswith("dequant ")):
+        code, q16 = (int(v) for v in line.split()[1:])
+        assert abs(q16 - (code - zp_out) * float(s_out) * 65536.0) <= 1.0, line
+    from converter.quantmath import round_half_away
+
+    quants = [tuple(int(v) for v in x.split()[1:]) for x in lines if x.startswith("quant ")]
+    assert len(quants) > 2000
+    for value, code in quants:
+        exact = value / 65536.0 / float(s_in)
+        want = max(-128, min(127, round_half_away(exact) + zp_in))
+        near_tie = abs(abs(exact - int(exact)) - 0.5) < 1e-6
+        assert code == want or (near_tie and abs(code - want) == 1), (value, code, want)
+    assert next(x for x in lines if x.startswith("names ")) == "names triangle NULL"
+    q16, from_float, half = (int(v) for v in next(
+        x for x in lines if x.startswith("float ")).split()[1:])
+    assert abs(q16 - from_float) <= 1
+    assert half == max(-128, min(127, round_half_away(0.5 / float(s_in)) + zp_in))
+
+
+# --- the protocol server inside the user's firmware ----------------------------------------------
+
+def test_sqz_validate_port_against_a_firmware_built_from_the_library(exports, tmp_path,
+                                                                     capsys):
+    """The user's firmware: the library from add_subdirectory plus the user's own main and
+    serial port; here the host port (a pty) plays that part."""
+    _need("cmake", "cc")
+    from converter.hostsim import HostFirmware
+
+    project = tmp_path / "firmware"
+    project.mkdir()
+    shutil.copy(REPO / "firmware" / "ports" / "host" / "port_host.c", project / "main.c")
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(user_firmware C)\n"
+        f"add_subdirectory({exports.host.as_posix()} sqz_shapes)\n"
+        "add_executable(user_firmware main.c)\n"
+        "target_link_libraries(user_firmware PRIVATE sqz_shapes)\n")
+    build = _cmake_build(project, tmp_path / "b")
+    with HostFirmware(build / "user_firmware") as fw:
+        fw.start()
+        pty = fw.pty_path
+        fw.port.close()  # sqz-validate opens the port itself
+        fw.port = None
+        rc = validate_main(["--port", pty, "--model", str(exports.host / "extras" / "sqz"),
+                            "-n", "3"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "PASS: all 3 outputs bit-exact" in text
+
+
+def test_validation_server_is_only_linked_when_called(host_example):
+    syms = subprocess.run(["nm", str(host_example)], capture_output=True, text=True).stdout
+    assert "sqz_run" in syms
+    assert "sqz_app_poll" not in syms and "sqz_frame_rx_byte" not in syms
+
+
+# --- manifests ---------------------------------------------------------------------------------
+
+ARDUINO_REQUIRED = ("name", "version", "author", "maintainer", "sentence", "paragraph",
+                    "category", "url", "architectures")
+ARDUINO_CATEGORIES = {"Display", "Communication", "Signal Input/Output", "Sensors",
+                      "Device Control", "Timing", "Data Storage", "Data Processing", "Other"}
+
+
+def _pio_manifest(path: Path, monkeypatch) -> dict:
+    from platformio.package.manifest.parser import ManifestParserFactory
+    from platformio.package.manifest.schema import ManifestSchema
+
+    # The schema fetches SPDX's license list for a "license" field; the exports have none.
+    monkeypatch.setattr(ManifestSchema, "load_spdx_licenses",
+                        staticmethod(lambda: {"licenses": []}))
+    parsed = ManifestParserFactory.new_from_file(str(path)).as_dict()
+    return ManifestSchema().load_manifest(parsed)
+
+
+@pytest.mark.parametrize("which", ["host", "m4", "esp"])
+def test_library_json_is_a_valid_platformio_manifest(exports, which, monkeypatch):
+    lib = getattr(exports, which)
+    data = _pio_manifest(lib / "library.json", monkeypatch)
+    assert data["name"] == lib.name.replace("lib-esp", "shapes_psram").replace(
+        "lib-host", "sqz_shapes").replace("lib-m4", "sqz_shapes")
+    for header in data["headers"]:
+        assert (lib / "src" / header).is_file()
+    for ex in data["examples"]:
+        for f in ex["files"]:
+            assert (lib / ex["base"] / f).is_file()
+    raw = json.loads((lib / "library.json").read_text())
+    assert raw["build"]["srcDir"] == "src" and raw["build"]["libArchive"] is True
+
+
+@pytest.mark.parametrize("which", ["host", "esp"])
+def test_library_properties_follow_the_arduino_specification(exports, which, monkeypatch):
+    lib = getattr(exports, which)
+    props = {}
+    for line in (lib / "library.properties").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            assert key not in props, f"{key} twice"
+            props[key] = value
+    for key in ARDUINO_REQUIRED:
+        assert props.get(key), f"library.properties lacks {key}"
+    assert props["category"] in ARDUINO_CATEGORIES
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.\-]*", props["name"])
+    assert export.VERSION_RE.match(props["version"])
+    assert props["dot_a_linkage"] == "true"  # the validation server is linked only if used
+    for header in props["includes"].split(","):
+        assert (lib / "src" / header.strip()).is_file()
+    # Arduino's "1.5" layout: sources under src/, each example a folder with a same-named .ino.
+    assert not list(lib.glob("*.c")) and (lib / "src").is_dir()
+    sketches = [d for d in (lib / "examples").iterdir() if (d / f"{d.name}.ino").is_file()]
+    assert {d.name for d in sketches} >= {"classify"}
+    # PlatformIO reads library.properties too: its schema must accept it.
+    data = _pio_manifest(lib / "library.properties", monkeypatch)
+    assert data["version"] == props["version"]
+
+
+@pytest.mark.parametrize("which", ["host", "esp"])
+def test_idf_component_yml_passes_the_component_manager(exports, which):
+    pytest.importorskip("idf_component_tools",
+                        reason="idf-component-manager not installed (pip install -e '.[test]')")
+    from idf_component_tools.manager import ManifestManager, UploadMode
+
+    lib = getattr(exports, which)
+    mm = ManifestManager(lib, lib.name.replace("-", "_"),
+                         upload_mode=UploadMode.component).validate()
+    assert not mm._validation_errors, mm._validation_errors
+    manifest = mm.manifest
+    assert str(manifest.version) == json.loads((lib / "sqz_export.json").read_text())["version"]
+    if which == "esp":
+        assert list(manifest.targets) == ["esp32s3"]
+
+
+def test_cmakelists_registers_an_esp_idf_component(exports, tmp_path):
+    """The ESP-IDF branch of the library's CMakeLists.txt, run with a stand-in for
+    idf_component_register: every source it lists exists."""
+    _need("cmake")
+    out = tmp_path / "registered.txt"
+    script = tmp_path / "idf.cmake"
+    script.write_text(
+        "set(ESP_PLATFORM 1)\n"
+        "function(idf_component_register)\n"
+        "  cmake_parse_arguments(A \"\" \"\" \"SRCS;INCLUDE_DIRS\" ${ARGN})\n"
+        f"  file(WRITE \"{out.as_posix()}\" \"${{A_SRCS}}\\n${{A_INCLUDE_DIRS}}\\n\")\n"
+        "endfunction()\n"
+        f"include(\"{(exports.esp / 'CMakeLists.txt').as_posix()}\")\n")
+    proc = subprocess.run(["cmake", "-P", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    srcs, includes = out.read_text().splitlines()
+    srcs = srcs.split(";")
+    assert includes == "src"
+    assert "src/shapes_psram.c" in srcs and "src/sqz_validation/app.c" in srcs
+    for s in srcs:
+        assert (exports.esp / s).is_file(), s
+    on_disk = {p.relative_to(exports.esp).as_posix() for p in (exports.esp / "src").rglob("*.c")}
+    assert on_disk == set(srcs)
+
+
+def test_export_manifest_lists_every_file_with_its_hash(exports):
+    for lib in (exports.host, exports.m4, exports.esp):
+        manifest = json.loads((lib / "sqz_export.json").read_text())
+        files = {p.relative_to(lib).as_posix() for p in lib.rglob("*") if p.is_file()}
+        assert set(manifest["files"]) == files - {"sqz_export.json"}
+        for rel, digest in manifest["files"].items():
+            assert hashlib.sha256((lib / rel).read_bytes()).hexdigest() == digest
+    m = json.loads((exports.esp / "sqz_export.json").read_text())
+    assert (m["library"], m["version"], m["target"]) == ("shapes_psram", "2.1.0-rc1", "esp32s3")
+
+
+# --- the other flavours compile ----------------------------------------------------------------
+
+def _compile(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("which", ["host", "esp"])
+def test_arduino_flavour_compiles_against_the_stub_core(exports, which):
+    """Sketches and library sources as the Arduino builder would compile them: the library's
+    src/ on the include path, C files as C, sketches as C++ against the stub core."""
+    _need("cc", "g++")
+    lib = getattr(exports, which)
+    src = lib / "src"
+    for c in sorted(src.rglob("*.c")):
+        _compile(["cc", "-std=c99", *WARN.split(), "-fsyntax-only", "-I", str(src), str(c)])
+    sketches = [lib / "examples" / "classify" / "classify.ino",
+                lib / "examples" / "platformio" / "src" / "main.cpp"]
+    if which == "esp":  # the board's port as a validation sketch
+        sketches.append(lib / "examples" / "sqz_validate" / "sqz_validate.ino")
+    for sketch in sketches:
+        _compile(["g++", "-std=gnu++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
+                  "-x", "c++", "-I", str(STUBS / "arduino"), "-I", str(src), str(sketch)])
+
+
+def test_psram_export_leaves_the_arena_to_the_application(exports):
+    header = (exports.esp / "src" / "shapes_psram.h").read_text()
+    assert "#define SQZ_BUILTIN_ARENA 0" in header
+    assert "builtin_arena" not in (exports.esp / "src" / "shapes_psram.c").read_text()
+    assert "heap_caps_aligned_alloc" in (exports.esp / "examples" / "classify" /
+                                         "classify.ino").read_text()
+    assert "CONFIG_SPIRAM=y" in (exports.esp / "examples" / "esp_idf" /
+                                 "sdkconfig.defaults").read_text()
+
+
+def test_esp_idf_example_compiles_against_stubs(exports):
+    _need("cc")
+    src = exports.esp / "src"
+    _compile(["cc", "-std=gnu99", *WARN.split(), "-Wno-pedantic", "-fsyntax-only", "-I",
+              str(STUBS / "esp_idf"), "-I", str(STUBS / "arduino"), "-I", str(src),
+              str(exports.esp / "examples" / "esp_idf" / "main" / "main.c")])
+
+
+def test_library_compiles_for_the_esp32s3_with_its_toolchain(exports):
+    xtensa = shutil.which("xtensa-esp32s3-elf-gcc") or "/opt/esp32s3/xtensa-esp32s3-elf/bin/" \
+        "xtensa-esp32s3-elf-gcc"
+    if not Path(xtensa).is_file():
+        pytest.skip("xtensa-esp32s3-elf-gcc not found (the ESP32-S3 bundle in /opt/esp32s3)")
+    src = exports.esp / "src"
+    for c in sorted(src.rglob("*.c")):
+        _compile([xtensa, "-std=c99", *WARN.split(), "-O2", "-c", "-o", os.devnull, "-I",
+                  str(src), str(c)])
+
+
+def test_platformio_example_project_parses_offline(exports):
+    pio = shutil.which("pio") or str(Path(os.sys.executable).with_name("pio"))
+    if not Path(pio).exists():
+        pytest.skip("PlatformIO (pio) is not installed")
+    proc = subprocess.run([pio, "project", "config", "--json-output"],
+                          cwd=exports.esp / "examples" / "platformio", capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    cfg = {section: dict(items) for section, items in json.loads(proc.stdout)}
+    env = cfg["env:esp32s3"]
+    assert env["board"] == "esp32-s3-devkitc-1" and env["lib_deps"] == ["symlink://../.."]
+
+
+def test_platformio_boards_agree_with_the_checkout(tmp_path):
+    import configparser
+
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(REPO / "platformio.ini")
+    for env, board in export.PIO_BOARDS.items():
+        section = ini[f"env:{env}"]
+        assert (section["platform"], section["board"]) == (board["platform"], board["board"])
+        for key, value in board["options"]:
+            if key == "build_flags":
+                assert set(value.split()) <= set(section[key].split())
+            else:
+                assert section[key] == value
+
+
+# --- determinism and safety --------------------------------------------------------------------
+
+def test_export_is_deterministic(exports, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    export.export_library(exports.host_model, a)
+    export.export_library(exports.host_model, b)
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    api = (a / "src" / "sqz_shapes.c").read_text()
+    assert api.startswith("/* DO NOT EDIT. Generated by sqz")
+
+
+def test_export_replaces_its_own_export_and_nothing_else(exports, tmp_path, capsys):
+    dest = tmp_path / "lib"
+    export.export_library(exports.host_model, dest)
+    # A file an older export wrote (its manifest lists it) and this one does not: removed.
+    (dest / "src" / "stale.c").write_text("/* from an older export */\n")
+    manifest = json.loads((dest / "sqz_export.json").read_text())
+    manifest["files"]["src/stale.c"] = "0" * 64
+    (dest / "sqz_export.json").write_text(json.dumps(manifest))
+    export.export_library(exports.host_model, dest)
+    assert not (dest / "src" / "stale.c").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".lib.")] == [
+        ".lib.sqz-lock"]  # no leftovers, the lock file aside
+    # A file the user added to the library is not deleted: the export is refused.
+    (dest / "src" / "mine.c").write_text("/* my own */\n")
+    with pytest.raises(UsageError, match=r"holds files that sqz did not write \(src/mine.c\)"):
+        export.export_library(exports.host_model, dest)
+    assert (dest / "src" / "mine.c").is_file()
+
+    mine = tmp_path / "my_project"
+    mine.mkdir()
+    (mine / "main.c").write_text("int main(void) { return 0; }\n")
+    rc = convert_main([str(exports.host_model / "model.tflite"), "--target", "host", "--out",
+                       str(tmp_path / "out"), "--export", str(mine), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert "is not a library exported by sqz (no sqz_export.json)" in err
+    assert [p.name for p in mine.iterdir()] == ["main.c"]
+    assert not (tmp_path / "out").exists()  # refused before converting anything
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--export-name", "My Lib"], "--export-name 'My Lib': use lower-case letters"),
+    (["--export-version", "1.0"], "--export-version '1.0': give a semantic version"),
+    (["--export-image", "nope.png"], "--export-image nope.png: no such image file"),
+])
+def test_bad_export_options_are_usage_errors(exports, tmp_path, capsys, args, message):
+    rc = convert_main([str(exports.host_model / "model.tflite"), "--target", "host", "--out",
+                       str(tmp_path / "out"), "--export", str(tmp_path / "lib"), *args, "-q"])
+    err = capsys.readouterr().err
+    assert rc in (2, 3)
+    assert message in err
+
+
+def test_export_and_out_must_not_overlap(exports, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = convert_main([str(exports.host_model / "model.tflite"), "--target", "host", "--out",
+                       str(out), "--export", str(out / "lib"), "-q"])
+    assert rc == 2
+    assert "overlap" in capsys.readouterr().err
+
+
+def test_export_options_need_export(exports, tmp_path, capsys):
+    rc = convert_main([str(exports.host_model / "model.tflite"), "--target", "host", "--out",
+                       str(tmp_path / "out"), "--export-name", "x", "-q"])
+    assert rc == 2
+    assert "go with --export DIR" in capsys.readouterr().err
