@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from . import __version__, kernels
+from . import __version__, kernels, packing
 from .lower import (
     AddStep,
     ConcatPartStep,
@@ -112,6 +112,7 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
         "conv", "pool", "mean", "concat", "add", "softmax", "fc", "requantize",
         "load_const")}
     nodes: list[dict[str, Any]] = []
+    packed_filters: list[dict[str, Any]] = []
     rows = layout.rows
 
     def node(kind: str, op: str, layer: dict[str, Any], i: int, s, inputs: tuple[int, ...],
@@ -126,6 +127,21 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
     for i, s in enumerate(lw.steps):
         if isinstance(s, ConvStep):
             k = kernels.conv_kernel(s.kernel)
+            per_tensor = s.quant_per_tensor
+            packed = None
+            if s.packed is not None:
+                enc = s.packed
+                packed = {
+                    "index": len(packed_filters),
+                    "stream": arrays.add("stream", i, "uint8_t",
+                                         np.frombuffer(enc.stream, np.uint8)),
+                    "codebook": arrays.add("codebook", i, "int8_t", enc.codebook.reshape(-1)),
+                    "entries": enc.entries, "bits": enc.bits, "rice_k": enc.rice_k,
+                    "sparse": int(enc.kind == packing.SPARSE),
+                    "per_channel": int(enc.per_channel), "quant_per_tensor": int(per_tensor),
+                    "name": s.name, "kind": enc.kind,
+                }
+                packed_filters.append(packed)
             layer = {
                 "name": s.name, "kernel": k.symbol, "kernel_note": k.description,
                 "input_offset": s.input_offset, "output_offset": s.output_offset,
@@ -135,10 +151,14 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
                 "input_dims": _dims(s.input_dims), "filter_dims": _dims(s.filter_dims),
                 "bias_dims": _dims(Dims(1, 1, 1, s.output_dims.c)),
                 "output_dims": _dims(s.output_dims),
-                "filter": arrays.add("filter", i, "int8_t", s.filter_values()),
+                "filter": (None if packed else
+                           arrays.add("filter", i, "int8_t", s.filter_values())),
+                "packed": packed,
                 "bias": arrays.add("bias", i, "int32_t", s.bias),
-                "multiplier": arrays.add("multiplier", i, "int32_t", s.multiplier),
-                "shift": arrays.add("shift", i, "int8_t", s.shift),
+                "multiplier": arrays.add("multiplier", i, "int32_t",
+                                         s.multiplier[:1] if per_tensor else s.multiplier),
+                "shift": arrays.add("shift", i, "int8_t",
+                                    s.shift[:1] if per_tensor else s.shift),
             }
             node("conv", "CONV", layer, i, s, (s.input,), s.output)
         elif isinstance(s, PoolStep):
@@ -226,6 +246,7 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
             "logits": _tensor_info(lw, layout, lw.logits),
         },
         "layers": kinds,
+        "packed_filters": packed_filters,
         "nodes": nodes,
         "segments": segments,
         "arrays": arrays.items,

@@ -41,6 +41,7 @@ class ConvKernel:
     filter_layout: Callable[[ConvStep], np.ndarray]  # the filter as stored, flat int8
     scratch_bytes: Callable[[ConvStep], int]
     description: str
+    packed: bool = False  # reads an sqz_packed_filter (converter.packing), not int8 rows
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,36 @@ PORTABLE_CONV = ConvKernel(
     description="portable C: int16-widened 4-pixel groups",
 )
 
+# Mirrors SQZ_PACKED_BLOCK_BYTES and SQZ_PACKED_MAX_BLOCK in firmware/src/runtime/packed_s8.c.
+PACKED_BLOCK_BYTES = 4096
+PACKED_MAX_BLOCK = 64
+
+
+def packed_block(s: ConvStep) -> int:
+    """Mirrors sqz_conv_s8_packed_block: output channels decoded at a time."""
+    block = max(1, PACKED_BLOCK_BYTES // _portable_row_len(s))
+    return min(block, PACKED_MAX_BLOCK, s.filter_dims.n)
+
+
+def _packed_scratch(s: ConvStep) -> int:
+    """Mirrors sqz_conv_s8_packed_scratch_size: the decoded block, then the dense scratch."""
+    block = (packed_block(s) * _portable_row_len(s) + 3) // 4 * 4
+    return block + _portable_scratch(s)
+
+
+def _no_dense_layout(s: ConvStep) -> np.ndarray:
+    raise TypeError(f"{s.name}: a packed kernel reads the packed stream, not int8 rows")
+
+
+PORTABLE_PACKED_CONV = ConvKernel(
+    symbol="sqz_conv_s8_packed_row", scratch_symbol="sqz_conv_s8_packed_scratch_size",
+    arch=PORTABLE, supports=lambda s: s.packed is not None,
+    filter_row_len=_portable_row_len, filter_layout=_no_dense_layout,
+    scratch_bytes=_packed_scratch,
+    description="portable C, packed weights decoded a block of channels at a time",
+    packed=True,
+)
+
 PORTABLE_POOLS = (
     PoolKernel("sqz_max_pool_s8_push", PORTABLE, "max", lambda s: True, "portable C, push",
                push=True),
@@ -111,7 +142,7 @@ PORTABLE_POOLS = (
 CONV_VARIANTS: dict[str, tuple[ConvKernel, ...]] = {PORTABLE: ()}
 POOL_VARIANTS: dict[str, tuple[PoolKernel, ...]] = {PORTABLE: ()}
 
-_CONV_BY_SYMBOL = {PORTABLE_CONV.symbol: PORTABLE_CONV}
+_CONV_BY_SYMBOL = {k.symbol: k for k in (PORTABLE_CONV, PORTABLE_PACKED_CONV)}
 _POOL_BY_SYMBOL = {k.symbol: k for k in PORTABLE_POOLS}
 
 
@@ -136,10 +167,12 @@ def pool_kernel(symbol: str) -> PoolKernel:
 
 
 def select_conv(s: ConvStep, arch: str) -> ConvKernel:
+    """Packed filters take a packed kernel, dense ones a dense kernel."""
+    packed = s.packed is not None
     for k in CONV_VARIANTS.get(arch, ()):
-        if k.supports(s):
+        if k.packed == packed and k.supports(s):
             return k
-    return PORTABLE_CONV
+    return PORTABLE_PACKED_CONV if packed else PORTABLE_CONV
 
 
 def select_pool(s: PoolStep, arch: str) -> PoolKernel:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ir, kernels
+from . import ir, kernels, packing
 from .errors import ModelError
 from .quantmath import (
     quantize_multiplier,
@@ -98,6 +98,7 @@ class ConvStep(Step):
     output_pixel_stride: int  # > output channels when writing a slice of a concat in place
     output_channel_offset: int = 0  # where that slice starts
     kernel: str = kernels.PORTABLE_CONV.symbol  # the C row kernel (converter.kernels)
+    packed: packing.Encoding | None = field(default=None, repr=False)  # passes.pack_weights
 
     @property
     def macs(self) -> int:
@@ -105,9 +106,21 @@ class ConvStep(Step):
         return self.output_dims.size * f.h * f.w * f.c
 
     @property
+    def quant_per_tensor(self) -> bool:
+        """Packed layers store one multiplier and shift when every channel has the same."""
+        return (self.packed is not None and len(set(self.multiplier)) == 1
+                and len(set(self.shift)) == 1)
+
+    @property
+    def filter_bytes(self) -> int:
+        if self.packed is not None:
+            return self.packed.nbytes
+        return self.filter_values().size
+
+    @property
     def weight_bytes(self) -> int:
-        return (self.filter_values().size + 4 * len(self.bias)
-                + 4 * len(self.multiplier) + len(self.shift))
+        quant = 1 if self.quant_per_tensor else len(self.multiplier)
+        return self.filter_bytes + 4 * len(self.bias) + 5 * quant
 
     def scratch_bytes(self) -> int:
         """Mirrors the chosen C kernel's scratch-size function (one row call)."""

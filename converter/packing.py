@@ -56,27 +56,14 @@ class Encoding:
         return int(self.codebook.shape[-1]) if self.kind != DENSE else 0
 
 
-class _Bits:
-    def __init__(self) -> None:
-        self.words: list[int] = []
-        self.acc = 0
-        self.n = 0
+def _pack_bits(bits: np.ndarray) -> bytes:
+    """A 0/1 array, first bit least significant, as bytes plus the decoder's padding."""
+    return np.packbits(bits.astype(np.uint8), bitorder="little").tobytes() + bytes(STREAM_PAD)
 
-    def put(self, value: int, width: int) -> None:
-        self.acc |= (value & ((1 << width) - 1)) << self.n
-        self.n += width
 
-    def rice(self, value: int, k: int) -> None:
-        q = value >> k
-        for _ in range(q):  # the unary part; runs are short at these densities
-            self.put(1, 1)
-        self.put(0, 1)
-        if k:
-            self.put(value, k)
-
-    def finish(self) -> bytes:
-        nbytes = (self.n + 7) // 8
-        return self.acc.to_bytes(nbytes, "little") + bytes(STREAM_PAD)
+def _fixed_width(values: np.ndarray, width: int) -> np.ndarray:
+    """Each value as `width` bits, least significant first, one after the other."""
+    return ((values[:, None] >> np.arange(width)) & 1).reshape(-1)
 
 
 def _bits_for(n_values: int) -> int:
@@ -97,34 +84,69 @@ def _codebooks(w: np.ndarray, per_channel: bool, nonzero_only: bool
     return (cb if per_channel else cb[0]), maps
 
 
+def _indices(w: np.ndarray, maps_or_cb, per_channel: bool) -> np.ndarray:
+    cb = maps_or_cb
+    if per_channel:
+        return np.stack([np.searchsorted(cb[oc], row) for oc, row in enumerate(w)])
+    return np.searchsorted(cb, w)
+
+
+def _codebook(w: np.ndarray, per_channel: bool, nonzero_only: bool) -> np.ndarray:
+    """Sorted value tables (per channel: padded by repeating the last value)."""
+    rows = w if per_channel else w.reshape(1, -1)
+    tables = []
+    for r in rows:
+        vals = np.unique(r[r != 0] if nonzero_only else r)
+        tables.append(vals if vals.size else np.zeros(1, np.int8))
+    width = max(t.size for t in tables)
+    cb = np.stack([np.pad(t, (0, width - t.size), mode="edge") for t in tables]).astype(np.int8)
+    return cb if per_channel else cb[0]
+
+
 def _encode_packed(w: np.ndarray, per_channel: bool) -> Encoding | None:
-    cb, maps = _codebooks(w, per_channel, nonzero_only=False)
+    cb = _codebook(w, per_channel, nonzero_only=False)
     bits = _bits_for(cb.shape[-1])
     if bits > MAX_BITS - 1:
         return None
-    out = _Bits()
-    for oc, row in enumerate(w):
-        m = maps[oc if per_channel else 0]
-        for v in row:
-            out.put(m[int(v)], bits)
-    return Encoding(PACKED, bits, 0, per_channel, cb, out.finish(), w.shape[0], w.shape[1])
+    idx = _indices(w, cb, per_channel).astype(np.int64).reshape(-1)
+    stream = _pack_bits(_fixed_width(idx, bits))
+    return Encoding(PACKED, bits, 0, per_channel, cb, stream, w.shape[0], w.shape[1])
 
 
 def _encode_sparse(w: np.ndarray, per_channel: bool, k: int) -> Encoding | None:
-    cb, maps = _codebooks(w, per_channel, nonzero_only=True)
+    cb = _codebook(w, per_channel, nonzero_only=True)
     bits = _bits_for(cb.shape[-1])
     if bits > MAX_BITS:
         return None
-    out = _Bits()
-    for oc, row in enumerate(w):
-        m = maps[oc if per_channel else 0]
-        pos = 0
-        for i in np.flatnonzero(row):
-            out.rice(int(i) - pos, k)
-            out.put(m[int(row[i])], bits)
-            pos = int(i) + 1
-        out.rice(row.size - pos, k)
-    return Encoding(SPARSE, bits, k, per_channel, cb, out.finish(), w.shape[0], w.shape[1])
+    rows, taps = w.shape
+    idx = _indices(w, cb, per_channel)
+    # Tokens, row by row: (zero run, index) for every nonzero, then the run to the row's end.
+    runs, values, has_value = [], [], []
+    for oc in range(rows):
+        nz = np.flatnonzero(w[oc])
+        ends = np.append(nz, taps)
+        runs.append(ends - np.concatenate(([0], nz + 1)))
+        values.append(np.append(idx[oc, nz], 0))
+        has_value.append(np.append(np.ones(nz.size, bool), False))
+    run = np.concatenate(runs).astype(np.int64)
+    value = np.concatenate(values).astype(np.int64)
+    has = np.concatenate(has_value)
+    q = run >> k
+    length = q + 1 + k + np.where(has, bits, 0)
+    start = np.concatenate(([0], np.cumsum(length)[:-1]))
+    out = np.zeros(int(length.sum()), np.uint8)
+    # Unary part: q ones from each token's start (a zero follows, already there).
+    marks = np.zeros(out.size + 1, np.int64)
+    np.add.at(marks, start, 1)
+    np.add.at(marks, start + q, -1)
+    out[np.cumsum(marks[:-1]) > 0] = 1
+    if k:
+        pos = (start + q + 1)[:, None] + np.arange(k)
+        out[pos.reshape(-1)] = ((run[:, None] >> np.arange(k)) & 1).reshape(-1)
+    vstart = (start + q + 1 + k)[has]
+    pos = vstart[:, None] + np.arange(bits)
+    out[pos.reshape(-1)] = ((value[has][:, None] >> np.arange(bits)) & 1).reshape(-1)
+    return Encoding(SPARSE, bits, k, per_channel, cb, _pack_bits(out), rows, taps)
 
 
 def encode(filter_ohwi: np.ndarray) -> Encoding:

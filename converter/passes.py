@@ -20,7 +20,9 @@ import dataclasses
 import itertools
 from dataclasses import dataclass
 
-from . import kernels, planner, stream
+import numpy as np
+
+from . import kernels, packing, planner, stream
 from .errors import UsageError
 from .lower import (
     ConcatPartStep,
@@ -44,6 +46,20 @@ def _pinned(lw: Lowered) -> set[int]:
     if lw.logits is not None:
         pinned.add(lw.logits)
     return pinned | {a for a, b in lw.aliases.items() if b in pinned or a in pinned}
+
+
+def pack_weights(lw: Lowered) -> Lowered:
+    """Filters with few distinct values (pruned, weight-shared) get their smallest packed
+    encoding (converter.packing); the kernels decode them a block of channels at a time."""
+    steps = []
+    for s in lw.steps:
+        if isinstance(s, ConvStep):
+            f = s.filter_dims
+            enc = packing.encode(np.frombuffer(s.filter, np.int8).reshape(f.n, -1))
+            if enc.kind != packing.DENSE:
+                s = dataclasses.replace(s, packed=enc)
+        steps.append(s)
+    return dataclasses.replace(lw, steps=tuple(steps))
 
 
 def select_kernels(lw: Lowered, arch: str) -> Lowered:
@@ -317,7 +333,7 @@ MAX_EVALUATIONS = 200
 
 
 def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto",
-               in_place: bool = True, input_arrives: bool = False
+               in_place: bool = True, input_arrives: bool = False, pack: bool = True
                ) -> tuple[Lowered, Layout]:
     """`stream_mode`: 'off' (today's schedule: whole tensors, conv+max-pool fused), 'full'
     (stream every run of row-wise layers) or 'auto' (whichever needs the smaller arena; the
@@ -327,6 +343,8 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     if stream_mode not in stream.MODES:
         raise UsageError(f"--stream must be one of {', '.join(stream.MODES)}, not "
                          f"'{stream_mode}'")
+    if pack:
+        lw = pack_weights(lw)
     lw = select_kernels(lw, arch)
     views: dict[int, View] = {}
     if in_place:

@@ -309,11 +309,14 @@ def _ring_slots(lw: Lowered, order: Sequence[int], cands: set[int], roots) -> di
         calls_seen[i] = k + 1
         per_call.append((i, k))
     big = 1 << 60
+    spans: dict[int, tuple[int, int]] = {}  # root -> (most rows one call reads, reader)
     for i, k in per_call:
         for t, rows in call_reads(lw, steps[i], k):
             r = roots(t)[0]
             if r in cands:
                 readers[r].setdefault(i, []).append(min(rows) if rows else big)
+                if rows and max(rows) - min(rows) + 1 > spans.get(r, (0, 0))[0]:
+                    spans[r] = (max(rows) - min(rows) + 1, i)
     suffix: dict[int, dict[int, list[int]]] = {}
     for r, by_reader in readers.items():
         suffix[r] = {}
@@ -340,13 +343,12 @@ def _ring_slots(lw: Lowered, order: Sequence[int], cands: set[int], roots) -> di
             if r in cands and i in next_call[r]:
                 next_call[r][i] += 1
     out = {r: min(n, rows_of(lw, r)) for r, n in slots.items()}
-    for r, by_reader in readers.items():
-        for i in by_reader:
-            # No schedule can give a reader fewer rows than one output row spans.
-            need = min(ring_rows(steps[i]), rows_of(lw, r))
-            if out[r] < need:
-                raise ScheduleError(f"ring of {lw.graph.tensor(r).name}: {out[r]} slots, but "
-                                    f"{steps[i].name} spans {need} rows")
+    for r, span in spans.items():
+        # No order can give a reader fewer rows than one of its calls reads at once (at most
+        # the kernel's ring_rows(), fewer where padding clips the window).
+        if out[r] < span[0]:
+            raise ScheduleError(f"ring of {lw.graph.tensor(r).name}: {out[r]} slots, but "
+                                f"{steps[span[1]].name} reads {span[0]} rows at once")
     return out
 
 

@@ -73,6 +73,9 @@ def test_conv_scratch_and_filter_layout_match_c(lib, shape):
     assert lib.sqz_conv_s8_filter_row_len(args[0], args[2]) == k.filter_row_len(step)
     assert len(step.filter_values()) == k.filter_row_len(step) * cout
     assert lib.sqz_conv_s8_ring_rows(args[0], args[2]) == stream.ring_rows(step)
+    packed = kernels.PORTABLE_PACKED_CONV
+    assert getattr(lib, packed.scratch_symbol)(*args) == packed.scratch_bytes(step)
+    assert lib.sqz_conv_s8_packed_block(args[0], args[2]) == kernels.packed_block(step)
 
     # The window form (average pools); max pools take the push form, which reads one row.
     pool = PoolStep(name="p", op_index=1, reads=(1,), writes=(2,), kind="avg", input=1,

@@ -105,6 +105,47 @@ sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
                        const sqz_dims *bias_dims, const int32_t *bias,
                        const sqz_dims *output_dims, int8_t *output);
 
+/* Packed weights (converter/packing.py): a filter whose int8 values come from a small
+ * codebook, stored as `bits`-bit indices, or, when `sparse`, as Rice-coded runs of zeros
+ * (parameter rice_k) each followed by the index of a nonzero value. Rows are the output
+ * channels in OHWI order, back to back, bits least significant first; the stream is followed
+ * by 4 zero bytes. */
+typedef struct {
+    const uint8_t *stream;
+    const int8_t *codebook; /* `entries` values, per tensor or per output channel */
+    uint16_t entries;
+    uint8_t bits;
+    uint8_t rice_k;
+    uint8_t sparse;
+    uint8_t per_channel;    /* one codebook per output channel */
+    uint8_t quant_per_tensor; /* the layer's multiplier and shift arrays hold one value */
+} sqz_packed_filter;
+
+/* Decodes output channels [first, first + count) of a packed filter into int8 rows of
+ * `row_len` values each (taps = filter_dims h * w * c of them, zeros after). The rows must
+ * be decoded in order from channel 0 within one row call: the stream has no row index, and
+ * `cursor` (bits consumed so far) carries the position from one block to the next. */
+sqz_status sqz_packed_decode_rows(const sqz_packed_filter *filter, int32_t taps,
+                                  int32_t first, int32_t count, int32_t row_len,
+                                  uint32_t *cursor, int8_t *rows);
+
+/* The portable conv row kernel on packed weights: it decodes a block of output channels at a
+ * time into scratch (never the whole filter) and runs sqz_conv_s8_row on it, writing that
+ * block's channel slice of the output row. `filter` is a `const sqz_packed_filter *`. */
+sqz_status sqz_conv_s8_packed_row(const sqz_context *ctx, const sqz_conv_params *params,
+                                  const sqz_per_channel_quant *quant,
+                                  const sqz_dims *input_dims, const int8_t *const *input_rows,
+                                  const sqz_dims *filter_dims, const void *filter,
+                                  const sqz_dims *bias_dims, const int32_t *bias,
+                                  const sqz_dims *output_dims, int8_t *output_row);
+/* Output channels decoded per block, and the scratch: the decoded block, then what
+ * sqz_conv_s8_row needs. */
+int32_t sqz_conv_s8_packed_block(const sqz_conv_params *params, const sqz_dims *filter_dims);
+int32_t sqz_conv_s8_packed_scratch_size(const sqz_conv_params *params,
+                                        const sqz_dims *input_dims,
+                                        const sqz_dims *filter_dims,
+                                        const sqz_dims *output_dims);
+
 /* ---- MAX_POOL_2D and AVERAGE_POOL_2D -------------------------------------------------------- */
 
 typedef struct {

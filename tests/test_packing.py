@@ -1,0 +1,163 @@
+"""Packed weights: the encoder's choice, its reference decoder, the C decoder (via ctypes), and
+packed convs run by the kernels, bit for bit against LiteRT BUILTIN_REF."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+
+import numpy as np
+import pytest
+from golden import reference
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import strategies as st
+from tflbuild import GraphBuilder, conv_options, conv_out_size
+
+from converter import build, packing
+
+Q = (0.05, -3)
+
+
+def _filter(rng, rows, taps, values, density):
+    cb = np.unique(rng.integers(-127, 128, size=values * 4))[:values]
+    w = rng.choice(cb, size=(rows, taps)).astype(np.int8)
+    return (w * (rng.random(w.shape) < density)).astype(np.int8)
+
+
+def test_dense_weights_stay_dense():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, size=(16, 144), dtype=np.int8)
+    assert packing.encode(w).kind == packing.DENSE
+
+
+def test_the_smallest_encoding_wins():
+    rng = np.random.default_rng(1)
+    dense6 = _filter(rng, 64, 144, 60, 1.0)
+    e = packing.encode(dense6)
+    assert (e.kind, e.bits, e.per_channel) == (packing.PACKED, 6, False)
+    assert e.nbytes == 64 * 144 * 6 // 8 + packing.STREAM_PAD + e.codebook.size + 16
+    sparse = _filter(rng, 64, 144, 60, 0.3)
+    s = packing.encode(sparse)
+    assert s.kind == packing.SPARSE and s.bits == 6
+    assert s.nbytes < 0.45 * 64 * 144  # about 3 bits per weight at 30 % density
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.integers(1, 20), taps=st.integers(1, 200), values=st.integers(1, 200),
+       density=st.floats(0.0, 1.0), seed=st.integers(0, 2**31))
+def test_every_encoding_decodes_to_the_filter(rows, taps, values, density, seed):
+    w = _filter(np.random.default_rng(seed), rows, taps, values, density)
+    encs = [packing.encode(w)]
+    for per_channel in (False, True):
+        encs.append(packing._encode_packed(w, per_channel))
+        for k in (0, 1, 3):
+            encs.append(packing._encode_sparse(w, per_channel, k))
+    for e in encs:
+        if e is not None and e.kind != packing.DENSE:
+            assert np.array_equal(packing.decode(e), w)
+
+
+class CPacked(ctypes.Structure):
+    _fields_ = [("stream", ctypes.c_void_p), ("codebook", ctypes.c_void_p),
+                ("entries", ctypes.c_uint16), ("bits", ctypes.c_uint8),
+                ("rice_k", ctypes.c_uint8), ("sparse", ctypes.c_uint8),
+                ("per_channel", ctypes.c_uint8), ("quant_per_tensor", ctypes.c_uint8)]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    out = tmp_path_factory.mktemp("packed") / "libsqz.so"
+    cmd = [build.compiler(), *build.WARN_FLAGS, "-O1", "-shared", "-fPIC",
+           "-fsanitize=undefined", "-I", str(build.include_dirs()[0]),
+           *map(str, build.runtime_sources()), "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return ctypes.CDLL(str(out))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 24), taps=st.integers(1, 300), values=st.integers(1, 255),
+       density=st.floats(0.0, 1.0), block=st.integers(1, 7), pad=st.integers(0, 20),
+       seed=st.integers(0, 2**31))
+def test_c_decoder_matches_the_reference(lib, rows, taps, values, density, block, pad, seed):
+    """Blocks of rows decoded in order, the bit cursor carried from one to the next."""
+    w = _filter(np.random.default_rng(seed), rows, taps, values, density)
+    for per_channel in (False, True):
+        for e in (packing._encode_packed(w, per_channel),
+                  packing._encode_sparse(w, per_channel, seed % 4)):
+            if e is None:
+                continue
+            stream = np.frombuffer(e.stream, np.uint8).copy()
+            cb = np.ascontiguousarray(e.codebook.reshape(-1))
+            pf = CPacked(stream.ctypes.data, cb.ctypes.data, e.entries, e.bits, e.rice_k,
+                         int(e.kind == packing.SPARSE), int(per_channel), 0)
+            row_len = taps + pad
+            out = np.full((rows, row_len), 99, np.int8)
+            cursor = ctypes.c_uint32(0)
+            for first in range(0, rows, block):
+                n = min(block, rows - first)
+                view = out[first:first + n]
+                assert lib.sqz_packed_decode_rows(
+                    ctypes.byref(pf), taps, first, n, row_len, ctypes.byref(cursor),
+                    view.ctypes.data_as(ctypes.c_void_p)) == 0
+            assert np.array_equal(out[:, :taps], w)
+            assert not out[:, taps:].any()
+
+
+# --- packed convs through the whole converter, against the reference -------------------------
+
+EXAMPLES = settings(max_examples=30, deadline=None,
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+
+
+def _packed_conv(g, x, shape, filters, k, stride, pad, rng, name, density, values,
+                 per_tensor, per_channel_codebook):
+    _, h, w, c = shape
+    if per_channel_codebook:
+        wd = np.stack([_filter(rng, 1, k * k * c, values, density)[0] for _ in range(filters)])
+    else:
+        wd = _filter(rng, filters, k * k * c, values, density)
+    wd = wd.reshape(filters, k, k, c).astype(np.int64)
+    if per_tensor:
+        ws = np.array([0.01], np.float32)
+        bias_scale = np.full(filters, np.float32(Q[0]) * ws[0], np.float32)
+    else:
+        ws = rng.uniform(0.005, 0.02, filters).astype(np.float32)
+        bias_scale = (np.float32(Q[0]) * ws).astype(np.float32)
+    wt = g.tensor(f"{name}/w", wd.shape, "int8", ws, np.zeros(ws.size), 0, wd)
+    bt = g.tensor(f"{name}/b", (filters,), "int32", bias_scale, np.zeros(filters), 0,
+                  rng.integers(-2000, 2000, size=(filters,)))
+    oh, ow = conv_out_size(h, k, stride, pad), conv_out_size(w, k, stride, pad)
+    y = g.tensor(f"{name}/out", (1, oh, ow, filters), "int8", *Q)
+    g.op("CONV_2D", [x, wt, bt], [y], "Conv2DOptions", conv_options((stride, stride), pad,
+                                                                     "relu"))
+    return y, (1, oh, ow, filters)
+
+
+@EXAMPLES
+@given(h=st.integers(3, 12), w=st.integers(3, 12), c=st.integers(4, 40),
+       layers=st.lists(st.tuples(st.sampled_from([1, 3]), st.integers(1, 2),
+                                 st.sampled_from(["same", "valid"]), st.integers(16, 70),
+                                 st.floats(0.1, 1.0), st.integers(2, 64), st.booleans(),
+                                 st.booleans()), min_size=1, max_size=3),
+       seed=st.integers(0, 2**31), stream=st.sampled_from(["off", "full"]))
+def test_packed_convs_bit_exact(sqz_runner, h, w, c, layers, seed, stream):
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder()
+    shape = (1, h, w, c)
+    x = g.tensor("x", shape, "int8", *Q)
+    t = x
+    for n, (k, s, pad, filters, density, values, per_tensor, per_ch) in enumerate(layers):
+        if pad == "valid" and min(shape[1:3]) < k:
+            continue
+        t, shape = _packed_conv(g, t, shape, filters, k, s, pad, rng, f"c{n}", density, values,
+                                per_tensor, per_ch)
+    if t is x:
+        return
+    buf = g.build([x], [t])
+    xs = rng.integers(-128, 128, size=(3, h, w, c), dtype=np.int8)
+    exe, conv = sqz_runner.compile(buf, stream=stream)
+    # Packing is chosen only where it is smaller than the plain filter.
+    assume(any(getattr(s, "packed", None) is not None for s in conv.lowered.steps))
+    assert np.array_equal(sqz_runner.run(buf, xs, stream=stream), reference(buf, xs))
