@@ -67,9 +67,10 @@ def models(tmp_path_factory) -> dict[str, Path]:
 def convert_cmd(model: Path, out: Path) -> list[str]:
     # Ctrl-C as in a terminal: a shell starts background jobs with SIGINT ignored, and Python
     # keeps it ignored, so the handler is set explicitly.
+    # convert_main() without arguments, as the sqz-convert script calls it.
     return [sys.executable, "-c", "import signal, sys; "
             "signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "from converter.cli import convert_main; sys.exit(convert_main(sys.argv[1:]))",
+            "from converter.cli import convert_main; sys.exit(convert_main())",
             str(model), "--target", "host", "--out", str(out), "-q"]
 
 
