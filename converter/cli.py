@@ -44,8 +44,11 @@ class _SigintSeen:
         raise KeyboardInterrupt
 
     def __enter__(self) -> _SigintSeen:
+        from . import _interrupted_while_starting
+
         if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+                and signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
+                                                        _interrupted_while_starting)):
             self.previous = signal.signal(signal.SIGINT, self)
         return self
 
