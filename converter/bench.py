@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
@@ -29,9 +30,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from . import convert, sources, targets
+from . import atomic, convert, sources, targets
+from .atomic import Staging
 from .build import FIRMWARE, compile_c, runtime_sources
-from .cli import _consoles, _Parser, parse_size, run_cli
+from .cli import _consoles, _Parser, parse_size, positive_int, run_cli
 from .errors import BuildError, DeviceError, UsageError
 from .lower import lower
 from .passes import run_passes
@@ -169,9 +171,16 @@ def _weights_text(s) -> str:
     return f"{e.kind} {e.bits}-bit"
 
 
-def bench_model(tflite: bytes, name: str, out_dir: Path, console: Console, *,
+def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console, *,
                 stream: str = "auto", target: str = BENCH_TARGET,
                 board_counts: bool = True) -> BenchResult:
+    """Converts, builds and measures in ``out``: a staging directory, or a path that is then
+    written as a whole when the measurement succeeded (converter/atomic.py)."""
+    if not isinstance(out, Staging):
+        with convert.output_directory(Path(out)) as stage:
+            return bench_model(tflite, name, stage, console, stream=stream, target=target,
+                               board_counts=board_counts)
+    out_dir = out.path
     board = targets.load(target)
     if board.counter_unit != "instructions":
         raise UsageError(f"--target {target}: sqz-bench runs on an emulated board that counts "
@@ -180,7 +189,7 @@ def bench_model(tflite: bytes, name: str, out_dir: Path, console: Console, *,
         conv = convert.convert_tflite(tflite, board, model_name=name, source_name=name,
                                       stream=stream, ram_budget=2**31, psram_budget=0,
                                       flash_budget=2**31)
-        convert.write(conv, tflite, out_dir)
+        convert.write(conv, tflite, out)
         _, streamed_in = run_passes(lower(read_model_bytes(tflite)), arch=conv.arch,
                                     input_arrives=True)
     lw = conv.lowered
@@ -311,8 +320,8 @@ def _parser() -> argparse.ArgumentParser:
                 "(QEMU's exact instruction count).")
     p.add_argument("model", help="builtin name, .keras/.h5 or int8 .tflite")
     p.add_argument("--input-size", type=parse_size, help="builtin models: N or HxW")
-    p.add_argument("--channels", type=int, help="builtin models: input channels")
-    p.add_argument("--classes", type=int, help="builtin models: number of classes")
+    p.add_argument("--channels", type=positive_int, help="builtin models: input channels")
+    p.add_argument("--classes", type=positive_int, help="builtin models: number of classes")
     p.add_argument("--weights", help="load weights from an .npz")
     p.add_argument("--calib", help="calibration data (image folder or .npy)")
     p.add_argument("--out", type=Path, default=None,
@@ -335,19 +344,24 @@ def _bench(argv: Sequence[str] | None) -> int:
     out, err = _consoles(False)
     if not out.is_terminal:
         out.width = max(out.width, 150)  # the per-layer table, whole, in logs and files
-    with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
-        src = sources.resolve(args.model, weights=args.weights, input_size=args.input_size,
-                              channels=args.channels, classes=args.classes, calib=args.calib,
-                              calib_samples=16)
-    work = args.out or Path("build") / "bench" / src.name
-    result = bench_model(src.tflite, src.name, work, out, stream=args.stream,
-                         target=args.target, board_counts=not args.no_board)
+    if args.json:
+        atomic.check_writable_file(args.json, "--json")  # before minutes of measuring
+    # The default work directory is named after the model, known only once it is loaded.
+    with contextlib.ExitStack() as stack:
+        stage = stack.enter_context(convert.output_directory(args.out)) if args.out else None
+        with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
+            src = sources.resolve(args.model, weights=args.weights,
+                                  input_size=args.input_size, channels=args.channels,
+                                  classes=args.classes, calib=args.calib, calib_samples=16)
+        work = stage or Path("build") / "bench" / src.name
+        result = bench_model(src.tflite, src.name, work, out, stream=args.stream,
+                             target=args.target, board_counts=not args.no_board)
     print_result(result, out, per_layer=not args.no_layers)
     if args.json:
         data = asdict(result)
         data["instructions_per_mac"] = result.instructions_per_mac
         data["board_instructions_per_mac"] = result.board_instructions_per_mac
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        atomic.write_text(args.json, json.dumps(data, indent=2) + "\n")
     return 0
 
 

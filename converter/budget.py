@@ -47,9 +47,11 @@ def weight_bytes(lw: Lowered) -> int:
 
 
 def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | None = None,
-                 psram_budget: int | None = None, flash_budget: int | None = None) -> Budget:
+                 psram_budget: int | None = None, flash_budget: int | None = None,
+                 input_size_option: bool = True) -> Budget:
     """ram_budget overrides the board's internal SRAM for data, psram_budget its PSRAM (0: do
-    not use PSRAM) and flash_budget its flash."""
+    not use PSRAM) and flash_budget its flash. input_size_option: the model came from a builtin
+    name, so --input-size can be advised (a .keras or .tflite model has its own shape)."""
     wb = weight_bytes(lw)
     runs = sum(len(seg.order) for seg in layout.schedule.segments)
     code = (RUNTIME_CODE_BYTES + SCHEDULE_BYTES_PER_STEP * len(lw.steps)
@@ -70,6 +72,9 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
             "weights; or pick a board with more flash")
     in_psram = arena > sram and psram > 0
     if arena > sram and (psram == 0 or arena > psram):
+        smaller = ("A smaller --input-size shrinks every activation" if input_size_option else
+                   "A smaller input shrinks every activation: build or export the model for a "
+                   "smaller input size (--input-size applies to builtin models only)")
         live = layout.live_bytes
         peak = layout.step_at(max(range(len(live)), key=lambda i: live[i])) if live else 0
         steps = lw.steps
@@ -82,8 +87,7 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
             f"RAM: the arena needs {_kib(arena)}, {t.name} has {_kib(sram)} of {where}"
             f"{'' if psram == 0 else f' (PSRAM {_kib(psram)})'}: over by "
             f"{_kib(arena - limit)}. Peak at step {peak} ({steps[peak].name}); largest: "
-            f"{layers}. A smaller --input-size shrinks every activation; or pick a board with "
-            "more RAM or PSRAM")
+            f"{layers}. {smaller}; or pick a board with more RAM or PSRAM")
     if problems:
         raise BudgetError(f"the model does not fit {t.name}:\n  - " + "\n  - ".join(problems))
     return Budget(flash_used=flash_used, flash_limit=flash_limit, weight_bytes=wb,

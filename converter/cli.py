@@ -4,8 +4,11 @@ exit code; no traceback reaches the user unless SQZ_DEBUG=1 is set."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,23 +29,74 @@ def _consoles(quiet: bool) -> tuple[Console, Console]:
             Console(file=sys.stderr, highlight=False))
 
 
+class _SigintSeen:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is remembered: an interrupt that lands in
+    a C extension's import comes out as another exception ("ImportError: initialization
+    failed"), and one inside a library may be turned into an error about its file; either is
+    then reported as the interruption it was (exit 130)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.previous = None
+
+    def __call__(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _SigintSeen:
+        from . import _interrupted_while_starting
+
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
+                                                        _interrupted_while_starting)):
+            self.previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
-    try:
-        return fn(argv)
-    except SqzError as exc:
-        err = Console(file=sys.stderr, highlight=False)
-        err.print(f"[bold red]sqz: {exc.label}:[/] {exc}", markup=True, soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("sqz: interrupted", file=sys.stderr)
-        return INTERRUPTED
-    except Exception as exc:  # the last line of defence: report, never a traceback
-        if os.environ.get("SQZ_DEBUG"):
-            raise
-        print(f"sqz: internal error: {type(exc).__name__}: {exc}\n"
-              "Please report this with the command line (set SQZ_DEBUG=1 for a traceback).",
-              file=sys.stderr)
-        return INTERNAL_ERROR
+    """Runs one tool and maps its errors to messages and exit codes. ``argv`` None means the
+    process is the tool (a console script): an interrupted one then ends without the
+    interpreter's shutdown, since Ctrl-C in a C extension's initialisation can leave it half
+    set up, and some then crash at shutdown ("Fatal Python error: ... finalizing", SIGABRT,
+    seen once in 176 interruptions at random moments). Everything sqz cleans up is done by
+    then: the with-blocks have run."""
+    rc = _run_cli(fn, argv)
+    if rc == INTERRUPTED and argv is None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(rc)
+    return rc
+
+
+def _run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    with _SigintSeen() as sigint:
+        try:
+            return fn(argv)
+        except SqzError as exc:
+            if sigint.seen:  # e.g. a load that Ctrl-C broke, reported as a bad file
+                print("sqz: interrupted", file=sys.stderr)
+                return INTERRUPTED
+            err = Console(file=sys.stderr, highlight=False)
+            err.print(f"[bold red]sqz: {exc.label}:[/] {exc}", markup=True, soft_wrap=True)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("sqz: interrupted", file=sys.stderr)
+            return INTERRUPTED
+        except Exception as exc:  # the last line of defence: report, never a traceback
+            if sigint.seen:
+                print("sqz: interrupted", file=sys.stderr)
+                return INTERRUPTED
+            if os.environ.get("SQZ_DEBUG"):
+                raise
+            print(f"sqz: internal error: {type(exc).__name__}: {exc}\n"
+                  "Please report this with the command line (set SQZ_DEBUG=1 for a "
+                  "traceback).", file=sys.stderr)
+            return INTERNAL_ERROR
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +117,29 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) < 1:
         raise UsageError(f"--input-size '{text}': give N or HxW with positive numbers")
     return parts[0], parts[1]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (0 is refused, never taken as 'unset')."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: give 1 or more")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a duration in seconds greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: give a number of seconds "
+                                         "above 0, e.g. 30")
+    return value
 
 
 def parse_bytes(text: str) -> int:
@@ -101,8 +178,8 @@ def _convert_parser() -> argparse.ArgumentParser:
                    help="at most this many calibration samples (default 100)")
     p.add_argument("--weights", help="load weights from an .npz (see README)")
     p.add_argument("--input-size", type=parse_size, help="builtin models: N or HxW")
-    p.add_argument("--channels", type=int, help="builtin models: input channels")
-    p.add_argument("--classes", type=int, help="builtin models: number of classes")
+    p.add_argument("--channels", type=positive_int, help="builtin models: input channels")
+    p.add_argument("--classes", type=positive_int, help="builtin models: number of classes")
     p.add_argument("--preprocess", help="imagenet, simple, or a preprocessing JSON file")
     p.add_argument("--ram-budget", type=parse_bytes,
                    help="override the board's internal SRAM for data (e.g. 256K)")
@@ -164,7 +241,7 @@ def _validate_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="write a JSON report here")
     p.add_argument("--junit", type=Path, help="write JUnit XML here (for hardware CI)")
     p.add_argument("--baud", type=int, default=921600, help="serial baud rate (default 921600)")
-    p.add_argument("--timeout", type=float, default=None,
+    p.add_argument("--timeout", type=positive_seconds, default=None,
                    help="seconds to wait for one inference (default: from the model's MACs)")
     p.add_argument("--per-layer", action="store_true", help="print per-layer counts")
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")

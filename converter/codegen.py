@@ -10,14 +10,12 @@ from __future__ import annotations
 import dataclasses
 import re
 import struct
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import numpy as np
 
 from . import __version__, kernels, packing
-from .errors import InputFileError
 from .lower import (
     AddStep,
     ConcatPartStep,
@@ -302,25 +300,3 @@ def render(context: dict[str, Any]) -> dict[str, str]:
     names = {"model.h": sym["header"], "model.c": sym["source"], "model_data.c": sym["data"]}
     return {names.get(name, name): env.get_template(tpl).render(**context)
             for name, tpl in OUTPUTS.items()}
-
-
-def write_outputs(files: dict[str, str], extra: dict[str, bytes], out_dir: Path) -> None:
-    """Write every file or none: render into a temporary directory, then move into place."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputFileError(f"{out_dir} exists and is not a directory; choose another --out")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputFileError(f"cannot create the output directory {out_dir}: "
-                             f"{exc.strerror}") from None
-    staged = []
-    for name, text in files.items():
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text)
-        staged.append((tmp, out_dir / name))
-    for name, data in extra.items():
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_bytes(data)
-        staged.append((tmp, out_dir / name))
-    for tmp, final in staged:
-        tmp.replace(final)

@@ -40,7 +40,6 @@ import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from . import __version__
+from . import __version__, atomic
 from .errors import InputFileError, ModelError, UsageError
 
 COMPRESS_SIDECAR = ".compress.json"
@@ -730,39 +729,8 @@ def report_markdown(record: dict[str, Any]) -> str:
 
 # --- files -------------------------------------------------------------------------------------
 
-def _temp_beside(path: Path, suffix: str) -> Path:
-    # Created by name (not mkstemp) so the file gets the user's umask, like any other output.
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never a mix.
-    (To be replaced by converter.atomic once it lands.)"""
-    path = Path(path)
-    tmp = _temp_beside(path, ".tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-
-
-def save_model_atomic(model, path: Path) -> None:
-    tmp = _temp_beside(path, ".keras")  # Keras insists on the suffix
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def sidecar_path(model: Path) -> Path:
@@ -1040,20 +1008,23 @@ def compress_command(args, out: Console) -> dict[str, Any]:
               "weight_quantization": record["weight_quantization"], "layers": rows,
               "totals": t, "paper_modules": paper_modules(rows)}
 
-    with captured_output():
-        save_model_atomic(km, output)
-    write_atomic(sidecar_path(output), _json_bytes(record))
     from .sources import CLASSES_SIDECAR, PREPROCESS_SIDECAR
 
-    if pre is not None:
-        write_atomic(output.with_name(output.name + PREPROCESS_SIDECAR),
-                     _json_bytes(pre.to_dict()))
-    if class_names is not None:
-        write_atomic(output.with_name(output.name + CLASSES_SIDECAR),
-                     (json.dumps(class_names, indent=2) + "\n").encode())
+    # The model, its sidecars and the report replace the old ones together: never a model
+    # beside another model's compression record.
     md, js = report_paths(output)
-    write_atomic(js, _json_bytes(report))
-    write_atomic(md, report_markdown(report).encode())
+    files: dict[Path, bytes] = {sidecar_path(output): _json_bytes(record),
+                                js: _json_bytes(report), md: report_markdown(report).encode()}
+    if pre is not None:
+        files[output.with_name(output.name + PREPROCESS_SIDECAR)] = _json_bytes(pre.to_dict())
+    if class_names is not None:
+        files[output.with_name(output.name + CLASSES_SIDECAR)] = (
+            json.dumps(class_names, indent=2) + "\n").encode()
+    with atomic.replacing_group([output, *files]) as temps:
+        with captured_output():
+            km.save(temps[0])  # a temporary with the .keras suffix Keras insists on
+        for tmp, data in zip(temps[1:], files.values(), strict=True):
+            tmp.write_bytes(data)
     _print_summary(out, report, output, md)
     return report
 

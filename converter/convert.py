@@ -1,7 +1,7 @@
 """The conversion pipeline: .tflite bytes -> IR -> lowered schedule -> passes -> C sources.
 
 Each stage lives in its own module; this one only strings them together and writes the output
-directory (all files or none).
+directory (all files or none, see converter/atomic.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import codegen, kernels, passes, tflite_reader
+from . import atomic, codegen, kernels, passes, tflite_reader
 from .budget import Budget, check_budget
 from .lower import ConvStep, Lowered, PoolStep, lower
 from .passes import Layout
@@ -31,17 +31,19 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                    stream: str = "auto", in_place: bool = True, arch: str | None = None,
                    prefix: str = codegen.DEFAULT_PREFIX, pack: bool = True,
                    ram_budget: int | None = None, psram_budget: int | None = None,
-                   flash_budget: int | None = None) -> Conversion:
+                   flash_budget: int | None = None, input_size_option: bool = True
+                   ) -> Conversion:
     """Everything up to the rendered files; raises BudgetError before rendering anything.
     `arch` overrides the target's kernel architecture (tests run variants on the host);
     `prefix` names the model's global symbols and files (codegen.symbols); `pack=False` keeps
-    every filter plain int8 (to measure what decoding packed weights costs)."""
+    every filter plain int8 (to measure what decoding packed weights costs).
+    input_size_option: --input-size can change the model (a builtin), for the budget advice."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lw = lower(graph)
     lw, layout = passes.run_passes(lw, arch=arch or target.arch, stream_mode=stream,
                                    in_place=in_place, pack=pack)
     budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
-                          flash_budget=flash_budget)
+                          flash_budget=flash_budget, input_size_option=input_size_option)
     ctx = codegen.build_context(lw, layout, target, model_name=model_name,
                                 source_name=source_name, arch=arch, prefix=prefix)
     ctx["placement"] = {"arena_in_psram": int(budget.arena_in_psram)}
@@ -65,8 +67,29 @@ def runtime_sources_used(lw: Lowered) -> list[str]:
     return sorted(files)
 
 
-def write(conv: Conversion, buf: bytes, out_dir: Path, extra: dict[str, bytes] | None = None
-          ) -> None:
+# Names sqz-convert wrote before output directories carried a manifest (and the temporaries
+# of that time), so that such a directory is recognised as sqz's own and replaced.
+LEGACY_OUTPUTS = (*codegen.OUTPUTS, "model.tflite", "sqz.json", "classes.json",
+                  "preprocess.json", "float_model.keras", "report.md", "report.json",
+                  "report.png", "bench")
+LEGACY_NAMES = (*LEGACY_OUTPUTS, *(f".{n}.tmp" for n in LEGACY_OUTPUTS),
+                *(f"host/{n}" for n in LEGACY_OUTPUTS))  # sqz-bench's host build
+
+
+def output_directory(out_dir: Path, what: str = "--out"):
+    """atomic.output_directory for a conversion's directory (see converter/atomic.py)."""
+    return atomic.output_directory(out_dir, what=what, legacy_marker="sqz.json",
+                                   legacy_names=LEGACY_NAMES)
+
+
+def write(conv: Conversion, buf: bytes, out: Path | atomic.Staging,
+          extra: dict[str, bytes] | None = None) -> None:
+    """The generated sources, the .tflite and sqz.json (plus ``extra`` files) into a staging
+    directory, or, given a path, into that directory as one atomic replacement."""
+    if not isinstance(out, atomic.Staging):
+        with output_directory(Path(out)) as stage:
+            write(conv, buf, stage, extra)
+        return
     meta = {
         "model_sha256": conv.lowered.graph.sha256,
         "target": conv.target.name,
@@ -75,7 +98,9 @@ def write(conv: Conversion, buf: bytes, out_dir: Path, extra: dict[str, bytes] |
         "stream": conv.layout.schedule.mode,
         "runtime_sources": runtime_sources_used(conv.lowered),
     }
-    payload = {"model.tflite": buf,
+    payload = {**{name: text.encode() for name, text in conv.files.items()},
+               "model.tflite": buf,
                "sqz.json": (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()}
     payload.update(extra or {})
-    codegen.write_outputs(conv.files, payload, Path(out_dir))
+    for name, data in payload.items():
+        out.write_bytes(name, data)

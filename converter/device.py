@@ -86,6 +86,12 @@ def open_port(url: str, baud: int = 115200, timeout: float = POLL_INTERVAL):
             raise DeviceError(
                 f"serial port '{url}' is busy; close the serial monitor or any other "
                 "program that holds it") from e
+        if url.startswith(("socket://", "rfc2217://")) and (
+                code == errno.ECONNREFUSED or "refused" in text.lower()):
+            raise DeviceError(
+                f"nothing is listening at '{url}' (connection refused); start the program that "
+                "serves the board there first (a serial-to-TCP bridge, an emulator such as "
+                "QEMU with -serial tcp:...,server), and check the host and port number") from e
         raise DeviceError(f"cannot open serial port '{url}': {text}") from e
 
 

@@ -110,3 +110,10 @@ class ProtocolError(DeviceError):
 
     exit_code = 14
     label = "protocol error"
+
+
+class OutputBusyError(SqzError):
+    """Another sqz run is writing the same output (its lock is held)."""
+
+    exit_code = 15
+    label = "output in use"

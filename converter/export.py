@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, arch, targets, tflite_edit, tflite_reader
+from . import __version__, arch, atomic, targets, tflite_edit, tflite_reader
 from .build import model_runtime_sources
 from .errors import InputFileError, ModelError, UsageError
 from .paths import FIRMWARE, require
@@ -426,34 +423,15 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
 
 def write_tree(dest: Path, files: Mapping[str, bytes]) -> None:
     """Make `dest` hold exactly `files` (relative path -> bytes): the whole old tree or the
-    whole new one, never a mix. The new tree is written beside `dest` and renamed into place;
-    an existing tree is first renamed aside and removed afterwards. (The one place the export
-    writes; to be swapped for converter.atomic's directory API.)"""
-    dest = Path(dest).absolute()
-    parent = dest.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        new = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-", dir=parent))
-    except OSError as exc:
-        raise InputFileError(f"cannot create {dest}: {exc.strerror}") from None
-    old: Path | None = None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(new, 0o777 & ~umask)  # mkdtemp makes it private
+    whole new one, never a mix (converter/atomic.py: staged beside `dest`, swapped in one
+    rename, locked against a second writer)."""
+    dest = Path(dest)
+    known: list[str] = []
+    try:  # the export's own manifest lists what sqz wrote: anything else is the user's
+        known = list(json.loads((dest / MANIFEST).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    with atomic.output_directory(dest, what="--export", manifest=None, legacy_marker=MANIFEST,
+                                 legacy_names=[*known, MANIFEST]) as stage:
         for rel, data in files.items():
-            path = new / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=parent))
-            os.replace(dest, old / dest.name)
-        os.replace(new, dest)
-    except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
-        if old is not None and not dest.exists():
-            os.replace(old / dest.name, dest)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            stage.write_bytes(rel, data)

@@ -66,6 +66,7 @@ class FakeDevice:
     noise              bytes sent before every answer (like a board's log output)
     boot_id_repeats    keep the same boot id across reboots (as a board without entropy may)
     run_status         a non-zero sqz_status makes every RUN fail at step 1
+    arena_ok           False: the port gave no arena (WRITE_INPUT and RUN get NO_ARENA)
     protocol_version   the version the device speaks
     """
 
@@ -88,6 +89,7 @@ class FakeDevice:
         self.noise = b""
         self.boot_id_repeats = False
         self.run_status = 0
+        self.arena_ok = True
         self.outbox = bytearray()
         self.requests: list[P.Request] = []  # every well-formed request, retries included
         self.boots = 0
@@ -129,7 +131,8 @@ class FakeDevice:
         m = self.model
         def t(dims, nbytes, zp):
             return P.TensorInfo(dims, nbytes, 0x3C000000, zp)
-        flags = P.InfoFlag.ARENA_OK | (P.InfoFlag.HAS_LOGITS if m.has_logits else 0)
+        flags = ((P.InfoFlag.ARENA_OK if self.arena_ok else 0)
+                 | (P.InfoFlag.HAS_LOGITS if m.has_logits else 0))
         return P.DeviceInfo(
             self.protocol_version, int(flags), len(m.step_names), 65536, m.macs, self.sha256,
             t(m.input_dims, m.input_bytes, -1), t(m.output_dims, m.output_bytes, -128),
@@ -183,10 +186,16 @@ class FakeDevice:
     # ---- requests ----
 
     def _handle(self, payload: bytes) -> None:
+        # The checks in the order of docs/protocol.md, "When several errors apply".
         if len(payload) < P.REQ_HEADER_BYTES:
+            self.bad_frames += 1
             self._error(P.SEQ_NONE, 0, P.ErrorCode.BAD_LENGTH, len(payload), 4, "short")
             return
         req = P.parse_request(payload)
+        if req.seq == P.SEQ_NONE:
+            self.bad_frames += 1
+            self._error(P.SEQ_NONE, req.cmd, P.ErrorCode.BAD_SEQ, req.seq, 0, "seq reserved")
+            return
         self.served += 1
         self.requests.append(req)
         if req.version != self.protocol_version:
@@ -210,7 +219,11 @@ class FakeDevice:
     def _write_input(self, req: P.Request) -> None:
         body, total = req.body, self.model.input_bytes
         if len(body) <= P.WRITE_HEADER_BYTES or len(body) - 4 > self.max_payload:
-            self._error(req.seq, req.cmd, P.ErrorCode.BAD_LENGTH, len(body), self.max_payload)
+            self._error(req.seq, req.cmd, P.ErrorCode.BAD_LENGTH, len(body),
+                        P.WRITE_HEADER_BYTES + self.max_payload)
+            return
+        if not self.arena_ok:
+            self._error(req.seq, req.cmd, P.ErrorCode.NO_ARENA, 0, 0, "no arena")
             return
         (offset,) = struct.unpack_from("<I", body)
         data = body[4:]
@@ -240,6 +253,9 @@ class FakeDevice:
             return
         if self.run_cache is not None and self.run_cache[0] == req.seq:
             self._send(self.run_cache[1])
+            return
+        if not self.arena_ok:
+            self._error(req.seq, req.cmd, P.ErrorCode.NO_ARENA, 0, 0, "no arena")
             return
         if not self.input_started or self.input_filled < self.model.input_bytes:
             self._error(req.seq, req.cmd, P.ErrorCode.INPUT_INCOMPLETE,

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
 
-from . import convert, targets
+from . import atomic, convert, targets
 from .errors import UsageError
 from .paths import CHECKOUT
 
@@ -41,9 +39,7 @@ def write_pio_glue(target: targets.Target, model_dir: Path) -> Path | None:
         "[sqz]\n"
         f"model_dir = {model_dir.resolve()}\n"
     )
-    tmp = glue.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(glue)
+    atomic.write_text(glue, text)
     return glue
 
 
@@ -90,47 +86,48 @@ def convert_command(args, out: Console, err: Console) -> int:
         model = args.model
 
     from .quantize import captured_output
-
-    with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
-        src = sources.resolve(model, weights=args.weights, input_size=args.input_size,
-                              channels=args.channels, classes=args.classes, calib=args.calib,
-                              calib_samples=args.calib_samples, preprocess=args.preprocess)
-    for w in src.warnings:
-        err.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True)
-
-    with out.status("Converting to C..."):
-        conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
-                                      source_name=src.source_name, stream=args.stream,
-                                      arch=getattr(args, "arch", None),
-                                      ram_budget=args.ram_budget,
-                                      psram_budget=args.psram_budget,
-                                      flash_budget=args.flash_budget)
     from .report import build_report, write_reports
 
-    report = build_report(conv, calibration=src.calibration)
-    extra: dict[str, bytes] = {}
-    if src.class_names is not None:
-        extra["classes.json"] = (json.dumps(src.class_names, indent=2) + "\n").encode()
-    if src.preprocessing is not None:
-        extra["preprocess.json"] = (json.dumps(src.preprocessing.to_dict(), indent=2,
-                                               sort_keys=True) + "\n").encode()
-    if src.compression is not None:  # sqz-compress's record: per layer density, bits, codebook
-        extra["compress.json"] = (json.dumps(src.compression, indent=2, sort_keys=True)
-                                  + "\n").encode()
-    convert.write(conv, src.tflite, out_dir, extra=extra)
-    from .qemu import board_for_target
+    # --out is checked and locked before the slow work, and written as a whole at the end.
+    with convert.output_directory(out_dir) as stage:
+        with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
+            src = sources.resolve(model, weights=args.weights, input_size=args.input_size,
+                                  channels=args.channels, classes=args.classes,
+                                  calib=args.calib, calib_samples=args.calib_samples,
+                                  preprocess=args.preprocess)
+        for w in src.warnings:
+            err.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True)
 
-    board = board_for_target(target.name)
-    if board is not None:
-        with out.status(f"Building the {board.cpu} image to measure it..."):
-            measure_image(report, out_dir)
-    write_reports(report, conv, out_dir)
-    if src.keras_model is not None:
-        # Kept so that sqz-validate can compare the board with the float model too.
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp_model = Path(tmp) / "float_model.keras"
-            src.keras_model.save(tmp_model)
-            shutil.move(str(tmp_model), out_dir / "float_model.keras")
+        with out.status("Converting to C..."):
+            conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
+                                          source_name=src.source_name, stream=args.stream,
+                                          arch=getattr(args, "arch", None),
+                                          ram_budget=args.ram_budget,
+                                          psram_budget=args.psram_budget,
+                                          flash_budget=args.flash_budget,
+                                          input_size_option=src.input_size_option)
+        report = build_report(conv, calibration=src.calibration)
+        extra: dict[str, bytes] = {}
+        if src.class_names is not None:
+            extra["classes.json"] = (json.dumps(src.class_names, indent=2) + "\n").encode()
+        if src.preprocessing is not None:
+            extra["preprocess.json"] = (json.dumps(src.preprocessing.to_dict(), indent=2,
+                                                   sort_keys=True) + "\n").encode()
+        if src.compression is not None:  # sqz-compress's record: density, bits, codebook
+            extra["compress.json"] = (json.dumps(src.compression, indent=2, sort_keys=True)
+                                      + "\n").encode()
+        convert.write(conv, src.tflite, stage, extra=extra)
+        from .qemu import board_for_target
+
+        board = board_for_target(target.name)
+        if board is not None:
+            with out.status(f"Building the {board.cpu} image to measure it..."):
+                measure_image(report, stage.path)
+        write_reports(report, conv, stage)
+        if src.keras_model is not None:
+            # Kept so that sqz-validate can compare the board with the float model too.
+            src.keras_model.save(stage.file("float_model.keras"))
+            atomic.checkpoint("staged float_model.keras")
     glue = write_pio_glue(target, out_dir)
     lib = None
     if export_to is not None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 REQ_HEADER_BYTES = 4
 RESP_HEADER_BYTES = 12
 CRC_BYTES = 4
@@ -96,6 +96,7 @@ class ErrorCode(IntEnum):
     NO_RESULT = 10
     BAD_ARGUMENT = 11
     NO_ARENA = 12
+    BAD_SEQ = 13
 
 
 # Errors about a frame the device could not read: the request never arrived, so it is safe and

@@ -6,7 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import __version__, planner
+from . import __version__, atomic, planner
+from .atomic import Staging, checkpoint
 from .convert import Conversion
 from .lower import (
     AddStep,
@@ -302,8 +303,19 @@ def plot(report: Report, layout_plan: planner.Plan, path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(report: Report, conv: Conversion, out_dir: Path) -> None:
-    out_dir = Path(out_dir)
-    (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    (out_dir / "report.md").write_text(report.markdown())
-    plot(report, conv.layout.plan, out_dir / "report.png")
+def write_reports(report: Report, conv: Conversion, out: Path | Staging) -> None:
+    """report.json, report.md and report.png into a staging directory (or, given a path, each
+    file atomically into that directory)."""
+    files = {"report.json": json.dumps(report.to_json(), indent=2) + "\n",
+             "report.md": report.markdown()}
+    if isinstance(out, Staging):
+        for name, text in files.items():
+            out.write_text(name, text)
+        plot(report, conv.layout.plan, out.file("report.png"))
+        checkpoint("staged report.png")
+        return
+    out = Path(out)
+    for name, text in files.items():
+        atomic.write_text(out / name, text)
+    with atomic.replacing(out / "report.png") as tmp:
+        plot(report, conv.layout.plan, tmp)

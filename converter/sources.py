@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class ModelSource:
     warnings: list[str]
     class_names: list[str] | None = None  # output index -> name, when the model records it
     compression: dict | None = None  # sqz-compress's sidecar, when the model has one
+    input_size_option: bool = False  # a builtin: --input-size can change the model's input
 
 
 def class_names_beside(model_path: Path) -> list[str] | None:
@@ -114,14 +116,38 @@ def _check_tflite(buf: bytes, name: str) -> ir.Graph:
     return graph
 
 
-def load_keras(path: Path):
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def load_keras(path: Path, what: str = ""):
+    """The Keras model in ``path``; InputFileError (naming option ``what``, if given) for a
+    missing, empty or foreign file, before Keras gets to word it."""
+    label = f"{what} {path}" if what else str(path)
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{label}: no such file; check the path")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputFileError(f"{label}: the file is empty (0 bytes), so it holds no model; it "
+                             "was cut short while being written or copied: save or copy it "
+                             "again")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise InputFileError(f"{label}: not a Keras archive (a .keras file is a zip archive, "
+                             f"this one is not, or it is truncated: {size:,} bytes); save the "
+                             "model again with model.save()")
+    if path.suffix in (".h5", ".hdf5") and head != _HDF5_SIGNATURE:
+        raise InputFileError(f"{label}: not an HDF5 file (no HDF5 signature); save the model "
+                             "again, or as .keras")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many exception types for unreadable files
-        raise InputFileError(f"{path}: cannot load the Keras model ({exc})") from None
+        raise InputFileError(f"{label}: cannot load the Keras model ({exc}); save it again "
+                             "with model.save()") from None
 
 
 def float_model(model: str, *, weights: str | None = None,
@@ -134,12 +160,16 @@ def float_model(model: str, *, weights: str | None = None,
 
     path = Path(model)
     if squeezenet.is_builtin(model) and not path.exists():
+        for option, value in (("--classes", classes), ("--channels", channels)):
+            if value is not None and value < 1:
+                raise UsageError(f"{option} {value}: must be at least 1")
         overrides = {}
-        if input_size or channels:
+        if input_size is not None or channels is not None:
             base = squeezenet.config_for_builtin(model)
             h, w = input_size or base.input_shape[:2]
-            overrides["input_shape"] = (h, w, channels or base.input_shape[2])
-        if classes:
+            overrides["input_shape"] = (h, w, base.input_shape[2] if channels is None
+                                        else channels)
+        if classes is not None:
             overrides["classes"] = classes
         cfg = squeezenet.config_for_builtin(model, **overrides)
         km = squeezenet.build_squeezenet(cfg)
@@ -150,7 +180,7 @@ def float_model(model: str, *, weights: str | None = None,
     if path.suffix in KERAS_SUFFIXES:
         if not path.is_file():
             raise InputFileError(f"{path}: no such model file; check the path")
-        if input_size or channels or classes:
+        if any(v is not None for v in (input_size, channels, classes)):
             raise UsageError("--input-size, --channels and --classes only apply to builtin "
                              "models; a Keras file has its own shapes")
         km = load_keras(path)
@@ -173,7 +203,7 @@ def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, in
     if path.suffix == ".tflite":
         if not path.is_file():
             raise InputFileError(f"{path}: no such model file; check the path")
-        if weights or input_size or channels or classes:
+        if weights or any(v is not None for v in (input_size, channels, classes)):
             raise UsageError("--weights, --input-size, --channels and --classes apply to Keras "
                              "and builtin models, not to a .tflite")
         buf = path.read_bytes()
@@ -214,4 +244,5 @@ def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, in
     return ModelSource(tflite=buf, name=name, source_name=source_name, keras_model=km,
                        preprocessing=pre, calibration=how, warnings=warnings,
                        class_names=class_names_beside(keras_path) if keras_path else None,
-                       compression=comp.record if comp is not None else None)
+                       compression=comp.record if comp is not None else None,
+                       input_size_option=keras_path is None)

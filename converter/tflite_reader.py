@@ -162,8 +162,11 @@ def read_model_bytes(buf: bytes, source: str = "<memory>") -> ir.Graph:
         )
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    except Exception as exc:  # the bindings raise assorted errors on truncated buffers
-        raise ModelError(f"{source}: the TFLite flatbuffer is corrupt ({exc})") from None
+    except Exception:  # the bindings raise assorted struct/index errors on damaged buffers
+        raise ModelError(
+            f"{source}: the TFLite file is truncated or corrupt: its contents point past its "
+            f"{len(buf):,} bytes or make no sense. Copy or export it again (an interrupted "
+            "download or copy leaves such files)") from None
     if not model.subgraphs:
         raise ModelError(f"{source}: the model has no subgraph")
     if len(model.subgraphs) > 1:

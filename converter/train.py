@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from . import __version__
+from . import __version__, atomic
 from .errors import InputFileError, UsageError
 from .models.squeezenet import SqueezeNetConfig
 from .preprocess import Preprocessing, load_labelled_folder
@@ -356,6 +356,7 @@ def train(opts: TrainOptions, console: Console | None = None) -> dict[str, Any]:
     output = Path(opts.output)
     if output.suffix != ".keras":
         raise UsageError(f"--output {output}: the model file must end in .keras")
+    atomic.check_writable_file(output, "--output")  # before the training, not after it
     for name, value, low in (("--epochs", opts.epochs, 1), ("--batch-size", opts.batch_size, 1),
                              ("--patience", opts.patience, 1),
                              ("--warmup-epochs", opts.warmup_epochs, 0)):
@@ -452,11 +453,7 @@ def train(opts: TrainOptions, console: Console | None = None) -> dict[str, Any]:
 
     # ``final`` was never compiled, so the file holds no optimizer state (Adam's two moments
     # would triple its size) and exactly the builder's graph.
-    output.parent.mkdir(parents=True, exist_ok=True)
-    final.save(output)
     paths = sidecar_paths(output)
-    _write_json(paths["preprocess"], pre.to_dict())
-    _write_json(paths["classes"], list(classes))
     counts = np.bincount(y, minlength=len(classes))
     record = {
         "tool": f"sqz-train {__version__}",
@@ -474,7 +471,13 @@ def train(opts: TrainOptions, console: Console | None = None) -> dict[str, Any]:
         "metrics": metrics,
         "seconds": round(seconds, 1),
     }
-    _write_json(paths["train"], record)
+    # The model and its sidecars are replaced together, so they always belong to each other.
+    group = [paths["preprocess"], paths["classes"], paths["train"], output]
+    with atomic.replacing_group(group) as (t_pre, t_classes, t_train, t_model):
+        _write_json(t_pre, pre.to_dict())
+        _write_json(t_classes, list(classes))
+        _write_json(t_train, record)
+        final.save(t_model)
     return record
 
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import reference, tflite_reader
+from . import atomic, reference, tflite_reader
 from .errors import InputFileError, MismatchError, ModelMismatchError, UsageError
 from .preprocess import Preprocessing, load_image_folder, load_labelled_folder
 
@@ -45,6 +45,29 @@ class ModelDir:
 
 
 def load_model_dir(path: Path, tflite: Path | None) -> ModelDir:
+    """Reads the files of a conversion. sqz-convert swaps a new conversion in as a whole
+    (converter/atomic.py); if that happens while this reads, it reads again, so the files
+    always come from one conversion."""
+    from . import atomic
+
+    atomic.recover(path)  # a conversion killed mid-swap (fallback without exchange)
+    for _ in range(5):
+        before = _dir_identity(path)
+        md = _load_model_dir(path, tflite)
+        if _dir_identity(path) == before:
+            return md
+    return md
+
+
+def _dir_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _load_model_dir(path: Path, tflite: Path | None) -> ModelDir:
     if not path.is_dir():
         raise InputFileError(f"{path}: no such directory; give the --out directory of "
                              "sqz-convert with --model")
@@ -99,10 +122,17 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 def _to_model_labels(folder: Path, y: np.ndarray, folder_classes: list[str],
-                     model_classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
+                     model_classes: list[str] | None, n_outputs: int | None = None
+                     ) -> tuple[np.ndarray, list[str]]:
     """Folder labels -> the model's output indices, matched by class name when the model
     records its classes (classes.json), else the sorted folder order is assumed."""
     if model_classes is None:
+        if n_outputs is not None and len(folder_classes) > n_outputs:
+            raise InputFileError(
+                f"{folder}: {len(folder_classes)} class folders ({', '.join(folder_classes)}) "
+                f"but the model has {n_outputs} outputs and records no class names "
+                "(classes.json); give a folder with one subfolder per output class, in output "
+                "order")
         return y, folder_classes
     unknown = [c for c in folder_classes if c not in model_classes]
     if unknown:
@@ -113,9 +143,24 @@ def _to_model_labels(folder: Path, y: np.ndarray, folder_classes: list[str],
     return index[y], model_classes
 
 
+def stratified_selection(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` samples taken evenly from every class (round robin over the classes,
+    each class in a seeded random order), in their original order."""
+    rng = np.random.default_rng(seed)
+    pools = [list(rng.permutation(np.flatnonzero(labels == c)))
+             for c in np.unique(labels)]
+    chosen: list[int] = []
+    while len(chosen) < n:
+        for pool in pools:
+            if pool and len(chosen) < n:
+                chosen.append(int(pool.pop(0)))
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
 def load_inputs(spec: str | None, n: int | None, seed: int, shape: tuple[int, ...],
                 scale: float, zero_point: int, pre: Preprocessing | None,
-                model_classes: list[str] | None = None) -> Inputs:
+                model_classes: list[str] | None = None, n_outputs: int | None = None
+                ) -> Inputs:
     per = tuple(shape[1:])
     if spec is None:
         count = n or DEFAULT_RANDOM_INPUTS
@@ -135,16 +180,28 @@ def load_inputs(spec: str | None, n: int | None, seed: int, shape: tuple[int, ..
         subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")]
         if subdirs:
             xf, y, classes, files = load_labelled_folder(p, pre)
-            y, classes = _to_model_labels(p, y, classes, model_classes)
+            y, classes = _to_model_labels(p, y, classes, model_classes, n_outputs)
         else:
             xf, files = load_image_folder(p, pre)
             y, classes = None, None
-        if n:
-            xf, files = xf[:n], files[:n]
-            y = None if y is None else y[:n]
+        total = len(files)
+        how = f"{total} images from {p}"
+        if n and n < total:
+            if y is not None:
+                keep = stratified_selection(y, n, seed)
+                counts = np.bincount(y[keep], minlength=len(classes or []))
+                how = (f"{n} of {total} labelled images from {p}, drawn evenly from each class "
+                       f"(seed {seed}; per class: "
+                       + ", ".join(f"{c} {k}" for c, k in zip(classes or [], counts, strict=False)
+                                   if k) + ")")
+                y = y[keep]
+            else:
+                keep = np.arange(n)
+                how = f"the first {n} of {total} images from {p} (sorted by path)"
+            xf, files = xf[keep], [files[i] for i in keep]
         return Inputs(quantize_input(xf, scale, zero_point), xf, y, classes,
                       [str(f.relative_to(p)) if f.is_relative_to(p) else f.name for f in files],
-                      f"{len(files)} images from {p}")
+                      how)
     if not p.is_file():
         raise InputFileError(f"{p}: no such file or folder; give a .npy or an image folder")
     try:
@@ -275,12 +332,26 @@ def float_outputs(md: ModelDir, keras_path: Path | None, inputs: Inputs, scale: 
     from .quantize import captured_output
     from .sources import load_keras
 
+    what = "--keras" if keras_path else "the float model"
     x = inputs.floats
     if x is None:
         x = (inputs.int8.astype(np.float32) - zp) * np.float32(scale)
     with captured_output():
-        km = load_keras(path)
-        return np.asarray(km.predict(x, verbose=0, batch_size=16))
+        km = load_keras(path, what)
+        want = tuple(x.shape[1:])
+        have = tuple(km.input_shape[1:]) if not isinstance(km.input_shape, list) else None
+        if have != want:
+            raise InputFileError(
+                f"{what} {path}: the float model takes inputs of shape (N, "
+                f"{', '.join(map(str, have or ()))}), the int8 model in {md.path} takes (N, "
+                f"{', '.join(map(str, want))}); give the float model this conversion was made "
+                f"from ({md.path / 'float_model.keras'} when sqz-convert kept it)")
+        try:
+            return np.asarray(km.predict(x, verbose=0, batch_size=16))
+        except Exception as exc:  # Keras raises assorted errors for a model it cannot run
+            raise InputFileError(f"{what} {path}: the float model cannot run on these inputs "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0]}); give "
+                                 "the float model this conversion was made from") from None
 
 
 def _dequant(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
@@ -309,7 +380,8 @@ def write_junit(path: Path, cmp: Comparison, model: str, seconds: float) -> None
                 f"{row['differing_values']} {cmp.compared} values differ, max |diff| "
                 f"{row['max_abs_diff']}"))
             f.text = json.dumps(row)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    with atomic.replacing(path) as tmp:
+        ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
 
 
 def validate_command(args, out: Console, err: Console) -> int:
@@ -321,6 +393,11 @@ def validate_command(args, out: Console, err: Console) -> int:
             raise UsageError("give the directory written by sqz-convert with --model")
     if args.n is not None and args.n < 1:
         raise UsageError("-n must be at least 1")
+    # Checked (and their directories made) now, not after a passing run that then cannot be
+    # recorded: hardware CI relies on these files.
+    for option, value in (("--report", args.report), ("--junit", args.junit)):
+        if value is not None:
+            atomic.check_writable_file(value, option)
     md = load_model_dir(args.model, args.tflite)
     # Read once as given, so a file that is not a TFLite model is named in the error.
     tflite_reader.read_model_bytes(md.tflite, source=md.tflite_path.name)
@@ -332,8 +409,14 @@ def validate_command(args, out: Console, err: Console) -> int:
     s_in, zp_in = in_t.quant.single()
     s_out, zp_out = out_t.quant.single()
 
+    n_outputs = int(out_t.shape[-1]) if out_t.shape else 1
+    if md.class_names is not None and len(md.class_names) != n_outputs:
+        raise ModelMismatchError(
+            f"{md.path / 'classes.json'} names {len(md.class_names)} classes, but the model "
+            f"has {n_outputs} outputs: the class names belong to another model. Convert "
+            "again into this directory (sqz-convert replaces it as a whole)")
     inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
-                         md.preprocessing, md.class_names)
+                         md.preprocessing, md.class_names, n_outputs)
     out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "
               f"{inputs.kind}")
     devrun, ref = run_device(args, md, inputs, out)
@@ -408,7 +491,7 @@ def validate_command(args, out: Console, err: Console) -> int:
         report["per_layer"] = per_layer_rows(devrun, out, layer_macs(md.path, devrun.step_names))
 
     if args.report:
-        args.report.write_text(json.dumps(report, indent=2) + "\n")
+        atomic.write_text(args.report, json.dumps(report, indent=2) + "\n")
     if args.junit:
         write_junit(args.junit, cmp, md.name or "model", time.monotonic() - started)
 
@@ -420,6 +503,7 @@ def validate_command(args, out: Console, err: Console) -> int:
     if not sane:
         raise MismatchError("the reference softmax aborted and the device's softmax output is "
                             "not the saturated all -128 it should be")
+    out.quiet = False  # -q prints the verdict only: this line
     out.print(f"[bold green]PASS[/]: all {n} {what} bit-exact")
     return 0
 

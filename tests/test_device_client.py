@@ -167,16 +167,17 @@ def test_wrong_model_hash() -> None:
 
 def test_protocol_version_mismatch() -> None:
     dev, _, client = make()
-    dev.protocol_version = 2
-    with pytest.raises(ProtocolError, match="speaks protocol version 2"):
+    dev.protocol_version = P.PROTOCOL_VERSION + 1
+    with pytest.raises(ProtocolError, match=f"speaks protocol version {P.PROTOCOL_VERSION + 1}"):
         client.hello()
 
 
 def test_answer_in_another_version() -> None:
     dev, port, client = make()
     real_send = dev._send
-    dev._send = lambda payload: real_send(b"\x02" + payload[1:])  # a future firmware
-    with pytest.raises(ProtocolError, match="in protocol version 2"):
+    future = P.PROTOCOL_VERSION + 1
+    dev._send = lambda payload: real_send(bytes([future]) + payload[1:])  # a future firmware
+    with pytest.raises(ProtocolError, match=f"in protocol version {future}"):
         client.hello()
 
 
@@ -243,3 +244,27 @@ def test_open_port_errors() -> None:
             client.hello()
     finally:
         port.close()
+
+
+def test_fake_device_follows_the_v2_rules() -> None:
+    """The Python stand-in keeps docs/protocol.md's order of errors and its reserved seq."""
+    dev = FakeDevice()
+    dev.arena_ok = False
+    dec = P.FrameDecoder()
+    dev.outbox.clear()
+
+    def ask(payload: bytes) -> P.Response:
+        dev.receive(P.encode_frame(payload))
+        (item,) = list(dec.feed(bytes(dev.outbox)))
+        dev.outbox.clear()
+        return P.parse_response(item)
+
+    r = ask(P.write_input_request(1, 0, b""))  # bad length and no arena: the length first
+    assert (r.message.code, r.message.detail, r.message.detail2) == (
+        P.ErrorCode.BAD_LENGTH, 4, 4 + dev.max_payload)
+    assert ask(P.write_input_request(2, 0, b"x")).message.code == P.ErrorCode.NO_ARENA
+    assert ask(P.run_request(3)).message.code == P.ErrorCode.NO_ARENA
+    served = dev.served
+    r = ask(P.hello_request(P.SEQ_NONE))
+    assert r.header.seq == P.SEQ_NONE and r.message.code == P.ErrorCode.BAD_SEQ
+    assert dev.served == served and dev.bad_frames == 1

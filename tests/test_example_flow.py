@@ -52,3 +52,25 @@ def test_class_folders_must_match_the_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 3
     assert "class folders ['hexagon'] are not among the model's classes" in err
+
+
+def test_readme_order_then_another_model_into_the_same_directory(tmp_path, capsys):
+    """Issue 13, defect 1: the example, then a random-weight SqueezeNet into the same --out.
+    Nothing of the example may survive: no classes.json beside a 3-class model, no float model
+    of another shape, and no accuracy table computed with the example's class names."""
+    out = tmp_path / "host"
+    assert convert_main(["--target", "host", "--out", str(out), "-q"]) == 0
+    assert (out / "classes.json").is_file() and (out / "float_model.keras").is_file()
+    assert convert_main(["squeezenet1_1", "--input-size", "40", "--classes", "3", "--target",
+                         "host", "--out", str(out), "-q"]) == 0
+    assert not (out / "classes.json").exists()
+    assert json.loads((out / "preprocess.json").read_text())["size"] == [40, 40]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".host.sqz-lock", "host"]
+    capsys.readouterr()
+    assert validate_main(["--sim", "host", "--model", str(out), "-n", "2", "-q"]) == 0
+    assert capsys.readouterr().out == "PASS: all 2 outputs bit-exact\n"  # float model: 40x40
+    rc = validate_main(["--sim", "host", "--model", str(out), "--inputs", str(HELDOUT)])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert (f"{HELDOUT}: 5 class folders (circle, cross, square, star, triangle) but the model "
+            "has 3 outputs and records no class names (classes.json)") in err

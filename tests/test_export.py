@@ -26,6 +26,7 @@ from conftest import REPO
 
 from converter import export, reference
 from converter.cli import convert_main, validate_main
+from converter.errors import UsageError
 from converter.preprocess import Preprocessing, load_image, load_pixels
 from converter.validate import quantize_input
 
@@ -517,10 +518,20 @@ def test_export_is_deterministic(exports, tmp_path):
 def test_export_replaces_its_own_export_and_nothing_else(exports, tmp_path, capsys):
     dest = tmp_path / "lib"
     export.export_library(exports.host_model, dest)
+    # A file an older export wrote (its manifest lists it) and this one does not: removed.
     (dest / "src" / "stale.c").write_text("/* from an older export */\n")
+    manifest = json.loads((dest / "sqz_export.json").read_text())
+    manifest["files"]["src/stale.c"] = "0" * 64
+    (dest / "sqz_export.json").write_text(json.dumps(manifest))
     export.export_library(exports.host_model, dest)
     assert not (dest / "src" / "stale.c").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lib.")]  # no leftovers
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".lib.")] == [
+        ".lib.sqz-lock"]  # no leftovers, the lock file aside
+    # A file the user added to the library is not deleted: the export is refused.
+    (dest / "src" / "mine.c").write_text("/* my own */\n")
+    with pytest.raises(UsageError, match=r"holds files that sqz did not write \(src/mine.c\)"):
+        export.export_library(exports.host_model, dest)
+    assert (dest / "src" / "mine.c").is_file()
 
     mine = tmp_path / "my_project"
     mine.mkdir()

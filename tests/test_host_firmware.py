@@ -192,7 +192,7 @@ def test_boot_frame_then_hello(exe: Path) -> None:
         link = RawLink(port)
         boot = link.expect(P.SEQ_NONE)
         assert boot.header.type == P.Resp.BOOT and boot.header.served == 0
-        assert boot.message == P.Boot(1, "sqz-test 0.1.0")
+        assert boot.message == P.Boot(2, "sqz-test 0.1.0")
         link.send(P.hello_request(7))
         info = link.expect(7)
         assert info.header.served == 1 and info.header.boot_id == boot.header.boot_id
@@ -205,7 +205,7 @@ def test_boot_frame_then_hello(exe: Path) -> None:
 def test_info_fields(fw: HostFirmware) -> None:
     client = DeviceClient(fw.port)
     info = client.hello()
-    assert info.protocol_version == 1
+    assert info.protocol_version == 2
     assert info.model_name == "tiny_model" and info.firmware_version == "sqz-test 0.1.0"
     assert info.target_name == "host" and info.counter_unit == "ns"
     assert info.cpu_hz == 1_000_000_000 and info.counter_hz == 1_000_000_000
@@ -283,10 +283,13 @@ def test_every_bad_request_gets_its_error(fw: HostFirmware) -> None:
     e = err(P.request(0x42, 1), 1)
     assert (e.code, e.command, e.detail) == (E.UNKNOWN_COMMAND, 0x42, 0x42)
     assert err(P.request(P.Cmd.HELLO, 2, b"x"), 2).code == E.BAD_LENGTH
-    e = err(P.request(P.Cmd.HELLO, 3, version=2), 3)
-    assert (e.code, e.detail, e.detail2) == (E.UNSUPPORTED_VERSION, 1, 2)
-    assert err(P.request(W, 4, struct.pack("<I", 0)), 4).code == E.BAD_LENGTH
-    assert err(wr(5, 0, bytes(1025)), 5).code == E.BAD_LENGTH
+    e = err(P.request(P.Cmd.HELLO, 3, version=1), 3)
+    assert (e.code, e.detail, e.detail2) == (E.UNSUPPORTED_VERSION, 2, 1)
+    # BAD_LENGTH counts body bytes in both details: received / longest allowed (4 + 1024).
+    e = err(P.request(W, 4, struct.pack("<I", 0)), 4)
+    assert (e.code, e.detail, e.detail2) == (E.BAD_LENGTH, 4, 1028)
+    e = err(wr(5, 0, bytes(1025)), 5)
+    assert (e.code, e.detail, e.detail2) == (E.BAD_LENGTH, 1029, 1028)
     e = err(wr(6, 3000, bytes(100)), 6)
     assert (e.code, e.detail2) == (E.BAD_OFFSET, 3072)
     assert err(wr(7, 0xFFFFFFF0, bytes(100)), 7).code == E.BAD_OFFSET
@@ -335,6 +338,67 @@ def test_every_bad_request_gets_its_error(fw: HostFirmware) -> None:
     link.send(P.hello_request(21))
     assert link.expect(21).header.type == P.Resp.INFO
     assert link.drain() == []
+    assert fw.alive()
+
+
+def _info(link: RawLink, seq: int) -> P.Response:
+    link.send(P.hello_request(seq))
+    r = link.expect(seq)
+    assert isinstance(r.message, P.DeviceInfo)
+    return r
+
+
+def test_protocol_v2_rules(fw: HostFirmware) -> None:
+    """The five points where version 1 of the firmware and of docs/protocol.md disagreed."""
+    DeviceClient(fw.port).hello()
+    fw.port.reset_input_buffer()
+    link = RawLink(fw.port)
+    first = _info(link, 100)
+    bad0, served0 = first.message.bad_frames, first.header.served
+
+    # Every non-empty frame is served or counted in bad_frames, too-long ones included.
+    link.send_raw(b"\x00" + bytes([0x55]) * 2000 + b"\x00")  # too long
+    assert link.error(P.SEQ_NONE).code == E.FRAME_TOO_LONG
+    link.send_raw(P.encode_frame(b"\x02\x01"))  # valid CRC, shorter than a header
+    assert link.error(P.SEQ_NONE).code == E.BAD_LENGTH
+    link.send_raw(b"\x00\x07\x13\x00")  # noise
+    # The reserved seq is refused, not served: BAD_SEQ with the request's command.
+    link.send(P.hello_request(P.SEQ_NONE))
+    e = link.error(P.SEQ_NONE)
+    assert (e.code, e.command, e.detail) == (E.BAD_SEQ, P.Cmd.HELLO, P.SEQ_NONE)
+    assert "reserved" in e.message
+    second = _info(link, 101)
+    assert second.message.bad_frames == bad0 + 4
+    assert second.header.served == served0 + 1  # only the HELLO
+
+    # filled never decreases within one input; RUN consumes it (filled 0 afterwards).
+    x = random_input(7)
+    for i, off in enumerate(range(0, 3072, 1024)):
+        link.send(P.write_input_request(110 + i, off, x[off:off + 1024]))
+        assert link.expect(110 + i).message == P.WriteAck(off + 1024, 3072)
+    link.send(P.run_request(113))
+    assert link.expect(113).header.type == P.Resp.RESULT
+    link.send(P.write_input_request(114, 1024, x[:10]))
+    e = link.error(114)
+    assert (e.code, e.detail, e.detail2) == (E.BAD_OFFSET, 0, 3072)
+    link.send(P.run_request(115))
+    e = link.error(115)
+    assert (e.code, e.detail, e.detail2) == (E.INPUT_INCOMPLETE, 0, 3072)
+
+    # The documented order when several errors apply.
+    cases = [
+        (P.request(0x42, P.SEQ_NONE, version=9), E.BAD_SEQ, P.SEQ_NONE),  # seq before version
+        (P.request(0x42, 120, version=9), E.UNSUPPORTED_VERSION, 120),  # version before command
+        (P.request(P.Cmd.RUN, 121, b"\x80\x00"), E.BAD_LENGTH, 121),  # length before flags
+        (P.request(P.Cmd.READ, 122, b"\x09"), E.BAD_LENGTH, 122),  # length before what
+        (P.read_request(123, 9, 0, 5000), E.BAD_LENGTH, 123),  # len before what
+        (P.read_request(124, P.ReadWhat.LAYER_COUNTS, 10**6, 16), E.NO_RESULT, 124),  # offset
+        (P.read_request(126, P.ReadWhat.OUTPUT, 10**6, 16), E.BAD_OFFSET, 126),  # a result
+        (P.write_input_request(125, 10**6, b""), E.BAD_LENGTH, 125),  # length before offset
+    ]
+    for payload, code, seq in cases:
+        link.send(payload)
+        assert link.error(seq).code == code, (payload, code)
     assert fw.alive()
 
 

@@ -58,7 +58,7 @@ def python_constants() -> dict[str, int]:
 
 def test_constants_match_c_header() -> None:
     c, py = c_defines(), python_constants()
-    assert "VERSION" in c and c["VERSION"] == 1
+    assert "VERSION" in c and c["VERSION"] == 2
     missing_in_py = sorted(set(c) - set(py))
     missing_in_c = sorted(set(py) - set(c))
     assert not missing_in_py, f"protocol.h defines these, protocol.py lacks them: {missing_in_py}"
@@ -162,7 +162,7 @@ def test_info_round_trip() -> None:
                         240_000_000, 240_000_000, 4096, 7, 99, 1, "sqz 0.1.0",
                         "squeezenet1_1", "esp32s3", "cycles")
     resp = P.parse_response(P.response(P.Resp.INFO, 9, 3, 0xDEADBEEF, P.info_body(info)))
-    assert resp.header == P.ResponseHeader(1, P.Resp.INFO, 9, 3, 0xDEADBEEF)
+    assert resp.header == P.ResponseHeader(P.PROTOCOL_VERSION, P.Resp.INFO, 9, 3, 0xDEADBEEF)
     assert resp.message == info
     assert info.input.scale == struct.unpack("<f", struct.pack("<I", 0x3C010204))[0]
 
@@ -177,10 +177,11 @@ def test_other_messages_round_trip() -> None:
     assert body(P.Resp.DATA, P.data_body(2, 8, 100, b"xyz")) == P.DataChunk(2, 8, 100, b"xyz")
     err = body(P.Resp.ERROR, P.error_body(7, 2, 5, 6, "gap"))
     assert err == P.DeviceErrorInfo(7, 2, 5, 6, "gap") and err.code_name == "BAD_OFFSET"
-    assert body(P.Resp.BOOT, P.boot_body("fw 1")) == P.Boot(1, "fw 1")
+    assert body(P.Resp.BOOT, P.boot_body("fw 1")) == P.Boot(P.PROTOCOL_VERSION, "fw 1")
     assert body(0x99, b"future") == b"future"
-    v2 = P.parse_response(b"\x02" + P.response(P.Resp.INFO, 1, 2, 3, b"new layout")[1:])
-    assert v2.header.version == 2 and v2.message == b"new layout"
+    other = P.PROTOCOL_VERSION + 1
+    v2 = P.parse_response(bytes([other]) + P.response(P.Resp.INFO, 1, 2, 3, b"new layout")[1:])
+    assert v2.header.version == other and v2.message == b"new layout"
     with pytest.raises(ValueError):
         P.parse_response(P.response(P.Resp.ACK, 1, 2, 3, b"\x01"))
 

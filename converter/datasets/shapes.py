@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from converter import atomic
 from converter.errors import InputFileError, UsageError
 
 CLASSES = ("circle", "cross", "square", "star", "triangle")
@@ -227,7 +228,8 @@ def generate(out_dir: str | Path, n_per_class: int, size: int = 64, seed: int = 
         for i in range(n_per_class):
             pixels = render(name, size, image_rng(seed, class_index, i))
             path = folder / f"{name}_{i:05d}.png"
-            Image.fromarray(pixels, "RGB").save(path, format="PNG", optimize=True)
+            with atomic.replacing(path, bulk=True) as tmp:
+                Image.fromarray(pixels, "RGB").save(tmp, format="PNG", optimize=True)
             written.append(path)
     return written
 

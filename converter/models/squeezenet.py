@@ -162,8 +162,9 @@ class SqueezeNetConfig:
         if height < minimum or width < minimum:
             raise UsageError(
                 f"input {height}x{width} is too small for SqueezeNet v{self.version}: conv1 and "
-                f"the three 3x3/2 max pools need at least {minimum}x{minimum} pixels; use a "
-                "larger input_shape"
+                f"the three 3x3/2 max pools need at least {minimum}x{minimum} pixels; give a "
+                f"larger input (--input-size {minimum} or more on the command line, "
+                "input_shape in SqueezeNetConfig)"
             )
         if self.bypass in ("simple", "complex"):
             fires = {spec.name: spec for spec in fire_specs(self)}

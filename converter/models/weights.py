@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from converter import atomic
 from converter.errors import InputFileError, ModelError
 
 if TYPE_CHECKING:
@@ -157,7 +158,9 @@ def save_weights_npz(model: keras.Model, path: str | Path) -> None:
         for key, (_, variable) in _model_variables(model).items()
     ]
     try:
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        with atomic.replacing(path) as tmp, zipfile.ZipFile(tmp, "w",
+                                                             compression=zipfile.ZIP_STORED
+                                                             ) as archive:
             for key, array in entries:
                 info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
                 with archive.open(info, "w", force_zip64=True) as handle:

@@ -48,7 +48,7 @@ def _ranked(buf: bytes, x: np.ndarray) -> np.ndarray:
 def agreement(pretrained: Path, work: Path, bits: int = 6, codebook: str = "tensor",
               sparsity: str = "paper") -> dict:
     """Compress, quantize both models, run them; per-photo top-5 lists and the agreements."""
-    from converter import compress, sources
+    from converter import atomic, compress, sources
     from converter.preprocess import Preprocessing, load_image
 
     pre = Preprocessing.imagenet()
@@ -63,10 +63,11 @@ def agreement(pretrained: Path, work: Path, bits: int = 6, codebook: str = "tens
                                  compress.LayerValues(bits))
     codes = compress.compress_model(km, plans, per_channel=codebook == "channel")
     model = work / "compressed.keras"
-    compress.save_model_atomic(km, model)
-    compress.write_atomic(compress.sidecar_path(model),
-                          json.dumps(compress.sidecar_record(codes, bits=str(bits),
-                                                             codebook=codebook)).encode())
+    with atomic.replacing(model) as tmp:
+        km.save(tmp)
+    atomic.write_bytes(compress.sidecar_path(model),
+                       json.dumps(compress.sidecar_record(codes, bits=str(bits),
+                                                          codebook=codebook)).encode())
     base = sources.resolve("squeezenet1_1", weights=weights, calib=str(calib))
     comp = sources.resolve(str(model), calib=str(calib))  # checks the structure survived
     a, b = _ranked(base.tflite, x), _ranked(comp.tflite, x)

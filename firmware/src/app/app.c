@@ -208,14 +208,16 @@ static void cmd_write_input(uint16_t seq, const uint8_t *body, uint32_t len)
 {
     const uint8_t cmd = SQZ_PROTO_CMD_WRITE_INPUT;
     const uint32_t total = model->input.bytes;
-    if (!st.arena) {
-        send_error(seq, cmd, SQZ_PROTO_ERR_NO_ARENA, 0, 0, "no arena for the model");
-        return;
-    }
+    /* Both details count body bytes (offset field included), like every BAD_LENGTH. */
     if (len <= SQZ_PROTO_WRITE_HEADER_BYTES ||
         len - SQZ_PROTO_WRITE_HEADER_BYTES > MAX_PAYLOAD) {
-        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_LENGTH, len, MAX_PAYLOAD,
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_LENGTH, len,
+                   SQZ_PROTO_WRITE_HEADER_BYTES + MAX_PAYLOAD,
                    "WRITE_INPUT needs u32 offset + 1..max_payload bytes");
+        return;
+    }
+    if (!st.arena) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_NO_ARENA, 0, 0, "no arena for the model");
         return;
     }
     const uint32_t offset = get_u32(body);
@@ -426,9 +428,13 @@ static void cmd_read(uint16_t seq, const uint8_t *body, uint32_t len)
     sqz_frame_tx_end(&tx);
 }
 
+/* Checks run in the order docs/protocol.md gives ("When several errors apply"): the frame,
+ * the header, the seq, the version, the command, then per command its body length, its
+ * argument values and last the device's state. */
 static void handle_frame(const uint8_t *p, uint32_t len)
 {
     if (len < SQZ_PROTO_REQ_HEADER_BYTES) {
+        st.bad_frames++; /* not served: every non-empty frame is one or the other */
         send_error(SQZ_PROTO_SEQ_NONE, 0, SQZ_PROTO_ERR_BAD_LENGTH, len,
                    SQZ_PROTO_REQ_HEADER_BYTES, "frame shorter than a request header");
         return;
@@ -438,6 +444,13 @@ static void handle_frame(const uint8_t *p, uint32_t len)
     const uint16_t seq = get_u16(p + 2);
     const uint8_t *body = p + SQZ_PROTO_REQ_HEADER_BYTES;
     const uint32_t body_len = len - SQZ_PROTO_REQ_HEADER_BYTES;
+    if (seq == SQZ_PROTO_SEQ_NONE) {
+        /* Its answer could not be told from a frame error, so it is refused, not served. */
+        st.bad_frames++;
+        send_error(SQZ_PROTO_SEQ_NONE, cmd, SQZ_PROTO_ERR_BAD_SEQ, seq, 0,
+                   "seq 65535 is reserved: use 0..65534");
+        return;
+    }
     st.served++;
     if (version != SQZ_PROTO_VERSION) {
         send_error(seq, cmd, SQZ_PROTO_ERR_UNSUPPORTED_VERSION, SQZ_PROTO_VERSION, version,

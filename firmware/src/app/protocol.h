@@ -1,4 +1,4 @@
-/* The serial protocol between sqz-validate (the host) and the board, version 1.
+/* The serial protocol between sqz-validate (the host) and the board, version 2.
  *
  * docs/protocol.md is the specification; this header only carries its numbers, and
  * converter/protocol.py mirrors them (tests/test_protocol.py checks that both agree, so every
@@ -15,7 +15,7 @@
 
 /* Bumped on every incompatible change; a device answers a request of another version with
  * SQZ_PROTO_ERR_UNSUPPORTED_VERSION (encoded in its own version). */
-#define SQZ_PROTO_VERSION 1
+#define SQZ_PROTO_VERSION 2
 
 #define SQZ_PROTO_REQ_HEADER_BYTES 4
 #define SQZ_PROTO_RESP_HEADER_BYTES 12
@@ -26,7 +26,7 @@
 #define SQZ_PROTO_FRAME_OVERHEAD 32
 
 /* seq of frames that answer no particular request (BOOT, errors about unreadable frames).
- * Clients never use it for a request. */
+ * Reserved: a request that uses it is refused with SQZ_PROTO_ERR_BAD_SEQ, not served. */
 #define SQZ_PROTO_SEQ_NONE 65535
 
 /* Damaged frames at least this long (encoded, without the delimiter) get an error frame;
@@ -76,10 +76,10 @@
 
 /* ---- error codes (ERROR body: u16 code, u8 command, u8 0, u32 detail, u32 detail2,
  *      u8 message length, message) ---- */
-#define SQZ_PROTO_ERR_BAD_CRC 1             /* frame CRC mismatch; detail = bytes decoded */
+#define SQZ_PROTO_ERR_BAD_CRC 1             /* frame CRC mismatch; detail = encoded bytes */
 #define SQZ_PROTO_ERR_BAD_FRAME 2           /* invalid COBS or shorter than a header */
 #define SQZ_PROTO_ERR_FRAME_TOO_LONG 3      /* detail = the limit in decoded bytes */
-#define SQZ_PROTO_ERR_BAD_LENGTH 4          /* body length wrong for the command */
+#define SQZ_PROTO_ERR_BAD_LENGTH 4          /* detail = body bytes, detail2 = expected/max */
 #define SQZ_PROTO_ERR_UNSUPPORTED_VERSION 5 /* detail = the device's version */
 #define SQZ_PROTO_ERR_UNKNOWN_COMMAND 6
 #define SQZ_PROTO_ERR_BAD_OFFSET 7      /* detail = what the device expected, detail2 = total */
@@ -88,5 +88,6 @@
 #define SQZ_PROTO_ERR_NO_RESULT 10       /* READ of results that do not exist (yet) */
 #define SQZ_PROTO_ERR_BAD_ARGUMENT 11    /* unknown READ target or RUN flag */
 #define SQZ_PROTO_ERR_NO_ARENA 12        /* the port could not provide the arena */
+#define SQZ_PROTO_ERR_BAD_SEQ 13         /* a request with the reserved seq 65535 */
 
 #endif

@@ -10,141 +10,40 @@
  * arrays this long on the stack. */
 #define SQZ_PACKED_MAX_BLOCK 64
 
-/* Least significant bits first from consecutive bytes, through a 64-bit window refilled four
- * bytes at a time (assembled byte by byte: portable, no unaligned loads). After a refill the
- * window holds at least 32 bits: any code of this format (a Rice run's unary part, its k bits
- * and an index) fits, so a code needs one check, not one per field. */
-typedef struct {
-    const uint8_t *next;
-    uint64_t window;
-    int32_t have;
-} bit_reader;
-
-static inline void refill(bit_reader *r)
+/* The decoder's primitives in portable C: the compiler makes a plain load of the memcpy where
+ * the core allows unaligned access. */
+static inline uint32_t load32(const uint8_t *p)
 {
-    if (r->have < 32) {
-        const uint8_t *p = r->next;
-        const uint32_t word = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                              (uint32_t)p[3] << 24;
-        r->window |= (uint64_t)word << r->have;
-        r->have += 32;
-        r->next += 4;
-    }
-}
-
-static void reader_at(bit_reader *r, const uint8_t *stream, uint32_t bit)
-{
-    r->next = stream + (bit >> 3);
-    r->window = 0;
-    r->have = 0;
-    refill(r);
-    r->window >>= bit & 7u;
-    r->have -= (int32_t)(bit & 7u);
-}
-
-static inline uint32_t take(bit_reader *r, int32_t width)
-{
-    refill(r);
-    const uint32_t v = (uint32_t)r->window & ((1u << width) - 1u);
-    r->window >>= width;
-    r->have -= width;
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
     return v;
 }
 
-/* One row of `bits`-bit indices; as many per refill as the window holds. */
-static sqz_status decode_dense(bit_reader *r, const int8_t *cb, uint32_t entries, int32_t bits,
-                               int32_t taps, int8_t *row)
+static inline uint32_t trailing_ones(uint32_t x)
 {
-    const uint32_t mask = (1u << bits) - 1u;
-    const int32_t per_refill = 32 / bits;
-    int32_t i = 0;
-    while (i < taps) {
-        refill(r);
-        const int32_t n = taps - i < per_refill ? taps - i : per_refill;
-        uint64_t w = r->window;
-        for (int32_t j = 0; j < n; ++j) {
-            const uint32_t idx = (uint32_t)w & mask;
-            if (idx >= entries) {
-                return SQZ_ERR_ARG;
-            }
-            row[i + j] = cb[idx];
-            w >>= bits;
-        }
-        r->window = w;
-        r->have -= n * bits;
-        i += n;
+    uint32_t n = 0;
+    while (n < 32 && (x >> n & 1u)) {
+        ++n;
     }
-    return SQZ_OK;
+    return n;
 }
 
-/* One row of zero runs (Rice, parameter k) each followed by a nonzero value's index. */
-static sqz_status decode_sparse(bit_reader *r, const int8_t *cb, uint32_t entries,
-                                int32_t bits, int32_t k, int32_t taps, int8_t *row)
-{
-    const uint32_t mask = (1u << bits) - 1u;
-    memset(row, 0, (size_t)taps);
-    uint32_t i = 0;
-    const uint32_t kmask = (1u << k) - 1u;
-    for (;;) {
-        refill(r);
-        /* The unary part: count the ones (a run longer than the window refills as it goes). */
-        uint32_t q = 0;
-        while (r->window & 1u) {
-            r->window >>= 1;
-            ++q;
-            if (--r->have == 0) {
-                refill(r);
-            }
-        }
-        if (r->have < 1 + k + bits) {
-            refill(r);
-        }
-        uint64_t w = r->window >> 1;
-        i += (q << k) | ((uint32_t)w & kmask);
-        w >>= k;
-        if (i >= (uint32_t)taps) {
-            r->window = w;
-            r->have -= 1 + k;
-            return SQZ_OK;
-        }
-        const uint32_t idx = (uint32_t)w & mask;
-        r->window = w >> bits;
-        r->have -= 1 + k + bits;
-        if (idx >= entries) {
-            return SQZ_ERR_ARG;
-        }
-        row[i++] = cb[idx];
-    }
-}
+#define SQZ_PACKED_LOAD32 load32
+#define SQZ_PACKED_TRAILING_ONES trailing_ones
+#include "packed_decode.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the packed-weights decoder reads the stream as little-endian words"
+#endif
 
 sqz_status sqz_packed_decode_rows(const sqz_packed_filter *filter, int32_t taps,
                                   int32_t first, int32_t count, int32_t row_len,
                                   uint32_t *cursor, int8_t *rows)
 {
-    if (!filter || !filter->stream || !filter->codebook || !cursor || !rows || taps < 1 ||
-        row_len < taps || filter->bits < 1 || filter->bits > 8 || filter->rice_k > 16) {
+    if (!filter || !cursor || !rows || taps < 1 || row_len < taps) {
         return SQZ_ERR_ARG;
     }
-    bit_reader r;
-    reader_at(&r, filter->stream, *cursor);
-    const uint8_t *start_next = r.next;
-    const int32_t start_have = r.have;
-    for (int32_t j = 0; j < count; ++j) {
-        const int8_t *cb = filter->codebook +
-                           (filter->per_channel ? (size_t)(first + j) * filter->entries : 0);
-        int8_t *row = rows + (size_t)j * row_len;
-        const sqz_status st =
-            filter->sparse
-                ? decode_sparse(&r, cb, filter->entries, filter->bits, filter->rice_k, taps, row)
-                : decode_dense(&r, cb, filter->entries, filter->bits, taps, row);
-        if (st != SQZ_OK) {
-            return st;
-        }
-        memset(row + taps, 0, (size_t)(row_len - taps));
-    }
-    /* Bits taken: the bytes pulled into the window, less what is still in it. */
-    *cursor += (uint32_t)((r.next - start_next) * 8 + start_have - r.have);
-    return SQZ_OK;
+    return sqz_packed_decode(filter, taps, first, count, row_len, cursor, rows);
 }
 
 int32_t sqz_conv_s8_packed_block(const sqz_conv_params *params, const sqz_dims *filter_dims)

@@ -131,6 +131,21 @@ static inline uint32_t sqz_min_s8x4(uint32_t a, uint32_t b)
 }
 #endif
 
+/* Trailing one bits of x (RBIT + CLZ of its complement on Armv7E-M, which GCC emits for
+ * __builtin_ctz; <arm_acle.h> of GCC 12 has no __rbit), 32 when all are ones. */
+static inline uint32_t sqz_trailing_ones(uint32_t x)
+{
+#if SQZ_DSP_NATIVE
+    return ~x ? (uint32_t)__builtin_ctz(~x) : 32u;
+#else
+    uint32_t n = 0;
+    while (n < 32 && (x >> n & 1u)) {
+        ++n;
+    }
+    return n;
+#endif
+}
+
 /* Four bytes from any address (a single LDR on Armv7E-M, which allows unaligned loads). */
 static inline uint32_t sqz_load32(const void *p)
 {

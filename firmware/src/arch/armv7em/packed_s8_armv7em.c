@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "dsp.h"
 #include "sqz/kernels_armv7em.h"
 
 /* Mirrors converter/kernels_armv7em.py: as in the portable packed kernel (packed_s8.c). */
@@ -38,6 +39,12 @@ int32_t sqz_conv_s8_armv7em_packed_scratch_size(const sqz_conv_params *params,
     return block_bytes(params, filter_dims) +
            sqz_conv_s8_armv7em_scratch_size(params, input_dims, filter_dims, output_dims);
 }
+
+/* The packed-weights decoder (runtime/packed_decode.h), with this core's unaligned LDR and
+ * RBIT + CLZ for its two primitives. */
+#define SQZ_PACKED_LOAD32 sqz_load32
+#define SQZ_PACKED_TRAILING_ONES sqz_trailing_ones
+#include "../../runtime/packed_decode.h"
 
 /* Rows a and b (row_len bytes each, a multiple of 4) into the pair layout: four taps of a,
  * four of b, and so on. */
@@ -88,15 +95,13 @@ sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
         for (int32_t j = 0; j < n; j += 2) {
             int8_t *dst = decoded + (size_t)j * row_len;
             if (j + 1 < n) {
-                sqz_status st =
-                    sqz_packed_decode_rows(pf, taps, oc0 + j, 2, row_len, &cursor, pair);
+                sqz_status st = sqz_packed_decode(pf, taps, oc0 + j, 2, row_len, &cursor, pair);
                 if (st != SQZ_OK) {
                     return st;
                 }
                 interleave_pair(pair, pair + row_len, row_len, dst);
             } else { /* an odd last channel follows alone, as in the dense layout */
-                sqz_status st =
-                    sqz_packed_decode_rows(pf, taps, oc0 + j, 1, row_len, &cursor, dst);
+                sqz_status st = sqz_packed_decode(pf, taps, oc0 + j, 1, row_len, &cursor, dst);
                 if (st != SQZ_OK) {
                     return st;
                 }

@@ -1,0 +1,121 @@
+/* The decoder of packed weights (converter/packing.py's format), shared by the packed conv
+ * kernels. Internal to the runtime.
+ *
+ * The stream is read at a bit position, 32 bits at a time from any byte, which leaves at least
+ * 25 bits: a whole code of the sparse format (unary run, k bits, index) or four indices of up
+ * to 6 bits, with no window to refill. The stream's 4 bytes of padding keep those loads inside
+ * it. The including file defines its two primitives first, so each core gets its own
+ * instructions for them:
+ *   SQZ_PACKED_LOAD32(p)          four bytes from any address, little-endian
+ *   SQZ_PACKED_TRAILING_ONES(x)   the number of trailing one bits of x (32 when all) */
+#ifndef SQZ_PACKED_DECODE_H
+#define SQZ_PACKED_DECODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "sqz/kernels.h"
+
+static inline uint32_t sqz_packed_bits_at(const uint8_t *stream, uint32_t pos)
+{
+    return SQZ_PACKED_LOAD32(stream + (pos >> 3)) >> (pos & 7u);
+}
+
+static sqz_status sqz_packed_decode_dense(const uint8_t *stream, uint32_t *pos, const int8_t *cb,
+                               uint32_t entries, uint32_t bits, int32_t taps, int8_t *row)
+{
+    const uint32_t mask = (1u << bits) - 1u;
+    uint32_t p = *pos;
+    int32_t i = 0;
+    if (bits <= 6) { /* four indices per load */
+        for (; i + 4 <= taps; i += 4, p += 4 * bits) {
+            const uint32_t w = sqz_packed_bits_at(stream, p);
+            const uint32_t a = w & mask, b = (w >> bits) & mask;
+            const uint32_t c = (w >> 2 * bits) & mask, d = (w >> 3 * bits) & mask;
+            if ((a | b | c | d) >= entries && (a >= entries || b >= entries ||
+                                               c >= entries || d >= entries)) {
+                return SQZ_ERR_ARG;
+            }
+            row[i] = cb[a];
+            row[i + 1] = cb[b];
+            row[i + 2] = cb[c];
+            row[i + 3] = cb[d];
+        }
+    }
+    for (; i < taps; ++i, p += bits) {
+        const uint32_t idx = sqz_packed_bits_at(stream, p) & mask;
+        if (idx >= entries) {
+            return SQZ_ERR_ARG;
+        }
+        row[i] = cb[idx];
+    }
+    *pos = p;
+    return SQZ_OK;
+}
+
+static sqz_status sqz_packed_decode_sparse(const uint8_t *stream, uint32_t *pos, const int8_t *cb,
+                                uint32_t entries, uint32_t bits, uint32_t k, int32_t taps,
+                                int8_t *row)
+{
+    const uint32_t mask = (1u << bits) - 1u;
+    const uint32_t kmask = (1u << k) - 1u;
+    uint32_t p = *pos;
+    uint32_t i = 0;
+    memset(row, 0, (size_t)taps);
+    for (;;) {
+        uint32_t w = sqz_packed_bits_at(stream, p);
+        uint32_t q = SQZ_PACKED_TRAILING_ONES(w);
+        if (q + 1 + k + bits <= 25) {
+            w >>= q + 1; /* the code fits the load: its fields follow the unary part */
+        } else {
+            /* A unary part too long for one load: count its ones 24 at a time (a load
+             * holds at least 25 valid bits), then load the zero bit, k bits and index. */
+            q = 0;
+            uint32_t ones;
+            while ((ones = SQZ_PACKED_TRAILING_ONES(sqz_packed_bits_at(stream, p + q))) >= 25) {
+                q += 24;
+            }
+            q += ones;
+            w = sqz_packed_bits_at(stream, p + q) >> 1;
+        }
+        i += (q << k) | (w & kmask);
+        if (i >= (uint32_t)taps) {
+            *pos = p + q + 1 + k;
+            return SQZ_OK;
+        }
+        const uint32_t idx = (w >> k) & mask;
+        if (idx >= entries) {
+            return SQZ_ERR_ARG;
+        }
+        row[i++] = cb[idx];
+        p += q + 1 + k + bits;
+    }
+}
+
+/* `count` rows (output channels first .. first + count - 1) from bit `*pos`, each row_len
+ * long (zeros after the taps); `*pos` ends past them. */
+static sqz_status sqz_packed_decode(const sqz_packed_filter *pf, int32_t taps, int32_t first,
+                              int32_t count, int32_t row_len, uint32_t *pos, int8_t *rows)
+{
+    if (pf->bits < 1 || pf->bits > 8 || pf->rice_k > 16 || !pf->stream || !pf->codebook) {
+        return SQZ_ERR_ARG;
+    }
+    for (int32_t j = 0; j < count; ++j) {
+        const int8_t *cb =
+            pf->codebook + (pf->per_channel ? (size_t)(first + j) * pf->entries : 0);
+        int8_t *row = rows + (size_t)j * row_len;
+        const sqz_status st =
+            pf->sparse ? sqz_packed_decode_sparse(pf->stream, pos, cb, pf->entries, pf->bits,
+                                                  pf->rice_k, taps, row)
+                       : sqz_packed_decode_dense(pf->stream, pos, cb, pf->entries, pf->bits,
+                                                 taps, row);
+        if (st != SQZ_OK) {
+            return st;
+        }
+        memset(row + taps, 0, (size_t)(row_len - taps));
+    }
+    return SQZ_OK;
+}
+
+#endif
