@@ -1,9 +1,10 @@
 /* CONV_2D on the ESP32-S3's PIE SIMD unit: the row kernel's C half (method: conv_pie.h).
  *
  * Filter layout (16-byte aligned): one record per output channel (its requantization
- * constants, SQZ_PIE_RECORD bytes, twice that without a ReLU-style clamp), then every output channel's OHWI weights, each filter row's kw * c
- * weights zero-padded to a multiple of 16 (so every filter row of a patch starts a vector and
- * is copied with vector loads). Undilated filters only. The converter writes both and selects this kernel only where it has proved the
+ * constants, SQZ_PIE_RECORD bytes, twice that without a ReLU-style clamp), then every output
+ * channel's OHWI weights, each filter row's kw * c weights zero-padded to a multiple of 16 (so
+ * every filter row of a patch starts a vector and is copied with vector loads). Undilated
+ * filters only. The converter writes both and selects this kernel only where it has proved the
  * arithmetic exact (converter/kernels_esp32s3.py); `quant` and `bias` are not read: the records
  * hold what they say. The checks here are the cheap ones. Built for another core (the host),
  * plain-C twins of the vector code compute the same bytes, so host tests cover the layout,
@@ -246,8 +247,8 @@ static void build_patches(const sqz_conv_params *p, const sqz_dims *input_dims,
         while (last > first) {
             const int32_t ix = (ox0 + last - 1) * sw - pw;
             const uintptr_t s = (uintptr_t)(row + (size_t)ix * c);
-            const uintptr_t reach = aligned ? s + 16u * (uintptr_t)vectors
-                                            : (s & ~(uintptr_t)15u) + 16u * (uintptr_t)(vectors + 1);
+            const uintptr_t blocks = (uintptr_t)(aligned ? vectors : vectors + 1);
+            const uintptr_t reach = (aligned ? s : (s & ~(uintptr_t)15u)) + 16u * blocks;
             if (ix + kw <= in_w && reach <= end) {
                 break;
             }

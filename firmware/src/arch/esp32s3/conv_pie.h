@@ -4,10 +4,10 @@
  *
  * How it computes. The converter lays each output channel's weights out as one OHWI row,
  * every filter row's kw * c weights zero-padded to a multiple of 16, L bytes in all (16-byte
- * aligned), so an output is a dot
- * product of L/16 vectors with the pixel's receptive field (its "patch", the same L bytes). The
- * patch is the input pixel itself for an aligned 1x1 conv, else the driver copies every output
- * pixel's receptive field of the row into scratch (input zero point for padding). The assembly
+ * aligned), so an output is a dot product of L/16 vectors with the pixel's receptive field (its
+ * "patch", the same L bytes). The patch is the input pixel itself for an aligned 1x1 conv, else
+ * the driver copies the receptive fields of a block of output pixels of the row into scratch
+ * (the input zero point for padding). The assembly
  * then runs channel by channel: the channel's weight vectors sit in q0..q6, and one
  * ee.vmulas.s8.accx.ld per 16 MACs streams the patches of the row through q7 into ACCX (40 bits:
  * no 20-bit QACC lane can saturate). Patches longer than 7 vectors go in chunks of 7 whose
