@@ -175,7 +175,11 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
                 }
                 packed_filters.append(packed)
             layer = {
-                "name": s.name, "kernel": k.symbol, "kernel_note": k.description,
+                "name": s.name, "kernel": k.symbol,
+                "kernel_note": k.description + (f", {s.rows_per_call} rows per call"
+                                                if s.rows_per_call > 1 else ""),
+                "rows_kernel": k.rows_symbol if s.rows_per_call > 1 else None,
+                "rows_per_call": s.rows_per_call,
                 "input_offset": s.input_offset, "output_offset": s.output_offset,
                 "stride": s.stride, "padding": s.padding, "dilation": s.dilation,
                 "act_min": s.act_min, "act_max": s.act_max,

@@ -43,6 +43,11 @@ class ConvKernel:
     description: str
     packed: bool = False  # reads an sqz_packed_filter (converter.packing), not int8 rows
     sources: tuple[str, ...] = ()  # the C/asm files it needs, relative to firmware/src
+    # Its sqz_conv_rows_fn (several output rows per call), or None: one row per call.
+    rows_symbol: str | None = None
+    # Packed kernels: decoded blocks larger than the least scratch's (channels), most first;
+    # the kernel takes the block from the scratch it is given (ConvStep.decode_block).
+    blocks: Callable[[ConvStep], list[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,17 @@ PORTABLE_CONV = ConvKernel(
     sources=("runtime/conv_s8.c",),
 )
 
+# Mirror SQZ_MAX_ROWS_PER_CALL and SQZ_MAX_CALL_WINDOW_ROWS (firmware/include/sqz/kernels.h).
+MAX_ROWS_PER_CALL = 16
+MAX_CALL_WINDOW_ROWS = 64
+
+
+def max_rows_per_call(s: ConvStep) -> int:
+    """The most output rows one call of a rows kernel may make (the node adapter's bounds)."""
+    return max(1, min(MAX_ROWS_PER_CALL, MAX_CALL_WINDOW_ROWS // s.filter_dims.h,
+                      s.output_dims.h))
+
+
 # Mirrors SQZ_PACKED_BLOCK_BYTES and SQZ_PACKED_MAX_BLOCK in firmware/src/runtime/packed_s8.c.
 PACKED_BLOCK_BYTES = 4096
 PACKED_MAX_BLOCK = 64
@@ -116,9 +132,17 @@ def packed_block(s: ConvStep) -> int:
 
 
 def _packed_scratch(s: ConvStep) -> int:
-    """Mirrors sqz_conv_s8_packed_scratch_size: the decoded block, then the dense scratch."""
-    block = (packed_block(s) * _portable_row_len(s) + 3) // 4 * 4
+    """Mirrors sqz_conv_s8_packed_scratch_size: the decoded block, then the dense scratch;
+    more when the converter chose a larger block (s.decode_block: block_in() in the C finds
+    it from the scratch size)."""
+    block = (max(s.decode_block, packed_block(s)) * _portable_row_len(s) + 3) // 4 * 4
     return block + _portable_scratch(s)
+
+
+def _packed_blocks(s: ConvStep) -> list[int]:
+    """Larger blocks worth offering, most first."""
+    out = {min(s.filter_dims.n, b) for b in (PACKED_MAX_BLOCK, 32, 16)}
+    return sorted((b for b in out if b > packed_block(s)), reverse=True)
 
 
 def _no_dense_layout(s: ConvStep) -> np.ndarray:
@@ -132,6 +156,7 @@ PORTABLE_PACKED_CONV = ConvKernel(
     scratch_bytes=_packed_scratch,
     description="portable C, packed weights decoded a block of channels at a time",
     packed=True, sources=("runtime/packed_s8.c", "runtime/conv_s8.c"),
+    rows_symbol="sqz_conv_s8_packed_rows", blocks=_packed_blocks,
 )
 
 PORTABLE_POOLS = (

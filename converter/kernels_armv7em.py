@@ -109,8 +109,17 @@ def packed_block(s: ConvStep) -> int:
 
 def packed_scratch_bytes(s: ConvStep) -> int:
     """Mirrors sqz_conv_s8_armv7em_packed_scratch_size: the decoded block, a channel pair
-    being interleaved, then the dense kernel's scratch."""
-    return (packed_block(s) + 2) * filter_row_len(s) + scratch_bytes(s)
+    being interleaved, then the dense kernel's scratch; more when the converter chose a
+    larger block (s.decode_block: block_in() in the C finds it from the scratch size)."""
+    return (max(s.decode_block, packed_block(s)) + 2) * filter_row_len(s) + scratch_bytes(s)
+
+
+def packed_blocks(s: ConvStep) -> list[int]:
+    """Larger blocks worth offering, most first: whole pairs, or every channel."""
+    n = s.filter_dims.n
+    out = {min(n, b) for b in (PACKED_MAX_BLOCK, 32, 16)}
+    return sorted((b for b in out if b > packed_block(s) and (b % 2 == 0 or b == n)),
+                  reverse=True)
 
 
 def _no_dense_layout(s: ConvStep) -> np.ndarray:
@@ -124,7 +133,7 @@ PACKED_CONV = ConvKernel(
     filter_row_len=filter_row_len, filter_layout=_no_dense_layout,
     scratch_bytes=packed_scratch_bytes,
     description="Armv7E-M DSP on packed weights: a block of channels decoded at a time",
-    packed=True,
+    packed=True, rows_symbol="sqz_conv_s8_armv7em_packed_rows", blocks=packed_blocks,
     sources=("arch/armv7em/packed_s8_armv7em.c", "runtime/packed_s8.c", *CONV.sources),
 )
 

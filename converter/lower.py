@@ -99,6 +99,8 @@ class ConvStep(Step):
     output_channel_offset: int = 0  # where that slice starts
     kernel: str = kernels.PORTABLE_CONV.symbol  # the C row kernel (converter.kernels)
     packed: packing.Encoding | None = field(default=None, repr=False)  # passes.pack_weights
+    rows_per_call: int = 1  # > 1 only for a kernel with a rows entry (passes.choose_rows)
+    decode_block: int = 0  # packed: channels decoded per block, 0 = the kernel's least
 
     @property
     def macs(self) -> int:

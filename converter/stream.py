@@ -24,8 +24,13 @@ Algorithm
    not yet overwritten (`check`). A plan that fails this is a bug, reported before any C is
    written.
 
-The C executor (firmware/src/runtime/exec.c) follows the same row geometry (`call_reads`): it
-is mirrored there and must change with it.
+Rows per call. A conv whose kernel has a rows entry (the packed ones: each call decodes the
+whole filter) may make `rows_per_call` output rows per call (`call_rows`); its calls then read
+the union of those rows' windows, and the rings above follow by the same simulation.
+passes.choose_rows picks the most rows that leave the arena no larger.
+
+The C executor (firmware/src/runtime/exec.c and the node adapters) follows the same row
+geometry (`call_reads`, `call_rows`): it is mirrored there and must change with it.
 
 Ticks: the calls of all segments, numbered in execution order, are the planner's time axis.
 """
@@ -106,7 +111,21 @@ def calls(lw: Lowered, s: Step) -> int:
         return 1
     if isinstance(s, MeanStep) or (isinstance(s, PoolStep) and s.push):
         return s.input_dims.n * s.input_dims.h
+    if isinstance(s, ConvStep) and s.rows_per_call > 1:
+        return s.output_dims.n * -(-s.output_dims.h // s.rows_per_call)
     return rows_of(lw, s.writes[0])
+
+
+def call_rows(s: ConvStep, k: int) -> tuple[int, ...]:
+    """Output rows (batch-major) call k of a conv makes; mirrors conv_rows() in conv_s8.c."""
+    per = s.rows_per_call
+    if per <= 1:
+        return (k,)
+    h = s.output_dims.h
+    chunks = -(-h // per)
+    b, c = divmod(k, chunks)
+    y0 = c * per
+    return tuple(b * h + y for y in range(y0, min(h, y0 + per)))
 
 
 def _window(k: int, out_h: int, in_h: int, stride: int, pad: int, dilation: int,
@@ -121,8 +140,10 @@ def _window(k: int, out_h: int, in_h: int, stride: int, pad: int, dilation: int,
 def call_reads(lw: Lowered, s: Step, k: int) -> list[tuple[int, tuple[int, ...]]]:
     """(tensor, rows) read by call k of the layer; mirrors window_rows() in exec.c."""
     if isinstance(s, ConvStep):
-        return [(s.input, _window(k, s.output_dims.h, s.input_dims.h, s.stride[0],
-                                  s.padding[0], s.dilation[0], s.filter_dims.h))]
+        rows = {row for out in call_rows(s, k)
+                for row in _window(out, s.output_dims.h, s.input_dims.h, s.stride[0],
+                                   s.padding[0], s.dilation[0], s.filter_dims.h)}
+        return [(s.input, tuple(sorted(rows)))]
     if isinstance(s, PoolStep) and not s.push:
         return [(s.input, _window(k, s.output_dims.h, s.input_dims.h, s.stride[0],
                                   s.padding[0], 1, s.filter_hw[0]))]
@@ -142,6 +163,8 @@ def call_writes(lw: Lowered, s: Step, k: int) -> list[tuple[int, tuple[int, ...]
         done = tuple(b * s.output_dims.h + p for p in range(lo, lo + n)
                      if _window_last(s, p) == y)
         return [(s.output, done)] if done else []
+    if isinstance(s, ConvStep) and is_row_wise(s):
+        return [(s.writes[0], call_rows(s, k))]
     if is_row_wise(s):
         return [(s.writes[0], (k,))]
     return [(t, tuple(range(rows_of(lw, t)))) for t in s.writes]

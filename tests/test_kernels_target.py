@@ -69,7 +69,10 @@ def test_kernel_cases_on_the_board(board, kernel, tmp_path):
             if made is None:  # no layer fitted the drawn input
                 continue
             model, xs, *ref_model = made
-            batch.add(model, xs, **({"stream": case["stream"]} if "stream" in case else {}))
+            batch.add(model, xs, **{k: case[key] for key, k in (("stream", "stream"),
+                                                                 ("rows", "rows_per_call"),
+                                                                 ("block", "decode_block"))
+                                     if key in case})
             built.append((case, xs, ref_model[0] if ref_model else model))
         for (case, xs, ref_model), ours in zip(built, batch.run(), strict=True):
             ref = reference(ref_model, xs).reshape(len(xs), -1)

@@ -142,7 +142,8 @@ packed_cases = st.fixed_dictionaries(dict(
                               st.sampled_from(["same", "valid"]), st.integers(16, 70),
                               st.floats(0.1, 1.0), st.integers(2, 64), st.booleans(),
                               st.booleans()), min_size=1, max_size=3),
-    seed=st.integers(0, 2**31), stream=st.sampled_from(["off", "full"])))
+    seed=st.integers(0, 2**31), stream=st.sampled_from(["off", "full"]),
+    rows=st.sampled_from([None, 1, 2, 3, 5, 16]), block=st.sampled_from([None, 0, 16, 64])))
 
 
 def build_packed_convs(case):
@@ -174,10 +175,15 @@ def test_packed_convs_bit_exact(sqz_runner, arch, case):
     built = build_packed_convs(case)
     assume(built is not None)
     buf, xs = built
-    exe, conv = sqz_runner.compile(buf, stream=case["stream"], arch=arch)
+    kw = dict(stream=case["stream"], arch=arch, rows_per_call=case["rows"],
+              decode_block=case["block"])
+    exe, conv = sqz_runner.compile(buf, **kw)
     # Packing is chosen only where it is smaller than the plain filter.
     assume(any(getattr(s, "packed", None) is not None for s in conv.lowered.steps))
     assert all(kernels.conv_kernel(s.kernel).arch in (arch, "portable")
                for s in conv.lowered.steps if getattr(s, "packed", None) is not None)
-    ours = sqz_runner.run(buf, xs, stream=case["stream"], arch=arch)
+    packed = [s for s in conv.lowered.steps if getattr(s, "packed", None) is not None]
+    if case["rows"]:
+        assert all(s.rows_per_call == min(case["rows"], s.output_dims.h) for s in packed)
+    ours = sqz_runner.run(buf, xs, **kw)
     assert np.array_equal(ours, reference(buf, xs))

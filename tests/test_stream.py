@@ -67,6 +67,28 @@ def test_the_replay_check_catches_a_ring_too_small():
         stream.check(lw, early, roots)
 
 
+def test_rows_per_call_geometry_and_rings():
+    """A conv making 4 rows per call: calls cover its 12 rows in order, each reads the union
+    of its rows' windows, and the rings grow to what the bigger calls hold at once."""
+    lw, roots, _ = _schedule(_fire_like(np.random.default_rng(0)))
+    b = lw.steps[1]
+    four = dataclasses.replace(b, rows_per_call=4)
+    assert stream.calls(lw, four) == 3
+    assert [stream.call_rows(four, k) for k in range(3)] == [
+        (0, 1, 2, 3), (4, 5, 6, 7), (8, 9, 10, 11)]
+    assert stream.call_reads(lw, four, 0) == [(b.input, (0, 1, 2, 3, 4))]
+    assert stream.call_reads(lw, four, 2) == [(b.input, tuple(range(7, 12)))]
+    assert stream.call_writes(lw, four, 1) == [(b.output, (4, 5, 6, 7))]
+    five = dataclasses.replace(b, rows_per_call=5)  # a short last call
+    assert [stream.call_rows(five, k) for k in range(3)] == [
+        tuple(range(5)), tuple(range(5, 10)), (10, 11)]
+    lw4 = dataclasses.replace(lw, steps=(lw.steps[0], four, *lw.steps[2:]))
+    sched = stream.schedule(lw4, "full", passes._pinned(lw4), roots)  # replay-checked
+    assert sorted(sched.ticks) == [0] * 12 + [1] * 3 + [2] * 12
+    # `a` holds the 6 rows the 4-row call reads (one ahead of the ADD's row), `b` 4 rows.
+    assert sched.slots == {b.input: 6, b.output: 4}
+
+
 def test_push_pool_needs_no_window_ring():
     g = GraphBuilder()
     rng = np.random.default_rng(1)

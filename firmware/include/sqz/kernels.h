@@ -138,8 +138,31 @@ sqz_status sqz_conv_s8_packed_row(const sqz_context *ctx, const sqz_conv_params 
                                   const sqz_dims *filter_dims, const void *filter,
                                   const sqz_dims *bias_dims, const int32_t *bias,
                                   const sqz_dims *output_dims, int8_t *output_row);
+/* Several output rows per call, for packed weights: decoding the whole filter is the price of
+ * a call, so the converter gives a call as many rows as fit in the arena it has anyway.
+ * input_rows holds n_rows windows of filter_dims->h row pointers (row r's at r * h);
+ * output_rows the n_rows output rows. */
+#define SQZ_MAX_ROWS_PER_CALL 16
+/* Most row pointers one call takes (rows_per_call * kh): they live on the caller's stack. */
+#define SQZ_MAX_CALL_WINDOW_ROWS 64
+typedef sqz_status (*sqz_conv_rows_fn)(const sqz_context *ctx, const sqz_conv_params *params,
+                                       const sqz_per_channel_quant *quant,
+                                       const sqz_dims *input_dims,
+                                       const int8_t *const *input_rows,
+                                       const sqz_dims *filter_dims, const void *filter,
+                                       const sqz_dims *bias_dims, const int32_t *bias,
+                                       int32_t n_rows, const sqz_dims *output_dims,
+                                       int8_t *const *output_rows);
+/* sqz_conv_s8_packed_row for n_rows rows: each block of channels is decoded once for all. */
+sqz_status sqz_conv_s8_packed_rows(const sqz_context *ctx, const sqz_conv_params *params,
+                                   const sqz_per_channel_quant *quant,
+                                   const sqz_dims *input_dims, const int8_t *const *input_rows,
+                                   const sqz_dims *filter_dims, const void *filter,
+                                   const sqz_dims *bias_dims, const int32_t *bias,
+                                   int32_t n_rows, const sqz_dims *output_dims,
+                                   int8_t *const *output_rows);
 /* Output channels decoded per block, and the scratch: the decoded block, then what
- * sqz_conv_s8_row needs. */
+ * sqz_conv_s8_row needs (the same for any number of rows per call). */
 int32_t sqz_conv_s8_packed_block(const sqz_conv_params *params, const sqz_dims *filter_dims);
 int32_t sqz_conv_s8_packed_scratch_size(const sqz_conv_params *params,
                                         const sqz_dims *input_dims,

@@ -51,6 +51,15 @@ sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
                                           const sqz_dims *filter_dims, const void *filter,
                                           const sqz_dims *bias_dims, const int32_t *bias,
                                           const sqz_dims *output_dims, int8_t *output_row);
+sqz_status sqz_conv_s8_armv7em_packed_rows(const sqz_context *ctx,
+                                           const sqz_conv_params *params,
+                                           const sqz_per_channel_quant *quant,
+                                           const sqz_dims *input_dims,
+                                           const int8_t *const *input_rows,
+                                           const sqz_dims *filter_dims, const void *filter,
+                                           const sqz_dims *bias_dims, const int32_t *bias,
+                                           int32_t n_rows, const sqz_dims *output_dims,
+                                           int8_t *const *output_rows);
 int32_t sqz_conv_s8_armv7em_packed_block(const sqz_conv_params *params,
                                          const sqz_dims *filter_dims);
 int32_t sqz_conv_s8_armv7em_packed_scratch_size(const sqz_conv_params *params,

@@ -32,6 +32,11 @@ typedef enum {
  * (its weights are laid out for that variant). Where the tensors live is the node's business. */
 typedef struct {
     sqz_conv_row_fn row;
+    /* With rows_per_call > 1, each call makes that many output rows (fewer at the bottom of
+     * the image) through `rows`: the converter's choice for packed weights (converter/passes.py,
+     * choose_rows_per_call). */
+    sqz_conv_rows_fn rows;
+    int32_t rows_per_call;
     sqz_conv_params params;
     sqz_per_channel_quant quant;
     sqz_dims input_dims, filter_dims, bias_dims, output_dims;

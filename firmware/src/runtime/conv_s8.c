@@ -340,6 +340,35 @@ sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
     return SQZ_OK;
 }
 
+/* Call k of a layer making rows_per_call rows per call: rows [y0, y0 + n) of batch item b,
+ * as the converter's row scheduler (converter/stream.py, call_rows) assumes. */
+static sqz_status conv_rows(const sqz_node *nd, int32_t k, uint8_t *arena)
+{
+    const sqz_conv_layer *l = nd->layer.conv;
+    const sqz_conv_params *p = &l->params;
+    const int32_t per = l->rows_per_call;
+    const int32_t out_h = l->output_dims.h;
+    const int32_t kh = l->filter_dims.h;
+    if (!l->rows || per > SQZ_MAX_ROWS_PER_CALL || per * kh > SQZ_MAX_CALL_WINDOW_ROWS) {
+        return SQZ_ERR_UNSUPPORTED;
+    }
+    const int32_t chunks = (out_h + per - 1) / per;
+    const int32_t b = k / chunks;
+    const int32_t y0 = (k % chunks) * per;
+    const int32_t n = out_h - y0 < per ? out_h - y0 : per;
+    const int8_t *in_rows[SQZ_MAX_CALL_WINDOW_ROWS];
+    int8_t *out_rows[SQZ_MAX_ROWS_PER_CALL];
+    for (int32_t r = 0; r < n; ++r) {
+        const int32_t row = b * out_h + y0 + r;
+        sqz_window_rows(arena, &nd->input, l->input_dims.h, out_h, row, p->stride.h,
+                        p->padding.h, p->dilation.h, kh, in_rows + r * kh);
+        out_rows[r] = (int8_t *)sqz_row_at(arena, &nd->output, row);
+    }
+    const sqz_context ctx = sqz_node_scratch(nd, arena);
+    return l->rows(&ctx, p, &l->quant, &l->input_dims, in_rows, &l->filter_dims, l->filter,
+                   &l->bias_dims, l->bias, n, &l->output_dims, out_rows);
+}
+
 sqz_status sqz_node_conv(const sqz_node *nd, int32_t k, uint8_t *arena)
 {
     const sqz_conv_layer *l = nd->layer.conv;
@@ -348,6 +377,9 @@ sqz_status sqz_node_conv(const sqz_node *nd, int32_t k, uint8_t *arena)
     const int8_t *rows[SQZ_MAX_FILTER_ROWS];
     if (l->filter_dims.h > SQZ_MAX_FILTER_ROWS) {
         return SQZ_ERR_UNSUPPORTED;
+    }
+    if (l->rows_per_call > 1) {
+        return conv_rows(nd, k, arena);
     }
     sqz_window_rows(arena, &nd->input, l->input_dims.h, l->output_dims.h, k, p->stride.h,
                     p->padding.h, p->dilation.h, l->filter_dims.h, rows);

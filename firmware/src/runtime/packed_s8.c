@@ -21,11 +21,17 @@ static inline uint32_t load32(const uint8_t *p)
 
 static inline uint32_t trailing_ones(uint32_t x)
 {
+#if defined(__GNUC__)
+    /* A compiler builtin, not an architecture's: one or two instructions on every core GCC
+     * and clang target, where the loop below costs a few per bit of the unary code. */
+    return x == 0xFFFFFFFFu ? 32u : (uint32_t)__builtin_ctz(~x);
+#else
     uint32_t n = 0;
     while (n < 32 && (x >> n & 1u)) {
         ++n;
     }
     return n;
+#endif
 }
 
 #define SQZ_PACKED_LOAD32 load32
@@ -55,12 +61,28 @@ int32_t sqz_conv_s8_packed_block(const sqz_conv_params *params, const sqz_dims *
     return block < filter_dims->n ? block : filter_dims->n;
 }
 
-static int32_t block_bytes(const sqz_conv_params *params, const sqz_dims *filter_dims)
+static int32_t block_bytes(int32_t block, int32_t row_len)
 {
-    const int32_t bytes =
-        sqz_conv_s8_packed_block(params, filter_dims) *
-        sqz_conv_s8_filter_row_len(params, filter_dims);
-    return (bytes + 3) & ~3; /* the dense kernel's int16 scratch follows, aligned */
+    return (block * row_len + 3) & ~3; /* the dense kernel's int16 scratch follows, aligned */
+}
+
+/* Channels per block from the scratch given: the minimum's block, or more where the converter
+ * gave more (it does where the arena has room: fewer blocks re-widen the input fewer times). */
+static int32_t block_in(const sqz_context *ctx, const sqz_conv_params *params,
+                        const sqz_dims *input_dims, const sqz_dims *filter_dims,
+                        const sqz_dims *output_dims)
+{
+    const int32_t least = sqz_conv_s8_packed_block(params, filter_dims);
+    const int32_t row_len = sqz_conv_s8_filter_row_len(params, filter_dims);
+    const int32_t dense =
+        sqz_conv_s8_scratch_size(params, input_dims, filter_dims, output_dims);
+    int32_t block = (ctx->size - dense) / row_len;
+    block = block > SQZ_PACKED_MAX_BLOCK ? SQZ_PACKED_MAX_BLOCK : block;
+    block = block > filter_dims->n ? filter_dims->n : block;
+    while (block > least && block_bytes(block, row_len) + dense > ctx->size) {
+        --block;
+    }
+    return block > least ? block : least;
 }
 
 int32_t sqz_conv_s8_packed_scratch_size(const sqz_conv_params *params,
@@ -68,19 +90,24 @@ int32_t sqz_conv_s8_packed_scratch_size(const sqz_conv_params *params,
                                         const sqz_dims *filter_dims,
                                         const sqz_dims *output_dims)
 {
-    return block_bytes(params, filter_dims) +
+    return block_bytes(sqz_conv_s8_packed_block(params, filter_dims),
+                       sqz_conv_s8_filter_row_len(params, filter_dims)) +
            sqz_conv_s8_scratch_size(params, input_dims, filter_dims, output_dims);
 }
 
-sqz_status sqz_conv_s8_packed_row(const sqz_context *ctx, const sqz_conv_params *params,
-                                  const sqz_per_channel_quant *quant,
-                                  const sqz_dims *input_dims, const int8_t *const *input_rows,
-                                  const sqz_dims *filter_dims, const void *filter,
-                                  const sqz_dims *bias_dims, const int32_t *bias,
-                                  const sqz_dims *output_dims, int8_t *output_row)
+sqz_status sqz_conv_s8_packed_rows(const sqz_context *ctx, const sqz_conv_params *params,
+                                   const sqz_per_channel_quant *quant,
+                                   const sqz_dims *input_dims, const int8_t *const *input_rows,
+                                   const sqz_dims *filter_dims, const void *filter,
+                                   const sqz_dims *bias_dims, const int32_t *bias,
+                                   int32_t n_rows, const sqz_dims *output_dims,
+                                   int8_t *const *output_rows)
 {
-    if (!ctx || !ctx->buf || !params || !quant || !input_dims || !filter_dims || !filter ||
-        !bias_dims || !bias || !output_dims || !output_row) {
+    if (!ctx || !ctx->buf || !params || !quant || !input_dims || !input_rows || !filter_dims ||
+        !filter || !bias_dims || !bias || !output_dims || !output_rows) {
+        return SQZ_ERR_ARG;
+    }
+    if (n_rows < 1 || n_rows > SQZ_MAX_ROWS_PER_CALL) {
         return SQZ_ERR_ARG;
     }
     if (ctx->size <
@@ -88,11 +115,11 @@ sqz_status sqz_conv_s8_packed_row(const sqz_context *ctx, const sqz_conv_params 
         return SQZ_ERR_SCRATCH;
     }
     const sqz_packed_filter *pf = (const sqz_packed_filter *)filter;
-    const int32_t block = sqz_conv_s8_packed_block(params, filter_dims);
+    const int32_t block = block_in(ctx, params, input_dims, filter_dims, output_dims);
     const int32_t row_len = sqz_conv_s8_filter_row_len(params, filter_dims);
     const int32_t taps = filter_dims->h * filter_dims->w * filter_dims->c;
     int8_t *decoded = (int8_t *)ctx->buf;
-    const int32_t offset = block_bytes(params, filter_dims);
+    const int32_t offset = block_bytes(block, row_len);
     const sqz_context dense = {(uint8_t *)ctx->buf + offset, ctx->size - offset};
     int32_t mult[SQZ_PACKED_MAX_BLOCK];
     int8_t shift[SQZ_PACKED_MAX_BLOCK];
@@ -109,7 +136,8 @@ sqz_status sqz_conv_s8_packed_row(const sqz_context *ctx, const sqz_conv_params 
         if (st != SQZ_OK) {
             return st;
         }
-        /* The block as a conv of its own, writing its slice of the output's channels. */
+        /* The block as a conv of its own, writing its slice of the output's channels, for
+         * every row of the call while it is decoded. */
         const sqz_per_channel_quant q =
             pf->quant_per_tensor ? (sqz_per_channel_quant){mult, shift}
                                  : (sqz_per_channel_quant){quant->multiplier + oc0,
@@ -118,11 +146,29 @@ sqz_status sqz_conv_s8_packed_row(const sqz_context *ctx, const sqz_conv_params 
         fd.n = n;
         bd.c = n;
         od.c = n;
-        st = sqz_conv_s8_row(&dense, params, &q, input_dims, input_rows, &fd, decoded, &bd,
-                             bias + oc0, &od, output_row + oc0);
-        if (st != SQZ_OK) {
-            return st;
+        for (int32_t r = 0; r < n_rows; ++r) {
+            if (!output_rows[r]) {
+                return SQZ_ERR_ARG;
+            }
+            st = sqz_conv_s8_row(&dense, params, &q, input_dims,
+                                 input_rows + (size_t)r * filter_dims->h, &fd, decoded, &bd,
+                                 bias + oc0, &od, output_rows[r] + oc0);
+            if (st != SQZ_OK) {
+                return st;
+            }
         }
     }
     return SQZ_OK;
+}
+
+sqz_status sqz_conv_s8_packed_row(const sqz_context *ctx, const sqz_conv_params *params,
+                                  const sqz_per_channel_quant *quant,
+                                  const sqz_dims *input_dims, const int8_t *const *input_rows,
+                                  const sqz_dims *filter_dims, const void *filter,
+                                  const sqz_dims *bias_dims, const int32_t *bias,
+                                  const sqz_dims *output_dims, int8_t *output_row)
+{
+    int8_t *const out[1] = {output_row};
+    return sqz_conv_s8_packed_rows(ctx, params, quant, input_dims, input_rows, filter_dims,
+                                   filter, bias_dims, bias, 1, output_dims, out);
 }

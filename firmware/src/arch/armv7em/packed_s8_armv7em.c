@@ -25,10 +25,9 @@ int32_t sqz_conv_s8_armv7em_packed_block(const sqz_conv_params *params,
 
 /* The decoded block, then one channel pair decoded row by row before interleaving, then the
  * dense kernel's own scratch (for a block of channels: it does not depend on their count). */
-static int32_t block_bytes(const sqz_conv_params *params, const sqz_dims *filter_dims)
+static int32_t block_bytes(int32_t block, int32_t row_len)
 {
-    const int32_t row_len = sqz_conv_s8_armv7em_filter_row_len(params, filter_dims);
-    return (sqz_conv_s8_armv7em_packed_block(params, filter_dims) + 2) * row_len;
+    return (block + 2) * row_len;
 }
 
 int32_t sqz_conv_s8_armv7em_packed_scratch_size(const sqz_conv_params *params,
@@ -36,8 +35,25 @@ int32_t sqz_conv_s8_armv7em_packed_scratch_size(const sqz_conv_params *params,
                                                 const sqz_dims *filter_dims,
                                                 const sqz_dims *output_dims)
 {
-    return block_bytes(params, filter_dims) +
+    return block_bytes(sqz_conv_s8_armv7em_packed_block(params, filter_dims),
+                       sqz_conv_s8_armv7em_filter_row_len(params, filter_dims)) +
            sqz_conv_s8_armv7em_scratch_size(params, input_dims, filter_dims, output_dims);
+}
+
+/* Channels per block from the scratch given: the minimum's, or more (whole pairs) where the
+ * converter gave more; the dense kernel gets its own scratch size either way. */
+static int32_t block_in(const sqz_context *ctx, const sqz_conv_params *params,
+                        const sqz_dims *input_dims, const sqz_dims *filter_dims,
+                        const sqz_dims *output_dims)
+{
+    const int32_t least = sqz_conv_s8_armv7em_packed_block(params, filter_dims);
+    const int32_t row_len = sqz_conv_s8_armv7em_filter_row_len(params, filter_dims);
+    const int32_t dense =
+        sqz_conv_s8_armv7em_scratch_size(params, input_dims, filter_dims, output_dims);
+    int32_t block = ((ctx->size - dense) / row_len - 2) & ~1;
+    block = block > SQZ_ARMV7EM_PACKED_MAX_BLOCK ? SQZ_ARMV7EM_PACKED_MAX_BLOCK : block;
+    block = block > filter_dims->n ? filter_dims->n : block;
+    return block > least ? block : least;
 }
 
 /* The packed-weights decoder (runtime/packed_decode.h), with this core's unaligned LDR and
@@ -56,17 +72,21 @@ static void interleave_pair(const int8_t *a, const int8_t *b, int32_t row_len, i
     }
 }
 
-sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
-                                          const sqz_conv_params *params,
-                                          const sqz_per_channel_quant *quant,
-                                          const sqz_dims *input_dims,
-                                          const int8_t *const *input_rows,
-                                          const sqz_dims *filter_dims, const void *filter,
-                                          const sqz_dims *bias_dims, const int32_t *bias,
-                                          const sqz_dims *output_dims, int8_t *output_row)
+sqz_status sqz_conv_s8_armv7em_packed_rows(const sqz_context *ctx,
+                                           const sqz_conv_params *params,
+                                           const sqz_per_channel_quant *quant,
+                                           const sqz_dims *input_dims,
+                                           const int8_t *const *input_rows,
+                                           const sqz_dims *filter_dims, const void *filter,
+                                           const sqz_dims *bias_dims, const int32_t *bias,
+                                           int32_t n_rows, const sqz_dims *output_dims,
+                                           int8_t *const *output_rows)
 {
-    if (!ctx || !ctx->buf || !params || !quant || !input_dims || !filter_dims || !filter ||
-        !bias_dims || !bias || !output_dims || !output_row) {
+    if (!ctx || !ctx->buf || !params || !quant || !input_dims || !input_rows || !filter_dims ||
+        !filter || !bias_dims || !bias || !output_dims || !output_rows) {
+        return SQZ_ERR_ARG;
+    }
+    if (n_rows < 1 || n_rows > SQZ_MAX_ROWS_PER_CALL) {
         return SQZ_ERR_ARG;
     }
     if (ctx->size <
@@ -74,12 +94,12 @@ sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
         return SQZ_ERR_SCRATCH;
     }
     const sqz_packed_filter *pf = (const sqz_packed_filter *)filter;
-    const int32_t block = sqz_conv_s8_armv7em_packed_block(params, filter_dims);
+    const int32_t block = block_in(ctx, params, input_dims, filter_dims, output_dims);
     const int32_t row_len = sqz_conv_s8_armv7em_filter_row_len(params, filter_dims);
     const int32_t taps = filter_dims->h * filter_dims->w * filter_dims->c;
     int8_t *decoded = (int8_t *)ctx->buf;
     int8_t *pair = decoded + (size_t)block * row_len;
-    const int32_t offset = block_bytes(params, filter_dims);
+    const int32_t offset = block_bytes(block, row_len);
     const sqz_context dense = {(uint8_t *)ctx->buf + offset, ctx->size - offset};
     int32_t mult[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
     int8_t shift[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
@@ -115,12 +135,32 @@ sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
         fd.n = n;
         bd.c = n;
         od.c = n;
-        const sqz_status st =
-            sqz_conv_s8_armv7em_row(&dense, params, &q, input_dims, input_rows, &fd, decoded,
-                                    &bd, bias + oc0, &od, output_row + oc0);
-        if (st != SQZ_OK) {
-            return st;
+        for (int32_t r = 0; r < n_rows; ++r) {
+            if (!output_rows[r]) {
+                return SQZ_ERR_ARG;
+            }
+            const sqz_status st = sqz_conv_s8_armv7em_row(
+                &dense, params, &q, input_dims, input_rows + (size_t)r * filter_dims->h, &fd,
+                decoded, &bd, bias + oc0, &od, output_rows[r] + oc0);
+            if (st != SQZ_OK) {
+                return st;
+            }
         }
     }
     return SQZ_OK;
+}
+
+sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
+                                          const sqz_conv_params *params,
+                                          const sqz_per_channel_quant *quant,
+                                          const sqz_dims *input_dims,
+                                          const int8_t *const *input_rows,
+                                          const sqz_dims *filter_dims, const void *filter,
+                                          const sqz_dims *bias_dims, const int32_t *bias,
+                                          const sqz_dims *output_dims, int8_t *output_row)
+{
+    int8_t *const out[1] = {output_row};
+    return sqz_conv_s8_armv7em_packed_rows(ctx, params, quant, input_dims, input_rows,
+                                           filter_dims, filter, bias_dims, bias, 1, output_dims,
+                                           out);
 }
