@@ -43,6 +43,8 @@ class LayerRow:
     weights: str = ""  # how the filter is stored: int8, packed or sparse (converter.packing)
     filter_bytes: int = 0
     filter_dense_bytes: int = 0  # the same filter as plain int8
+    rows_per_call: int = 1  # output rows per kernel call (passes.choose_rows)
+    decode_block: int = 0  # packed: channels decoded per block, 0 = the kernel's least
 
 
 @dataclass(frozen=True)
@@ -188,11 +190,17 @@ class Report:
             lines += ["", "## Packed weights", "",
                       f"Filters stored as codebook indices (decoded inside the kernels): "
                       f"{stored:,} B against {dense:,} B as plain int8.", "",
-                      "| # | layer | stored as | filter B | as int8 B |", "|---|---|---|---|---|"]
+                      "Each call of a packed kernel decodes the whole filter, a block of "
+                      "output channels at a time: rows per call and larger blocks are chosen "
+                      "where the arena has room for them.", "",
+                      "| # | layer | stored as | filter B | as int8 B | rows per call | "
+                      "decoded block |", "|---|---|---|---|---|---|---|"]
             for r in self.layers:
                 if r.filter_dense_bytes:
+                    block = ("-" if r.weights == "int8" else
+                             f"{r.decode_block} channels" if r.decode_block else "least")
                     lines.append(f"| {r.index} | {r.name} | {r.weights} | {r.filter_bytes:,} | "
-                                 f"{r.filter_dense_bytes:,} |")
+                                 f"{r.filter_dense_bytes:,} | {r.rows_per_call} | {block} |")
         lines += ["", "## Segments", "",
                   "Layers of a segment run row by row, interleaved; a segment of one layer "
                   "runs on whole tensors.", "",
@@ -235,6 +243,8 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
             kernel=getattr(s, "kernel", ""), segment=seg_of[i], ring_rows=ring,
             weights=_encoding_text(s), filter_bytes=getattr(s, "filter_bytes", 0),
             filter_dense_bytes=_dense_bytes(s),
+            rows_per_call=getattr(s, "rows_per_call", 1),
+            decode_block=getattr(s, "decode_block", 0),
         ))
     segments = []
     for si, seg in enumerate(sched.segments):
