@@ -48,6 +48,10 @@ class ConvKernel:
     # Packed kernels: decoded blocks larger than the least scratch's (channels), most first;
     # the kernel takes the block from the scratch it is given (ConvStep.decode_block).
     blocks: Callable[[ConvStep], list[int]] | None = None
+    least_block: Callable[[ConvStep], int] | None = None  # the block of the least scratch
+    # Relative instructions per weight decoded in a call and per input value re-widened per
+    # block: passes.choose_rows ranks its moves by them. Tuned by measurement (below).
+    costs: tuple[int, int] = (1, 1)
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,10 @@ PORTABLE_PACKED_CONV = ConvKernel(
     scratch_bytes=_packed_scratch,
     description="portable C, packed weights decoded a block of channels at a time",
     packed=True, sources=("runtime/packed_s8.c", "runtime/conv_s8.c"),
-    rows_symbol="sqz_conv_s8_packed_rows", blocks=_packed_blocks,
+    rows_symbol="sqz_conv_s8_packed_rows", blocks=_packed_blocks, least_block=packed_block,
+    # SqueezeNet 1.1 at 224, compressed, callgrind: 721.3 M instructions at 3:2, 725.1 M at
+    # 2:2, 739.4 M at 4:2, 765.0 M at 8:1 (586.1 M with plain filters).
+    costs=(3, 2),
 )
 
 PORTABLE_POOLS = (

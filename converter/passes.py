@@ -432,34 +432,58 @@ def _rows_candidates(s: ConvStep) -> list[int]:
     return sorted((r for r in out if r > 1), reverse=True)
 
 
+def _decode_overhead(lw: Lowered, s: ConvStep) -> int:
+    """Modelled instructions a packed conv spends besides its MACs: the whole filter decoded
+    once per call, and every output row's receptive fields re-widened once per block."""
+    k = kernels.conv_kernel(s.kernel)
+    block = s.decode_block or (k.least_block(s) if k.least_block else s.filter_dims.n)
+    blocks = -(-s.filter_dims.n // block)
+    f = s.filter_dims
+    widened = s.output_dims.n * s.output_dims.h * s.output_dims.w * f.h * f.w * f.c
+    decode, widen = k.costs
+    return decode * f.size * stream.calls(lw, s) + widen * widened * blocks
+
+
 def choose_rows(lw: Lowered, best: Layout, plan: Callable[[Lowered], Layout]
                 ) -> tuple[Lowered, Layout]:
     """Rows per call for the kernels that can make several (the packed convs: each call
-    decodes the whole filter once, so fewer calls decode less), then a larger decoded block
-    (each block re-widens the input rows). Greedy, the layers with the most decoding per
-    inference first: for each, the most rows per call, then the largest block, that leave the
-    arena no larger than `best`'s (rings and scratch grow with them). Same segments, same cuts.
-    (Sharing the room out in rounds instead measured worse: 1.42x against 1.34x the
-    instructions of plain filters on the Cortex-M4 for SqueezeNet 1.1 at 224.)"""
-    def decode_work(i: int) -> int:
-        s = lw.steps[i]
-        return s.filter_dims.size * s.output_dims.n * s.output_dims.h
+    decodes the whole filter once, so fewer calls decode less) and larger decoded blocks
+    (each block re-widens the input rows). Both take arena, and the schedule's peak leaves only
+    so much room, so this is a greedy over moves (one layer to any larger rows per call, or
+    any larger block): of the moves not yet refused, the one with the largest modelled saving
+    (_decode_overhead, with the kernel's `costs`) is tried, and taken when the arena stays no
+    larger than `best`'s; a refused move is not tried again (more rows or blocks elsewhere
+    only take more room). Same segments, same cuts. Taking moves one step at a time, or the
+    layers in a fixed order, measured worse."""
+    todo = [i for i, s in enumerate(lw.steps) if _makes_rows(s)]
+    stuck: set[tuple[int, str, int]] = set()
 
-    def first_fit(i: int, field: str, values: list[int]) -> None:
-        nonlocal lw, best
-        for v in values:
+    def ladder(s: ConvStep, field: str) -> list[int]:
+        if field == "rows_per_call":
+            return sorted(_rows_candidates(s))
+        blocks = kernels.conv_kernel(s.kernel).blocks
+        return sorted(blocks(s)) if blocks else []
+
+    while True:
+        moves = []
+        for i in todo:
+            s = lw.steps[i]
+            for field in ("rows_per_call", "decode_block"):
+                for v in ladder(s, field):
+                    if v > getattr(s, field) and (i, field, v) not in stuck:
+                        after = dataclasses.replace(s, **{field: v})
+                        saving = _decode_overhead(lw, s) - _decode_overhead(lw, after)
+                        moves.append((saving, -i, field, after))
+        if not moves:
+            return lw, best
+        for _, neg_i, field, after in sorted(moves, key=lambda m: (m[0], m[1], m[2],
+                                                                   getattr(m[3], m[2])),
+                                             reverse=True):
             steps = list(lw.steps)
-            steps[i] = dataclasses.replace(steps[i], **{field: v})
+            steps[-neg_i] = after
             trial = dataclasses.replace(lw, steps=tuple(steps))
             lay = plan(trial)
             if lay.arena_bytes <= best.arena_bytes:
                 lw, best = trial, lay
-                return
-
-    todo = [i for i, s in enumerate(lw.steps) if _makes_rows(s)]
-    for i in sorted(todo, key=decode_work, reverse=True):
-        first_fit(i, "rows_per_call", sorted(_rows_candidates(lw.steps[i]), reverse=True))
-        blocks = kernels.conv_kernel(lw.steps[i].kernel).blocks
-        if blocks is not None:
-            first_fit(i, "decode_block", blocks(lw.steps[i]))
-    return lw, best
+                break
+            stuck.add((-neg_i, field, getattr(after, field)))
