@@ -27,7 +27,8 @@ Algorithm
 Rows per call. A conv whose kernel has a rows entry (the packed ones: each call decodes the
 whole filter) may make `rows_per_call` output rows per call (`call_rows`); its calls then read
 the union of those rows' windows, and the rings above follow by the same simulation.
-passes.choose_rows picks the most rows that leave the arena no larger.
+passes.choose_rows picks them (and the packed kernels' decoded blocks) where the arena does
+not grow.
 
 The C executor (firmware/src/runtime/exec.c and the node adapters) follows the same row
 geometry (`call_reads`, `call_rows`): it is mirrored there and must change with it.

@@ -267,6 +267,35 @@ def test_litert_reference_and_sqz_run_it_bit_exact(compressed, sqz_runner):
         assert np.array_equal(outputs, ref.outputs.reshape(2, -1))
 
 
+@pytest.mark.parametrize("board", ["mps2-an386", "esp32s3-qemu"])
+def test_compressed_network_bit_exact_on_the_boards(compressed, board, tmp_path):
+    """The whole compressed network on each emulated board, with its packed kernels: rows per
+    call and blocks as the converter chooses them, fixed at 3 rows and 64-channel blocks, and
+    one row per call unstreamed."""
+    from qemu_batch import QemuBatch, missing_tools
+
+    from converter import qemu
+
+    missing = missing_tools(board)
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not found: {qemu.BOARDS[board].install_hint}")
+    buf, _ = _quantized(compressed)
+    g = read_model_bytes(buf)
+    scale, zp = g.tensor(g.inputs[0]).quant.single()
+    q = quantize_input(np.random.default_rng(5).random((2, SIZE, SIZE, 3)).astype(np.float32),
+                       scale, zp)
+    batch = QemuBatch(board, tmp_path)
+    for kw in ({}, {"rows_per_call": 3, "decode_block": 64},
+               {"stream": "off", "rows_per_call": 1}):
+        batch.add(buf, q, **kw)
+    packed = [s for s in batch.cases[1].conv.lowered.steps
+              if getattr(s, "packed", None) is not None]
+    assert packed and any(s.rows_per_call == 3 for s in packed)
+    ref = reference.run_reference(buf, q).outputs.reshape(len(q), -1)
+    for i, ours in enumerate(batch.run()):
+        assert np.array_equal(ours, ref), f"variant {i} differs on {board}"
+
+
 # --- determinism, sidecars, report ------------------------------------------------------------
 
 def test_deterministic(tiny_keras, compressed, tmp_path):
