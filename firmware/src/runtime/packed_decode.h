@@ -118,4 +118,68 @@ static sqz_status sqz_packed_decode(const sqz_packed_filter *pf, int32_t taps, i
     return SQZ_OK;
 }
 
+/* What every packed rows kernel checks first. */
+static sqz_status sqz_packed_rows_check(const sqz_context *ctx, const sqz_conv_params *params,
+                                        const sqz_per_channel_quant *quant,
+                                        const sqz_dims *input_dims,
+                                        const int8_t *const *input_rows,
+                                        const sqz_dims *filter_dims, const void *filter,
+                                        const sqz_dims *bias_dims, const int32_t *bias,
+                                        int32_t n_rows, const sqz_dims *output_dims,
+                                        int8_t *const *output_rows)
+{
+    if (!ctx || !ctx->buf || !params || !quant || !input_dims || !input_rows || !filter_dims ||
+        !filter || !bias_dims || !bias || !output_dims || !output_rows) {
+        return SQZ_ERR_ARG;
+    }
+    if (n_rows < 1 || n_rows > SQZ_MAX_ROWS_PER_CALL) {
+        return SQZ_ERR_ARG;
+    }
+    for (int32_t r = 0; r < n_rows; ++r) {
+        if (!output_rows[r]) {
+            return SQZ_ERR_ARG;
+        }
+    }
+    return SQZ_OK;
+}
+
+/* A decoded block of output channels [oc0, oc0 + n) as a conv of its own, run by the core's
+ * dense row kernel on every row of the call while it is decoded, each writing its slice of
+ * the output's channels. A per-tensor quantization is expanded into mult/shift (n long). */
+static sqz_status sqz_packed_block_rows(sqz_conv_row_fn dense_row, const sqz_context *dense,
+                                        const sqz_conv_params *params,
+                                        const sqz_per_channel_quant *quant,
+                                        const sqz_packed_filter *pf, int32_t oc0, int32_t n,
+                                        int32_t *mult, int8_t *shift,
+                                        const sqz_dims *input_dims,
+                                        const int8_t *const *input_rows,
+                                        const sqz_dims *filter_dims, const int8_t *decoded,
+                                        const sqz_dims *bias_dims, const int32_t *bias,
+                                        int32_t n_rows, const sqz_dims *output_dims,
+                                        int8_t *const *output_rows)
+{
+    sqz_per_channel_quant q = {quant->multiplier + oc0, quant->shift + oc0};
+    if (pf->quant_per_tensor) {
+        for (int32_t j = 0; j < n; ++j) {
+            mult[j] = quant->multiplier[0];
+            shift[j] = quant->shift[0];
+        }
+        q.multiplier = mult;
+        q.shift = shift;
+    }
+    sqz_dims fd = *filter_dims, bd = *bias_dims, od = *output_dims;
+    fd.n = n;
+    bd.c = n;
+    od.c = n;
+    for (int32_t r = 0; r < n_rows; ++r) {
+        const sqz_status st =
+            dense_row(dense, params, &q, input_dims, input_rows + (size_t)r * filter_dims->h,
+                      &fd, decoded, &bd, bias + oc0, &od, output_rows[r] + oc0);
+        if (st != SQZ_OK) {
+            return st;
+        }
+    }
+    return SQZ_OK;
+}
+
 #endif

@@ -82,12 +82,11 @@ sqz_status sqz_conv_s8_armv7em_packed_rows(const sqz_context *ctx,
                                            int32_t n_rows, const sqz_dims *output_dims,
                                            int8_t *const *output_rows)
 {
-    if (!ctx || !ctx->buf || !params || !quant || !input_dims || !input_rows || !filter_dims ||
-        !filter || !bias_dims || !bias || !output_dims || !output_rows) {
-        return SQZ_ERR_ARG;
-    }
-    if (n_rows < 1 || n_rows > SQZ_MAX_ROWS_PER_CALL) {
-        return SQZ_ERR_ARG;
+    sqz_status st = sqz_packed_rows_check(ctx, params, quant, input_dims, input_rows,
+                                          filter_dims, filter, bias_dims, bias, n_rows,
+                                          output_dims, output_rows);
+    if (st != SQZ_OK) {
+        return st;
     }
     if (ctx->size <
         sqz_conv_s8_armv7em_packed_scratch_size(params, input_dims, filter_dims, output_dims)) {
@@ -103,51 +102,28 @@ sqz_status sqz_conv_s8_armv7em_packed_rows(const sqz_context *ctx,
     const sqz_context dense = {(uint8_t *)ctx->buf + offset, ctx->size - offset};
     int32_t mult[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
     int8_t shift[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
-    if (pf->quant_per_tensor) {
-        for (int32_t j = 0; j < block; ++j) {
-            mult[j] = quant->multiplier[0];
-            shift[j] = quant->shift[0];
-        }
-    }
     uint32_t cursor = 0;
-    for (int32_t oc0 = 0; oc0 < filter_dims->n; oc0 += block) {
+    for (int32_t oc0 = 0; oc0 < filter_dims->n && st == SQZ_OK; oc0 += block) {
         const int32_t n = filter_dims->n - oc0 < block ? filter_dims->n - oc0 : block;
-        for (int32_t j = 0; j < n; j += 2) {
+        for (int32_t j = 0; j < n && st == SQZ_OK; j += 2) {
             int8_t *dst = decoded + (size_t)j * row_len;
             if (j + 1 < n) {
-                sqz_status st = sqz_packed_decode(pf, taps, oc0 + j, 2, row_len, &cursor, pair);
-                if (st != SQZ_OK) {
-                    return st;
+                st = sqz_packed_decode(pf, taps, oc0 + j, 2, row_len, &cursor, pair);
+                if (st == SQZ_OK) {
+                    interleave_pair(pair, pair + row_len, row_len, dst);
                 }
-                interleave_pair(pair, pair + row_len, row_len, dst);
             } else { /* an odd last channel follows alone, as in the dense layout */
-                sqz_status st = sqz_packed_decode(pf, taps, oc0 + j, 1, row_len, &cursor, dst);
-                if (st != SQZ_OK) {
-                    return st;
-                }
+                st = sqz_packed_decode(pf, taps, oc0 + j, 1, row_len, &cursor, dst);
             }
         }
-        const sqz_per_channel_quant q =
-            pf->quant_per_tensor ? (sqz_per_channel_quant){mult, shift}
-                                 : (sqz_per_channel_quant){quant->multiplier + oc0,
-                                                           quant->shift + oc0};
-        sqz_dims fd = *filter_dims, bd = *bias_dims, od = *output_dims;
-        fd.n = n;
-        bd.c = n;
-        od.c = n;
-        for (int32_t r = 0; r < n_rows; ++r) {
-            if (!output_rows[r]) {
-                return SQZ_ERR_ARG;
-            }
-            const sqz_status st = sqz_conv_s8_armv7em_row(
-                &dense, params, &q, input_dims, input_rows + (size_t)r * filter_dims->h, &fd,
-                decoded, &bd, bias + oc0, &od, output_rows[r] + oc0);
-            if (st != SQZ_OK) {
-                return st;
-            }
+        if (st == SQZ_OK) {
+            st = sqz_packed_block_rows(sqz_conv_s8_armv7em_row, &dense, params, quant, pf, oc0,
+                                       n, mult, shift, input_dims, input_rows, filter_dims,
+                                       decoded, bias_dims, bias, n_rows, output_dims,
+                                       output_rows);
         }
     }
-    return SQZ_OK;
+    return st;
 }
 
 sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
