@@ -44,3 +44,28 @@ def test_bench_counts_are_consistent_and_deterministic(tmp_path, capsys):
         assert "instructions per MAC (mps2-an386)" in text
     else:
         assert "not installed" in a["cm4_note"] or "not installed" in a["board_note"]
+
+
+def test_bench_counts_on_the_emulated_esp32s3(tmp_path, capsys):
+    """`--target esp32s3-qemu`: the S3's exact instruction count (ICOUNT), per layer, with the
+    profile's PIE kernels."""
+    from qemu_batch import missing_tools
+
+    from converter import qemu
+
+    missing = missing_tools("esp32s3-qemu")
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not found: {qemu.BOARDS['esp32s3-qemu'].install_hint}")
+    js = tmp_path / "s3.json"
+    rc = bench_main(["squeezenet1_1", "--input-size", "40", "--classes", "3", "--target",
+                     "esp32s3-qemu", "--out", str(tmp_path / "w"), "--json", str(js)])
+    assert rc == 0
+    a = json.loads(js.read_text())
+    text = capsys.readouterr().out
+    assert a["board"] == "esp32s3-qemu" and a["arch"] == "esp32s3"
+    assert a["board_instructions"] > 0
+    per_layer = [layer["board_instructions"] for layer in a["layers"]]
+    assert all(n > 0 for n in per_layer)
+    assert 0 <= sum(per_layer) - a["board_instructions"] < 0.01 * a["board_instructions"]
+    assert any(layer["kernel"] == "sqz_conv_s8_pie_row" for layer in a["layers"])
+    assert "instructions per MAC (esp32s3-qemu)" in text

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from qemu_batch import QemuBatch, missing_tools
 
-from converter import qemu
+from converter import kernels, qemu
+from converter.lower import ConvStep, PoolStep
 
 BOARDS = sorted(qemu.BOARDS)
 # Cases per batch: one firmware build and boot each. Hypothesis draws one batch per kernel and
@@ -44,7 +45,27 @@ KERNELS = {
     # Layers streamed row by row (rings, push pools, residual ADDs) and packed filters.
     "streamed_chain": (test_stream.chain_cases, test_stream.build_chain),
     "packed_conv": (test_packing.packed_cases, test_packing.build_packed_convs),
+    # Shapes the architectures' vector kernels take (undilated convs; channel counts around
+    # multiples of 16 for the S3's 16-lane PIE), so random cases reach them and not only the
+    # portable fallback; on the S3 most must take the PIE kernels (VECTOR_SHARE).
+    "conv2d_vector_shapes": (
+        st.tuples(golden_cases.conv_cases(), st.sampled_from([5, 16, 17, 32, 48])).map(
+            lambda t: {**t[0], "dilation": (1, 1), "shape": (*t[0]["shape"][:3], t[1])}),
+        golden_cases.build_conv2d),
+    "max_pool_vector_shapes": (
+        st.tuples(golden_cases.pool_cases(), st.sampled_from([16, 32, 48])).map(
+            lambda t: {**t[0], "kind": "MAX_POOL_2D", "shape": (*t[0]["shape"][:3], t[1])}),
+        golden_cases.build_pool),
 }
+VECTOR_SHARE = 0.5
+
+
+def _kernel_arch(step) -> str | None:
+    if isinstance(step, ConvStep):
+        return kernels.conv_kernel(step.kernel).arch
+    if isinstance(step, PoolStep):
+        return kernels.pool_kernel(step.kernel).arch
+    return None
 
 
 def _skip_without(board: str) -> None:
@@ -79,5 +100,10 @@ def test_kernel_cases_on_the_board(board, kernel, tmp_path):
             diff = np.flatnonzero(ours != ref)
             assert diff.size == 0, (f"{kernel} on {board} ({batch.arch} kernels): "
                                     f"{diff.size} of {ref.size} values differ for {case}")
+        if kernel.endswith("_vector_shapes") and batch.arch != "portable":
+            arch_cases = sum(any(_kernel_arch(step) == batch.arch
+                                 for step in c.conv.lowered.steps) for c in batch.cases)
+            assert arch_cases >= VECTOR_SHARE * len(batch.cases), (
+                f"only {arch_cases} of {len(batch.cases)} cases took the {batch.arch} kernels")
 
     run()
