@@ -78,6 +78,8 @@ class BenchResult:
     arch: str = ""
     board_instructions: int | None = None
     board_note: str = ""
+    # The same model with plain int8 filters, one whole inference on the board (packed models).
+    unpacked_board_instructions: int | None = None
     stream: str = ""
     arena_input_streamed_bytes: int | None = None
 
@@ -209,6 +211,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
         flash, code, ram, size_note = _board_size(out_dir, conv.budget.weight_bytes)
     unpacked_host: list[int] | None = None
     unpacked_board: list[int] | None = None
+    unpacked_board_total: int | None = None
     if any(getattr(s, "packed", None) is not None for s in lw.steps):
         # What decoding costs: the same model with every filter plain int8.
         unpacked_host = _host_counts(tflite, name, out_dir, console, stream, x, pack=False)
@@ -219,7 +222,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
             plain_dir = out_dir / "unpacked"
             convert.write(plain, tflite, plain_dir)
             with console.status(f"Running the unpacked model on the emulated {board.name}..."):
-                unpacked_board = _board_counts(plain_dir, x)[1]
+                unpacked_board_total, unpacked_board = _board_counts(plain_dir, x)
 
     def at(values: list[int] | None, i: int) -> int | None:
         return values[i] if values and i < len(values) else None
@@ -235,6 +238,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
         cm4_flash_bytes=flash, cm4_code_bytes=code, cm4_ram_bytes=ram,
         cm4_note=f"{board.name} {size_note}", board=board.name, arch=conv.arch,
         board_instructions=board_total, board_note=note, stream=conv.layout.schedule.mode,
+        unpacked_board_instructions=unpacked_board_total,
         arena_input_streamed_bytes=streamed_in.arena_bytes,
     )
 
@@ -299,12 +303,11 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
     plain_host = sum(layer.unpacked_instructions or 0 for layer in r.layers)
     if plain_host:
         s.add_row("the same with plain int8 filters (host)",
-                  f"{plain_host:,} (packed weights cost {r.instructions / plain_host:.2f}x)")
-    plain_board = sum(layer.unpacked_board_instructions or 0 for layer in r.layers)
-    if plain_board and r.board_instructions:
+                  f"{plain_host:,} (packed weights cost {r.instructions / plain_host:.3f}x)")
+    if r.unpacked_board_instructions and r.board_instructions:
         s.add_row(f"the same with plain int8 filters ({r.board})",
-                  f"{plain_board:,} (per-layer runs; packed weights cost "
-                  f"{sum(layer.board_instructions or 0 for layer in r.layers) / plain_board:.2f}x)")
+                  f"{r.unpacked_board_instructions:,} (packed weights cost "
+                  f"{r.board_instructions / r.unpacked_board_instructions:.3f}x)")
     if r.board_instructions is not None:
         s.add_row(f"instructions per inference ({r.board})",
                   f"{r.board_instructions:,} (QEMU, exact count, {r.arch} kernels)")

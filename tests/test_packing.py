@@ -187,3 +187,33 @@ def test_packed_convs_bit_exact(sqz_runner, arch, case):
         assert all(s.rows_per_call == min(case["rows"], s.output_dims.h) for s in packed)
     ours = sqz_runner.run(buf, xs, **kw)
     assert np.array_equal(ours, reference(buf, xs))
+
+
+def test_rows_are_chosen_on_the_schedule_that_leaves_room():
+    """choose_rows_among: of schedules with the same arena, the one whose room lets the packed
+    layers make more rows per call wins, whatever its position."""
+    import dataclasses
+
+    from converter import passes, tflite_reader
+    from converter.lower import lower
+
+    case = dict(h=12, w=12, c=16, seed=3, stream="full", rows=None, block=None,
+                layers=[(3, 1, "same", 40, 0.3, 8, True, False),
+                        (1, 1, "same", 48, 0.3, 8, True, False)])
+    buf, _ = build_packed_convs(case)
+    lw, lay = passes.run_passes(lower(tflite_reader.read_model_bytes(buf)), arch="portable",
+                                rows_per_call=1)
+    assert any(passes._makes_rows(s) for s in lw.steps)
+
+    def refuse(trial):
+        return dataclasses.replace(lay, arena_bytes=lay.arena_bytes + 1)
+
+    def accept(trial):
+        return lay
+
+    for order in ([(lay, refuse), (lay, accept)], [(lay, accept), (lay, refuse)]):
+        chosen, _ = passes.choose_rows_among(lw, order)
+        packed = [s for s in chosen.steps if passes._makes_rows(s)]
+        assert all(s.rows_per_call == min(s.output_dims.h, 16) for s in packed)
+    chosen, _ = passes.choose_rows_among(lw, [(lay, refuse)])
+    assert all(s.rows_per_call == 1 for s in chosen.steps if passes._makes_rows(s))

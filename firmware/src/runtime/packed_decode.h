@@ -143,14 +143,27 @@ static sqz_status sqz_packed_rows_check(const sqz_context *ctx, const sqz_conv_p
     return SQZ_OK;
 }
 
+/* A per-tensor quantization expanded into per-channel arrays `block` long, once per call. */
+static void sqz_packed_expand_quant(const sqz_packed_filter *pf,
+                                    const sqz_per_channel_quant *quant, int32_t block,
+                                    int32_t *mult, int8_t *shift)
+{
+    if (pf->quant_per_tensor) {
+        for (int32_t j = 0; j < block; ++j) {
+            mult[j] = quant->multiplier[0];
+            shift[j] = quant->shift[0];
+        }
+    }
+}
+
 /* A decoded block of output channels [oc0, oc0 + n) as a conv of its own, run by the core's
  * dense row kernel on every row of the call while it is decoded, each writing its slice of
- * the output's channels. A per-tensor quantization is expanded into mult/shift (n long). */
+ * the output's channels. mult/shift: sqz_packed_expand_quant's arrays. */
 static sqz_status sqz_packed_block_rows(sqz_conv_row_fn dense_row, const sqz_context *dense,
                                         const sqz_conv_params *params,
                                         const sqz_per_channel_quant *quant,
                                         const sqz_packed_filter *pf, int32_t oc0, int32_t n,
-                                        int32_t *mult, int8_t *shift,
+                                        const int32_t *mult, const int8_t *shift,
                                         const sqz_dims *input_dims,
                                         const int8_t *const *input_rows,
                                         const sqz_dims *filter_dims, const int8_t *decoded,
@@ -160,10 +173,6 @@ static sqz_status sqz_packed_block_rows(sqz_conv_row_fn dense_row, const sqz_con
 {
     sqz_per_channel_quant q = {quant->multiplier + oc0, quant->shift + oc0};
     if (pf->quant_per_tensor) {
-        for (int32_t j = 0; j < n; ++j) {
-            mult[j] = quant->multiplier[0];
-            shift[j] = quant->shift[0];
-        }
         q.multiplier = mult;
         q.shift = shift;
     }

@@ -102,6 +102,7 @@ sqz_status sqz_conv_s8_armv7em_packed_rows(const sqz_context *ctx,
     const sqz_context dense = {(uint8_t *)ctx->buf + offset, ctx->size - offset};
     int32_t mult[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
     int8_t shift[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
+    sqz_packed_expand_quant(pf, quant, block, mult, shift);
     uint32_t cursor = 0;
     for (int32_t oc0 = 0; oc0 < filter_dims->n && st == SQZ_OK; oc0 += block) {
         const int32_t n = filter_dims->n - oc0 < block ? filter_dims->n - oc0 : block;
