@@ -124,7 +124,8 @@ def max_rows_per_call(s: ConvStep) -> int:
                       s.output_dims.h))
 
 
-# Mirrors SQZ_PACKED_BLOCK_BYTES and SQZ_PACKED_MAX_BLOCK in firmware/src/runtime/packed_s8.c.
+# Mirror SQZ_PACKED_BLOCK_BYTES (firmware/src/runtime/packed_s8.c) and SQZ_PACKED_MAX_BLOCK
+# (runtime/packed_decode.h).
 PACKED_BLOCK_BYTES = 4096
 PACKED_MAX_BLOCK = 64
 

@@ -118,15 +118,37 @@ static sqz_status sqz_packed_decode(const sqz_packed_filter *pf, int32_t taps, i
     return SQZ_OK;
 }
 
-/* What every packed rows kernel checks first. */
-static sqz_status sqz_packed_rows_check(const sqz_context *ctx, const sqz_conv_params *params,
-                                        const sqz_per_channel_quant *quant,
-                                        const sqz_dims *input_dims,
-                                        const int8_t *const *input_rows,
-                                        const sqz_dims *filter_dims, const void *filter,
-                                        const sqz_dims *bias_dims, const int32_t *bias,
-                                        int32_t n_rows, const sqz_dims *output_dims,
-                                        int8_t *const *output_rows)
+/* Most output channels per decoded block: the per-tensor requantization constants are expanded
+ * into arrays this long on the stack. */
+#define SQZ_PACKED_MAX_BLOCK 64
+
+/* What a core's packed conv kernel brings to the shared driver below: its dense row kernel,
+ * the sizes that kernel's layout implies, and a decoder of a block of output channels into
+ * that layout (channels [first, first + n), scratch past them is free). */
+typedef struct {
+    sqz_conv_row_fn dense_row;
+    int32_t (*scratch_size)(const sqz_conv_params *params, const sqz_dims *input_dims,
+                            const sqz_dims *filter_dims, const sqz_dims *output_dims);
+    int32_t (*block_in)(const sqz_context *ctx, const sqz_conv_params *params,
+                        const sqz_dims *input_dims, const sqz_dims *filter_dims,
+                        const sqz_dims *output_dims);
+    int32_t (*row_len)(const sqz_conv_params *params, const sqz_dims *filter_dims);
+    int32_t (*block_bytes)(int32_t block, int32_t row_len);
+    sqz_status (*decode)(const sqz_packed_filter *pf, int32_t taps, int32_t first, int32_t n,
+                         int32_t row_len, uint32_t *cursor, int8_t *decoded);
+} sqz_packed_variant;
+
+/* A packed rows kernel (sqz_conv_rows_fn): each block of output channels is decoded once, then
+ * run as a conv of its own by the dense row kernel on every row of the call, each writing its
+ * slice of the output's channels. */
+static sqz_status sqz_packed_rows(const sqz_packed_variant *v, const sqz_context *ctx,
+                                  const sqz_conv_params *params,
+                                  const sqz_per_channel_quant *quant,
+                                  const sqz_dims *input_dims, const int8_t *const *input_rows,
+                                  const sqz_dims *filter_dims, const void *filter,
+                                  const sqz_dims *bias_dims, const int32_t *bias,
+                                  int32_t n_rows, const sqz_dims *output_dims,
+                                  int8_t *const *output_rows)
 {
     if (!ctx || !ctx->buf || !params || !quant || !input_dims || !input_rows || !filter_dims ||
         !filter || !bias_dims || !bias || !output_dims || !output_rows) {
@@ -140,52 +162,50 @@ static sqz_status sqz_packed_rows_check(const sqz_context *ctx, const sqz_conv_p
             return SQZ_ERR_ARG;
         }
     }
-    return SQZ_OK;
-}
-
-/* A per-tensor quantization expanded into per-channel arrays `block` long, once per call. */
-static void sqz_packed_expand_quant(const sqz_packed_filter *pf,
-                                    const sqz_per_channel_quant *quant, int32_t block,
-                                    int32_t *mult, int8_t *shift)
-{
+    if (ctx->size < v->scratch_size(params, input_dims, filter_dims, output_dims)) {
+        return SQZ_ERR_SCRATCH;
+    }
+    const sqz_packed_filter *pf = (const sqz_packed_filter *)filter;
+    const int32_t block = v->block_in(ctx, params, input_dims, filter_dims, output_dims);
+    if (block < 1 || block > SQZ_PACKED_MAX_BLOCK) {
+        return SQZ_ERR_ARG;
+    }
+    const int32_t row_len = v->row_len(params, filter_dims);
+    const int32_t taps = filter_dims->h * filter_dims->w * filter_dims->c;
+    int8_t *decoded = (int8_t *)ctx->buf;
+    const int32_t offset = v->block_bytes(block, row_len);
+    const sqz_context dense = {(uint8_t *)ctx->buf + offset, ctx->size - offset};
+    /* A per-tensor quantization, expanded once per call. */
+    int32_t mult[SQZ_PACKED_MAX_BLOCK];
+    int8_t shift[SQZ_PACKED_MAX_BLOCK];
     if (pf->quant_per_tensor) {
         for (int32_t j = 0; j < block; ++j) {
             mult[j] = quant->multiplier[0];
             shift[j] = quant->shift[0];
         }
     }
-}
-
-/* A decoded block of output channels [oc0, oc0 + n) as a conv of its own, run by the core's
- * dense row kernel on every row of the call while it is decoded, each writing its slice of
- * the output's channels. mult/shift: sqz_packed_expand_quant's arrays. */
-static sqz_status sqz_packed_block_rows(sqz_conv_row_fn dense_row, const sqz_context *dense,
-                                        const sqz_conv_params *params,
-                                        const sqz_per_channel_quant *quant,
-                                        const sqz_packed_filter *pf, int32_t oc0, int32_t n,
-                                        const int32_t *mult, const int8_t *shift,
-                                        const sqz_dims *input_dims,
-                                        const int8_t *const *input_rows,
-                                        const sqz_dims *filter_dims, const int8_t *decoded,
-                                        const sqz_dims *bias_dims, const int32_t *bias,
-                                        int32_t n_rows, const sqz_dims *output_dims,
-                                        int8_t *const *output_rows)
-{
-    sqz_per_channel_quant q = {quant->multiplier + oc0, quant->shift + oc0};
-    if (pf->quant_per_tensor) {
-        q.multiplier = mult;
-        q.shift = shift;
-    }
-    sqz_dims fd = *filter_dims, bd = *bias_dims, od = *output_dims;
-    fd.n = n;
-    bd.c = n;
-    od.c = n;
-    for (int32_t r = 0; r < n_rows; ++r) {
-        const sqz_status st =
-            dense_row(dense, params, &q, input_dims, input_rows + (size_t)r * filter_dims->h,
-                      &fd, decoded, &bd, bias + oc0, &od, output_rows[r] + oc0);
+    uint32_t cursor = 0;
+    for (int32_t oc0 = 0; oc0 < filter_dims->n; oc0 += block) {
+        const int32_t n = filter_dims->n - oc0 < block ? filter_dims->n - oc0 : block;
+        sqz_status st = v->decode(pf, taps, oc0, n, row_len, &cursor, decoded);
         if (st != SQZ_OK) {
             return st;
+        }
+        const sqz_per_channel_quant q =
+            pf->quant_per_tensor ? (sqz_per_channel_quant){mult, shift}
+                                 : (sqz_per_channel_quant){quant->multiplier + oc0,
+                                                           quant->shift + oc0};
+        sqz_dims fd = *filter_dims, bd = *bias_dims, od = *output_dims;
+        fd.n = n;
+        bd.c = n;
+        od.c = n;
+        for (int32_t r = 0; r < n_rows; ++r) {
+            st = v->dense_row(&dense, params, &q, input_dims,
+                              input_rows + (size_t)r * filter_dims->h, &fd, decoded, &bd,
+                              bias + oc0, &od, output_rows[r] + oc0);
+            if (st != SQZ_OK) {
+                return st;
+            }
         }
     }
     return SQZ_OK;

@@ -6,9 +6,6 @@
 /* Decoded weights per block: enough output channels to spread the per-block cost (each block
  * widens the input again) without holding more than this many bytes of weights in RAM. */
 #define SQZ_PACKED_BLOCK_BYTES 4096
-/* Most output channels per block: the per-tensor requantization constants are expanded into
- * arrays this long on the stack. */
-#define SQZ_PACKED_MAX_BLOCK 64
 
 /* The decoder's primitives in portable C: the compiler makes a plain load of the memcpy where
  * the core allows unaligned access. */
@@ -95,6 +92,17 @@ int32_t sqz_conv_s8_packed_scratch_size(const sqz_conv_params *params,
            sqz_conv_s8_scratch_size(params, input_dims, filter_dims, output_dims);
 }
 
+static sqz_status decode_block(const sqz_packed_filter *pf, int32_t taps, int32_t first,
+                               int32_t n, int32_t row_len, uint32_t *cursor, int8_t *decoded)
+{
+    return sqz_packed_decode(pf, taps, first, n, row_len, cursor, decoded);
+}
+
+static const sqz_packed_variant portable = {
+    sqz_conv_s8_row, sqz_conv_s8_packed_scratch_size, block_in, sqz_conv_s8_filter_row_len,
+    block_bytes, decode_block,
+};
+
 sqz_status sqz_conv_s8_packed_rows(const sqz_context *ctx, const sqz_conv_params *params,
                                    const sqz_per_channel_quant *quant,
                                    const sqz_dims *input_dims, const int8_t *const *input_rows,
@@ -103,37 +111,8 @@ sqz_status sqz_conv_s8_packed_rows(const sqz_context *ctx, const sqz_conv_params
                                    int32_t n_rows, const sqz_dims *output_dims,
                                    int8_t *const *output_rows)
 {
-    sqz_status st = sqz_packed_rows_check(ctx, params, quant, input_dims, input_rows,
-                                          filter_dims, filter, bias_dims, bias, n_rows,
-                                          output_dims, output_rows);
-    if (st != SQZ_OK) {
-        return st;
-    }
-    if (ctx->size <
-        sqz_conv_s8_packed_scratch_size(params, input_dims, filter_dims, output_dims)) {
-        return SQZ_ERR_SCRATCH;
-    }
-    const sqz_packed_filter *pf = (const sqz_packed_filter *)filter;
-    const int32_t block = block_in(ctx, params, input_dims, filter_dims, output_dims);
-    const int32_t row_len = sqz_conv_s8_filter_row_len(params, filter_dims);
-    const int32_t taps = filter_dims->h * filter_dims->w * filter_dims->c;
-    int8_t *decoded = (int8_t *)ctx->buf;
-    const int32_t offset = block_bytes(block, row_len);
-    const sqz_context dense = {(uint8_t *)ctx->buf + offset, ctx->size - offset};
-    int32_t mult[SQZ_PACKED_MAX_BLOCK];
-    int8_t shift[SQZ_PACKED_MAX_BLOCK];
-    sqz_packed_expand_quant(pf, quant, block, mult, shift);
-    uint32_t cursor = 0;
-    for (int32_t oc0 = 0; oc0 < filter_dims->n && st == SQZ_OK; oc0 += block) {
-        const int32_t n = filter_dims->n - oc0 < block ? filter_dims->n - oc0 : block;
-        st = sqz_packed_decode_rows(pf, taps, oc0, n, row_len, &cursor, decoded);
-        if (st == SQZ_OK) {
-            st = sqz_packed_block_rows(sqz_conv_s8_row, &dense, params, quant, pf, oc0, n, mult,
-                                       shift, input_dims, input_rows, filter_dims, decoded,
-                                       bias_dims, bias, n_rows, output_dims, output_rows);
-        }
-    }
-    return st;
+    return sqz_packed_rows(&portable, ctx, params, quant, input_dims, input_rows, filter_dims,
+                           filter, bias_dims, bias, n_rows, output_dims, output_rows);
 }
 
 sqz_status sqz_conv_s8_packed_row(const sqz_context *ctx, const sqz_conv_params *params,

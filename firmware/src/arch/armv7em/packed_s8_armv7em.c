@@ -72,6 +72,33 @@ static void interleave_pair(const int8_t *a, const int8_t *b, int32_t row_len, i
     }
 }
 
+/* Channels [first, first + n) in the dense kernel's layout: pairs decoded row by row just past
+ * the block so far, then interleaved into it; an odd last channel follows alone, as in the
+ * dense layout. */
+static sqz_status decode_block(const sqz_packed_filter *pf, int32_t taps, int32_t first,
+                               int32_t n, int32_t row_len, uint32_t *cursor, int8_t *decoded)
+{
+    int8_t *pair = decoded + (size_t)n * row_len;
+    for (int32_t j = 0; j < n; j += 2) {
+        int8_t *dst = decoded + (size_t)j * row_len;
+        const int32_t count = j + 1 < n ? 2 : 1;
+        const sqz_status st =
+            sqz_packed_decode(pf, taps, first + j, count, row_len, cursor, count == 2 ? pair : dst);
+        if (st != SQZ_OK) {
+            return st;
+        }
+        if (count == 2) {
+            interleave_pair(pair, pair + row_len, row_len, dst);
+        }
+    }
+    return SQZ_OK;
+}
+
+static const sqz_packed_variant armv7em = {
+    sqz_conv_s8_armv7em_row, sqz_conv_s8_armv7em_packed_scratch_size, block_in,
+    sqz_conv_s8_armv7em_filter_row_len, block_bytes, decode_block,
+};
+
 sqz_status sqz_conv_s8_armv7em_packed_rows(const sqz_context *ctx,
                                            const sqz_conv_params *params,
                                            const sqz_per_channel_quant *quant,
@@ -82,49 +109,8 @@ sqz_status sqz_conv_s8_armv7em_packed_rows(const sqz_context *ctx,
                                            int32_t n_rows, const sqz_dims *output_dims,
                                            int8_t *const *output_rows)
 {
-    sqz_status st = sqz_packed_rows_check(ctx, params, quant, input_dims, input_rows,
-                                          filter_dims, filter, bias_dims, bias, n_rows,
-                                          output_dims, output_rows);
-    if (st != SQZ_OK) {
-        return st;
-    }
-    if (ctx->size <
-        sqz_conv_s8_armv7em_packed_scratch_size(params, input_dims, filter_dims, output_dims)) {
-        return SQZ_ERR_SCRATCH;
-    }
-    const sqz_packed_filter *pf = (const sqz_packed_filter *)filter;
-    const int32_t block = block_in(ctx, params, input_dims, filter_dims, output_dims);
-    const int32_t row_len = sqz_conv_s8_armv7em_filter_row_len(params, filter_dims);
-    const int32_t taps = filter_dims->h * filter_dims->w * filter_dims->c;
-    int8_t *decoded = (int8_t *)ctx->buf;
-    int8_t *pair = decoded + (size_t)block * row_len;
-    const int32_t offset = block_bytes(block, row_len);
-    const sqz_context dense = {(uint8_t *)ctx->buf + offset, ctx->size - offset};
-    int32_t mult[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
-    int8_t shift[SQZ_ARMV7EM_PACKED_MAX_BLOCK];
-    sqz_packed_expand_quant(pf, quant, block, mult, shift);
-    uint32_t cursor = 0;
-    for (int32_t oc0 = 0; oc0 < filter_dims->n && st == SQZ_OK; oc0 += block) {
-        const int32_t n = filter_dims->n - oc0 < block ? filter_dims->n - oc0 : block;
-        for (int32_t j = 0; j < n && st == SQZ_OK; j += 2) {
-            int8_t *dst = decoded + (size_t)j * row_len;
-            if (j + 1 < n) {
-                st = sqz_packed_decode(pf, taps, oc0 + j, 2, row_len, &cursor, pair);
-                if (st == SQZ_OK) {
-                    interleave_pair(pair, pair + row_len, row_len, dst);
-                }
-            } else { /* an odd last channel follows alone, as in the dense layout */
-                st = sqz_packed_decode(pf, taps, oc0 + j, 1, row_len, &cursor, dst);
-            }
-        }
-        if (st == SQZ_OK) {
-            st = sqz_packed_block_rows(sqz_conv_s8_armv7em_row, &dense, params, quant, pf, oc0,
-                                       n, mult, shift, input_dims, input_rows, filter_dims,
-                                       decoded, bias_dims, bias, n_rows, output_dims,
-                                       output_rows);
-        }
-    }
-    return st;
+    return sqz_packed_rows(&armv7em, ctx, params, quant, input_dims, input_rows, filter_dims,
+                           filter, bias_dims, bias, n_rows, output_dims, output_rows);
 }
 
 sqz_status sqz_conv_s8_armv7em_packed_row(const sqz_context *ctx,
