@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import cli, with_arena
 from test_host_firmware import random_input, reference
 
 from converter import __version__, codegen, qemu, targets
@@ -222,11 +223,7 @@ def test_image_size_splits_flash_and_ram(tiny, build_dir) -> None:
 
 @needs_qemu
 def test_an_arena_too_big_for_the_board_is_reported_with_numbers(tiny, tmp_path) -> None:
-    big = tmp_path / "big"
-    shutil.copytree(tiny, big)
-    header = big / "model.h"
-    header.write_text(re.sub(r"(#define SQZ_MODEL_ARENA_BYTES )\d+u", r"\g<1>5000000u",
-                             header.read_text()))
+    big = with_arena(tiny, tmp_path / "big", 5000000)
     with pytest.raises(BudgetError) as e:
         qemu.build_qemu_firmware(big, tmp_path / "build")
     text = str(e.value)
@@ -237,24 +234,15 @@ def test_an_arena_too_big_for_the_board_is_reported_with_numbers(tiny, tmp_path)
 
 # ---- sqz-validate --sim qemu on a real network ------------------------------------------------
 
-def _cli(name: str) -> list[str]:
-    script = Path(sys.executable).with_name(name)
-    if script.is_file():
-        return [str(script)]
-    main = {"sqz-convert": "convert_main", "sqz-validate": "validate_main"}[name]
-    return [sys.executable, "-c", f"import sys; from converter.cli import {main}; "
-                                  f"sys.exit({main}())"]
-
-
 @needs_qemu
 def test_sqz_validate_sim_qemu_squeezenet_bit_exact(tmp_path) -> None:
     """The whole path as a user runs it (about 25 s: conversion, build, two inferences)."""
     out = tmp_path / "sq96"
-    conv = subprocess.run([*_cli("sqz-convert"), "squeezenet1_1", "--target", "mps2-an386",
+    conv = subprocess.run([*cli("sqz-convert"), "squeezenet1_1", "--target", "mps2-an386",
                            "--input-size", "96", "--classes", "10", "--out", str(out)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert conv.returncode == 0, conv.stdout + conv.stderr
-    val = subprocess.run([*_cli("sqz-validate"), "--sim", "qemu", "--model", str(out), "-n",
+    val = subprocess.run([*cli("sqz-validate"), "--sim", "qemu", "--model", str(out), "-n",
                           "2"], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "COLUMNS": "200"})
     text = val.stdout + val.stderr
@@ -270,14 +258,14 @@ def test_sqz_validate_sim_qemu_squeezenet_bit_exact(tmp_path) -> None:
 
 def _convert_and_validate(tmp_path, name: str, size: str, classes: str) -> str:
     out = tmp_path / f"{name}-{size}"
-    conv = subprocess.run([*_cli("sqz-convert"), name, "--target", "mps2-an386",
+    conv = subprocess.run([*cli("sqz-convert"), name, "--target", "mps2-an386",
                            "--input-size", size, "--classes", classes, "--out", str(out)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert conv.returncode == 0, conv.stdout + conv.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["image"]["flash"] > report["weight_bytes"]
     assert report["image"]["ram"] > report["arena_bytes"]
-    val = subprocess.run([*_cli("sqz-validate"), "--sim", "qemu", "--model", str(out), "-n",
+    val = subprocess.run([*cli("sqz-validate"), "--sim", "qemu", "--model", str(out), "-n",
                           "1"], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "COLUMNS": "200"})
     text = val.stdout + val.stderr

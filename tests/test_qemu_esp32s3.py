@@ -14,11 +14,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from clirun import cli, with_arena
 from test_host_firmware import random_input, reference
 from test_qemu import _gone
 
@@ -260,11 +260,7 @@ def test_image_size_and_the_flash_image(tiny, build_dir) -> None:
 
 @needs_bundle
 def test_an_arena_too_big_for_internal_sram_is_reported_with_numbers(tiny, tmp_path) -> None:
-    big = tmp_path / "big"
-    shutil.copytree(tiny, big)
-    header = big / "model.h"
-    header.write_text(re.sub(r"(#define SQZ_MODEL_ARENA_BYTES )\d+u", r"\g<1>400000u",
-                             header.read_text()))
+    big = with_arena(tiny, tmp_path / "big", 400000)
     with pytest.raises(BudgetError) as e:
         qemu.build_qemu_firmware(big, tmp_path / "build")
     text = str(e.value)
@@ -275,18 +271,9 @@ def test_an_arena_too_big_for_internal_sram_is_reported_with_numbers(tiny, tmp_p
 
 # ---- sqz-convert --target esp32s3-qemu, sqz-validate --sim qemu ---------------------------------
 
-def _cli(name: str) -> list[str]:
-    script = Path(sys.executable).with_name(name)
-    if script.is_file():
-        return [str(script)]
-    main = {"sqz-convert": "convert_main", "sqz-validate": "validate_main"}[name]
-    return [sys.executable, "-c", f"import sys; from converter.cli import {main}; "
-                                  f"sys.exit({main}())"]
-
-
 def _convert(tmp_path: Path, *args: str) -> Path:
     out = tmp_path / "model"
-    conv = subprocess.run([*_cli("sqz-convert"), *args, "--target", "esp32s3-qemu", "--out",
+    conv = subprocess.run([*cli("sqz-convert"), *args, "--target", "esp32s3-qemu", "--out",
                            str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert conv.returncode == 0, conv.stdout + conv.stderr
     assert "Next: sqz-validate --sim qemu" in conv.stdout
@@ -295,7 +282,7 @@ def _convert(tmp_path: Path, *args: str) -> Path:
 
 def _validate(tmp_path: Path, model: Path, *args: str) -> tuple[str, dict]:
     report = tmp_path / "validate.json"
-    val = subprocess.run([*_cli("sqz-validate"), "--sim", "qemu", "--model", str(model),
+    val = subprocess.run([*cli("sqz-validate"), "--sim", "qemu", "--model", str(model),
                           "--report", str(report), *args], capture_output=True, text=True,
                          cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
     text = val.stdout + val.stderr

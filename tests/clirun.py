@@ -1,0 +1,27 @@
+"""Helpers the emulated-board tests share: the CLI as installed (or as a module when the
+scripts are not on PATH), and a model directory whose arena claims more than a board holds."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+
+def cli(name: str) -> list[str]:
+    script = Path(sys.executable).with_name(name)
+    if script.is_file():
+        return [str(script)]
+    main = {"sqz-convert": "convert_main", "sqz-validate": "validate_main"}[name]
+    return [sys.executable, "-c", f"import sys; from converter.cli import {main}; "
+                                  f"sys.exit({main}())"]
+
+
+def with_arena(model_dir: Path, dest: Path, arena_bytes: int) -> Path:
+    """A copy of `model_dir` whose model.h asks for `arena_bytes` of arena."""
+    shutil.copytree(model_dir, dest)
+    header = dest / "model.h"
+    header.write_text(re.sub(r"(#define SQZ_MODEL_ARENA_BYTES )\d+u",
+                             rf"\g<1>{arena_bytes}u", header.read_text()))
+    return dest
