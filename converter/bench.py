@@ -145,12 +145,12 @@ def _board_counts(model_dir: Path, x: np.ndarray) -> tuple[int, list[int]]:
 
 
 def _host_counts(tflite: bytes, name: str, out_dir: Path, console: Console, stream: str,
-                 x: np.ndarray, pack: bool = True) -> list[int]:
+                 x: np.ndarray, packing: str = "ram") -> list[int]:
     """callgrind instructions per layer of the host build with the portable kernels."""
     conv = convert.convert_tflite(tflite, targets.load("host"), model_name=name,
                                   source_name=name, stream=stream, flash_budget=2**31,
-                                  pack=pack)
-    host_dir = out_dir / ("host" if pack else "host-unpacked")
+                                  packing=packing)
+    host_dir = out_dir / ("host-unpacked" if packing == "off" else "host")
     convert.write(conv, tflite, host_dir)
     with console.status("Building the host benchmark (-O2)..."):
         exe = compile_c([*runtime_sources(), host_dir / "model.c", host_dir / "model_data.c",
@@ -174,14 +174,14 @@ def _weights_text(s) -> str:
 
 
 def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console, *,
-                stream: str = "auto", target: str = BENCH_TARGET,
+                stream: str = "auto", packing: str = "ram", target: str = BENCH_TARGET,
                 board_counts: bool = True) -> BenchResult:
     """Converts, builds and measures in ``out``: a staging directory, or a path that is then
     written as a whole when the measurement succeeded (converter/atomic.py)."""
     if not isinstance(out, Staging):
         with convert.output_directory(Path(out)) as stage:
-            return bench_model(tflite, name, stage, console, stream=stream, target=target,
-                               board_counts=board_counts)
+            return bench_model(tflite, name, stage, console, stream=stream, packing=packing,
+                               target=target, board_counts=board_counts)
     out_dir = out.path
     board = targets.load(target)
     if board.counter_unit != "instructions":
@@ -189,17 +189,17 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
                          "instructions; choose mps2-an386 or esp32s3-qemu")
     with console.status("Converting..."):
         conv = convert.convert_tflite(tflite, board, model_name=name, source_name=name,
-                                      stream=stream, ram_budget=2**31, psram_budget=0,
-                                      flash_budget=2**31)
+                                      stream=stream, packing=packing, ram_budget=2**31,
+                                      psram_budget=0, flash_budget=2**31)
         convert.write(conv, tflite, out)
         _, streamed_in = run_passes(lower(read_model_bytes(tflite)), arch=conv.arch,
-                                    input_arrives=True)
+                                    input_arrives=True, packing_mode=packing)
     lw = conv.lowered
     g = lw.graph
     shape = g.tensor(lw.input).shape
     rng = np.random.default_rng(BENCH_SEED)
     x = rng.integers(-128, 128, size=shape, dtype=np.int8)
-    counts = _host_counts(tflite, name, out_dir, console, stream, x)
+    counts = _host_counts(tflite, name, out_dir, console, stream, x, packing)
     board_total, board_layers, note = None, None, ""
     if board_counts:
         try:
@@ -214,11 +214,11 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
     unpacked_board_total: int | None = None
     if any(getattr(s, "packed", None) is not None for s in lw.steps):
         # What decoding costs: the same model with every filter plain int8.
-        unpacked_host = _host_counts(tflite, name, out_dir, console, stream, x, pack=False)
+        unpacked_host = _host_counts(tflite, name, out_dir, console, stream, x, "off")
         if board_layers:
             plain = convert.convert_tflite(tflite, board, model_name=name, source_name=name,
                                            stream=stream, ram_budget=2**31, psram_budget=0,
-                                           flash_budget=2**31, pack=False)
+                                           flash_budget=2**31, packing="off")
             plain_dir = out_dir / "unpacked"
             convert.write(plain, tflite, plain_dir)
             with console.status(f"Running the unpacked model on the emulated {board.name}..."):
@@ -333,6 +333,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-layers", action="store_true", help="totals only")
     p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
                    help="row streaming, as sqz-convert --stream")
+    p.add_argument("--packing", choices=["ram", "flash", "off"], default="ram",
+                   help="which filters are stored packed, as sqz-convert --packing")
     p.add_argument("--target", default=BENCH_TARGET,
                    help=f"the emulated board to count on (default {BENCH_TARGET})")
     p.add_argument("--no-board", action="store_true",
@@ -358,7 +360,8 @@ def _bench(argv: Sequence[str] | None) -> int:
                                   classes=args.classes, calib=args.calib, calib_samples=16)
         work = stage or Path("build") / "bench" / src.name
         result = bench_model(src.tflite, src.name, work, out, stream=args.stream,
-                             target=args.target, board_counts=not args.no_board)
+                             packing=args.packing, target=args.target,
+                             board_counts=not args.no_board)
     print_result(result, out, per_layer=not args.no_layers)
     if args.json:
         data = asdict(result)

@@ -46,6 +46,17 @@ def weight_bytes(lw: Lowered) -> int:
     return sum(s.weight_bytes for s in lw.steps)
 
 
+def _packing_advice(lw: Lowered) -> str:
+    kept = [s.kept_plain for s in lw.steps if getattr(s, "kept_plain", None)]
+    if not kept:
+        if any(getattr(s, "packed", None) for s in lw.steps):
+            return ", as do fewer --bits or more --sparsity in sqz-compress"
+        return ", as does sqz-compress (pruning and weight sharing, stored packed)"
+    saving = sum(k.flash_saving for k in kept)
+    return (f"; --packing flash packs {len(kept)} more filter(s), {_kib(saving)} less, "
+            "for a larger arena")
+
+
 def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | None = None,
                  psram_budget: int | None = None, flash_budget: int | None = None,
                  input_size_option: bool = True) -> Budget:
@@ -69,7 +80,7 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
             f"flash: needs {_kib(flash_used)} (weights {_kib(wb)} + code {_kib(code)}), "
             f"{t.name} has {_kib(flash_limit)}: over by {_kib(flash_used - flash_limit)}. "
             f"Largest layers: {layers}. Fewer classes or a smaller base_e/incr_e shrink the "
-            "weights; or pick a board with more flash")
+            f"weights{_packing_advice(lw)}; or pick a board with more flash")
     in_psram = arena > sram and psram > 0
     if arena > sram and (psram == 0 or arena > psram):
         smaller = ("A smaller --input-size shrinks every activation" if input_size_option else

@@ -189,6 +189,11 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
                    help="row streaming: auto (where it lowers the peak arena, default), off "
                         "(whole tensors, conv+max-pool fused), full (every row-wise layer)")
+    p.add_argument("--packing", choices=["ram", "flash", "off"], default="ram",
+                   help="filters with few distinct values (sqz-compress) stored as codebook "
+                        "indices: ram (where the peak arena stays that of plain int8 filters, "
+                        "default), flash (every one packing shrinks, even if the arena grows), "
+                        "off (plain int8)")
     p.add_argument("--arch", choices=arch.available(), default=None,
                    help="kernel variants to build in (default: the board profile's, e.g. "
                         "armv7em for mps2-an386; portable: the portable C kernels only)")

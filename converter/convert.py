@@ -29,23 +29,23 @@ class Conversion:
 
 def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
                    stream: str = "auto", in_place: bool = True, arch: str | None = None,
-                   prefix: str = codegen.DEFAULT_PREFIX, pack: bool = True,
+                   prefix: str = codegen.DEFAULT_PREFIX, packing: str = "ram",
                    ram_budget: int | None = None, psram_budget: int | None = None,
                    flash_budget: int | None = None, input_size_option: bool = True,
                    rows_per_call: int | None = None, decode_block: int | None = None
                    ) -> Conversion:
     """Everything up to the rendered files; raises BudgetError before rendering anything.
     `arch` overrides the target's kernel architecture (tests run variants on the host);
-    `prefix` names the model's global symbols and files (codegen.symbols); `pack=False` keeps
-    every filter plain int8 (to measure what decoding packed weights costs); `rows_per_call`
-    and `decode_block` fix the rows per call and decoded blocks of the packed convs instead of
-    choosing them (tests).
+    `prefix` names the model's global symbols and files (codegen.symbols); `packing`: which
+    filters are stored packed (passes.PACKING_MODES; 'off' measures what decoding costs);
+    `rows_per_call` and `decode_block` fix the rows per call and decoded blocks of the packed
+    convs instead of choosing them (tests).
     input_size_option: --input-size can change the model (a builtin), for the budget advice."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lw = lower(graph)
     lw, layout = passes.run_passes(lw, arch=arch or target.arch, stream_mode=stream,
-                                   in_place=in_place, pack=pack, rows_per_call=rows_per_call,
-                                   decode_block=decode_block)
+                                   in_place=in_place, packing_mode=packing,
+                                   rows_per_call=rows_per_call, decode_block=decode_block)
     budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
                           flash_budget=flash_budget, input_size_option=input_size_option)
     ctx = codegen.build_context(lw, layout, target, model_name=model_name,

@@ -78,6 +78,16 @@ class Step:
 
 
 @dataclass(frozen=True)
+class KeptPlain:
+    """A filter packing would shrink, kept plain int8 because the packed kernel's decoded
+    block would raise the peak arena (passes.pack_within)."""
+
+    encoding: packing.Encoding = field(repr=False)
+    flash_saving: int  # weight bytes (filter, bias, requantization) packing would save
+    arena_growth: int  # bytes the arena grew when this filter was tried packed
+
+
+@dataclass(frozen=True)
 class ConvStep(Step):
     input: int
     output: int
@@ -101,6 +111,7 @@ class ConvStep(Step):
     packed: packing.Encoding | None = field(default=None, repr=False)  # passes.pack_weights
     rows_per_call: int = 1  # > 1 only for a kernel with a rows entry (passes.choose_rows)
     decode_block: int = 0  # packed: channels decoded per block, 0 = the kernel's least
+    kept_plain: KeptPlain | None = None  # packable, but packing would raise the arena
 
     @property
     def macs(self) -> int:

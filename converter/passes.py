@@ -30,6 +30,7 @@ from .lower import (
     ConcatStep,
     ConvStep,
     Dims,
+    KeptPlain,
     Lowered,
     MeanStep,
     PoolStep,
@@ -49,17 +50,28 @@ def _pinned(lw: Lowered) -> set[int]:
     return pinned | {a for a, b in lw.aliases.items() if b in pinned or a in pinned}
 
 
-def pack_weights(lw: Lowered) -> Lowered:
-    """Filters with few distinct values (pruned, weight-shared) get their smallest packed
-    encoding (converter.packing); the kernels decode them a block of channels at a time."""
-    steps = []
-    for s in lw.steps:
+# --packing: which filters are stored packed (converter.packing).
+PACKING_MODES = ("ram", "flash", "off")
+
+
+def _encodings(lw: Lowered) -> dict[int, packing.Encoding]:
+    """Step index -> the smallest packed encoding of each filter that has one."""
+    out = {}
+    for i, s in enumerate(lw.steps):
         if isinstance(s, ConvStep):
             f = s.filter_dims
             enc = packing.encode(np.frombuffer(s.filter, np.int8).reshape(f.n, -1))
             if enc.kind != packing.DENSE:
-                s = dataclasses.replace(s, packed=enc)
-        steps.append(s)
+                out[i] = enc
+    return out
+
+
+def pack_weights(lw: Lowered) -> Lowered:
+    """Filters with few distinct values (pruned, weight-shared) get their smallest packed
+    encoding (converter.packing); the kernels decode them a block of channels at a time."""
+    steps = list(lw.steps)
+    for i, enc in _encodings(lw).items():
+        steps[i] = dataclasses.replace(steps[i], packed=enc)
     return dataclasses.replace(lw, steps=tuple(steps))
 
 
@@ -329,6 +341,9 @@ def layout(lw: Lowered, views: dict[int, View], sched: stream.Schedule) -> Layou
                   step_ticks=ticks_per_step)
 
 
+# Streaming schedules planned at the same arena, each with its planner (for changed steps).
+Schedules = list[tuple[Layout, Callable[[Lowered], Layout]]]
+
 MAX_EXHAUSTIVE_CUTS = 6
 MAX_EVALUATIONS = 200
 # choose_rows_among: schedules tried at most, plans of each one's short choose_rows, and how
@@ -339,7 +354,7 @@ TIE_FULL = 3
 
 
 def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto",
-               in_place: bool = True, input_arrives: bool = False, pack: bool = True,
+               in_place: bool = True, input_arrives: bool = False, packing_mode: str = "ram",
                rows_per_call: int | None = None, decode_block: int | None = None
                ) -> tuple[Lowered, Layout]:
     """`stream_mode`: 'off' (today's schedule: whole tensors, conv+max-pool fused), 'full'
@@ -347,13 +362,18 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     unstreamed one on a tie, as it makes fewer calls). `input_arrives`: plan as if the input's
     rows arrived over the link just before the first call reading them, into a ring (an
     estimate for the report: the firmware receives the whole input before it runs).
+    `packing_mode`: 'ram' packs the filters that packing shrinks where the peak arena stays
+    that of plain filters (pack_within), 'flash' packs them all, 'off' none.
     `rows_per_call`: every conv that can make several rows per call makes this many (at most
     its kernel's bound) instead of choose_rows' choice; `decode_block` likewise fixes the
     packed kernels' largest offered block (channels) at or under it, or their least."""
     if stream_mode not in stream.MODES:
         raise UsageError(f"--stream must be one of {', '.join(stream.MODES)}, not "
                          f"'{stream_mode}'")
-    if pack:
+    if packing_mode not in PACKING_MODES:
+        raise UsageError(f"--packing must be one of {', '.join(PACKING_MODES)}, not "
+                         f"'{packing_mode}'")
+    if packing_mode == "flash":
         lw = pack_weights(lw)
     lw = select_kernels(lw, arch)
     views: dict[int, View] = {}
@@ -419,7 +439,10 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
                                                         cuts, input_arrives=input_arrives))
         return plan
 
-    plan = planner_for(best, best_cuts)
+    schedules = [(lay, planner_for(lay, cuts)) for lay, cuts in ties.values()]
+    if packing_mode == "ram":
+        lw, schedules = pack_within(lw, arch, schedules)
+    plan = schedules[0][1]
 
     if rows_per_call is not None or decode_block is not None:
         steps = []
@@ -433,11 +456,52 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
             steps.append(s)
         lw = dataclasses.replace(lw, steps=tuple(steps))
         return lw, plan(lw)
-    return choose_rows_among(lw, [(lay, planner_for(lay, cuts)) for lay, cuts in ties.values()])
+    return choose_rows_among(lw, schedules)
 
 
-def choose_rows_among(lw: Lowered, schedules: list[tuple[Layout, Callable[[Lowered], Layout]]]
-                      ) -> tuple[Lowered, Layout]:
+def pack_within(lw: Lowered, arch: str, schedules: Schedules) -> tuple[Lowered, Schedules]:
+    """Packs filters (as pack_weights) only where the peak arena stays that of `schedules`,
+    planned with plain filters: a packed kernel's decoded block is scratch the plain kernel
+    does not need, and at the peak step there is no room for it. A greedy, the largest flash
+    saving first, each filter kept packed when re-planning the first schedule leaves the arena
+    no larger; the others stay int8 (ConvStep.kept_plain, in the report). Of the other
+    schedules with the same arena, those still within it stay candidates for choose_rows."""
+    lay0, plan0 = schedules[0]
+    bound = lay0.arena_bytes
+    packed: dict[int, ConvStep] = {}
+    for i, enc in _encodings(lw).items():
+        s = dataclasses.replace(lw.steps[i], packed=enc)
+        packed[i] = dataclasses.replace(s, kernel=kernels.select_conv(s, arch).symbol)
+
+    def saving(i: int) -> int:
+        return lw.steps[i].weight_bytes - packed[i].weight_bytes
+
+    for i in sorted(packed, key=lambda i: (-saving(i), i)):
+        trial = _with_step(lw, i, packed[i])
+        lay = plan0(trial)
+        if lay.arena_bytes <= bound:
+            lw, lay0 = trial, lay
+        else:
+            kept = KeptPlain(encoding=packed[i].packed, flash_saving=saving(i),
+                             arena_growth=lay.arena_bytes - bound)
+            lw = _with_step(lw, i, dataclasses.replace(lw.steps[i], kept_plain=kept))
+    if not any(getattr(s, "packed", None) for s in lw.steps):
+        return lw, schedules
+    out = [(lay0, plan0)]
+    for _, plan in schedules[1:]:
+        lay = plan(lw)
+        if lay.arena_bytes <= bound:
+            out.append((lay, plan))
+    return lw, out
+
+
+def _with_step(lw: Lowered, i: int, s: Step) -> Lowered:
+    steps = list(lw.steps)
+    steps[i] = s
+    return dataclasses.replace(lw, steps=tuple(steps))
+
+
+def choose_rows_among(lw: Lowered, schedules: Schedules) -> tuple[Lowered, Layout]:
     """choose_rows on the schedule, of several with the same arena, that leaves the packed
     layers the most room: their segments differ, and so does what coexists with a ring when it
     grows (SqueezeNet 1.1 at 224, compressed: 35 such schedules, whose modelled decoding
@@ -522,9 +586,7 @@ def choose_rows(lw: Lowered, best: Layout, plan: Callable[[Lowered], Layout],
         for _, neg_i, field, after in sorted(moves, key=lambda m: (m[0], m[1], m[2],
                                                                    getattr(m[3], m[2])),
                                              reverse=True):
-            steps = list(lw.steps)
-            steps[-neg_i] = after
-            trial = dataclasses.replace(lw, steps=tuple(steps))
+            trial = _with_step(lw, -neg_i, after)
             lay = plan(trial)
             plans += 1
             if lay.arena_bytes <= best.arena_bytes:

@@ -101,6 +101,7 @@ def convert_command(args, out: Console, err: Console) -> int:
         with out.status("Converting to C..."):
             conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
                                           source_name=src.source_name, stream=args.stream,
+                                          packing=args.packing,
                                           arch=getattr(args, "arch", None),
                                           ram_budget=args.ram_budget,
                                           psram_budget=args.psram_budget,

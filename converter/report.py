@@ -45,6 +45,10 @@ class LayerRow:
     filter_dense_bytes: int = 0  # the same filter as plain int8
     rows_per_call: int = 1  # output rows per kernel call (passes.choose_rows)
     decode_block: int = 0  # packed: channels decoded per block, 0 = the kernel's least
+    # Kept plain int8 although packing shrinks it (--packing ram): what packing would have
+    # saved, and what it would have added to the peak arena (passes.pack_within).
+    kept_plain_saving: int = 0
+    kept_plain_arena_growth: int = 0
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,8 @@ class Report:
                 f"{r.arena_offset:,} | {r.arena_bytes:,} | {ring} | {r.scratch_bytes:,} | "
                 f"{r.live_bytes:,} |")
         packed = [r for r in self.layers if r.weights not in ("", "int8")]
-        if packed:
+        kept = [r for r in self.layers if r.kept_plain_saving]
+        if packed or kept:
             dense = sum(r.filter_dense_bytes for r in self.layers)
             stored = sum(r.filter_bytes for r in self.layers)
             lines += ["", "## Packed weights", "",
@@ -192,14 +197,25 @@ class Report:
                       f"{stored:,} B against {dense:,} B as plain int8.", "",
                       "Each call of a packed kernel decodes the whole filter, a block of "
                       "output channels at a time: rows per call and larger blocks are chosen "
-                      "where the arena has room for them.", "",
-                      "| # | layer | stored as | filter B | as int8 B | rows per call | "
+                      "where the arena has room for them.", ""]
+            if kept:
+                lines += [f"{len(kept)} filter(s) stay plain int8 although packing shrinks "
+                          f"them ({', '.join(r.name for r in kept)}): their decoded block "
+                          "would raise the peak arena, and `--packing ram` keeps it that of "
+                          "plain filters. `--packing flash` packs them "
+                          f"({sum(r.kept_plain_saving for r in kept):,} B less flash) and "
+                          "lets the arena grow (by what each added when tried, below).", ""]
+            lines += ["| # | layer | stored as | filter B | as int8 B | rows per call | "
                       "decoded block |", "|---|---|---|---|---|---|---|"]
             for r in self.layers:
                 if r.filter_dense_bytes:
                     block = ("-" if r.weights == "int8" else
                              f"{r.decode_block} channels" if r.decode_block else "least")
-                    lines.append(f"| {r.index} | {r.name} | {r.weights} | {r.filter_bytes:,} | "
+                    how = r.weights
+                    if r.kept_plain_saving:
+                        how += (f" (packed: {r.kept_plain_saving:,} B less, arena "
+                                f"+{r.kept_plain_arena_growth:,} B)")
+                    lines.append(f"| {r.index} | {r.name} | {how} | {r.filter_bytes:,} | "
                                  f"{r.filter_dense_bytes:,} | {r.rows_per_call} | {block} |")
         lines += ["", "## Segments", "",
                   "Layers of a segment run row by row, interleaved; a segment of one layer "
@@ -232,6 +248,7 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
     for i, s in enumerate(lw.steps):
         out_t = _output(s)
         r = lay.rows[out_t]
+        kept = getattr(s, "kept_plain", None)
         ring = r.slots if out_t in sched.slots else None
         rows.append(LayerRow(
             index=i, name=s.name, op=_op_text(s),
@@ -245,6 +262,8 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
             filter_dense_bytes=_dense_bytes(s),
             rows_per_call=getattr(s, "rows_per_call", 1),
             decode_block=getattr(s, "decode_block", 0),
+            kept_plain_saving=kept.flash_saving if kept else 0,
+            kept_plain_arena_growth=kept.arena_growth if kept else 0,
         ))
     segments = []
     for si, seg in enumerate(sched.segments):

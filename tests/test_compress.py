@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converter import compress, packing, reference, sources
+from converter import compress, convert, packing, reference, sources, targets
 from converter.compress import (
     LayerValues,
     compress_main,
@@ -27,6 +27,7 @@ from converter.compress import (
 )
 from converter.datasets import shapes
 from converter.errors import ModelError
+from converter.lower import ConvStep
 from converter.models.squeezenet import SqueezeNetConfig, build_squeezenet
 from converter.preprocess import Preprocessing
 from converter.tflite_reader import read_model_bytes
@@ -269,9 +270,10 @@ def test_litert_reference_and_sqz_run_it_bit_exact(compressed, sqz_runner):
 
 @pytest.mark.parametrize("board", ["mps2-an386", "esp32s3-qemu"])
 def test_compressed_network_bit_exact_on_the_boards(compressed, board, tmp_path):
-    """The whole compressed network on each emulated board, with its packed kernels: rows per
+    """The whole compressed network on each emulated board, with its packed kernels: as
+    sqz-convert packs it by default (--packing ram), and with every filter packed (rows per
     call and blocks as the converter chooses them, fixed at 3 rows and 64-channel blocks, and
-    one row per call unstreamed."""
+    one row per call unstreamed)."""
     from qemu_batch import QemuBatch, missing_tools
 
     from converter import qemu
@@ -285,15 +287,61 @@ def test_compressed_network_bit_exact_on_the_boards(compressed, board, tmp_path)
     q = quantize_input(np.random.default_rng(5).random((2, SIZE, SIZE, 3)).astype(np.float32),
                        scale, zp)
     batch = QemuBatch(board, tmp_path)
-    for kw in ({}, {"rows_per_call": 3, "decode_block": 64},
-               {"stream": "off", "rows_per_call": 1}):
+    for kw in ({}, {"packing": "flash"},
+               {"packing": "flash", "rows_per_call": 3, "decode_block": 64},
+               {"packing": "flash", "stream": "off", "rows_per_call": 1}):
         batch.add(buf, q, **kw)
-    packed = [s for s in batch.cases[1].conv.lowered.steps
+    packed = [s for s in batch.cases[2].conv.lowered.steps
               if getattr(s, "packed", None) is not None]
     assert packed and any(s.rows_per_call == 3 for s in packed)
     ref = reference.run_reference(buf, q).outputs.reshape(len(q), -1)
     for i, ours in enumerate(batch.run()):
         assert np.array_equal(ours, ref), f"variant {i} differs on {board}"
+
+
+@pytest.mark.parametrize("target", ["host", "mps2-an386", "esp32s3-qemu"])
+def test_packing_keeps_the_peak_arena_of_plain_filters(compressed, target):
+    """--packing ram (the default) packs a filter only where the peak arena stays that of plain
+    filters: here conv1's decoded block would raise it on every board, so conv1 stays int8 and
+    says so in the report and the flash advice; --packing flash packs it and the arena grows."""
+    from converter.budget import check_budget
+    from converter.errors import BudgetError
+    from converter.report import build_report
+
+    buf, _ = _quantized(compressed)
+    conv = {mode: convert.convert_tflite(buf, targets.load(target), model_name="m",
+                                         source_name="m.tflite", packing=mode, psram_budget=0)
+            for mode in ("ram", "flash", "off")}
+    arena = {mode: c.layout.arena_bytes for mode, c in conv.items()}
+    flash = {mode: c.budget.weight_bytes for mode, c in conv.items()}
+    assert arena["ram"] == arena["off"] < arena["flash"]
+    assert flash["flash"] < flash["ram"] < flash["off"]
+    steps = zip(conv["ram"].lowered.steps, conv["flash"].lowered.steps, strict=True)
+    kept = []
+    for ram, every in ((r, f) for r, f in steps if isinstance(r, ConvStep)):
+        if every.packed is None:  # packing does not shrink it: plain in every mode
+            assert ram.packed is None and ram.kept_plain is None
+            continue
+        assert (ram.packed is None) == (ram.kept_plain is not None)
+        if ram.kept_plain:
+            kept.append(ram)
+            assert ram.kept_plain.encoding.stream == every.packed.stream
+            assert ram.kept_plain.arena_growth > 0
+            assert ram.kept_plain.flash_saving == ram.weight_bytes - every.weight_bytes
+    assert [s.name for s in kept] == ["conv1"]
+    saving = kept[0].kept_plain.flash_saving
+    assert flash["ram"] - flash["flash"] == saving
+
+    text = build_report(conv["ram"], calibration="test").markdown()
+    assert (f"1 filter(s) stay plain int8 although packing shrinks them (conv1): their decoded "
+            f"block would raise the peak arena, and `--packing ram` keeps it that of plain "
+            f"filters. `--packing flash` packs them ({saving:,} B less flash)") in text
+    growth = kept[0].kept_plain.arena_growth
+    assert f"| conv1 | int8 (packed: {saving:,} B less, arena +{growth:,} B) |" in text
+    c = conv["ram"]
+    with pytest.raises(BudgetError) as e:
+        check_budget(c.lowered, c.layout, c.target, flash_budget=1000)
+    assert "--packing flash packs 1 more filter(s)" in str(e.value)
 
 
 # --- determinism, sidecars, report ------------------------------------------------------------

@@ -92,7 +92,8 @@ def test_kernel_cases_on_the_board(board, kernel, tmp_path):
             model, xs, *ref_model = made
             batch.add(model, xs, **{k: case[key] for key, k in (("stream", "stream"),
                                                                  ("rows", "rows_per_call"),
-                                                                 ("block", "decode_block"))
+                                                                 ("block", "decode_block"),
+                                                                 ("packing", "packing"))
                                      if key in case})
             built.append((case, xs, ref_model[0] if ref_model else model))
         for (case, xs, ref_model), ours in zip(built, batch.run(), strict=True):

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 from golden import reference
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, event, given, settings
 from hypothesis import strategies as st
 from tflbuild import GraphBuilder, conv_options, conv_out_size
 
@@ -143,7 +143,9 @@ packed_cases = st.fixed_dictionaries(dict(
                               st.floats(0.1, 1.0), st.integers(2, 64), st.booleans(),
                               st.booleans()), min_size=1, max_size=3),
     seed=st.integers(0, 2**31), stream=st.sampled_from(["off", "full"]),
-    rows=st.sampled_from([None, 1, 2, 3, 5, 16]), block=st.sampled_from([None, 0, 16, 64])))
+    rows=st.sampled_from([None, 1, 2, 3, 5, 16]), block=st.sampled_from([None, 0, 16, 64]),
+    # The kernels under test: every filter packing shrinks is packed, whatever the arena.
+    packing=st.just("flash")))
 
 
 def build_packed_convs(case):
@@ -176,7 +178,7 @@ def test_packed_convs_bit_exact(sqz_runner, arch, case):
     assume(built is not None)
     buf, xs = built
     kw = dict(stream=case["stream"], arch=arch, rows_per_call=case["rows"],
-              decode_block=case["block"])
+              decode_block=case["block"], packing=case["packing"])
     exe, conv = sqz_runner.compile(buf, **kw)
     # Packing is chosen only where it is smaller than the plain filter.
     assume(any(getattr(s, "packed", None) is not None for s in conv.lowered.steps))
@@ -187,6 +189,36 @@ def test_packed_convs_bit_exact(sqz_runner, arch, case):
         assert all(s.rows_per_call == min(case["rows"], s.output_dims.h) for s in packed)
     ours = sqz_runner.run(buf, xs, **kw)
     assert np.array_equal(ours, reference(buf, xs))
+
+
+@pytest.mark.parametrize("arch", [a for a in archs.available() if archs.runs_on_host(a)])
+@settings(max_examples=40, deadline=None)
+@given(case=packed_cases)
+def test_ram_packing_keeps_the_arena_of_plain_filters(arch, case):
+    """--packing ram: never a larger arena than plain filters; each filter packing shrinks is
+    either packed or kept plain with the arena growth that refused it; never more flash than
+    plain filters, never less than every filter packed."""
+    from converter import passes, tflite_reader
+    from converter.budget import weight_bytes
+    from converter.lower import ConvStep, lower
+
+    built = build_packed_convs(case)
+    assume(built is not None)
+    lw = lower(tflite_reader.read_model_bytes(built[0]))
+    runs = {mode: passes.run_passes(lw, arch=arch, stream_mode=case["stream"],
+                                    packing_mode=mode) for mode in passes.PACKING_MODES}
+    (ram, ram_lay), (every, _), (plain, plain_lay) = (runs[m] for m in ("ram", "flash", "off"))
+    assert ram_lay.arena_bytes <= plain_lay.arena_bytes
+    assert weight_bytes(every) <= weight_bytes(ram) <= weight_bytes(plain)
+    for r, f in zip(ram.steps, every.steps, strict=True):
+        if not isinstance(r, ConvStep):
+            continue
+        assert (f.packed is not None) == (r.packed is not None or r.kept_plain is not None)
+        assert r.packed is None or r.kept_plain is None
+        if r.kept_plain:
+            assert r.kept_plain.arena_growth > 0
+            assert r.kept_plain.flash_saving == r.weight_bytes - f.weight_bytes
+        event("kept plain" if r.kept_plain else "packed" if r.packed else "plain")
 
 
 def test_rows_are_chosen_on_the_schedule_that_leaves_room():
@@ -202,7 +234,7 @@ def test_rows_are_chosen_on_the_schedule_that_leaves_room():
                         (1, 1, "same", 48, 0.3, 8, True, False)])
     buf, _ = build_packed_convs(case)
     lw, lay = passes.run_passes(lower(tflite_reader.read_model_bytes(buf)), arch="portable",
-                                rows_per_call=1)
+                                rows_per_call=1, packing_mode="flash")
     assert any(passes._makes_rows(s) for s in lw.steps)
 
     def refuse(trial):
