@@ -81,6 +81,9 @@ class BenchResult:
     # The same model with plain int8 filters, one whole inference on the board (packed models).
     unpacked_board_instructions: int | None = None
     stream: str = ""
+    # --packing; the host and the board conversions each keep plain the filters whose decoded
+    # block would raise their own arena (their kernels' scratch differs).
+    packing: str = ""
     arena_input_streamed_bytes: int | None = None
 
     @property
@@ -193,7 +196,8 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
                                       psram_budget=0, flash_budget=2**31)
         convert.write(conv, tflite, out)
         _, streamed_in = run_passes(lower(read_model_bytes(tflite)), arch=conv.arch,
-                                    input_arrives=True, packing_mode=packing)
+                                    stream_mode=stream, input_arrives=True,
+                                    packing_mode=packing)
     lw = conv.lowered
     g = lw.graph
     shape = g.tensor(lw.input).shape
@@ -238,6 +242,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
         cm4_flash_bytes=flash, cm4_code_bytes=code, cm4_ram_bytes=ram,
         cm4_note=f"{board.name} {size_note}", board=board.name, arch=conv.arch,
         board_instructions=board_total, board_note=note, stream=conv.layout.schedule.mode,
+        packing=packing,
         unpacked_board_instructions=unpacked_board_total,
         arena_input_streamed_bytes=streamed_in.arena_bytes,
     )
@@ -286,7 +291,8 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
     s = Table(title=f"sqz-bench {r.model} ({'x'.join(map(str, r.input_shape))})",
               show_header=False)
     s.add_row("MACs per inference", f"{r.macs:,}")
-    s.add_row("peak arena", f"{r.arena_bytes:,} B (row streaming: {r.stream})")
+    s.add_row("peak arena", f"{r.arena_bytes:,} B (row streaming: {r.stream}, packing: "
+              f"{r.packing})")
     if r.arena_input_streamed_bytes is not None:
         s.add_row("arena if the input arrived row by row",
                   f"{r.arena_input_streamed_bytes:,} B (estimate: the firmware receives the "

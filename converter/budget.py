@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .errors import BudgetError
 from .lower import Lowered
-from .passes import Layout
+from .passes import Layout, encodings
 from .targets import Target
 
 # An estimate of the flash the code takes, for the budget check before anything is built:
@@ -46,23 +46,30 @@ def weight_bytes(lw: Lowered) -> int:
     return sum(s.weight_bytes for s in lw.steps)
 
 
-def _packing_advice(lw: Lowered) -> str:
+def _packing_advice(lw: Lowered, packing: str) -> str:
+    """What packing (passes.PACKING_MODES) could still do for the flash."""
     kept = [s.kept_plain for s in lw.steps if getattr(s, "kept_plain", None)]
-    if not kept:
-        if any(getattr(s, "packed", None) for s in lw.steps):
-            return ", as do fewer --bits or more --sparsity in sqz-compress"
-        return ", as does sqz-compress (pruning and weight sharing, stored packed)"
-    saving = sum(k.flash_saving for k in kept)
-    return (f"; --packing flash packs {len(kept)} more filter(s), {_kib(saving)} less, "
-            "for a larger arena")
+    if kept:
+        saving = sum(k.flash_saving for k in kept)
+        return (f"; --packing flash packs {len(kept)} more filter(s), {_kib(saving)} less, "
+                "for a larger arena")
+    if packing == "off":
+        packable = len(encodings(lw))
+        if packable:
+            return (f"; without --packing off, {packable} filter(s) with few distinct values "
+                    "would be stored packed")
+    if any(getattr(s, "packed", None) for s in lw.steps):
+        return ", as do fewer --bits or more --sparsity in sqz-compress"
+    return ", as does sqz-compress (pruning and weight sharing, stored packed)"
 
 
 def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | None = None,
                  psram_budget: int | None = None, flash_budget: int | None = None,
-                 input_size_option: bool = True) -> Budget:
+                 input_size_option: bool = True, packing: str = "ram") -> Budget:
     """ram_budget overrides the board's internal SRAM for data, psram_budget its PSRAM (0: do
     not use PSRAM) and flash_budget its flash. input_size_option: the model came from a builtin
-    name, so --input-size can be advised (a .keras or .tflite model has its own shape)."""
+    name, so --input-size can be advised (a .keras or .tflite model has its own shape).
+    packing: the --packing the conversion used, for the advice."""
     wb = weight_bytes(lw)
     runs = sum(len(seg.order) for seg in layout.schedule.segments)
     code = (RUNTIME_CODE_BYTES + SCHEDULE_BYTES_PER_STEP * len(lw.steps)
@@ -80,7 +87,7 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
             f"flash: needs {_kib(flash_used)} (weights {_kib(wb)} + code {_kib(code)}), "
             f"{t.name} has {_kib(flash_limit)}: over by {_kib(flash_used - flash_limit)}. "
             f"Largest layers: {layers}. Fewer classes or a smaller base_e/incr_e shrink the "
-            f"weights{_packing_advice(lw)}; or pick a board with more flash")
+            f"weights{_packing_advice(lw, packing)}; or pick a board with more flash")
     in_psram = arena > sram and psram > 0
     if arena > sram and (psram == 0 or arena > psram):
         smaller = ("A smaller --input-size shrinks every activation" if input_size_option else
@@ -93,12 +100,15 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
         worst = sorted(range(len(steps)), key=lambda i: -step_live[i])[:3]
         layers = ", ".join(f"{steps[i].name} ({_kib(step_live[i])} live)" for i in worst)
         where = "SRAM" if psram == 0 else "SRAM and PSRAM"
+        unpacked = ("; --packing ram keeps the arena of plain int8 filters"
+                    if packing == "flash" and any(getattr(s, "packed", None) for s in steps)
+                    else "")
         limit = max(sram, psram)
         problems.append(
             f"RAM: the arena needs {_kib(arena)}, {t.name} has {_kib(sram)} of {where}"
             f"{'' if psram == 0 else f' (PSRAM {_kib(psram)})'}: over by "
             f"{_kib(arena - limit)}. Peak at step {peak} ({steps[peak].name}); largest: "
-            f"{layers}. {smaller}; or pick a board with more RAM or PSRAM")
+            f"{layers}. {smaller}{unpacked}; or pick a board with more RAM or PSRAM")
     if problems:
         raise BudgetError(f"the model does not fit {t.name}:\n  - " + "\n  - ".join(problems))
     return Budget(flash_used=flash_used, flash_limit=flash_limit, weight_bytes=wb,

@@ -25,6 +25,7 @@ class Conversion:
     budget: Budget
     files: dict[str, str]
     arch: str
+    packing: str = "ram"  # passes.PACKING_MODES
 
 
 def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
@@ -47,13 +48,14 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                                    in_place=in_place, packing_mode=packing,
                                    rows_per_call=rows_per_call, decode_block=decode_block)
     budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
-                          flash_budget=flash_budget, input_size_option=input_size_option)
+                          flash_budget=flash_budget, input_size_option=input_size_option,
+                          packing=packing)
     ctx = codegen.build_context(lw, layout, target, model_name=model_name,
                                 source_name=source_name, arch=arch, prefix=prefix)
     ctx["placement"] = {"arena_in_psram": int(budget.arena_in_psram)}
     files = codegen.render(ctx)
     return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,
-                      arch=arch or target.arch)
+                      arch=arch or target.arch, packing=packing)
 
 
 def runtime_sources_used(lw: Lowered) -> list[str]:

@@ -54,7 +54,7 @@ def _pinned(lw: Lowered) -> set[int]:
 PACKING_MODES = ("ram", "flash", "off")
 
 
-def _encodings(lw: Lowered) -> dict[int, packing.Encoding]:
+def encodings(lw: Lowered) -> dict[int, packing.Encoding]:
     """Step index -> the smallest packed encoding of each filter that has one."""
     out = {}
     for i, s in enumerate(lw.steps):
@@ -70,7 +70,7 @@ def pack_weights(lw: Lowered) -> Lowered:
     """Filters with few distinct values (pruned, weight-shared) get their smallest packed
     encoding (converter.packing); the kernels decode them a block of channels at a time."""
     steps = list(lw.steps)
-    for i, enc in _encodings(lw).items():
+    for i, enc in encodings(lw).items():
         steps[i] = dataclasses.replace(steps[i], packed=enc)
     return dataclasses.replace(lw, steps=tuple(steps))
 
@@ -439,39 +439,44 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
                                                         cuts, input_arrives=input_arrives))
         return plan
 
+    forced = rows_per_call is not None or decode_block is not None
+
+    def force(s: Step) -> Step:
+        """The fixed rows per call and block, instead of choose_rows' choice."""
+        if not (forced and _makes_rows(s)):
+            return s
+        assert isinstance(s, ConvStep)
+        r = max(1, min(rows_per_call or 1, kernels.max_rows_per_call(s)))
+        blocks = kernels.conv_kernel(s.kernel).blocks
+        offered = [b for b in (blocks(s) if blocks else []) if b <= (decode_block or 0)]
+        return dataclasses.replace(s, rows_per_call=r, decode_block=offered[0] if offered else 0)
+
     schedules = [(lay, planner_for(lay, cuts)) for lay, cuts in ties.values()]
     if packing_mode == "ram":
-        lw, schedules = pack_within(lw, arch, schedules)
-    plan = schedules[0][1]
-
-    if rows_per_call is not None or decode_block is not None:
-        steps = []
-        for s in lw.steps:
-            if _makes_rows(s):
-                r = max(1, min(rows_per_call or 1, kernels.max_rows_per_call(s)))
-                blocks = kernels.conv_kernel(s.kernel).blocks
-                offered = [b for b in (blocks(s) if blocks else []) if b <= (decode_block or 0)]
-                s = dataclasses.replace(s, rows_per_call=r,
-                                        decode_block=offered[0] if offered else 0)
-            steps.append(s)
-        lw = dataclasses.replace(lw, steps=tuple(steps))
-        return lw, plan(lw)
+        # Forced values are tried with each filter: they take arena too.
+        lw, schedules = pack_within(lw, arch, schedules, force)
+    if forced:
+        lw = dataclasses.replace(lw, steps=tuple(force(s) for s in lw.steps))
+        return lw, schedules[0][1](lw)
     return choose_rows_among(lw, schedules)
 
 
-def pack_within(lw: Lowered, arch: str, schedules: Schedules) -> tuple[Lowered, Schedules]:
+def pack_within(lw: Lowered, arch: str, schedules: Schedules,
+                force: Callable[[Step], Step] = lambda s: s) -> tuple[Lowered, Schedules]:
     """Packs filters (as pack_weights) only where the peak arena stays that of `schedules`,
     planned with plain filters: a packed kernel's decoded block is scratch the plain kernel
     does not need, and at the peak step there is no room for it. A greedy, the largest flash
     saving first, each filter kept packed when re-planning the first schedule leaves the arena
-    no larger; the others stay int8 (ConvStep.kept_plain, in the report). Of the other
-    schedules with the same arena, those still within it stay candidates for choose_rows."""
+    no larger; the others stay int8 (ConvStep.kept_plain, in the report). `force` sets what a
+    packed step is tried with (run_passes' fixed rows per call and block). Of the other
+    schedules, those still within the arena stay candidates for choose_rows."""
     lay0, plan0 = schedules[0]
     bound = lay0.arena_bytes
-    packed: dict[int, ConvStep] = {}
-    for i, enc in _encodings(lw).items():
+    found = encodings(lw)
+    packed: dict[int, Step] = {}
+    for i, enc in found.items():
         s = dataclasses.replace(lw.steps[i], packed=enc)
-        packed[i] = dataclasses.replace(s, kernel=kernels.select_conv(s, arch).symbol)
+        packed[i] = force(dataclasses.replace(s, kernel=kernels.select_conv(s, arch).symbol))
 
     def saving(i: int) -> int:
         return lw.steps[i].weight_bytes - packed[i].weight_bytes
@@ -482,7 +487,7 @@ def pack_within(lw: Lowered, arch: str, schedules: Schedules) -> tuple[Lowered, 
         if lay.arena_bytes <= bound:
             lw, lay0 = trial, lay
         else:
-            kept = KeptPlain(encoding=packed[i].packed, flash_saving=saving(i),
+            kept = KeptPlain(encoding=found[i], flash_saving=saving(i),
                              arena_growth=lay.arena_bytes - bound)
             lw = _with_step(lw, i, dataclasses.replace(lw.steps[i], kept_plain=kept))
     if not any(getattr(s, "packed", None) for s in lw.steps):
@@ -502,11 +507,12 @@ def _with_step(lw: Lowered, i: int, s: Step) -> Lowered:
 
 
 def choose_rows_among(lw: Lowered, schedules: Schedules) -> tuple[Lowered, Layout]:
-    """choose_rows on the schedule, of several with the same arena, that leaves the packed
-    layers the most room: their segments differ, and so does what coexists with a ring when it
-    grows (SqueezeNet 1.1 at 224, compressed: 35 such schedules, whose modelled decoding
-    overhead after choose_rows ranges from 92 M to 205 M). Each gets a short choose_rows
-    (its largest moves first), the most promising in full; the first schedule wins ties."""
+    """choose_rows on the schedule, of several with the same arena (after pack_within: within
+    the plain filters' arena), that leaves the packed layers the most room: their segments
+    differ, and so does what coexists with a ring when it grows (SqueezeNet 1.1 at 224,
+    compressed: 35 such schedules, whose modelled decoding overhead after choose_rows ranges
+    from 92 M to 205 M). Each gets a short choose_rows (its largest moves first), the most
+    promising in full; the first schedule wins ties."""
     if not any(_makes_rows(s) for s in lw.steps) or len(schedules) == 1:
         lay, plan = schedules[0]
         return choose_rows(lw, lay, plan)

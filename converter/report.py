@@ -127,6 +127,7 @@ class Report:
     output_shape: list[int]
     plan_ascii: str
     stream: str = "off"
+    packing: str = "ram"  # sqz-convert --packing
     segments: list[SegmentRow] = field(default_factory=list)
     rings: list[RingRow] = field(default_factory=list)
     live_curve: list[int] = field(default_factory=list)  # live bytes per kernel call
@@ -170,6 +171,7 @@ class Report:
             f"{self.arena_lower_bound:,} B |",
             f"| arena without reuse (naive sum) | {self.arena_naive_bytes:,} B |",
             f"| row streaming | {self.stream} |",
+            f"| packing (`--packing`) | {self.packing} |",
             *([f"| firmware image flash (text + data) | {self.image['flash']:,} B |",
                f"| firmware image RAM (data + bss) | {self.image['ram']:,} B |"]
               if self.image else []),
@@ -194,7 +196,8 @@ class Report:
             stored = sum(r.filter_bytes for r in self.layers)
             lines += ["", "## Packed weights", "",
                       f"Filters stored as codebook indices (decoded inside the kernels): "
-                      f"{stored:,} B against {dense:,} B as plain int8.", "",
+                      f"{stored:,} B against {dense:,} B as plain int8." if packed else
+                      "No filter is stored as codebook indices.", "",
                       "Each call of a packed kernel decodes the whole filter, a block of "
                       "output channels at a time: rows per call and larger blocks are chosen "
                       "where the arena has room for them.", ""]
@@ -283,7 +286,8 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
         arena_naive_bytes=lay.naive_bytes, arena_strategy=lay.plan.strategy,
         arena_place=b.ram_place, ram_limit=b.psram_limit if b.arena_in_psram else b.sram_limit,
         input_shape=list(g.tensor(lw.input).shape), output_shape=list(g.tensor(lw.output).shape),
-        plan_ascii=planner.ascii_dump(lay.plan), stream=sched.mode, segments=segments,
+        plan_ascii=planner.ascii_dump(lay.plan), stream=sched.mode, packing=conv.packing,
+        segments=segments,
         rings=rings, live_curve=list(lay.live_bytes),
     )
 

@@ -341,7 +341,17 @@ def test_packing_keeps_the_peak_arena_of_plain_filters(compressed, target):
     c = conv["ram"]
     with pytest.raises(BudgetError) as e:
         check_budget(c.lowered, c.layout, c.target, flash_budget=1000)
-    assert "--packing flash packs 1 more filter(s)" in str(e.value)
+    assert f"--packing flash packs 1 more filter(s), {saving / 1024:.1f} KiB ({saving:,} B) " \
+        "less, for a larger arena" in str(e.value)
+    assert "| packing (`--packing`) | ram |" in text
+    with pytest.raises(BudgetError) as e:
+        check_budget(conv["flash"].lowered, conv["flash"].layout, c.target, ram_budget=1000,
+                     psram_budget=0, packing="flash")
+    assert "; --packing ram keeps the arena of plain int8 filters;" in str(e.value)
+    with pytest.raises(BudgetError) as e:
+        check_budget(conv["off"].lowered, conv["off"].layout, c.target, flash_budget=1000,
+                     packing="off")
+    assert "filter(s) with few distinct values would be stored packed" in str(e.value)
 
 
 # --- determinism, sidecars, report ------------------------------------------------------------

@@ -193,11 +193,14 @@ def test_packed_convs_bit_exact(sqz_runner, arch, case):
 
 @pytest.mark.parametrize("arch", [a for a in archs.available() if archs.runs_on_host(a)])
 @settings(max_examples=40, deadline=None)
-@given(case=packed_cases)
-def test_ram_packing_keeps_the_arena_of_plain_filters(arch, case):
-    """--packing ram: never a larger arena than plain filters; each filter packing shrinks is
-    either packed or kept plain with the arena growth that refused it; never more flash than
-    plain filters, never less than every filter packed."""
+@given(case=packed_cases, stream=st.sampled_from(["off", "full", "auto"]),
+       forced=st.sampled_from([{}, {"rows_per_call": 3, "decode_block": 64},
+                               {"rows_per_call": 1, "decode_block": 0}]))
+def test_ram_packing_keeps_the_arena_of_plain_filters(arch, case, stream, forced):
+    """--packing ram: never a larger arena than plain filters (with rows per call and blocks
+    as chosen or fixed); each filter packing shrinks is either packed or kept plain with the
+    arena growth that refused it; never more flash than plain filters, never less than every
+    filter packed."""
     from converter import passes, tflite_reader
     from converter.budget import weight_bytes
     from converter.lower import ConvStep, lower
@@ -205,8 +208,9 @@ def test_ram_packing_keeps_the_arena_of_plain_filters(arch, case):
     built = build_packed_convs(case)
     assume(built is not None)
     lw = lower(tflite_reader.read_model_bytes(built[0]))
-    runs = {mode: passes.run_passes(lw, arch=arch, stream_mode=case["stream"],
-                                    packing_mode=mode) for mode in passes.PACKING_MODES}
+    assume(passes.encodings(lw))
+    runs = {mode: passes.run_passes(lw, arch=arch, stream_mode=stream, packing_mode=mode,
+                                    **forced) for mode in passes.PACKING_MODES}
     (ram, ram_lay), (every, _), (plain, plain_lay) = (runs[m] for m in ("ram", "flash", "off"))
     assert ram_lay.arena_bytes <= plain_lay.arena_bytes
     assert weight_bytes(every) <= weight_bytes(ram) <= weight_bytes(plain)
