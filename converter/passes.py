@@ -472,11 +472,9 @@ def pack_within(lw: Lowered, arch: str, schedules: Schedules,
     schedules, those still within the arena stay candidates for choose_rows."""
     lay0, plan0 = schedules[0]
     bound = lay0.arena_bytes
-    found = encodings(lw)
-    packed: dict[int, Step] = {}
-    for i, enc in found.items():
-        s = dataclasses.replace(lw.steps[i], packed=enc)
-        packed[i] = force(dataclasses.replace(s, kernel=kernels.select_conv(s, arch).symbol))
+    every = select_kernels(pack_weights(lw), arch)
+    packed = {i: force(s) for i, s in enumerate(every.steps)
+              if getattr(s, "packed", None) is not None}
 
     def saving(i: int) -> int:
         return lw.steps[i].weight_bytes - packed[i].weight_bytes
@@ -487,7 +485,7 @@ def pack_within(lw: Lowered, arch: str, schedules: Schedules,
         if lay.arena_bytes <= bound:
             lw, lay0 = trial, lay
         else:
-            kept = KeptPlain(encoding=found[i], flash_saving=saving(i),
+            kept = KeptPlain(encoding=every.steps[i].packed, flash_saving=saving(i),
                              arena_growth=lay.arena_bytes - bound)
             lw = _with_step(lw, i, dataclasses.replace(lw.steps[i], kept_plain=kept))
     if not any(getattr(s, "packed", None) for s in lw.steps):
