@@ -216,7 +216,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
     unpacked_host: list[int] | None = None
     unpacked_board: list[int] | None = None
     unpacked_board_total: int | None = None
-    if any(getattr(s, "packed", None) is not None for s in lw.steps):
+    if lw.any_packed:
         # What decoding costs: the same model with every filter plain int8.
         unpacked_host = _host_counts(tflite, name, out_dir, console, stream, x, "off")
         if board_layers:

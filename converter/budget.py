@@ -58,7 +58,7 @@ def _packing_advice(lw: Lowered, packing: str) -> str:
         if packable:
             return (f"; without --packing off, {packable} filter(s) with few distinct values "
                     "would be stored packed")
-    if any(getattr(s, "packed", None) for s in lw.steps):
+    if lw.any_packed:
         return ", as do fewer --bits or more --sparsity in sqz-compress"
     return ", as does sqz-compress (pruning and weight sharing, stored packed)"
 
@@ -101,8 +101,7 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
         layers = ", ".join(f"{steps[i].name} ({_kib(step_live[i])} live)" for i in worst)
         where = "SRAM" if psram == 0 else "SRAM and PSRAM"
         unpacked = ("; --packing ram keeps the arena of plain int8 filters"
-                    if packing == "flash" and any(getattr(s, "packed", None) for s in steps)
-                    else "")
+                    if packing == "flash" and lw.any_packed else "")
         limit = max(sram, psram)
         problems.append(
             f"RAM: the arena needs {_kib(arena)}, {t.name} has {_kib(sram)} of {where}"

@@ -305,6 +305,11 @@ class Lowered:
     output: int
     logits: int | None  # tensor feeding a final SOFTMAX
 
+    @property
+    def any_packed(self) -> bool:
+        """Some filter is stored packed (passes.pack_weights, passes.pack_within)."""
+        return any(getattr(s, "packed", None) is not None for s in self.steps)
+
 
 # --- helpers ----------------------------------------------------------------------------------
 

@@ -488,7 +488,7 @@ def pack_within(lw: Lowered, arch: str, schedules: Schedules,
             kept = KeptPlain(encoding=every.steps[i].packed, flash_saving=saving(i),
                              arena_growth=lay.arena_bytes - bound)
             lw = _with_step(lw, i, dataclasses.replace(lw.steps[i], kept_plain=kept))
-    if not any(getattr(s, "packed", None) for s in lw.steps):
+    if not lw.any_packed:
         return lw, schedules
     out = [(lay0, plan0)]
     for _, plan in schedules[1:]:

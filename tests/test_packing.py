@@ -181,7 +181,7 @@ def test_packed_convs_bit_exact(sqz_runner, arch, case):
               decode_block=case["block"], packing=case["packing"])
     exe, conv = sqz_runner.compile(buf, **kw)
     # Packing is chosen only where it is smaller than the plain filter.
-    assume(any(getattr(s, "packed", None) is not None for s in conv.lowered.steps))
+    assume(conv.lowered.any_packed)
     assert all(kernels.conv_kernel(s.kernel).arch in (arch, "portable")
                for s in conv.lowered.steps if getattr(s, "packed", None) is not None)
     packed = [s for s in conv.lowered.steps if getattr(s, "packed", None) is not None]
