@@ -15,29 +15,24 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from . import atomic, convert, sources, targets
+from . import convert, targets
 from .atomic import Staging
-from .build import FIRMWARE, compile_c, runtime_sources
-from .cli import _consoles, _Parser, parse_size, positive_int, run_cli
+from .device.build import FIRMWARE, compile_c, runtime_sources
 from .errors import BuildError, DeviceError, UsageError
-from .lower import lower
+from .frontend.tflite_reader import read_model_bytes
+from .ir.lower import lower
 from .passes import run_passes
-from .tflite_reader import read_model_bytes
 
 BENCH_TARGET = "mps2-an386"
 BENCH_CFLAGS = ("-std=gnu99", "-Wall", "-Wextra", "-Werror")  # callgrind.h needs GNU C
@@ -122,7 +117,7 @@ def _callgrind_counts(exe: Path, input_bytes: bytes, n_dumps: int) -> list[int]:
 def _board_size(model_dir: Path, weight_bytes: int) -> tuple[int | None, int | None,
                                                              int | None, str]:
     """Flash and RAM of an -Os build of the board's firmware."""
-    from .qemu import build_qemu_firmware, image_size
+    from .device.qemu import build_qemu_firmware, image_size
 
     try:
         with tempfile.TemporaryDirectory(prefix="sqz-size-") as tmp:
@@ -136,8 +131,8 @@ def _board_size(model_dir: Path, weight_bytes: int) -> tuple[int | None, int | N
 def _board_counts(model_dir: Path, x: np.ndarray) -> tuple[int, list[int]]:
     """One inference on the emulated board: the exact total, then the per-layer split (a
     second run: the per-layer hook costs a few instructions per call of its own)."""
-    from .device import DeviceClient
-    from .qemu import start_qemu_firmware
+    from .device.client import DeviceClient
+    from .device.qemu import start_qemu_firmware
 
     with start_qemu_firmware(model_dir) as fw:
         dev = DeviceClient(fw.port, run_timeout=3600)
@@ -321,61 +316,3 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
     else:
         s.add_row(f"instructions per inference ({r.board})", r.board_note or "not run")
     out.print(s)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sqz-bench", description="Measure a model's arena, flash and "
-                "instructions per inference: on the host (callgrind) and on an emulated board "
-                "(QEMU's exact instruction count).")
-    p.add_argument("model", help="builtin name, .keras/.h5 or int8 .tflite")
-    p.add_argument("--input-size", type=parse_size, help="builtin models: N or HxW")
-    p.add_argument("--channels", type=positive_int, help="builtin models: input channels")
-    p.add_argument("--classes", type=positive_int, help="builtin models: number of classes")
-    p.add_argument("--weights", help="load weights from an .npz")
-    p.add_argument("--calib", help="calibration data (image folder or .npy)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="work directory (default build/bench/<model>)")
-    p.add_argument("--json", type=Path, help="write the figures as JSON here")
-    p.add_argument("--no-layers", action="store_true", help="totals only")
-    p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
-                   help="row streaming, as sqz-convert --stream")
-    p.add_argument("--packing", choices=["ram", "flash", "off"], default="ram",
-                   help="which filters are stored packed, as sqz-convert --packing")
-    p.add_argument("--target", default=BENCH_TARGET,
-                   help=f"the emulated board to count on (default {BENCH_TARGET})")
-    p.add_argument("--no-board", action="store_true",
-                   help="skip the run on the emulated board (host figures and flash only)")
-    return p
-
-
-def _bench(argv: Sequence[str] | None) -> int:
-    from .quantize import captured_output
-
-    args = _parser().parse_args(argv)
-    out, err = _consoles(False)
-    if not out.is_terminal:
-        out.width = max(out.width, 150)  # the per-layer table, whole, in logs and files
-    if args.json:
-        atomic.check_writable_file(args.json, "--json")  # before minutes of measuring
-    # The default work directory is named after the model, known only once it is loaded.
-    with contextlib.ExitStack() as stack:
-        stage = stack.enter_context(convert.output_directory(args.out)) if args.out else None
-        with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
-            src = sources.resolve(args.model, weights=args.weights,
-                                  input_size=args.input_size, channels=args.channels,
-                                  classes=args.classes, calib=args.calib, calib_samples=16)
-        work = stage or Path("build") / "bench" / src.name
-        result = bench_model(src.tflite, src.name, work, out, stream=args.stream,
-                             packing=args.packing, target=args.target,
-                             board_counts=not args.no_board)
-    print_result(result, out, per_layer=not args.no_layers)
-    if args.json:
-        data = asdict(result)
-        data["instructions_per_mac"] = result.instructions_per_mac
-        data["board_instructions_per_mac"] = result.board_instructions_per_mac
-        atomic.write_text(args.json, json.dumps(data, indent=2) + "\n")
-    return 0
-
-
-def bench_main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_bench, argv)

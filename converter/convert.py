@@ -10,10 +10,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, codegen, kernels, passes, tflite_reader
-from .budget import Budget, check_budget
-from .lower import ConvStep, Lowered, PoolStep, lower
-from .passes import Layout
+from . import arch, atomic, codegen, passes
+from .arch import portable
+from .frontend import tflite_reader
+from .ir.lower import lower
+from .ir.steps import ConvStep, Lowered, PoolStep
+from .passes.budget import Budget, check_budget
+from .passes.memory import Layout
 from .targets import Target
 
 
@@ -63,13 +66,13 @@ def runtime_sources_used(lw: Lowered) -> list[str]:
     executor, each node's adapter and each layer's kernel variant."""
     from .codegen import node_op
 
-    files = set(kernels.RUNTIME_CORE)
+    files = set(portable.RUNTIME_CORE)
     for s in lw.steps:
-        files.update(kernels.NODE_ADAPTERS[node_op(s)][1])
+        files.update(portable.NODE_ADAPTERS[node_op(s)][1])
         if isinstance(s, ConvStep):
-            files.update(kernels.conv_kernel(s.kernel).sources)
+            files.update(arch.conv_kernel(s.kernel).sources)
         elif isinstance(s, PoolStep):
-            files.update(kernels.pool_kernel(s.kernel).sources)
+            files.update(arch.pool_kernel(s.kernel).sources)
     return sorted(files)
 
 

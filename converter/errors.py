@@ -6,6 +6,10 @@ because the user sees only the message, never a traceback.
 
 from __future__ import annotations
 
+# The two exit codes that are not an SqzError: a bug (EX_SOFTWARE) and Ctrl-C (128 + SIGINT).
+INTERNAL_ERROR = 70
+INTERRUPTED = 130
+
 
 class SqzError(Exception):
     """Base of every error the tools report to the user."""

@@ -6,10 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import __version__, atomic, planner
+from . import __version__, atomic
 from .atomic import Staging, checkpoint
 from .convert import Conversion
-from .lower import (
+from .ir.steps import (
     AddStep,
     ConcatPartStep,
     ConstStep,
@@ -21,7 +21,8 @@ from .lower import (
     SoftmaxStep,
     Step,
 )
-from .stream import rows_of
+from .passes import planner
+from .passes.stream import rows_of
 
 
 @dataclass(frozen=True)

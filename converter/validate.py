@@ -1,4 +1,4 @@
-"""sqz-validate: run inputs on a device and compare with LiteRT BUILTIN_REF, bit for bit.
+"""Validation: run inputs on a device and compare with LiteRT BUILTIN_REF, bit for bit.
 
 The device is a board on a serial port, or a simulated one (the host firmware on a
 pseudo-terminal, or the Cortex-M firmware in QEMU on a TCP socket); all go through the same
@@ -8,11 +8,8 @@ serial client. The comparison is exact: the tool exits 0 only when every output 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import re
 import statistics
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,84 +20,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import atomic, reference, tflite_reader
-from .errors import InputFileError, MismatchError, ModelMismatchError, UsageError
-from .preprocess import Preprocessing, load_image_folder, load_labelled_folder
+from . import atomic
+from .errors import InputFileError, ModelMismatchError, UsageError
+from .frontend import reference
+from .frontend.preprocess import (
+    Preprocessing,
+    load_image_folder,
+    load_labelled_folder,
+    quantize_input,
+)
+from .modeldir import ModelDir
 
 DEFAULT_RANDOM_INPUTS = 10
-_SHA_RE = re.compile(r'#define\s+SQZ_MODEL_SHA256\s+"([0-9a-f]{64})"')
 
 
 @dataclass
-class ModelDir:
-    path: Path
-    sha256: str  # from the generated model.h
-    name: str
-    tflite: bytes
-    tflite_path: Path
-    meta: dict
-    preprocessing: Preprocessing | None
-    keras_path: Path | None
-    class_names: list[str] | None  # output index -> name (classes.json), when recorded
-
-
-def load_model_dir(path: Path, tflite: Path | None) -> ModelDir:
-    """Reads the files of a conversion. sqz-convert swaps a new conversion in as a whole
-    (converter/atomic.py); if that happens while this reads, it reads again, so the files
-    always come from one conversion."""
-    from . import atomic
-
-    atomic.recover(path)  # a conversion killed mid-swap (fallback without exchange)
-    for _ in range(5):
-        before = _dir_identity(path)
-        md = _load_model_dir(path, tflite)
-        if _dir_identity(path) == before:
-            return md
-    return md
-
-
-def _dir_identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _load_model_dir(path: Path, tflite: Path | None) -> ModelDir:
-    if not path.is_dir():
-        raise InputFileError(f"{path}: no such directory; give the --out directory of "
-                             "sqz-convert with --model")
-    header = path / "model.h"
-    if not header.is_file():
-        raise InputFileError(f"{path}: no model.h here; is this a directory written by "
-                             "sqz-convert?")
-    m = _SHA_RE.search(header.read_text(errors="replace"))
-    if not m:
-        raise InputFileError(f"{header}: no SQZ_MODEL_SHA256; regenerate it with sqz-convert")
-    tpath = tflite or path / "model.tflite"
-    if not tpath.is_file():
-        raise InputFileError(f"{tpath}: reference model not found; give it with --tflite")
-    buf = tpath.read_bytes()
-    actual = hashlib.sha256(buf).hexdigest()
-    if actual != m.group(1):
-        raise ModelMismatchError(
-            f"the generated code in {path} was made from a model with SHA-256 {m.group(1)}, "
-            f"but {tpath} has SHA-256 {actual}. Validate against the .tflite it was converted "
-            "from, or run sqz-convert again")
-    meta_p = path / "sqz.json"
-    meta = json.loads(meta_p.read_text()) if meta_p.is_file() else {}
-    pre_p = path / "preprocess.json"
-    pre = Preprocessing.from_dict(json.loads(pre_p.read_text())) if pre_p.is_file() else None
-    name_m = re.search(r'#define\s+SQZ_MODEL_NAME\s+"([^"]*)"', header.read_text())
-    keras = path / "float_model.keras"
-    cls_p = path / "classes.json"
-    classes = json.loads(cls_p.read_text()) if cls_p.is_file() else None
-    return ModelDir(path=path, sha256=m.group(1), name=name_m.group(1) if name_m else "",
-                    tflite=buf, tflite_path=tpath, meta=meta, preprocessing=pre,
-                    keras_path=keras if keras.is_file() else None, class_names=classes)
-
-
 @dataclass
 class Inputs:
     int8: np.ndarray  # (N, *input shape[1:])
@@ -109,16 +43,6 @@ class Inputs:
     class_names: list[str] | None
     names: list[str]
     kind: str
-
-
-def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """TFLite's float -> int8 QUANTIZE: roundf(x / scale) + zero point, in float32."""
-    q = np.round(np.float32(x) / np.float32(scale))  # numpy rounds half to even...
-    # ...TFLite rounds half away from zero: fix the exact ties.
-    v = np.float32(x) / np.float32(scale)
-    ties = np.abs(v - np.trunc(v)) == np.float32(0.5)
-    q = np.where(ties, np.trunc(v) + np.sign(v), q)
-    return np.clip(q.astype(np.int64) + zero_point, -128, 127).astype(np.int8)
 
 
 def _to_model_labels(folder: Path, y: np.ndarray, folder_classes: list[str],
@@ -242,17 +166,17 @@ class DeviceRun:
 def open_device(args, md: ModelDir) -> Iterator[tuple[object, str]]:
     """Yields (port, description) for --port, --sim host or --sim qemu."""
     if args.port:
-        from .device import open_port
+        from .device.client import open_port
 
         with open_port(args.port, args.baud) as port:
             yield port, args.port
     elif args.sim == "host":
-        from .hostsim import start_host_firmware
+        from .device.hostsim import start_host_firmware
 
         with start_host_firmware(md.path) as fw:
             yield fw.port, "host firmware on a pseudo-terminal"
     else:
-        from .qemu import start_qemu_firmware
+        from .device.qemu import start_qemu_firmware
 
         with start_qemu_firmware(md.path) as q:
             yield q.port, q.description
@@ -262,7 +186,7 @@ def run_device(args, md: ModelDir, inputs: Inputs, out: Console
                ) -> tuple[DeviceRun, reference.ReferenceResult]:
     """HELLO and the model check first (a wrong board fails fast), then the host reference,
     then the inferences."""
-    from .device import DeviceClient
+    from .device.client import DeviceClient
 
     with open_device(args, md) as (port, where):
         dev = DeviceClient(port, run_timeout=args.timeout)
@@ -329,8 +253,8 @@ def float_outputs(md: ModelDir, keras_path: Path | None, inputs: Inputs, scale: 
     path = keras_path or md.keras_path
     if path is None:
         return None
-    from .quantize import captured_output
-    from .sources import load_keras
+    from .frontend.quantize import captured_output
+    from .frontend.sources import load_keras
 
     what = "--keras" if keras_path else "the float model"
     x = inputs.floats
@@ -354,16 +278,16 @@ def float_outputs(md: ModelDir, keras_path: Path | None, inputs: Inputs, scale: 
                                  "the float model this conversion was made from") from None
 
 
-def _dequant(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
+def dequantize(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
     return (q.astype(np.float32) - zp) * np.float32(scale)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     return float(np.dot(a, b) / (na * nb)) if na and nb else 1.0
 
 
-def _stats(counts: list[int], hz: int) -> dict:
+def count_stats(counts: list[int], hz: int) -> dict:
     med = statistics.median(counts)
     return {"min": min(counts), "median": med, "max": max(counts),
             "min_ms": min(counts) / hz * 1e3, "median_ms": med / hz * 1e3,
@@ -382,130 +306,6 @@ def write_junit(path: Path, cmp: Comparison, model: str, seconds: float) -> None
             f.text = json.dumps(row)
     with atomic.replacing(path) as tmp:
         ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
-
-
-def validate_command(args, out: Console, err: Console) -> int:
-    started = time.monotonic()
-    if args.model is None:
-        default = {"host": "build/host", "qemu": "build/mps2-an386"}.get(args.sim or "", None)
-        args.model = Path(default) if default else None
-        if args.model is None or not args.model.is_dir():
-            raise UsageError("give the directory written by sqz-convert with --model")
-    if args.n is not None and args.n < 1:
-        raise UsageError("-n must be at least 1")
-    # Checked (and their directories made) now, not after a passing run that then cannot be
-    # recorded: hardware CI relies on these files.
-    for option, value in (("--report", args.report), ("--junit", args.junit)):
-        if value is not None:
-            atomic.check_writable_file(value, option)
-    md = load_model_dir(args.model, args.tflite)
-    # Read once as given, so a file that is not a TFLite model is named in the error.
-    tflite_reader.read_model_bytes(md.tflite, source=md.tflite_path.name)
-    from . import tflite_edit
-
-    g_int8 = tflite_reader.read_model_bytes(tflite_edit.strip_float_edges(md.tflite))
-    in_t = g_int8.tensor(g_int8.inputs[0])
-    out_t = g_int8.tensor(g_int8.outputs[0])
-    s_in, zp_in = in_t.quant.single()
-    s_out, zp_out = out_t.quant.single()
-
-    n_outputs = int(out_t.shape[-1]) if out_t.shape else 1
-    if md.class_names is not None and len(md.class_names) != n_outputs:
-        raise ModelMismatchError(
-            f"{md.path / 'classes.json'} names {len(md.class_names)} classes, but the model "
-            f"has {n_outputs} outputs: the class names belong to another model. Convert "
-            "again into this directory (sqz-convert replaces it as a whole)")
-    inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
-                         md.preprocessing, md.class_names, n_outputs)
-    out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "
-              f"{inputs.kind}")
-    devrun, ref = run_device(args, md, inputs, out)
-    if ref.softmax_aborted:
-        err.print(f"[bold yellow]note:[/] {ref.note}", soft_wrap=True)
-    n = len(inputs.int8)
-    names = inputs.names
-    if ref.softmax_aborted:
-        if devrun.logits is None:
-            raise MismatchError("the reference softmax aborted and the device returned no "
-                                "logits to compare instead")
-        cmp = compare(devrun.logits, ref.logits.reshape(n, -1), names, "logits")
-        sane = bool(np.all(devrun.outputs == -128))
-    else:
-        cmp = compare(devrun.outputs, ref.outputs.reshape(n, -1), names, "output")
-        sane = True
-
-    info = devrun.info
-    hz = info.counter_hz or 1
-    lat = _stats(devrun.counts, hz)
-    report = {
-        "model": md.name, "model_sha256": md.sha256, "device": info.target_name,
-        "firmware": info.firmware_version, "inputs": inputs.kind, "n": n,
-        "compared": cmp.compared, "bit_exact": cmp.exact, "max_abs_diff": cmp.max_abs_diff,
-        "top1_agreement": cmp.top1_agree, "softmax_reference_aborted": ref.softmax_aborted,
-        "device_softmax_saturated": not sane if ref.softmax_aborted else None,
-        "counter_unit": info.counter_unit, "counter_hz": info.counter_hz,
-        "latency": lat, "per_input": cmp.per_input,
-    }
-
-    table = Table(title="sqz-validate", show_header=False)
-    what = "logits" if cmp.compared == "logits" else "outputs"
-    table.add_row("bit-exact", f"{cmp.exact}/{n} {what} identical to LiteRT BUILTIN_REF")
-    table.add_row("largest |difference|", str(cmp.max_abs_diff))
-    table.add_row("top-1 agreement", f"{cmp.top1_agree}/{n}")
-    unit = info.counter_unit
-    note = " (executed instructions, not cycles)" if unit == "instructions" else ""
-    table.add_row(f"device {unit}{note}",
-                  f"min {lat['min']:,}  median {lat['median']:,.0f}  max {lat['max']:,}")
-    table.add_row("device time", f"min {lat['min_ms']:.2f} ms  median {lat['median_ms']:.2f} ms"
-                  f"  max {lat['max_ms']:.2f} ms at {hz / 1e6:g} MHz counter")
-    if info.macs:
-        table.add_row(f"{unit} per MAC", f"{lat['median'] / info.macs:.2f}")
-
-    fl = float_outputs(md, args.keras, inputs, s_in, zp_in)
-    if fl is not None:
-        dev_real = _dequant(devrun.outputs, s_out, zp_out).reshape(n, -1)
-        fl = fl.reshape(n, -1)
-        agree = int(sum(int(np.argmax(a)) == int(np.argmax(b)) for a, b in zip(dev_real, fl,
-                                                                               strict=True)))
-        cos = float(np.mean([_cosine(a, b) for a, b in zip(dev_real, fl, strict=True)]))
-        table.add_row("vs float Keras model", f"top-1 agreement {agree}/{n}, mean cosine "
-                      f"similarity {cos:.4f}")
-        report["float_top1_agreement"] = agree
-        report["float_cosine_similarity"] = cos
-    if inputs.labels is not None:
-        acc = {}
-        if fl is not None:
-            acc["float Keras"] = float(np.mean(np.argmax(fl, 1) == inputs.labels))
-        if not ref.softmax_aborted:
-            acc["int8 reference"] = float(np.mean(
-                np.argmax(ref.outputs.reshape(n, -1), 1) == inputs.labels))
-        acc["device"] = float(np.mean(np.argmax(devrun.outputs, 1) == inputs.labels))
-        report["accuracy"] = acc
-        acc_table = Table(title=f"accuracy on {n} labelled images")
-        for k in acc:
-            acc_table.add_column(k)
-        acc_table.add_row(*(f"{100 * v:.1f}%" for v in acc.values()))
-        out.print(acc_table)
-    out.print(table)
-    if devrun.layer_counts is not None:
-        report["per_layer"] = per_layer_rows(devrun, out, layer_macs(md.path, devrun.step_names))
-
-    if args.report:
-        atomic.write_text(args.report, json.dumps(report, indent=2) + "\n")
-    if args.junit:
-        write_junit(args.junit, cmp, md.name or "model", time.monotonic() - started)
-
-    if cmp.exact != n:
-        bad = [r["input"] for r in cmp.per_input if not r["bit_exact"]][:5]
-        raise MismatchError(f"{n - cmp.exact} of {n} inputs differ from the reference "
-                            f"(largest |difference| {cmp.max_abs_diff}); first: "
-                            f"{', '.join(bad)}")
-    if not sane:
-        raise MismatchError("the reference softmax aborted and the device's softmax output is "
-                            "not the saturated all -128 it should be")
-    out.quiet = False  # -q prints the verdict only: this line
-    out.print(f"[bold green]PASS[/]: all {n} {what} bit-exact")
-    return 0
 
 
 def layer_macs(model_dir: Path, names: list[str] | None) -> list[int] | None:

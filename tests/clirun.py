@@ -13,9 +13,8 @@ def cli(name: str) -> list[str]:
     script = Path(sys.executable).with_name(name)
     if script.is_file():
         return [str(script)]
-    main = {"sqz-convert": "convert_main", "sqz-validate": "validate_main"}[name]
-    return [sys.executable, "-c", f"import sys; from converter.cli import {main}; "
-                                  f"sys.exit({main}())"]
+    command = name.removeprefix("sqz-")
+    return [sys.executable, "-m", f"converter.commands.{command}"]
 
 
 def with_arena(model_dir: Path, dest: Path, arena_bytes: int) -> Path:

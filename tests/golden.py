@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from converter import build, convert, targets
+from converter import convert, targets
+from converter.device import build
 
 _counter = itertools.count()
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from converter import arch, build, convert, qemu, targets
+from converter import arch, convert, targets
 from converter.codegen import symbols
+from converter.device import build, qemu
 from converter.paths import FIRMWARE
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

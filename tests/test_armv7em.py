@@ -14,9 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converter import arch, build, kernels, kernels_armv7em, targets
-from converter.lower import ConvStep, Dims, PoolStep
-from converter.quantmath import multiply_by_quantized_multiplier
+from converter import arch, targets
+from converter.arch import armv7em, portable
+from converter.device import build
+from converter.ir.quantmath import multiply_by_quantized_multiplier
+from converter.ir.steps import ConvStep, Dims, PoolStep
 
 
 def requantize_doubled(acc: int, mult: int, shift: int, offset: int) -> int:
@@ -78,7 +80,7 @@ def _conv(n, kh, kw, c, *, dilation=(1, 1), seed=0):
 @pytest.mark.parametrize("n,kh,kw,c", [(4, 3, 3, 3), (5, 1, 1, 8), (7, 3, 3, 16), (1, 2, 3, 5)])
 def test_weight_layout_pairs_channels_four_taps_at_a_time(n, kh, kw, c):
     step, w = _conv(n, kh, kw, c)
-    k = kernels_armv7em.CONV
+    k = armv7em.CONV
     s = dataclasses.replace(step, kernel=k.symbol)
     flat = s.filter_values()
     row = k.filter_row_len(s)
@@ -95,7 +97,7 @@ def test_weight_layout_pairs_channels_four_taps_at_a_time(n, kh, kw, c):
                 at = (n - 1) * row + q * 4
             assert flat[at:at + 4].tolist() == padded[oc, 4 * q:4 * q + 4].tolist()
     # Padding to four taps is the only growth; never more than the portable layout's.
-    assert flat.size <= kernels.PORTABLE_CONV.filter_row_len(step) * n + 3 * n
+    assert flat.size <= portable.PORTABLE_CONV.filter_row_len(step) * n + 3 * n
 
 
 def test_variants_are_chosen_where_they_apply():
@@ -104,17 +106,17 @@ def test_variants_are_chosen_where_they_apply():
     assert targets.load("nucleo_f767zi").arch == "armv7em"
     assert targets.load("esp32s3").arch == "esp32s3"  # its own (PIE) variants
     step, _ = _conv(4, 3, 3, 8)
-    assert kernels.select_conv(step, "armv7em") is kernels_armv7em.CONV
-    assert kernels.select_conv(step, "portable") is kernels.PORTABLE_CONV
+    assert arch.select_conv(step, "armv7em") is armv7em.CONV
+    assert arch.select_conv(step, "portable") is portable.PORTABLE_CONV
     dilated, _ = _conv(4, 3, 3, 8, dilation=(2, 1))
-    assert kernels.select_conv(dilated, "armv7em") is kernels.PORTABLE_CONV
+    assert arch.select_conv(dilated, "armv7em") is portable.PORTABLE_CONV
     pool = PoolStep(name="p", op_index=1, reads=(1,), writes=(2,), kind="max", input=1,
                     output=2, input_dims=Dims(1, 8, 8, 4), filter_hw=(3, 3),
                     output_dims=Dims(1, 3, 3, 4), stride=(2, 2), padding=(0, 0), act_min=-128,
                     act_max=127)
-    assert kernels.select_pool(pool, "armv7em") is kernels_armv7em.MAX_POOL_PUSH
+    assert arch.select_pool(pool, "armv7em") is armv7em.MAX_POOL_PUSH
     avg = dataclasses.replace(pool, kind="avg", kernel="sqz_avg_pool_s8_row")
-    assert kernels.select_pool(avg, "armv7em").symbol == "sqz_avg_pool_s8_row"
+    assert arch.select_pool(avg, "armv7em").symbol == "sqz_avg_pool_s8_row"
 
 
 # ---- the C row kernel against the portable one, called directly ------------------------------
@@ -199,15 +201,15 @@ def test_row_kernel_matches_the_portable_one(lib, kh, kw, c, n, in_w, stride, pa
     quant = CQuant(_ptr(mult, ctypes.c_int32), _ptr(shift, ctypes.c_int8))
     bias = rng.integers(-50000, 50000, size=n).astype(np.int32)
     pitch = n + extra
-    portable = kernels.PORTABLE_CONV
-    ref_step = dataclasses.replace(step, kernel=portable.symbol)
-    status, want = _run_row(lib, portable.symbol, ref_step, portable.filter_layout(ref_step),
-                            rows, portable.scratch_bytes(ref_step), pitch, quant, bias, act)
+    ref = portable.PORTABLE_CONV
+    ref_step = dataclasses.replace(step, kernel=ref.symbol)
+    status, want = _run_row(lib, ref.symbol, ref_step, ref.filter_layout(ref_step),
+                            rows, ref.scratch_bytes(ref_step), pitch, quant, bias, act)
     assert status == 0
-    v = kernels_armv7em.CONV
+    v = armv7em.CONV
     v_step = dataclasses.replace(step, kernel=v.symbol)
-    lo, hi = kernels_armv7em.min_scratch_bytes(v_step), v.scratch_bytes(v_step)
-    size = [lo, lo + 4 * 16 * kernels_armv7em.quads(v_step), hi, hi + 100][scratch]
+    lo, hi = armv7em.min_scratch_bytes(v_step), v.scratch_bytes(v_step)
+    size = [lo, lo + 4 * 16 * armv7em.quads(v_step), hi, hi + 100][scratch]
     status, got = _run_row(lib, v.symbol, v_step, v.filter_layout(v_step), rows,
                            max(lo, size), pitch, quant, bias, act)
     assert status == 0
@@ -220,7 +222,7 @@ def test_row_kernel_matches_the_portable_one(lib, kh, kw, c, n, in_w, stride, pa
 def test_sqz_convert_arch_option(tmp_path, capsys):
     """--arch overrides the board profile's kernel variants (e.g. to measure the portable
     kernels on the Cortex-M4 board); an unknown arch is a usage error naming the choices."""
-    from converter.cli import convert_main
+    from converter.commands.convert import convert_main
 
     base = ["squeezenet1_1", "--input-size", "32", "--classes", "2", "--target", "mps2-an386",
             "--calib-samples", "2", "-q"]

@@ -22,7 +22,8 @@ import pytest
 from tflbuild import GraphBuilder, add_conv, maxpool_model
 
 from converter import atomic
-from converter.cli import convert_main, validate_main
+from converter.commands.convert import convert_main
+from converter.commands.validate import validate_main
 from converter.errors import InputFileError, OutputBusyError, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def convert_cmd(model: Path, out: Path) -> list[str]:
     return [sys.executable, "-c", "import signal, sys; "
             "signal.signal(signal.SIGINT, signal.default_int_handler); "
             "sys.argv[0] = 'sqz-convert'; "
-            "from converter.cli import convert_main; sys.exit(convert_main())",
+            "from converter.commands.convert import convert_main; sys.exit(convert_main())",
             str(model), "--target", "host", "--out", str(out), "-q"]
 
 
@@ -383,7 +384,7 @@ def test_symlinked_out_is_replaced_at_its_target(tmp_path):
 def test_ctrl_c_inside_a_c_extension_import_is_an_interruption(capsys):
     """Seen once in 50 runs of the random-delay test: SIGINT during numpy's lazy import came
     out as 'ImportError: initialization failed' and was reported as an internal error (70)."""
-    from converter.cli import run_cli
+    from converter.commands.common import run_cli
 
     def job(argv):
         try:
@@ -405,7 +406,8 @@ def test_ctrl_c_inside_a_c_extension_import_is_an_interruption(capsys):
 
 def test_ctrl_c_while_a_tool_is_still_importing():
     """Once seen in 50 runs of the random-delay test on a loaded machine: SIGINT arrived while
-    converter.cli was still being imported, and Python printed a KeyboardInterrupt traceback."""
+    converter.commands.convert was still being imported, and Python printed a KeyboardInterrupt
+    traceback."""
     code = ("import signal, os, sys, time; "
             "signal.signal(signal.SIGINT, signal.default_int_handler); "
             "sys.argv[0] = 'sqz-convert'; import converter; "

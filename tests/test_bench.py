@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from converter.bench import bench_main
+from converter.commands.bench import bench_main
 
 pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None,
                                 reason="valgrind not installed: apt-get install valgrind")
@@ -51,7 +51,7 @@ def test_bench_counts_on_the_emulated_esp32s3(tmp_path, capsys):
     profile's PIE kernels."""
     from qemu_batch import missing_tools
 
-    from converter import qemu
+    from converter.device import qemu
 
     missing = missing_tools("esp32s3-qemu")
     if missing:

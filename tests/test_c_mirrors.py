@@ -12,9 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converter import arch, build, kernels, kernels_armv7em, stream
-from converter.lower import ConvStep, Dims, MeanStep, PoolStep
-from converter.quantmath import multiply_by_quantized_multiplier
+from converter import arch
+from converter.arch import armv7em, portable
+from converter.device import build
+from converter.ir.quantmath import multiply_by_quantized_multiplier
+from converter.ir.steps import ConvStep, Dims, MeanStep, PoolStep
+from converter.passes import stream
 
 
 class CDims(ctypes.Structure):
@@ -71,29 +74,29 @@ def test_conv_scratch_and_filter_layout_match_c(lib, shape):
     p = CConvParams(0, 0, stride, stride, 0, 0, dil, dil, -128, 127, cout)
     args = [ctypes.byref(p), ctypes.byref(CDims(*in_d.as_tuple())),
             ctypes.byref(CDims(*f_d.as_tuple())), ctypes.byref(CDims(*out_d.as_tuple()))]
-    k = kernels.PORTABLE_CONV
+    k = portable.PORTABLE_CONV
     assert getattr(lib, k.scratch_symbol)(*args) == step.scratch_bytes()
     assert lib.sqz_conv_s8_filter_row_len(args[0], args[2]) == k.filter_row_len(step)
     assert len(step.filter_values()) == k.filter_row_len(step) * cout
     assert lib.sqz_conv_s8_ring_rows(args[0], args[2]) == stream.ring_rows(step)
-    packed = kernels.PORTABLE_PACKED_CONV
+    packed = portable.PORTABLE_PACKED_CONV
     assert getattr(lib, packed.scratch_symbol)(*args) == packed.scratch_bytes(step)
-    assert lib.sqz_conv_s8_packed_block(args[0], args[2]) == kernels.packed_block(step)
+    assert lib.sqz_conv_s8_packed_block(args[0], args[2]) == portable.packed_block(step)
 
     # The Armv7E-M conv (its C compiles on the host) for the layers it takes.
-    v = kernels_armv7em.CONV
+    v = armv7em.CONV
     if v.supports(step):
         as_v = dataclasses.replace(step, kernel=v.symbol)
         assert getattr(lib, v.scratch_symbol)(*args) == as_v.scratch_bytes()
         assert lib.sqz_conv_s8_armv7em_min_scratch_size(*args) == \
-            kernels_armv7em.min_scratch_bytes(as_v)
+            armv7em.min_scratch_bytes(as_v)
         assert lib.sqz_conv_s8_armv7em_filter_row_len(args[0], args[2]) == \
             v.filter_row_len(as_v)
         assert len(as_v.filter_values()) == v.filter_row_len(as_v) * cout
-        vp = kernels_armv7em.PACKED_CONV
+        vp = armv7em.PACKED_CONV
         assert getattr(lib, vp.scratch_symbol)(*args) == vp.scratch_bytes(step)
         assert lib.sqz_conv_s8_armv7em_packed_block(args[0], args[2]) == \
-            kernels_armv7em.packed_block(step)
+            armv7em.packed_block(step)
 
     # The window form (average pools); max pools take the push form, which reads one row.
     pool = PoolStep(name="p", op_index=1, reads=(1,), writes=(2,), kind="avg", input=1,

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from tflbuild import GraphBuilder, conv_options, maxpool_model
 
-from converter.cli import convert_main, validate_main
+from converter.commands.convert import convert_main
+from converter.commands.validate import validate_main
 
 
 def _tanh_model() -> bytes:

@@ -12,26 +12,35 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converter import compress, convert, packing, reference, sources, targets
-from converter.compress import (
-    LayerValues,
-    compress_main,
+from converter import convert, targets
+from converter.commands.compress import compress_main
+from converter.compress.algorithm import (
+    compressible_layers,
     int8_filter,
     kept_count,
     kmeans_1d,
-    paper_density,
-    parse_bits,
-    parse_sparsity,
     prune_mask,
     share_weights,
 )
+from converter.compress.options import (
+    BYPASS_DENSITY,
+    DEFAULT_BITS,
+    LayerValues,
+    paper_density,
+    parse_bits,
+    parse_sparsity,
+)
+from converter.compress.report import pct
+from converter.compress.sidecar import report_paths
 from converter.datasets import shapes
 from converter.errors import ModelError
-from converter.lower import ConvStep
+from converter.frontend import reference, sources
+from converter.frontend.compression import SIDECAR_FORMAT, filters_by_layer, sidecar_path
+from converter.frontend.preprocess import Preprocessing, quantize_input
+from converter.frontend.tflite_reader import read_model_bytes
+from converter.ir import packing
+from converter.ir.steps import ConvStep
 from converter.models.squeezenet import SqueezeNetConfig, build_squeezenet
-from converter.preprocess import Preprocessing
-from converter.tflite_reader import read_model_bytes
-from converter.validate import quantize_input
 
 CLASSES = ["circle", "square", "triangle"]
 SIZE = 40
@@ -43,7 +52,7 @@ def _tiny(version: str = "1.1", bypass: str = "none", seed: int = 0):
                                               incr_e=8, seed=seed))
     # Small positive biases keep the ReLUs of a random network from going all zero.
     rng = np.random.default_rng(seed)
-    for layer in compress.compressible_layers(model):
+    for layer in compressible_layers(model):
         kernel, bias = layer.get_weights()
         layer.set_weights([kernel, rng.uniform(0.01, 0.1, bias.shape).astype(np.float32)])
     return model
@@ -71,7 +80,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 def _compress(src: Path, out: Path, *extra: str) -> dict:
     assert compress_main([str(src), "-o", str(out), "-q", *extra]) == 0
-    return json.loads(compress.report_paths(out)[1].read_text())
+    return json.loads(report_paths(out)[1].read_text())
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +92,7 @@ def compressed(tiny_keras: Path, tmp_path_factory) -> Path:
 
 def _kernels(path: Path) -> dict[str, np.ndarray]:
     model = sources.load_keras(path)
-    return {la.name: la.get_weights()[0] for la in compress.compressible_layers(model)}
+    return {la.name: la.get_weights()[0] for la in compressible_layers(model)}
 
 
 def _quantized(path: Path) -> tuple[bytes, object]:
@@ -105,7 +114,7 @@ def test_paper_schedule_by_layer_name():
         == [0.5, 1.0, 0.33]
     assert [paper_density(f"fire9_{n}") for n in ("squeeze1x1", "expand1x1", "expand3x3")] \
         == [0.5, 1.0, 0.30]
-    assert paper_density("fire4_bypass_conv") == compress.BYPASS_DENSITY
+    assert paper_density("fire4_bypass_conv") == BYPASS_DENSITY
     assert paper_density("dense_1") is None
 
 
@@ -118,7 +127,7 @@ def test_option_syntax():
     assert parse_sparsity("none").value("conv10") == 0.0
     b = parse_bits("4,conv1=8")
     assert b.value("conv1") == 8 and b.value("conv10") == 4
-    assert parse_bits("conv1=8").value("fire2_squeeze1x1") == compress.DEFAULT_BITS
+    assert parse_bits("conv1=8").value("fire2_squeeze1x1") == DEFAULT_BITS
 
 
 def test_pruning_densities_exact_per_layer(tiny_keras, compressed):
@@ -138,7 +147,7 @@ def test_sparsity_overrides_and_bypass_convs(tmp_path):
     out = tmp_path / "bp_c.keras"
     _compress(model, out, "--sparsity", "0.5,fire9_expand3x3=0.7,conv1=0", "--bits",
               "4,conv10=8")
-    side = {la["name"]: la for la in json.loads(compress.sidecar_path(out).read_text())["layers"]}
+    side = {la["name"]: la for la in json.loads(sidecar_path(out).read_text())["layers"]}
     kernels = _kernels(out)
     assert "fire2_bypass_conv" in side
     for name, k in kernels.items():
@@ -197,7 +206,7 @@ def test_int8_structure_survives_per_tensor(compressed):
     buf, src = _quantized(compressed)
     g = read_model_bytes(buf)
     kernels = _kernels(compressed)
-    filters = compress.filters_by_layer(g, list(kernels))
+    filters = filters_by_layer(g, list(kernels))
     assert set(filters) == set(kernels)
     for name, k in kernels.items():
         t = filters[name]
@@ -217,7 +226,7 @@ def test_per_channel_codebook_keeps_per_channel_scales(tiny_keras, tmp_path):
     buf, _ = _quantized(out)
     g = read_model_bytes(buf)
     kernels = _kernels(out)
-    for name, t in compress.filters_by_layer(g, list(kernels)).items():
+    for name, t in filters_by_layer(g, list(kernels)).items():
         q = t.array()
         assert t.quant.per_channel or q.shape[0] == 1, name
         assert max(len(np.unique(r)) for r in q.reshape(q.shape[0], -1)) <= 8, name
@@ -230,7 +239,7 @@ def test_sidecar_decides_the_quantization(compressed, tmp_path):
     buf, src = _quantized(bare)
     assert src.compression is None
     g = read_model_bytes(buf)
-    filters = compress.filters_by_layer(g, list(_kernels(bare)))
+    filters = filters_by_layer(g, list(_kernels(bare)))
     # TFLite's default: a scale per channel, so one tensor codebook becomes many int8 tables.
     assert all(t.quant.per_channel or t.shape[0] == 1 for t in filters.values())
     q = max((t.array() for t in filters.values()), key=lambda a: a.size)
@@ -240,15 +249,15 @@ def test_sidecar_decides_the_quantization(compressed, tmp_path):
 def test_broken_structure_fails_clearly(compressed, tmp_path):
     model = tmp_path / "m.keras"
     model.write_bytes(compressed.read_bytes())
-    side = json.loads(compress.sidecar_path(compressed).read_text())
+    side = json.loads(sidecar_path(compressed).read_text())
     side["layers"][3]["bits"] = 2
-    compress.sidecar_path(model).write_text(json.dumps(side))
+    sidecar_path(model).write_text(json.dumps(side))
     with pytest.raises(ModelError, match=r"layer 'fire2_expand3x3': its int8 filter takes "
                                          r"\d+ distinct values per tensor, more than 2\^2 = 4"):
         _quantized(model)
-    side = json.loads(compress.sidecar_path(compressed).read_text())
+    side = json.loads(sidecar_path(compressed).read_text())
     side["layers"][0]["kept"] = 10
-    compress.sidecar_path(model).write_text(json.dumps(side))
+    sidecar_path(model).write_text(json.dumps(side))
     with pytest.raises(ModelError, match="layer 'conv1': the int8 filter has 1,728 nonzero "
                                          "weights but sqz-compress kept 10"):
         _quantized(model)
@@ -276,7 +285,7 @@ def test_compressed_network_bit_exact_on_the_boards(compressed, board, tmp_path)
     one row per call unstreamed)."""
     from qemu_batch import QemuBatch, missing_tools
 
-    from converter import qemu
+    from converter.device import qemu
 
     missing = missing_tools(board)
     if missing:
@@ -304,8 +313,8 @@ def test_packing_keeps_the_peak_arena_of_plain_filters(compressed, target):
     """--packing ram (the default) packs a filter only where the peak arena stays that of plain
     filters: here conv1's decoded block would raise it on every board, so conv1 stays int8 and
     says so in the report and the flash advice; --packing flash packs it and the arena grows."""
-    from converter.budget import check_budget
     from converter.errors import BudgetError
+    from converter.passes.budget import check_budget
     from converter.report import build_report
 
     buf, _ = _quantized(compressed)
@@ -359,12 +368,12 @@ def test_packing_keeps_the_peak_arena_of_plain_filters(compressed, target):
 def test_deterministic(tiny_keras, compressed, tmp_path):
     again = tmp_path / "again.keras"
     _compress(tiny_keras, again)
-    assert compress.sidecar_path(again).read_bytes() == \
-        compress.sidecar_path(compressed).read_bytes()
+    assert sidecar_path(again).read_bytes() == \
+        sidecar_path(compressed).read_bytes()
     a, b = _kernels(compressed), _kernels(again)
     assert all(np.array_equal(a[n], b[n]) for n in a)
-    md_a = compress.report_paths(compressed)[0].read_text()
-    md_b = compress.report_paths(again)[0].read_text()
+    md_a = report_paths(compressed)[0].read_text()
+    md_b = report_paths(again)[0].read_text()
     assert md_a == md_b
 
 
@@ -373,8 +382,8 @@ def test_sidecars_carried_over(tiny_keras, compressed):
         assert compressed.with_name(compressed.name + suffix).read_text() and \
             json.loads(compressed.with_name(compressed.name + suffix).read_text()) == \
             json.loads(tiny_keras.with_name(tiny_keras.name + suffix).read_text())
-    side = json.loads(compress.sidecar_path(compressed).read_text())
-    assert side["format"] == compress.SIDECAR_FORMAT
+    side = json.loads(sidecar_path(compressed).read_text())
+    assert side["format"] == SIDECAR_FORMAT
     assert side["weight_quantization"] == "per-tensor"
     conv10 = next(la for la in side["layers"] if la["name"] == "conv10")
     assert conv10["codebook"] == "tensor" and conv10["bits"] == 6
@@ -384,7 +393,7 @@ def test_sidecars_carried_over(tiny_keras, compressed):
 
 
 def test_report_numbers(compressed):
-    md, js = compress.report_paths(compressed)
+    md, js = report_paths(compressed)
     report = json.loads(js.read_text())
     kernels = _kernels(compressed)
     rows = {r["layer"]: r for r in report["layers"]}
@@ -409,7 +418,7 @@ def test_report_numbers(compressed):
     assert f"**{t['flash_bytes']:,} B**" in text
     r = rows["conv10"]
     assert (f"| conv10 | {'x'.join(map(str, r['shape_ohwi']))} | {r['weights']:,} | 20% | "
-            f"{compress._pct(r['density'])} | {r['kept']:,} | 6 | tensor |") in text
+            f"{pct(r['density'])} | {r['kept']:,} | 6 | tensor |") in text
     assert "| fire9 | 197,184 | 77,581 |" in text  # Table 1 beside ours
     assert "Post-training compression" in text
 
@@ -456,7 +465,7 @@ def test_retrain_then_share_keeps_mask(tiny_keras, compressed, tiny_data, tmp_pa
     ft = report["finetune"]
     assert ft["retrain"]["epochs"] == 1 and ft["centroids"]["epochs"] == 1
     assert ft["augment"] == []
-    text = compress.report_paths(out)[0].read_text()
+    text = report_paths(out)[0].read_text()
     assert "the kept weights retrained for 1 epoch(s)" in text
     assert "the centroids trained for 1 epoch(s)" in text
 
@@ -547,18 +556,18 @@ def test_finetune_deterministic(tiny_keras, tiny_data, tmp_path):
     a, b = tmp_path / "a.keras", tmp_path / "b.keras"
     _compress(tiny_keras, a, *args)
     _compress(tiny_keras, b, *args)
-    assert compress.sidecar_path(a).read_bytes() == compress.sidecar_path(b).read_bytes()
+    assert sidecar_path(a).read_bytes() == sidecar_path(b).read_bytes()
     ka, kb = _kernels(a), _kernels(b)
     assert all(np.array_equal(ka[n], kb[n]) for n in ka)
 
 
 def test_sqz_convert_keeps_the_record(compressed, tmp_path):
-    from converter.cli import convert_main
+    from converter.commands.convert import convert_main
 
     out = tmp_path / "host"
     assert convert_main([str(compressed), "--target", "host", "--out", str(out), "-q"]) == 0
     assert json.loads((out / "compress.json").read_text()) == \
-        json.loads(compress.sidecar_path(compressed).read_text())
+        json.loads(sidecar_path(compressed).read_text())
     g = read_model_bytes((out / "model.tflite").read_bytes())
     assert not any(t.quant.per_channel
-                   for t in compress.filters_by_layer(g, list(_kernels(compressed))).values())
+                   for t in filters_by_layer(g, list(_kernels(compressed))).values())

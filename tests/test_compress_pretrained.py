@@ -11,8 +11,9 @@ import math
 import pytest
 from conftest import PRETRAINED, REPO
 
-from converter import compress
-from converter.quantize import captured_output
+from converter.compress.algorithm import compressible_layers, kept_count
+from converter.compress.options import paper_density
+from converter.frontend.quantize import captured_output
 
 SCRIPT = REPO / "examples" / "deep_compression" / "imagenet_agreement.py"
 
@@ -44,7 +45,7 @@ def test_weight_sharing_alone_keeps_the_answers(agreement, tmp_path):
 def test_paper_sparsity_post_training(agreement, tmp_path):
     with captured_output():
         r = agreement(PRETRAINED, tmp_path, bits=6)  # checked by sources.resolve on the way
-    want = sum(compress.kept_count(n, d) for n, d in _layer_sizes())
+    want = sum(kept_count(n, d) for n, d in _layer_sizes())
     assert r["kept"] == want
     # Without retraining, pruning two thirds of the weights loses most top-5 classes.
     assert r["top5_overlap"] <= 12
@@ -54,5 +55,5 @@ def _layer_sizes():
     from converter.models.squeezenet import build_squeezenet, config_for_builtin
 
     model = build_squeezenet(config_for_builtin("squeezenet1_1"))
-    for layer in compress.compressible_layers(model):
-        yield math.prod(layer.kernel.shape), compress.paper_density(layer.name)
+    for layer in compressible_layers(model):
+        yield math.prod(layer.kernel.shape), paper_density(layer.name)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from converter import convert, sources, targets
-from converter.cli import convert_main
+from converter import convert, targets
+from converter.commands.convert import convert_main
+from converter.frontend import sources
 
 GENERATED = ("model.c", "model_data.c", "model.h", "sqz_target.h", "model.tflite", "sqz.json")
 

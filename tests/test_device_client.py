@@ -7,8 +7,9 @@ import hashlib
 
 import pytest
 
-from converter import protocol as P
-from converter.device import DeviceClient, open_port
+from converter.device import protocol as P
+from converter.device.client import DeviceClient, open_port
+from converter.device.fake import FakeDevice, FakeModel, FakeSerial
 from converter.errors import (
     DeviceError,
     DeviceResetError,
@@ -18,7 +19,6 @@ from converter.errors import (
     UsageError,
     WrongModelError,
 )
-from converter.fakedevice import FakeDevice, FakeModel, FakeSerial
 
 T = 0.1  # short timeouts keep the failure tests fast
 

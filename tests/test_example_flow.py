@@ -8,7 +8,8 @@ import shutil
 
 from conftest import REPO
 
-from converter.cli import convert_main, validate_main
+from converter.commands.convert import convert_main
+from converter.commands.validate import validate_main
 
 HELDOUT = REPO / "examples" / "shapes" / "heldout"
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from converter import sources
-from converter.example import EXAMPLE_DIR, example_model_args
+from converter.frontend import sources
+from converter.frontend.example import EXAMPLE_DIR, example_model_args
+from converter.frontend.preprocess import Preprocessing, load_image_folder, load_labelled_folder
 from converter.models.squeezenet import SqueezeNetConfig, build_squeezenet
-from converter.preprocess import Preprocessing, load_image_folder, load_labelled_folder
-from converter.train import sidecar_paths
+from converter.training.train import sidecar_paths
 
 MODEL = EXAMPLE_DIR / "shapes.keras"
 HELDOUT = EXAMPLE_DIR / "heldout"
@@ -94,9 +94,9 @@ def test_float_accuracy_on_heldout(heldout, float_predictions, sidecars) -> None
 def test_int8_loses_at_most_one_point(model, heldout, float_predictions) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from converter.quantize import captured_output
-    from converter.reference import run_reference
-    from converter.validate import quantize_input
+    from converter.frontend.preprocess import quantize_input
+    from converter.frontend.quantize import captured_output
+    from converter.frontend.reference import run_reference
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     x, y, _ = heldout

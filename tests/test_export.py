@@ -24,11 +24,12 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from converter import export, reference
-from converter.cli import convert_main, validate_main
+from converter.codegen import export
+from converter.commands.convert import convert_main
+from converter.commands.validate import validate_main
 from converter.errors import UsageError
-from converter.preprocess import Preprocessing, load_image, load_pixels
-from converter.validate import quantize_input
+from converter.frontend import reference
+from converter.frontend.preprocess import Preprocessing, load_image, load_pixels, quantize_input
 
 CALIB = REPO / "examples" / "shapes" / "calib"
 STUBS = REPO / "tests" / "stubs"
@@ -86,7 +87,7 @@ def _reference_top1(model_dir: Path, image: Path) -> tuple[int, int, str]:
     LiteRT's reference kernels."""
     pre = Preprocessing.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
     tflite = (model_dir / "model.tflite").read_bytes()
-    from converter import tflite_edit, tflite_reader
+    from converter.frontend import tflite_edit, tflite_reader
 
     g = tflite_reader.read_model_bytes(tflite_edit.strip_float_edges(tflite))
     scale, zp = g.tensor(g.inputs[0]).quant.single()
@@ -118,7 +119,7 @@ def _cmake_build(src: Path, build: Path, *args: str, cflags: str = WARN) -> Path
 def test_pixel_tables_reproduce_the_host_preprocessing_bit_for_bit(exports):
     pre = Preprocessing.from_dict(
         json.loads((exports.host_model / "preprocess.json").read_text()))
-    from converter import tflite_reader
+    from converter.frontend import tflite_reader
 
     g = tflite_reader.read_model_bytes((exports.host_model / "model.tflite").read_bytes())
     scale, zp = g.tensor(g.inputs[0]).quant.single()
@@ -237,7 +238,7 @@ def test_c_api_against_the_host(exports, tmp_path):
     pre = Preprocessing.from_dict(json.loads((exports.host_model / "preprocess.json")
                                              .read_text()))
     tflite = (exports.host_model / "model.tflite").read_bytes()
-    from converter import tflite_reader
+    from converter.frontend import tflite_reader
 
     g = tflite_reader.read_model_bytes(tflite)
     s_in, zp_in = g.tensor(g.inputs[0]).quant.single()
@@ -253,7 +254,7 @@ def test_c_api_against_the_host(exports, tmp_path):
     for line in (x for x in lines if x.startswith("dequant ")):
         code, q16 = (int(v) for v in line.split()[1:])
         assert abs(q16 - (code - zp_out) * float(s_out) * 65536.0) <= 1.0, line
-    from converter.quantmath import round_half_away
+    from converter.ir.quantmath import round_half_away
 
     quants = [tuple(int(v) for v in x.split()[1:]) for x in lines if x.startswith("quant ")]
     assert len(quants) > 2000
@@ -276,7 +277,7 @@ def test_sqz_validate_port_against_a_firmware_built_from_the_library(exports, tm
     """The user's firmware: the library from add_subdirectory plus the user's own main and
     serial port; here the host port (a pty) plays that part."""
     _need("cmake", "cc")
-    from converter.hostsim import HostFirmware
+    from converter.device.hostsim import HostFirmware
 
     project = tmp_path / "firmware"
     project.mkdir()

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 from converter import arch
-from converter.build import runtime_sources
+from converter.device.build import runtime_sources
 
 ARM_CC = "arm-none-eabi-gcc"
 ARM_NM = "arm-none-eabi-nm"

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from converter import convert, sources, targets
-from converter.cli import convert_main
-from converter.lower import ConcatPartStep, ConvStep, PoolStep
+from converter import convert, targets
+from converter.commands.convert import convert_main
+from converter.frontend import sources
+from converter.ir.steps import ConcatPartStep, ConvStep, PoolStep
 from converter.passes import run_passes
 
 
@@ -42,8 +43,8 @@ def test_concat_costs_zero_copies_and_conv1_never_exists(sq224):
 def test_without_the_passes_the_arena_is_much_larger(sq224):
     conv = convert.convert_tflite(sq224, targets.load("host"), model_name="m",
                                   source_name="m.tflite")
-    from converter import tflite_reader
-    from converter.lower import lower
+    from converter.frontend import tflite_reader
+    from converter.ir.lower import lower
 
     lw, layout = run_passes(lower(tflite_reader.read_model_bytes(sq224)), stream_mode="none",
                             in_place=False)

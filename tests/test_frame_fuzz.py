@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from converter import protocol as P
-from converter.device import DeviceClient
-from converter.hostsim import HostFirmware, build_host_firmware
+from converter.device import protocol as P
+from converter.device.client import DeviceClient
+from converter.device.hostsim import HostFirmware, build_host_firmware
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "firmware" / "src" / "app"

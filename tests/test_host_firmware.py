@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter import protocol as P
-from converter.build import WARN_FLAGS, include_dirs, runtime_sources
-from converter.device import DeviceClient
-from converter.hostsim import (
+from converter.device import protocol as P
+from converter.device.build import WARN_FLAGS, include_dirs, runtime_sources
+from converter.device.client import DeviceClient
+from converter.device.hostsim import (
     SANITIZER_ENV,
     HostFirmware,
     app_dir,

@@ -336,7 +336,7 @@ concat_requantize_cases = st.fixed_dictionaries(dict(
 def build_concatenation_with_differing_scales(case):
     """The model, its inputs, and the model the reference runs: LiteRT refuses int8 concat
     inputs at another scale, so sqz defines them as QUANTIZE + concat, made explicit there."""
-    from converter import tflite_edit
+    from converter.frontend import tflite_edit
 
     n_in, qs = case["n_in"], case["qs"]
     rng = np.random.default_rng(case["seed"])

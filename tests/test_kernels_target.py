@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from qemu_batch import QemuBatch, missing_tools
 
-from converter import kernels, qemu
-from converter.lower import ConvStep, PoolStep
+from converter import arch
+from converter.device import qemu
+from converter.ir.steps import ConvStep, PoolStep
 
 BOARDS = sorted(qemu.BOARDS)
 # Cases per batch: one firmware build and boot each. Hypothesis draws one batch per kernel and
@@ -62,9 +63,9 @@ VECTOR_SHARE = 0.5
 
 def _kernel_arch(step) -> str | None:
     if isinstance(step, ConvStep):
-        return kernels.conv_kernel(step.kernel).arch
+        return arch.conv_kernel(step.kernel).arch
     if isinstance(step, PoolStep):
-        return kernels.pool_kernel(step.kernel).arch
+        return arch.pool_kernel(step.kernel).arch
     return None
 
 

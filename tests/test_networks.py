@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from converter import arch as archs
-from converter import reference, sources
+from converter.frontend import reference, sources
 
 # Every architecture whose kernels build and run on the host (portable; armv7em through the C
 # that computes what its DSP instructions do); the emulated boards run their own kernels in

@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 from tflbuild import GraphBuilder, add_conv, maxpool_model
 
-from converter import sources
-from converter.cli import convert_main, validate_main
+from converter.commands.convert import convert_main
+from converter.commands.validate import validate_main
 from converter.errors import UsageError
-from converter.preprocess import Preprocessing
+from converter.frontend import sources
+from converter.frontend.preprocess import Preprocessing
 
 CLASSES = ["a", "b", "c", "d"]  # the conv model has 4 output channels
 
@@ -214,7 +215,7 @@ def test_timeout_must_be_positive(value, model_dir, capsys):
 # ---- outputs of the other tools: checked before the work, written whole -----------------------
 
 def test_train_output_checked_before_training(labelled, tmp_path, capsys):
-    from converter.train import train_main
+    from converter.commands.train import train_main
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -227,7 +228,7 @@ def test_train_output_checked_before_training(labelled, tmp_path, capsys):
 
 
 def test_bench_json_checked_before_measuring(tmp_path, capsys):
-    from converter.bench import bench_main
+    from converter.commands.bench import bench_main
 
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from tflbuild import GraphBuilder, conv_options, conv_out_size
 
 from converter import arch as archs
-from converter import build, kernels, packing
+from converter.device import build
+from converter.ir import packing
 
 Q = (0.05, -3)
 
@@ -182,7 +183,7 @@ def test_packed_convs_bit_exact(sqz_runner, arch, case):
     exe, conv = sqz_runner.compile(buf, **kw)
     # Packing is chosen only where it is smaller than the plain filter.
     assume(conv.lowered.any_packed)
-    assert all(kernels.conv_kernel(s.kernel).arch in (arch, "portable")
+    assert all(arch.conv_kernel(s.kernel).arch in (arch, "portable")
                for s in conv.lowered.steps if getattr(s, "packed", None) is not None)
     packed = [s for s in conv.lowered.steps if getattr(s, "packed", None) is not None]
     if case["rows"]:
@@ -201,16 +202,19 @@ def test_ram_packing_keeps_the_arena_of_plain_filters(arch, case, stream, forced
     as chosen or fixed); each filter packing shrinks is either packed or kept plain with the
     arena growth that refused it; never more flash than plain filters, never less than every
     filter packed."""
-    from converter import passes, tflite_reader
-    from converter.budget import weight_bytes
-    from converter.lower import ConvStep, lower
+    from converter import passes
+    from converter.frontend import tflite_reader
+    from converter.ir.lower import lower
+    from converter.ir.steps import ConvStep
+    from converter.passes import pack
+    from converter.passes.budget import weight_bytes
 
     built = build_packed_convs(case)
     assume(built is not None)
     lw = lower(tflite_reader.read_model_bytes(built[0]))
-    assume(passes.encodings(lw))
+    assume(pack.encodings(lw))
     runs = {mode: passes.run_passes(lw, arch=arch, stream_mode=stream, packing_mode=mode,
-                                    **forced) for mode in passes.PACKING_MODES}
+                                    **forced) for mode in pack.PACKING_MODES}
     (ram, ram_lay), (every, _), (plain, plain_lay) = (runs[m] for m in ("ram", "flash", "off"))
     assert ram_lay.arena_bytes <= plain_lay.arena_bytes
     assert weight_bytes(every) <= weight_bytes(ram) <= weight_bytes(plain)
@@ -230,8 +234,10 @@ def test_rows_are_chosen_on_the_schedule_that_leaves_room():
     layers make more rows per call wins, whatever its position."""
     import dataclasses
 
-    from converter import passes, tflite_reader
-    from converter.lower import lower
+    from converter import passes
+    from converter.frontend import tflite_reader
+    from converter.ir.lower import lower
+    from converter.passes import rows
 
     case = dict(h=12, w=12, c=16, seed=3, stream="full", rows=None, block=None,
                 layers=[(3, 1, "same", 40, 0.3, 8, True, False),
@@ -239,7 +245,7 @@ def test_rows_are_chosen_on_the_schedule_that_leaves_room():
     buf, _ = build_packed_convs(case)
     lw, lay = passes.run_passes(lower(tflite_reader.read_model_bytes(buf)), arch="portable",
                                 rows_per_call=1, packing_mode="flash")
-    assert any(passes._makes_rows(s) for s in lw.steps)
+    assert any(rows.makes_rows(s) for s in lw.steps)
 
     def refuse(trial):
         return dataclasses.replace(lay, arena_bytes=lay.arena_bytes + 1)
@@ -248,8 +254,8 @@ def test_rows_are_chosen_on_the_schedule_that_leaves_room():
         return lay
 
     for order in ([(lay, refuse), (lay, accept)], [(lay, accept), (lay, refuse)]):
-        chosen, _ = passes.choose_rows_among(lw, order)
-        packed = [s for s in chosen.steps if passes._makes_rows(s)]
+        chosen, _ = rows.choose_rows_among(lw, order)
+        packed = [s for s in chosen.steps if rows.makes_rows(s)]
         assert all(s.rows_per_call == min(s.output_dims.h, 16) for s in packed)
-    chosen, _ = passes.choose_rows_among(lw, [(lay, refuse)])
-    assert all(s.rows_per_call == 1 for s in chosen.steps if passes._makes_rows(s))
+    chosen, _ = rows.choose_rows_among(lw, [(lay, refuse)])
+    assert all(s.rows_per_call == 1 for s in chosen.steps if rows.makes_rows(s))

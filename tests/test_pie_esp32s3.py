@@ -26,15 +26,18 @@ from hypothesis import strategies as st
 from qemu_batch import QemuBatch, missing_tools
 from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
 
-from converter import build, convert, kernels, kernels_esp32s3, qemu, reference, targets
-from converter.device import DeviceClient
-from converter.lower import ConvStep, Dims
+from converter import arch, convert, targets
+from converter.arch import esp32s3, portable
+from converter.device import build, qemu
+from converter.device.client import DeviceClient
+from converter.frontend import reference
+from converter.frontend.quantize import quantize_keras, synthetic_calibration
+from converter.ir.quantmath import multiply_by_quantized_multiplier
+from converter.ir.steps import ConvStep, Dims
 from converter.models import squeezenet
 from converter.paths import FIRMWARE
-from converter.quantize import quantize_keras, synthetic_calibration
-from converter.quantmath import multiply_by_quantized_multiplier
 
-PIE = kernels_esp32s3
+PIE = esp32s3
 BOARD = "esp32s3-qemu"
 ARCH_DIR = FIRMWARE / "src" / "arch" / "esp32s3"
 
@@ -115,9 +118,9 @@ def test_prove_declines_what_it_cannot_show_exact():
     assert "overflow int32" in PIE.prove(_step(shift=[-30, -1, -1]))
     assert "out of the kernel's range" in PIE.prove(_step(shift=[-32, -1, -1]))
     assert PIE.prove(_step(dilation=(2, 2), h=3, w=3)) == "dilated filter"
-    assert kernels.select_conv(_step(dilation=(2, 2), h=3, w=3), PIE.ARCH) is \
-        kernels.PORTABLE_CONV
-    assert kernels.select_conv(ok, PIE.ARCH) is PIE.PIE_CONV
+    assert arch.select_conv(_step(dilation=(2, 2), h=3, w=3), PIE.ARCH) is \
+        portable.PORTABLE_CONV
+    assert arch.select_conv(ok, PIE.ARCH) is PIE.PIE_CONV
 
 
 def test_layout_is_records_then_rows_padded_per_filter_row():

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from converter import planner
-from converter.planner import Buffer, Plan
+from converter.passes import planner
+from converter.passes.planner import Buffer, Plan
 
 
 def test_exact_offsets_chain():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from converter.cli import convert_main
+from converter.commands.convert import convert_main
 
 
 def _pio() -> list[str]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from converter.errors import InputFileError, UsageError
-from converter.preprocess import (
+from converter.frontend.preprocess import (
     Preprocessing,
     load_image,
     load_image_folder,

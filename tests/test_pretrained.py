@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import PRETRAINED
 
-from converter import reference, sources
-from converter.cli import convert_main, validate_main
-from converter.preprocess import Preprocessing, load_image
+from converter.commands.convert import convert_main
+from converter.commands.validate import validate_main
+from converter.frontend import reference, sources
+from converter.frontend.preprocess import Preprocessing, load_image
 
 WEIGHTS = PRETRAINED / "squeezenet1_1_imagenet.npz"
 CAT = PRETRAINED / "cat.jpeg"
@@ -41,8 +42,8 @@ def test_int8_top1_equals_float_top1(cat_setup, sqz_runner):
                           preprocess="imagenet")
     float_probs = np.asarray(src.keras_model.predict(x[None], verbose=0))[0]
     assert int(np.argmax(float_probs)) == 285  # Egyptian cat, per the data's README
-    from converter.tflite_reader import read_model_bytes
-    from converter.validate import quantize_input
+    from converter.frontend.preprocess import quantize_input
+    from converter.frontend.tflite_reader import read_model_bytes
 
     g = read_model_bytes(src.tflite)
     scale, zp = g.tensor(g.inputs[0]).quant.single()

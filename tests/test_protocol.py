@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converter import protocol as P
+from converter.device import protocol as P
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_H = ROOT / "firmware" / "src" / "app" / "protocol.h"

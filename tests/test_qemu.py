@@ -22,11 +22,12 @@ import pytest
 from clirun import cli, with_arena
 from test_host_firmware import random_input, reference
 
-from converter import __version__, codegen, qemu, targets
-from converter import protocol as P
-from converter.device import DeviceClient
+from converter import __version__, codegen, targets
+from converter.device import protocol as P
+from converter.device import qemu
+from converter.device.client import DeviceClient
+from converter.device.hostsim import start_host_firmware
 from converter.errors import BudgetError, BuildError, UsageError
-from converter.hostsim import start_host_firmware
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "tiny_model"

@@ -14,10 +14,12 @@ import pytest
 from golden import reference as in_process_reference
 from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
 
-from converter import convert, qemu, reference, targets
-from converter.device import DeviceClient
+from converter import convert, targets
+from converter.device import qemu
+from converter.device.client import DeviceClient
+from converter.frontend import reference
+from converter.frontend.quantize import quantize_keras, synthetic_calibration
 from converter.models import squeezenet
-from converter.quantize import quantize_keras, synthetic_calibration
 
 MISSING = [t for t in (qemu.QEMU, qemu.CC) if shutil.which(t) is None]
 pytestmark = pytest.mark.skipif(

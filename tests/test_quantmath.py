@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from converter.quantmath import (
+from converter.ir.quantmath import (
     INT32_MAX,
     INT32_MIN,
     multiply_by_quantized_multiplier,

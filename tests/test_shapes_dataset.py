@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from converter.commands import shapes as shapes_cli
 from converter.datasets import shapes
 from converter.errors import UsageError
-from converter.preprocess import Preprocessing, load_labelled_folder
+from converter.frontend.preprocess import Preprocessing, load_labelled_folder
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -95,9 +96,9 @@ def test_bad_arguments_are_usage_errors(kwargs: dict, message: str) -> None:
 
 
 def test_command_line_writes_the_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert shapes.main([str(tmp_path / "d"), "--n-per-class", "1", "--size", "16",
+    assert shapes_cli.main([str(tmp_path / "d"), "--n-per-class", "1", "--size", "16",
                         "--classes", "square,triangle"]) == 0
     assert "wrote 2 images" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["square", "triangle"]
-    assert shapes.main([str(tmp_path / "d"), "--n-per-class", "1"]) == 2
+    assert shapes_cli.main([str(tmp_path / "d"), "--n-per-class", "1"]) == 2
     assert "--force" in capsys.readouterr().err

@@ -12,8 +12,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
 
-from converter import convert, passes, stream, targets, tflite_reader
-from converter.lower import lower
+from converter import convert, targets
+from converter.frontend import tflite_reader
+from converter.ir.lower import lower
+from converter.passes import concat, memory, select, stream
 
 Q = (0.05, -3)  # every activation's scale and zero point: the ADDs need no requantization
 
@@ -25,12 +27,12 @@ def _conv(g, x, shape, filters, k, stride=1, padding="same", rng=None, name="c")
 
 def _schedule(buf: bytes, mode: str = "full"):
     lw = lower(tflite_reader.read_model_bytes(buf))
-    lw = passes.split_concats(passes.select_kernels(lw, "portable"))
+    lw = concat.split_concats(select.select_kernels(lw, "portable"))
 
     def roots(t: int) -> tuple[int, int]:
-        return passes._root(t, lw.aliases, {})
+        return memory.root(t, lw.aliases, {})
 
-    return lw, roots, stream.schedule(lw, mode, passes._pinned(lw), roots)
+    return lw, roots, stream.schedule(lw, mode, concat.pinned_tensors(lw), roots)
 
 
 def _fire_like(rng) -> bytes:
@@ -83,7 +85,7 @@ def test_rows_per_call_geometry_and_rings():
     assert [stream.call_rows(five, k) for k in range(3)] == [
         tuple(range(5)), tuple(range(5, 10)), (10, 11)]
     lw4 = dataclasses.replace(lw, steps=(lw.steps[0], four, *lw.steps[2:]))
-    sched = stream.schedule(lw4, "full", passes._pinned(lw4), roots)  # replay-checked
+    sched = stream.schedule(lw4, "full", concat.pinned_tensors(lw4), roots)  # replay-checked
     assert sorted(sched.ticks) == [0] * 12 + [1] * 3 + [2] * 12
     # `a` holds the 6 rows the 4-row call reads (one ahead of the ADD's row), `b` 4 rows.
     assert sched.slots == {b.input: 6, b.output: 4}
@@ -194,7 +196,7 @@ def test_streaming_keeps_the_macs_and_lowers_the_arena(sq96):
 
 @pytest.fixture(scope="module")
 def sq96():
-    from converter import sources
+    from converter.frontend import sources
 
     return sources.resolve("squeezenet1_1", input_size=(96, 96), classes=10,
                            calib_samples=2).tflite

@@ -8,19 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter import sources
+from converter.commands.train import train_main
 from converter.datasets import shapes
 from converter.errors import InputFileError
+from converter.frontend import sources
+from converter.frontend.preprocess import Preprocessing
 from converter.models.squeezenet import SqueezeNetConfig, build_squeezenet
-from converter.preprocess import Preprocessing
-from converter.train import (
-    _Batches,
-    batchnorm_twin,
-    fold_batchnorm,
-    sidecar_paths,
-    stratified_split,
-    train_main,
-)
+from converter.training.core import Batches, stratified_split
+from converter.training.train import batchnorm_twin, fold_batchnorm, sidecar_paths
 
 CLASSES = ["circle", "square", "triangle"]
 # The smallest network and data that still exercise every step: 32x32 is just above v1.1's
@@ -114,8 +109,8 @@ def test_split_is_stratified_and_augmentation_is_seeded() -> None:
     pre = Preprocessing.simple(8)
     x = np.random.default_rng(1).uniform(0, 1, (20, 8, 8, 3)).astype(np.float32)
     augment = ("flip", "vflip", "rot90", "shift", "brightness", "contrast")
-    a = _Batches(x, np.arange(20), 4, augment, pre)
-    b = _Batches(x, np.arange(20), 4, augment, pre)
+    a = Batches(x, np.arange(20), 4, augment, pre)
+    b = Batches(x, np.arange(20), 4, augment, pre)
     xa, ya = a.epoch(3)
     xb, yb = b.epoch(3)
     np.testing.assert_array_equal(xa, xb)

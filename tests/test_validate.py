@@ -11,8 +11,10 @@ import pytest
 from ai_edge_litert import schema_py_generated as s
 from tflbuild import GraphBuilder
 
-from converter import convert, reference, targets
-from converter.cli import convert_main, validate_main
+from converter import convert, targets
+from converter.commands.convert import convert_main
+from converter.commands.validate import validate_main
+from converter.frontend import reference
 
 
 def _softmax_model(depth: int, scale: float) -> bytes:

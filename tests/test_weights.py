@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from converter.errors import InputFileError, ModelError
+from converter.frontend.preprocess import Preprocessing, load_image
 from converter.models.squeezenet import SqueezeNetConfig, build_squeezenet, config_for_builtin
 from converter.models.weights import layer_key_prefix, load_weights_npz, save_weights_npz
-from converter.preprocess import Preprocessing, load_image
 
 PRETRAINED = Path(__file__).resolve().parents[1].parent / "shared" / "pretrained"
 SMALL = (48, 48, 3)

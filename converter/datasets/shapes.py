@@ -16,15 +16,14 @@ would instead of leaving staircase edges that a network could key on.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from converter import atomic
-from converter.errors import InputFileError, UsageError
+from .. import atomic
+from ..errors import InputFileError, UsageError
 
 CLASSES = ("circle", "cross", "square", "star", "triangle")
 MIN_SIZE = 16
@@ -232,34 +231,3 @@ def generate(out_dir: str | Path, n_per_class: int, size: int = 64, seed: int = 
                 Image.fromarray(pixels, "RGB").save(tmp, format="PNG", optimize=True)
             written.append(path)
     return written
-
-
-def _main(argv: Sequence[str] | None) -> int:
-    from converter.cli import _Parser
-
-    p = _Parser(prog="python -m converter.datasets.shapes",
-                description="Write the procedural shapes dataset: one subfolder per class.")
-    p.add_argument("out", type=Path, help="folder to create")
-    p.add_argument("--n-per-class", type=int, default=100, help="images per class (default 100)")
-    p.add_argument("--size", type=int, default=64, help="image height and width (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    p.add_argument("--classes", default=",".join(CLASSES),
-                   help=f"comma-separated subset of {','.join(CLASSES)} (default all)")
-    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
-    args = p.parse_args(argv)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    paths = generate(args.out, args.n_per_class, args.size, args.seed, classes, args.force)
-    total = sum(path.stat().st_size for path in paths)
-    print(f"wrote {len(paths)} images ({total / 1024:.0f} KiB) in {len(classes)} class folders "
-          f"under {args.out}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from converter.cli import run_cli
-
-    return run_cli(_main, argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -34,9 +34,9 @@ def photos(pretrained: Path) -> list[Path]:
 
 def _ranked(buf: bytes, x: np.ndarray) -> np.ndarray:
     """Class indices of each input, best first, from the int8 pre-softmax tensor."""
-    from converter import reference
-    from converter.tflite_reader import read_model_bytes
-    from converter.validate import quantize_input
+    from converter.frontend import reference
+    from converter.frontend.preprocess import quantize_input
+    from converter.frontend.tflite_reader import read_model_bytes
 
     g = read_model_bytes(buf)
     scale, zp = g.tensor(g.inputs[0]).quant.single()
@@ -48,8 +48,13 @@ def _ranked(buf: bytes, x: np.ndarray) -> np.ndarray:
 def agreement(pretrained: Path, work: Path, bits: int = 6, codebook: str = "tensor",
               sparsity: str = "paper") -> dict:
     """Compress, quantize both models, run them; per-photo top-5 lists and the agreements."""
-    from converter import atomic, compress, sources
-    from converter.preprocess import Preprocessing, load_image
+    from converter import atomic
+    from converter.compress.algorithm import compress_model, plan_layers
+    from converter.compress.options import LayerValues, parse_sparsity
+    from converter.compress.sidecar import sidecar_record
+    from converter.frontend import sources
+    from converter.frontend.compression import sidecar_path
+    from converter.frontend.preprocess import Preprocessing, load_image
 
     pre = Preprocessing.imagenet()
     files = photos(pretrained)
@@ -59,14 +64,13 @@ def agreement(pretrained: Path, work: Path, bits: int = 6, codebook: str = "tens
     weights = str(pretrained / WEIGHTS)
 
     km, *_ = sources.float_model("squeezenet1_1", weights=weights)
-    plans = compress.plan_layers(km, compress.parse_sparsity(sparsity),
-                                 compress.LayerValues(bits))
-    codes = compress.compress_model(km, plans, per_channel=codebook == "channel")
+    plans = plan_layers(km, parse_sparsity(sparsity), LayerValues(bits))
+    codes = compress_model(km, plans, per_channel=codebook == "channel")
     model = work / "compressed.keras"
     with atomic.replacing(model) as tmp:
         km.save(tmp)
-    atomic.write_bytes(compress.sidecar_path(model),
-                       json.dumps(compress.sidecar_record(codes, bits=str(bits),
+    atomic.write_bytes(sidecar_path(model),
+                       json.dumps(sidecar_record(codes, bits=str(bits),
                                                           codebook=codebook)).encode())
     base = sources.resolve("squeezenet1_1", weights=weights, calib=str(calib))
     comp = sources.resolve(str(model), calib=str(calib))  # checks the structure survived
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.pretrained / WEIGHTS} not found", file=sys.stderr)
         return 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from converter.quantize import captured_output
+    from converter.frontend.quantize import captured_output
 
     with tempfile.TemporaryDirectory() as tmp, captured_output():
         result = agreement(args.pretrained, Path(tmp), args.bits, args.codebook, args.sparsity)

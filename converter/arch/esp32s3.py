@@ -1,0 +1,187 @@
+"""ESP32-S3 kernel variants (firmware/src/arch/esp32s3/): CONV_2D and the push-form max pool
+on the PIE SIMD unit, and the converter's half of them: the weight layout they read and the
+proof, per layer, that their arithmetic is exact.
+
+The conv (conv_pie.h has the method) accumulates in the 40-bit ACCX, so no 20-bit QACC lane
+can saturate, and requantizes with a closed form of TFLite's MultiplyByQuantizedMultiplier
+whose per-channel constants the converter computes here, into a record per output channel
+placed in front of the weights (16 bytes; 32 in "general" mode, which also needs D):
+
+    record = (bias + D, r, 2M, K [, D, 0, 0, 0]),  r = -shift,
+    D * M = 2^30 + k * 2^31 (k an integer),  K = -k + (2^(r-1) if r > 0 else 0) + zp * 2^r
+
+so that the kernel's muluh(x + D, 2M) is SaturatingRoundingDoublingHighMul(x, M) + k. `prove`
+states what must hold for that to be exact and declines the layer (the portable kernel runs it)
+where it cannot show it:
+
+* x = accumulator + bias is bounded by B = |bias| + 128 * sum|w| (|input| <= 128, padding taps
+  hold the input zero point, also an int8); D is chosen in [B, B + 2^31), so x + D is an
+  unsigned 32-bit value when B < 2^30, and ACCX stays non-negative;
+* no left shift (shift <= 0: effective scales below 1/2), r <= 31, and the output before the
+  clamp, y + 2^(r-1) + zp * 2^r, fits in int32;
+* without a ReLU-style clamp (act_min >= output zero point), the closed form needs r >= 1 and
+  M > 2^30 on every channel (then y < 0 exactly when x < 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernel import ConvKernel, ConvLayer, PoolKernel, PoolLayer
+
+ARCH = "esp32s3"
+# Builds and runs on the host too (conv_pie.c's plain-C twins of the PIE loops off the
+# S3), so the host tests cover it.
+HOST_RUNNABLE = True
+# Mirror firmware/src/arch/esp32s3/conv_pie.h.
+CHUNK = 7  # SQZ_PIE_CHUNK: weight vectors per pass
+RECORD = 16  # SQZ_PIE_RECORD: bytes of a channel's record (twice that in general mode)
+PATCH_BYTES = 8192  # SQZ_PIE_PATCH_BYTES: gathered patches per block of output pixels
+INT32_MAX = 2**31 - 1
+
+CONV_SOURCES = ("arch/esp32s3/conv_pie.c", "arch/esp32s3/conv_pie_loops.S",
+                "arch/esp32s3/conv_pie_size.c")
+
+
+def run_len(s: ConvLayer) -> int:
+    """A filter row's kw * c weights rounded up to 16 (each starts a vector)."""
+    f = s.filter_dims
+    return -(-(f.w * f.c) // 16) * 16
+
+
+def row_len(s: ConvLayer) -> int:
+    """Mirrors sqz_conv_s8_pie_filter_row_len: padded weights per output channel."""
+    return s.filter_dims.h * run_len(s)
+
+
+def _direct(s: ConvLayer) -> bool:
+    f = s.filter_dims
+    return f.h == 1 and f.w == 1 and s.input_dims.c % 16 == 0 and s.padding == (0, 0)
+
+
+def scratch_bytes(s: ConvLayer) -> int:
+    """Mirrors sqz_conv_s8_pie_scratch_size (conv_pie_size.c)."""
+    length = row_len(s)
+    width = s.output_dims.w
+    block = max(1, PATCH_BYTES // length)
+    pixels = width if _direct(s) or block > width else block
+    partial = 8 * pixels if length // 16 > CHUNK else 0
+    patches = -(-partial // 16) * 16
+    return patches + (0 if _direct(s) else pixels * length) + 16
+
+
+def general_mode(s: ConvLayer) -> bool:
+    """No ReLU-style clamp: the kernel adds the sign fix-up (conv_pie.h)."""
+    return s.act_min < s.output_offset
+
+
+def record_bytes(s: ConvLayer) -> int:
+    return RECORD * (2 if general_mode(s) else 1)
+
+
+def offset_for(m: int, bound: int) -> int:
+    """D >= bound with D * m = 2^30 (mod 2^31): the smallest, below bound + 2^31."""
+    if m == 0:
+        return max(bound, 1 << 30)
+    a = (m & -m).bit_length() - 1  # m = 2^a * odd, a <= 30
+    mod = 1 << (31 - a)
+    d0 = ((1 << (30 - a)) * pow(m >> a, -1, mod)) % mod
+    return d0 if d0 >= bound else d0 + -(-(bound - d0) // mod) * mod
+
+
+def records(s: ConvLayer) -> np.ndarray:
+    """The channel records, flat int32 (record_bytes(s) // 4 per channel), or ValueError naming
+    what cannot be proved exact."""
+    f = s.filter_dims
+    w = np.frombuffer(s.filter, np.int8).reshape(f.n, -1).astype(np.int64)
+    bias = np.asarray(s.bias, np.int64)
+    bound = np.abs(bias) + 128 * np.abs(w).sum(axis=1)
+    general = general_mode(s)
+    zp = s.output_offset
+    words = record_bytes(s) // 4
+    out = np.zeros((f.n, words), np.int64)
+    for o in range(f.n):
+        m, shift, b = int(s.multiplier[o]), int(s.shift[o]), int(bound[o])
+        r = -shift
+        if not 0 <= m <= INT32_MAX:
+            raise ValueError(f"channel {o}: multiplier {m} outside int32")
+        if shift > 0:
+            raise ValueError(f"channel {o}: left shift {shift} (an effective scale of 1/2 or "
+                             "more)")
+        if r > 31:
+            raise ValueError(f"channel {o}: shift {shift} out of the kernel's range")
+        if general and (r == 0 or m <= 1 << 30):
+            raise ValueError(f"channel {o}: no ReLU-style clamp and shift {shift}, multiplier "
+                             f"{m}: the sign fix-up needs a right shift and M > 2^30")
+        if b >= 1 << 30:
+            raise ValueError(f"channel {o}: |accumulator + bias| <= {b} reaches 2^30")
+        d = offset_for(m, b)
+        k = (d * m - (1 << 30)) >> 31 if m else 0
+        half = (1 << (r - 1)) if r > 0 else 0
+        y_max = (b * m + (1 << 30)) // 2**31 + 1
+        if y_max + half + 128 * (1 << r) + 1 > INT32_MAX:
+            raise ValueError(f"channel {o}: the requantization's sum can overflow int32")
+        k_word = (-k + half + zp * (1 << r)) & 0xFFFFFFFF
+        row = [(int(bias[o]) + d) & 0xFFFFFFFF, r, 2 * m, k_word]
+        if general:
+            row += [d, 0, 0, 0]
+        out[o] = row
+    return out.astype(np.uint32).view(np.int32).reshape(-1)
+
+
+def prove(s: ConvLayer) -> str | None:
+    """Why the PIE conv cannot run this layer exactly, or None when it can."""
+    if s.packed is not None:
+        return "packed weights"
+    if s.dilation != (1, 1):
+        return "dilated filter"
+    if s.filter_dims.h > 16:
+        return "more than 16 filter rows"
+    try:
+        records(s)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def filter_layout(s: ConvLayer) -> np.ndarray:
+    """The records, then each channel's OHWI weights with every filter row padded to 16."""
+    f = s.filter_dims
+    w = np.frombuffer(s.filter, np.int8).reshape(f.n, f.h, f.w * f.c)
+    pad = run_len(s) - f.w * f.c
+    if pad:
+        w = np.pad(w, ((0, 0), (0, 0), (0, pad)))
+    rec = records(s).astype("<i4").view(np.int8)
+    return np.concatenate([rec, w.reshape(-1)])
+
+
+PIE_CONV = ConvKernel(
+    symbol="sqz_conv_s8_pie_row", scratch_symbol="sqz_conv_s8_pie_scratch_size", arch=ARCH,
+    supports=lambda s: prove(s) is None,
+    filter_row_len=lambda s: row_len(s) + record_bytes(s),
+    filter_layout=filter_layout,
+    scratch_bytes=scratch_bytes,
+    description="ESP32-S3 PIE: 16 MACs per instruction into the 40-bit ACCX, "
+                "6-instruction requantization",
+    sources=CONV_SOURCES,
+)
+
+
+
+
+def _pool_supports(s: PoolLayer) -> bool:
+    """Mirrors the checks of sqz_max_pool_s8_pie_push (which passes anything else on to the
+    portable kernel): whole 16-channel vectors, windows up to 3 wide, at most two output rows
+    per input row."""
+    kh, kw = s.filter_hw
+    return s.input_dims.c % 16 == 0 and kw <= 3 and -(-kh // s.stride[0]) <= 2
+
+
+PIE_MAX_POOL = PoolKernel(
+    "sqz_max_pool_s8_pie_push", ARCH, "max", _pool_supports,
+    "ESP32-S3 PIE: 16 channels per ee.vmax.s8, push form", push=True,
+    sources=("arch/esp32s3/pool_pie.c", "runtime/pool_s8.c"),
+)
+
+# Most preferred first (converter.arch.select_conv takes the first that supports a layer).
+KERNELS = (PIE_CONV, PIE_MAX_POOL)

@@ -1,0 +1,56 @@
+"""What a kernel variant declares: the C symbols it provides and the facts the converter must
+know about them (which layers it takes, its weight layout, its scratch size).
+
+Each architecture module of this package (portable.py, armv7em.py, esp32s3.py, one per folder
+of firmware/src/arch/) lists its kernels in `KERNELS`; the registry (converter.arch) collects
+them. The layer a kernel function receives is an ir.steps step: a kernel reads its fields, and
+the IR refers to kernels by symbol, so this package never imports the IR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# An ir.steps.ConvStep / PoolStep: the kernels read their fields (see the module docstring).
+ConvLayer = Any
+PoolLayer = Any
+
+
+@dataclass(frozen=True)
+class ConvKernel:
+    """A C conv row kernel (sqz_conv_row_fn) and what the converter must know about it."""
+
+    symbol: str
+    scratch_symbol: str  # its C scratch-size function (same arguments as the portable one)
+    arch: str
+    supports: Callable[[ConvLayer], bool]
+    filter_row_len: Callable[[ConvLayer], int]  # int8 values per output channel in flash
+    filter_layout: Callable[[ConvLayer], np.ndarray]  # the filter as stored, flat int8
+    scratch_bytes: Callable[[ConvLayer], int]
+    description: str
+    packed: bool = False  # reads an sqz_packed_filter (converter.packing), not int8 rows
+    sources: tuple[str, ...] = ()  # the C/asm files it needs, relative to firmware/src
+    # Its sqz_conv_rows_fn (several output rows per call), or None: one row per call.
+    rows_symbol: str | None = None
+    # Packed kernels: decoded blocks larger than the least scratch's (channels), most first;
+    # the kernel takes the block from the scratch it is given (ConvLayer.decode_block).
+    blocks: Callable[[ConvLayer], list[int]] | None = None
+    least_block: Callable[[ConvLayer], int] | None = None  # the block of the least scratch
+    # Relative instructions per weight decoded in a call and per input value re-widened per
+    # block: passes.choose_rows ranks its moves by them. Tuned by measurement (below).
+    costs: tuple[int, int] = (1, 1)
+
+
+@dataclass(frozen=True)
+class PoolKernel:
+    symbol: str
+    arch: str
+    kind: str  # "max" | "avg"
+    supports: Callable[[PoolLayer], bool]
+    description: str
+    push: bool = False  # an sqz_pool_push_fn (called per input row), else an sqz_pool_row_fn
+    sources: tuple[str, ...] = ("runtime/pool_s8.c",)

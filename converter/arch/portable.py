@@ -1,0 +1,142 @@
+"""The portable C kernels (firmware/src/runtime/): the reference and the fallback of every
+architecture, able to run every layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernel import ConvKernel, ConvLayer, PoolKernel
+
+ARCH = "portable"
+# The portable kernels build and run on the host (firmware/tools/runner.c, the host port).
+HOST_RUNNABLE = True
+
+# Mirrors SQZ_BLOCK and SQZ_PIXELS in firmware/src/runtime/conv_s8.c.
+CONV_BLOCK = 16
+CONV_PIXELS = 4
+
+def _pointwise(s: ConvLayer) -> bool:
+    f = s.filter_dims
+    return f.h == 1 and f.w == 1
+
+
+def _uses_patches(s: ConvLayer) -> bool:
+    """Undilated k x k filters go through zero-padded patches (sqz_conv_s8_row)."""
+    return not _pointwise(s) and s.dilation == (1, 1)
+
+
+def _portable_row_len(s: ConvLayer) -> int:
+    """Mirrors sqz_conv_s8_filter_row_len."""
+    f = s.filter_dims
+    taps = f.h * f.w * f.c
+    return -(-taps // CONV_BLOCK) * CONV_BLOCK if _uses_patches(s) else taps
+
+
+def _portable_scratch(s: ConvLayer) -> int:
+    """Mirrors sqz_conv_s8_scratch_size: the int16-widened input one output row needs."""
+    f = s.filter_dims
+    if _pointwise(s):
+        return 2 * CONV_PIXELS * s.input_dims.c
+    if _uses_patches(s):
+        return 2 * CONV_PIXELS * _portable_row_len(s)
+    width = (s.output_dims.w - 1) * s.stride[1] + (f.w - 1) * s.dilation[1] + 1
+    return 2 * f.h * width * s.input_dims.c
+
+
+def ohwi_rows(s: ConvLayer, row_len: int) -> np.ndarray:
+    """The filter as OHWI rows, each zero-padded to row_len values, flat."""
+    f = s.filter_dims
+    w = np.frombuffer(s.filter, np.int8).reshape(f.n, f.h * f.w * f.c)
+    pad = row_len - w.shape[1]
+    return (np.pad(w, ((0, 0), (0, pad))) if pad else w).reshape(-1)
+
+
+PORTABLE_CONV = ConvKernel(
+    symbol="sqz_conv_s8_row", scratch_symbol="sqz_conv_s8_scratch_size", arch=ARCH,
+    supports=lambda s: True,
+    filter_row_len=_portable_row_len,
+    filter_layout=lambda s: ohwi_rows(s, _portable_row_len(s)),
+    scratch_bytes=_portable_scratch,
+    description="portable C: int16-widened 4-pixel groups",
+    sources=("runtime/conv_s8.c",),
+)
+
+# Mirror SQZ_MAX_ROWS_PER_CALL and SQZ_MAX_CALL_WINDOW_ROWS (firmware/include/sqz/kernels.h).
+MAX_ROWS_PER_CALL = 16
+MAX_CALL_WINDOW_ROWS = 64
+
+
+def max_rows_per_call(s: ConvLayer) -> int:
+    """The most output rows one call of a rows kernel may make (the node adapter's bounds)."""
+    return max(1, min(MAX_ROWS_PER_CALL, MAX_CALL_WINDOW_ROWS // s.filter_dims.h,
+                      s.output_dims.h))
+
+
+# Mirror SQZ_PACKED_BLOCK_BYTES (firmware/src/runtime/packed_s8.c) and SQZ_PACKED_MAX_BLOCK
+# (runtime/packed_decode.h).
+PACKED_BLOCK_BYTES = 4096
+PACKED_MAX_BLOCK = 64
+
+
+def packed_block(s: ConvLayer) -> int:
+    """Mirrors sqz_conv_s8_packed_block: output channels decoded at a time."""
+    block = max(1, PACKED_BLOCK_BYTES // _portable_row_len(s))
+    return min(block, PACKED_MAX_BLOCK, s.filter_dims.n)
+
+
+def _packed_scratch(s: ConvLayer) -> int:
+    """Mirrors sqz_conv_s8_packed_scratch_size: the decoded block, then the dense scratch;
+    more when the converter chose a larger block (s.decode_block: block_in() in the C finds
+    it from the scratch size)."""
+    block = (max(s.decode_block, packed_block(s)) * _portable_row_len(s) + 3) // 4 * 4
+    return block + _portable_scratch(s)
+
+
+def _packed_blocks(s: ConvLayer) -> list[int]:
+    """Larger blocks worth offering, most first."""
+    out = {min(s.filter_dims.n, b) for b in (PACKED_MAX_BLOCK, 32, 16)}
+    return sorted((b for b in out if b > packed_block(s)), reverse=True)
+
+
+def _no_dense_layout(s: ConvLayer) -> np.ndarray:
+    raise TypeError(f"{s.name}: a packed kernel reads the packed stream, not int8 rows")
+
+
+PORTABLE_PACKED_CONV = ConvKernel(
+    symbol="sqz_conv_s8_packed_row", scratch_symbol="sqz_conv_s8_packed_scratch_size",
+    arch=ARCH, supports=lambda s: s.packed is not None,
+    filter_row_len=_portable_row_len, filter_layout=_no_dense_layout,
+    scratch_bytes=_packed_scratch,
+    description="portable C, packed weights decoded a block of channels at a time",
+    packed=True, sources=("runtime/packed_s8.c", "runtime/conv_s8.c"),
+    rows_symbol="sqz_conv_s8_packed_rows", blocks=_packed_blocks, least_block=packed_block,
+    # SqueezeNet 1.1 at 224, compressed, callgrind: 721.3 M instructions at 3:2, 725.1 M at
+    # 2:2, 739.4 M at 4:2, 765.0 M at 8:1 (586.1 M with plain filters).
+    costs=(3, 2),
+)
+
+PORTABLE_POOLS = (
+    PoolKernel("sqz_max_pool_s8_push", ARCH, "max", lambda s: True, "portable C, push",
+               push=True),
+    PoolKernel("sqz_max_pool_s8_row", ARCH, "max", lambda s: True, "portable C"),
+    PoolKernel("sqz_avg_pool_s8_row", ARCH, "avg", lambda s: True, "portable C"),
+)
+
+# Every node's adapter (firmware/include/sqz/runtime.h) and the files it needs, by node op:
+# a firmware or an export needs the executor, these and its kernels' sources, nothing else.
+RUNTIME_CORE = ("runtime/exec.c", "runtime/status.c")
+NODE_ADAPTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "CONV": ("sqz_node_conv", ("runtime/conv_s8.c",)),
+    "MAX_POOL": ("sqz_node_pool", ("runtime/pool_s8.c",)),
+    "AVG_POOL": ("sqz_node_pool", ("runtime/pool_s8.c",)),
+    "MAX_POOL_PUSH": ("sqz_node_pool_push", ("runtime/pool_s8.c",)),
+    "MEAN": ("sqz_node_mean", ("runtime/mean_s8.c",)),
+    "CONCAT": ("sqz_node_concat", ("runtime/concat_s8.c",)),
+    "ADD": ("sqz_node_add", ("runtime/add_s8.c",)),
+    "REQUANTIZE": ("sqz_node_requantize", ("runtime/requantize_s8.c",)),
+    "SOFTMAX": ("sqz_node_softmax", ("runtime/softmax_s8.c",)),
+    "FULLY_CONNECTED": ("sqz_node_fully_connected", ("runtime/fully_connected_s8.c",)),
+    "LOAD_CONST": ("sqz_node_load_const", ()),
+}
+
+KERNELS = (PORTABLE_CONV, PORTABLE_PACKED_CONV, *PORTABLE_POOLS)

@@ -1,0 +1,154 @@
+"""Command-line entry points. One top-level handler turns every SqzError into its message and
+exit code; no traceback reaches the user unless SQZ_DEBUG=1 is set."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+
+from ..errors import INTERNAL_ERROR, INTERRUPTED, SqzError, UsageError
+
+
+def consoles(quiet: bool) -> tuple[Console, Console]:
+    # Bound to the streams of this call, so the tools' own output survives when TensorFlow's
+    # chatter is redirected away during quantization.
+    return (Console(file=sys.stdout, highlight=False, quiet=quiet),
+            Console(file=sys.stderr, highlight=False))
+
+
+class _SigintSeen:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is remembered: an interrupt that lands in
+    a C extension's import comes out as another exception ("ImportError: initialization
+    failed"), and one inside a library may be turned into an error about its file; either is
+    then reported as the interruption it was (exit 130)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.previous = None
+
+    def __call__(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _SigintSeen:
+        from .. import _interrupted_while_starting
+
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
+                                                        _interrupted_while_starting)):
+            self.previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    """Runs one tool and maps its errors to messages and exit codes. ``argv`` None means the
+    process is the tool (a console script): an interrupted one then ends without the
+    interpreter's shutdown, since Ctrl-C in a C extension's initialisation can leave it half
+    set up, and some then crash at shutdown ("Fatal Python error: ... finalizing", SIGABRT,
+    seen once in 176 interruptions at random moments). Everything sqz cleans up is done by
+    then: the with-blocks have run."""
+    rc = _run_cli(fn, argv)
+    if rc == INTERRUPTED and argv is None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(rc)
+    return rc
+
+
+def _run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    with _SigintSeen() as sigint:
+        try:
+            return fn(argv)
+        except SqzError as exc:
+            if sigint.seen:  # e.g. a load that Ctrl-C broke, reported as a bad file
+                print("sqz: interrupted", file=sys.stderr)
+                return INTERRUPTED
+            err = Console(file=sys.stderr, highlight=False)
+            err.print(f"[bold red]sqz: {exc.label}:[/] {exc}", markup=True, soft_wrap=True)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("sqz: interrupted", file=sys.stderr)
+            return INTERRUPTED
+        except Exception as exc:  # the last line of defence: report, never a traceback
+            if sigint.seen:
+                print("sqz: interrupted", file=sys.stderr)
+                return INTERRUPTED
+            if os.environ.get("SQZ_DEBUG"):
+                raise
+            print(f"sqz: internal error: {type(exc).__name__}: {exc}\n"
+                  "Please report this with the command line (set SQZ_DEBUG=1 for a "
+                  "traceback).", file=sys.stderr)
+            return INTERNAL_ERROR
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing and exiting by itself."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'96' or '96x128' (height x width)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise UsageError(f"--input-size '{text}': give N or HxW, e.g. 96 or 96x128") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise UsageError(f"--input-size '{text}': give N or HxW with positive numbers")
+    return parts[0], parts[1]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (0 is refused, never taken as 'unset')."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: give 1 or more")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a duration in seconds greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: give a number of seconds "
+                                         "above 0, e.g. 30")
+    return value
+
+
+def parse_bytes(text: str) -> int:
+    """'256K', '1M', '1.5M' or a plain number of bytes."""
+    t = text.strip().upper().removesuffix("B")
+    mult = {"K": 1024, "M": 1024 * 1024, "G": 1024**3}.get(t[-1:], 1)
+    num = t[:-1] if mult != 1 else t
+    try:
+        value = float(num)
+    except ValueError:
+        raise UsageError(f"'{text}' is not a size; write e.g. 256K, 1M or 300000") from None
+    if value <= 0:
+        raise UsageError(f"'{text}': a budget must be positive")
+    return int(value * mult)
+
+
+def parse_bytes_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else parse_bytes(text)

@@ -1,0 +1,143 @@
+"""Graph passes on the lowered schedule: kernel selection, concat in place, row streaming,
+memory layout.
+
+Each pass takes and returns plain data and can be tested alone:
+
+* `select_kernels`: each conv and pool gets the C row kernel of the board's architecture that
+  handles it best (converter.arch), which also fixes its weight layout.
+* `concat_in_place`: a conv whose only consumer is a channel concatenation writes straight into
+  its channel slice of the concatenated tensor (a larger pixel stride), so the concat costs zero
+  copies. Only inputs already at the output's scale qualify; others keep a requantizing copy.
+* `split_concats`: what remains of a concatenation becomes one copy step per part.
+* `stream.schedule`: segments of layers run row by row, with rings between them.
+* `layout`: buffers (whole tensors, rings, scratch) and their lifetimes in calls ("ticks"),
+  handed to the standalone planner, then turned back into an arena offset for every tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+
+from ..arch import conv_kernel
+from ..arch.portable import max_rows_per_call
+from ..errors import UsageError
+from ..ir.steps import ConvStep, Lowered, Step
+from . import stream
+from .concat import View, concat_in_place, pinned_tensors, split_concats
+from .memory import Layout, layout, root
+from .pack import PACKING_MODES, pack_weights, pack_within
+from .rows import choose_rows_among, makes_rows
+from .select import select_kernels
+
+MAX_EXHAUSTIVE_CUTS = 6
+MAX_EVALUATIONS = 200
+
+
+def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto",
+               in_place: bool = True, input_arrives: bool = False, packing_mode: str = "ram",
+               rows_per_call: int | None = None, decode_block: int | None = None
+               ) -> tuple[Lowered, Layout]:
+    """`stream_mode`: 'off' (today's schedule: whole tensors, conv+max-pool fused), 'full'
+    (stream every run of row-wise layers) or 'auto' (whichever needs the smaller arena; the
+    unstreamed one on a tie, as it makes fewer calls). `input_arrives`: plan as if the input's
+    rows arrived over the link just before the first call reading them, into a ring (an
+    estimate for the report: the firmware receives the whole input before it runs).
+    `packing_mode`: 'ram' packs the filters that packing shrinks where the peak arena stays
+    that of plain filters (pack_within), 'flash' packs them all, 'off' none.
+    `rows_per_call`: every conv that can make several rows per call makes this many (at most
+    its kernel's bound) instead of choose_rows' choice; `decode_block` likewise fixes the
+    packed kernels' largest offered block (channels) at or under it, or their least."""
+    if stream_mode not in stream.MODES:
+        raise UsageError(f"--stream must be one of {', '.join(stream.MODES)}, not "
+                         f"'{stream_mode}'")
+    if packing_mode not in PACKING_MODES:
+        raise UsageError(f"--packing must be one of {', '.join(PACKING_MODES)}, not "
+                         f"'{packing_mode}'")
+    if packing_mode == "flash":
+        lw = pack_weights(lw)
+    lw = select_kernels(lw, arch)
+    views: dict[int, View] = {}
+    if in_place:
+        lw, views = concat_in_place(lw)
+    lw = split_concats(lw)
+    pinned = pinned_tensors(lw)
+
+    def roots(t: int) -> tuple[int, int]:
+        return root(t, lw.aliases, views)
+
+    best: Layout | None = None
+    best_cuts: frozenset[int] = frozenset()
+    evaluations = 0
+    # Every schedule planned at the best arena so far, by its segments: they differ in the room
+    # they leave for packed layers' rows per call (choose_rows_among).
+    ties: dict[tuple[tuple[int, ...], ...], tuple[Layout, frozenset[int]]] = {}
+
+    def consider(mode: str, cuts: frozenset[int] = frozenset()) -> bool:
+        nonlocal best, best_cuts, evaluations
+        evaluations += 1
+        lay = layout(lw, views, stream.schedule(lw, mode, pinned, roots, cuts,
+                                                input_arrives=input_arrives))
+        key = tuple(seg.nodes for seg in lay.schedule.segments)
+        if best is None or lay.arena_bytes < best.arena_bytes:
+            best, best_cuts = lay, cuts
+            ties.clear()
+            ties[key] = (lay, cuts)
+            return True
+        if lay.arena_bytes == best.arena_bytes:
+            ties.setdefault(key, (lay, cuts))
+        return False
+
+    if stream_mode != "auto":
+        consider(stream_mode)
+    else:
+        # The unstreamed schedule first: it wins ties, as it makes fewer kernel calls.
+        consider("off")
+        consider("full")
+        # Where to end segments (the tensor there is stored whole, written into the consumed
+        # part of the segment's input): every subset of the cuts after pools, then a local
+        # search that adds or removes one cut anywhere while that lowers the arena. A plan
+        # takes milliseconds; the search is capped.
+        pools = stream.cut_candidates(lw)
+        if len(pools) <= MAX_EXHAUSTIVE_CUTS:
+            for n in range(1, len(pools) + 1):
+                for combo in itertools.combinations(pools, n):
+                    consider("full", frozenset(combo))
+        if best is not None and best.schedule.mode == "full":
+            anywhere = stream.cut_candidates(lw, anywhere=True)
+            improved = True
+            while improved and evaluations < MAX_EVALUATIONS:
+                improved = False
+                for c in anywhere:
+                    if evaluations >= MAX_EVALUATIONS:
+                        break
+                    improved |= consider("full", best_cuts ^ {c})
+    assert best is not None
+
+    def planner_for(lay: Layout, cuts: frozenset[int]) -> Callable[[Lowered], Layout]:
+        def plan(trial: Lowered) -> Layout:
+            return layout(trial, views, stream.schedule(trial, lay.schedule.mode, pinned, roots,
+                                                        cuts, input_arrives=input_arrives))
+        return plan
+
+    forced = rows_per_call is not None or decode_block is not None
+
+    def force(s: Step) -> Step:
+        """The fixed rows per call and block, instead of choose_rows' choice."""
+        if not (forced and makes_rows(s)):
+            return s
+        assert isinstance(s, ConvStep)
+        r = max(1, min(rows_per_call or 1, max_rows_per_call(s)))
+        blocks = conv_kernel(s.kernel).blocks
+        offered = [b for b in (blocks(s) if blocks else []) if b <= (decode_block or 0)]
+        return dataclasses.replace(s, rows_per_call=r, decode_block=offered[0] if offered else 0)
+
+    schedules = [(lay, planner_for(lay, cuts)) for lay, cuts in ties.values()]
+    if packing_mode == "ram":
+        # Forced values are tried with each filter: they take arena too.
+        lw, schedules = pack_within(lw, arch, schedules, force)
+    if forced:
+        lw = dataclasses.replace(lw, steps=tuple(force(s) for s in lw.steps))
+        return lw, schedules[0][1](lw)
+    return choose_rows_among(lw, schedules)
