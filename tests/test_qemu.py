@@ -191,7 +191,7 @@ def test_qemu_is_stopped_whatever_ends_the_block(tiny, build_dir, ending) -> Non
 def test_qemu_dies_with_the_python_process_that_started_it(tiny, build_dir) -> None:
     script = textwrap.dedent(f"""
         import sys, time
-        from converter.qemu import start_qemu_firmware
+        from converter.device.qemu import start_qemu_firmware
         with start_qemu_firmware({str(tiny)!r}, build_dir={str(build_dir)!r}) as q:
             print(q.proc.pid, flush=True)
             time.sleep(60)
