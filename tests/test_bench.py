@@ -1,5 +1,5 @@
 """sqz-bench: its figures add up and are reproducible (no speed thresholds: those belong to
-the benchmark itself, quoted in the README)."""
+the benchmark itself, quoted in docs/benchmarks.md)."""
 
 from __future__ import annotations
 

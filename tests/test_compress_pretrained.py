@@ -1,7 +1,8 @@
 """sqz-compress on the real ImageNet SqueezeNet 1.1 from ../shared/pretrained: the compressed
 model passes sqz-convert's structure check and runs in LiteRT; weight sharing alone keeps the
 int8 model's answers on the five photos, while pruning to the paper's densities without
-retraining (there is no ImageNet data here) does not. The figures are in the README."""
+retraining (there is no ImageNet data here) does not. The figures are in
+docs/benchmarks.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ESP32-S3 PIE kernels (firmware/src/arch/esp32s3/, converter/kernels_esp32s3.py).
+"""The ESP32-S3 PIE kernels (firmware/src/arch/esp32s3/, converter/arch/esp32s3.py).
 
 On the host, without the emulator: the converter's requantization records, run through a
 Python mirror of the assembly's integer steps, equal TFLite's MultiplyByQuantizedMultiplier

@@ -1,5 +1,6 @@
-"""Framing and message encoding of the serial protocol (converter/protocol.py), and agreement
-of its constants with firmware/src/app/protocol.h and of its worked example with the docs."""
+"""Framing and message encoding of the serial protocol (converter/device/protocol.py), and
+agreement of its constants with firmware/src/app/protocol.h and of its worked example with the
+docs."""
 
 from __future__ import annotations
 

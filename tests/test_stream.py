@@ -1,4 +1,4 @@
-"""Row streaming (converter/stream.py): ring sizes, the replay check, and random chains of
+"""Row streaming (converter/passes/stream.py): ring sizes, the replay check, and random chains of
 convs, pools and ADDs run row by row, bit for bit against LiteRT BUILTIN_REF."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ so that a product firmware can be validated bit for bit; nothing links it unless
 
 The export is a function of a model directory written by sqz-convert: the generated model,
 the reference .tflite and the board profile it names. Runtime sources are copied verbatim from
-firmware/ (the list comes from converter.build.model_runtime_sources); every other file is
+firmware/ (the list comes from converter.device.build.model_runtime_sources); every other file is
 rendered from templates/export/. Python only prepares the data.
 """
 

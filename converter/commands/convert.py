@@ -188,7 +188,7 @@ def _convert_parser() -> argparse.ArgumentParser:
                    "preprocessed float inputs")
     p.add_argument("--calib-samples", type=int, default=100,
                    help="at most this many calibration samples (default 100)")
-    p.add_argument("--weights", help="load weights from an .npz (see README)")
+    p.add_argument("--weights", help="load weights from an .npz (see docs/models.md)")
     p.add_argument("--input-size", type=parse_size, help="builtin models: N or HxW")
     p.add_argument("--channels", type=positive_int, help="builtin models: input channels")
     p.add_argument("--classes", type=positive_int, help="builtin models: number of classes")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deep Compression of the bundled example (examples/shapes): the accuracy table in README.md.
+# Deep Compression of the bundled example (examples/shapes): the accuracy table in docs/benchmarks.md.
 #
 #   examples/deep_compression/shapes.sh [WORK_DIR]      (default build/deep-compression)
 #

@@ -4,7 +4,7 @@ The model directory comes from [sqz] model_dir (set by build/sqz_pio.ini, which 
 writes). A missing model stops the build with the command that makes one. When the model was
 converted for an architecture with optimized kernels (SQZ_ARCH in its sqz_target.h, from the
 profile's `arch`), their sources in firmware/src/arch/<arch>/ (C and assembly) are compiled too,
-as every other firmware build does (converter/arch.py).
+as every other firmware build does (converter/arch/).
 """
 
 import os

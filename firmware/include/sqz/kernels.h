@@ -105,7 +105,7 @@ sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
                        const sqz_dims *bias_dims, const int32_t *bias,
                        const sqz_dims *output_dims, int8_t *output);
 
-/* Packed weights (converter/packing.py): a filter whose int8 values come from a small
+/* Packed weights (converter/ir/packing.py): a filter whose int8 values come from a small
  * codebook, stored as `bits`-bit indices, or, when `sparse`, as Rice-coded runs of zeros
  * (parameter rice_k) each followed by the index of a nonzero value. Rows are the output
  * channels in OHWI order, back to back, bits least significant first; the stream is followed

@@ -1,7 +1,7 @@
 /* Kernel variants for Armv7E-M cores with the DSP extension (Cortex-M4, M7, M33 with DSP),
  * compiled from firmware/src/arch/armv7em/ when the board profile says `arch = "armv7em"`.
  * Same entry-point types as the portable kernels (sqz/kernels.h); the converter picks them per
- * layer (converter/kernels_armv7em.py) and lays the weights out as documented here. On a core
+ * layer (converter/arch/armv7em.py) and lays the weights out as documented here. On a core
  * or host without the DSP instructions they compute the same bits in portable C. */
 #ifndef SQZ_KERNELS_ARMV7EM_H
 #define SQZ_KERNELS_ARMV7EM_H

@@ -1,7 +1,7 @@
 /* Kernel variants for the ESP32-S3 (Xtensa LX7 with the PIE SIMD unit), compiled from
  * firmware/src/arch/esp32s3/ when the board profile says `arch = "esp32s3"`. Same entry-point
  * types as the portable kernels (sqz/kernels.h); the converter picks them per layer where it
- * can prove them exact (converter/kernels_esp32s3.py) and lays the weights out as documented
+ * can prove them exact (converter/arch/esp32s3.py) and lays the weights out as documented
  * here. They use PIE instructions: they build for the ESP32-S3 only. */
 #ifndef SQZ_KERNELS_ESP32S3_H
 #define SQZ_KERNELS_ESP32S3_H

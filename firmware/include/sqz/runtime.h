@@ -33,8 +33,8 @@ typedef enum {
 typedef struct {
     sqz_conv_row_fn row;
     /* With rows_per_call > 1, each call makes that many output rows (fewer at the bottom of
-     * the image) through `rows`: the converter's choice for packed weights (converter/passes.py,
-     * choose_rows_per_call). */
+     * the image) through `rows`: the converter's choice for packed weights
+     * (converter/passes/rows.py, choose_rows). */
     sqz_conv_rows_fn rows;
     int32_t rows_per_call;
     sqz_conv_params params;

@@ -1,5 +1,5 @@
 /* Port for the ESP32-S3 (Xtensa LX7 with the PIE SIMD unit) as QEMU's esp32s3 machine emulates
- * it, run by converter/qemu.py as
+ * it, run by converter/device/qemu.py as
  *     qemu-system-xtensa -M esp32s3 -m 8M -drive file=flash.bin,if=mtd,... -kernel firmware.elf
  * Bare metal: this file, start_esp32s3_qemu.S and esp32s3_qemu.ld are the whole board.
  *

@@ -20,7 +20,7 @@
 #define DEBUGCAUSE_ICOUNT 0
 #define MMU_TABLE 0x600C5000
 #define MMU_PAGE_SHIFT 16
-/* .drom sits at flash offset 0x10000 (esp32s3_qemu.ld, converter/qemu.py): flash page 1. */
+/* .drom sits at flash offset 0x10000 (esp32s3_qemu.ld, converter/device/qemu.py): flash page 1. */
 #define DROM_FLASH_PAGE 1
 #define RTC_CNTL_OPTIONS0 0x60008000
 #define SW_SYS_RESET 0x80000000

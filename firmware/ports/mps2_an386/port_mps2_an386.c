@@ -1,5 +1,5 @@
 /* Port for Arm's MPS2 board with the AN386 FPGA image (Cortex-M4) as QEMU emulates it, run by
- * converter/qemu.py as
+ * converter/device/qemu.py as
  *     qemu-system-arm -M mps2-an386 -icount shift=0,align=off,sleep=off -kernel firmware.elf
  * Bare metal: this file is the whole board (vector table, reset, UART, counter, main), linked
  * with mps2_an386.ld.

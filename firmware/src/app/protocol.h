@@ -1,8 +1,8 @@
 /* The serial protocol between sqz-validate (the host) and the board, version 2.
  *
  * docs/protocol.md is the specification; this header only carries its numbers, and
- * converter/protocol.py mirrors them (tests/test_protocol.py checks that both agree, so every
- * constant here must be a plain `#define SQZ_PROTO_<NAME> <integer>`).
+ * converter/device/protocol.py mirrors them (tests/test_protocol.py checks that both agree, so
+ * every constant here must be a plain `#define SQZ_PROTO_<NAME> <integer>`).
  *
  * Framing (frame.h): payload + CRC-32 (little-endian), COBS-encoded, 0x00-delimited.
  * Every multi-byte field is little-endian.

@@ -341,7 +341,7 @@ sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
 }
 
 /* Call k of a layer making rows_per_call rows per call: rows [y0, y0 + n) of batch item b,
- * as the converter's row scheduler (converter/stream.py, call_rows) assumes. */
+ * as the converter's row scheduler (converter/passes/stream.py, call_rows) assumes. */
 static sqz_status conv_rows(const sqz_node *nd, int32_t k, uint8_t *arena)
 {
     const sqz_conv_layer *l = nd->layer.conv;

@@ -14,7 +14,7 @@ static inline uint8_t *sqz_row_at(uint8_t *arena, const sqz_rows *r, int32_t row
 }
 
 /* The input rows output row k of a windowed kernel reads (NULL outside the input), as the
- * converter's row scheduler (converter/stream.py, call_reads) assumes. */
+ * converter's row scheduler (converter/passes/stream.py, call_reads) assumes. */
 static inline void sqz_window_rows(uint8_t *arena, const sqz_rows *in, int32_t in_h,
                                    int32_t out_h, int32_t k, int32_t stride, int32_t pad,
                                    int32_t dilation, int32_t taps, const int8_t **rows)

@@ -1,4 +1,4 @@
-/* The decoder of packed weights (converter/packing.py's format), shared by the packed conv
+/* The decoder of packed weights (converter/ir/packing.py's format), shared by the packed conv
  * kernels. Internal to the runtime.
  *
  * The stream is read at a bit position, 32 bits at a time from any byte, which leaves at least

@@ -8,7 +8,7 @@
 #include "dsp.h"
 #include "sqz/kernels_armv7em.h"
 
-/* Mirrors converter/kernels_armv7em.py: as in the portable packed kernel (packed_s8.c). */
+/* Mirrors converter/arch/armv7em.py: as in the portable packed kernel (packed_s8.c). */
 #define SQZ_ARMV7EM_PACKED_BLOCK_BYTES 4096
 #define SQZ_ARMV7EM_PACKED_MAX_BLOCK 64
 

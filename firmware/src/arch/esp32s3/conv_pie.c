@@ -5,7 +5,7 @@
  * channel's OHWI weights, each filter row's kw * c weights zero-padded to a multiple of 16 (so
  * every filter row of a patch starts a vector and is copied with vector loads). Undilated
  * filters only. The converter writes both and selects this kernel only where it has proved the
- * arithmetic exact (converter/kernels_esp32s3.py); `quant` and `bias` are not read: the records
+ * arithmetic exact (converter/arch/esp32s3.py); `quant` and `bias` are not read: the records
  * hold what they say. The checks here are the cheap ones. Built for another core (the host),
  * plain-C twins of the vector code compute the same bytes, so host tests cover the layout,
  * the records and the gathering; the assembly itself runs only on the S3 (or its QEMU). */

@@ -27,7 +27,7 @@
  * act_min anyway. Without such a clamp ("general" mode, r >= 1 and M > 2^30, so that y < 0
  * exactly when x < 0, i.e. u < D) one is subtracted for negative x (saltu, sub). Then clamps to
  * int8 (or max/min to the activation bounds), s8i, and the next pixel. The converter
- * (converter/kernels_esp32s3.py) solves for D, bounds x and proves that nothing overflows; it
+ * (converter/arch/esp32s3.py) solves for D, bounds x and proves that nothing overflows; it
  * declines left shifts (effective scales of 1/2 or more), rare in convolutions. */
 #ifndef SQZ_ARCH_ESP32S3_CONV_PIE_H
 #define SQZ_ARCH_ESP32S3_CONV_PIE_H
@@ -36,7 +36,7 @@
 #define SQZ_PIE_CHUNK 7
 /* Most bytes of gathered patches per call of the assembly: longer rows go in blocks. */
 #define SQZ_PIE_PATCH_BYTES 8192
-/* Bytes per channel record (converter/kernels_esp32s3.py writes them): {bias + D, r, 2M, K},
+/* Bytes per channel record (converter/arch/esp32s3.py writes them): {bias + D, r, 2M, K},
  * and in the general modes D and three zero words after them (twice the size). ee.ld.accx loads
  * the first two words into ACCX: its bits 32..39 then hold r, which never reaches the low 32
  * bits the requantization reads. */

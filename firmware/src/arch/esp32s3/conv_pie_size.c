@@ -1,5 +1,5 @@
 /* Scratch layout of the PIE conv row kernel: plain C, so the host can check the converter's
- * mirror (converter/kernels_esp32s3.py) against it. */
+ * mirror (converter/arch/esp32s3.py) against it. */
 #include "conv_pie.h"
 
 int32_t sqz_conv_s8_pie_filter_row_len(const sqz_conv_params *params,
