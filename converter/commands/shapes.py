@@ -11,7 +11,7 @@ from ..datasets import shapes
 from .common import Parser, run_cli
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _parser() -> Parser:
     p = Parser(prog="python -m converter.commands.shapes",
                 description="Write the procedural shapes dataset: one subfolder per class.")
     p.add_argument("out", type=Path, help="folder to create")
@@ -21,7 +21,11 @@ def _main(argv: Sequence[str] | None) -> int:
     p.add_argument("--classes", default=",".join(shapes.CLASSES),
                    help=f"comma-separated subset of {','.join(shapes.CLASSES)} (default all)")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     paths = shapes.generate(args.out, args.n_per_class, args.size, args.seed, classes, args.force)
     total = sum(path.stat().st_size for path in paths)
