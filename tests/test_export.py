@@ -188,10 +188,10 @@ def test_cmake_example_on_qemu_prints_the_same_label(exports, tmp_path):
 
 
 def test_readme_firmware_code_compiles_against_the_export(exports, tmp_path):
-    """The README's "code you write" block, compiled and linked with the host library."""
+    """docs/export.md's "code you write" block, compiled and linked with the host library."""
     _need("cmake", "cc")
-    text = (REPO / "README.md").read_text()
-    code = re.search(r"### The code you write\n.*?```c\n(.*?)```", text, re.S).group(1)
+    text = (REPO / "docs" / "export.md").read_text()
+    code = re.search(r"#+ The code you write\n.*?```c\n(.*?)```", text, re.S).group(1)
     assert 10 <= len([ln for ln in code.splitlines() if ln.strip()]) <= 16
     project = tmp_path / "readme"
     project.mkdir()
