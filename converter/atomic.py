@@ -13,8 +13,9 @@ Groups of files that must agree (a model and its sidecars)
 
 Directories
     ``with output_directory(path) as stage:`` checks ``path`` up front, takes an advisory lock
-    on it (``.<name>.sqz-lock`` beside it; a second writer fails at once with
-    :class:`~converter.errors.OutputBusyError`), cleans up what an interrupted earlier run left,
+    on it (``.<name>.sqz-lock`` beside it while the run lasts, removed when it ends; a second
+    writer fails at once with :class:`~converter.errors.OutputBusyError`), cleans up what an
+    interrupted earlier run left,
     and gives a staging directory beside ``path``. Everything is written into ``stage.path``;
     when the block ends without an exception, the staging directory is swapped into place in one
     rename (Linux ``renameat2(RENAME_EXCHANGE)``, macOS ``renamex_np(RENAME_SWAP)``), so readers
@@ -260,8 +261,15 @@ def lock_path(final: Path) -> Path:
 
 
 class OutputLock:
-    """An advisory ``flock`` on ``.<name>.sqz-lock`` beside an output. It is released when the
-    process ends, however it ends, so a killed run never leaves a stale lock behind."""
+    """An advisory ``flock`` on ``.<name>.sqz-lock`` beside an output, held while the output is
+    written and removed when it is released, so that nothing stays behind. The lock itself is
+    released when the process ends, however it ends; a killed run leaves only the empty file,
+    which the next run into the same output takes over and removes.
+
+    Removing a lock file is safe only with a check: a second run may have opened the file
+    before the first removed it and lock the removed file, while a third creates and locks a
+    new one. So a run that gets the lock checks that the file it locked is still the one at
+    the path, and tries again if it is not."""
 
     def __init__(self, final: Path, what: str) -> None:
         self.final = final
@@ -270,32 +278,44 @@ class OutputLock:
         self.fd: int | None = None
 
     def acquire(self, wait: bool = False) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is None:
-            self.fd = fd
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = ""
-            with contextlib.suppress(OSError):
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise OutputBusyError(
-                f"{self.what} {self.final} is being written by another sqz run"
-                f"{f' ({holder})' if holder else ''}; wait for it to finish, or give this run "
-                f"another {self.what}") from None
-        except BaseException:
-            os.close(fd)
-            raise
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is None:
+                self.fd = fd
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = ""
+                with contextlib.suppress(OSError):
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise OutputBusyError(
+                    f"{self.what} {self.final} is being written by another sqz run"
+                    f"{f' ({holder})' if holder else ''}; wait for it to finish, or give this "
+                    f"run another {self.what}") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if self._still_at_path(fd):
+                break
+            os.close(fd)  # locked a file its holder had removed: take the current one
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, {Path(sys.argv[0]).name}".encode(), 0)
         self.fd = fd
 
+    def _still_at_path(self, fd: int) -> bool:
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (mine.st_dev, mine.st_ino) == (at_path.st_dev, at_path.st_ino)
+
     def release(self) -> None:
         if self.fd is not None:
             with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, 0)
+                os.unlink(self.path)  # while still locked: see the class doc
             os.close(self.fd)  # closing drops the flock
             self.fd = None
 

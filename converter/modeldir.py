@@ -18,7 +18,6 @@ _SHA_RE = re.compile(r'#define\s+SQZ_MODEL_SHA256\s+"([0-9a-f]{64})"')
 
 
 @dataclass
-@dataclass
 class ModelDir:
     path: Path
     sha256: str  # from the generated model.h

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import __version__, atomic
+from . import __version__, arch, atomic
 from .atomic import Staging, checkpoint
 from .convert import Conversion
 from .ir.steps import (
@@ -50,6 +50,8 @@ class LayerRow:
     # saved, and what it would have added to the peak arena (passes.pack_within).
     kept_plain_saving: int = 0
     kept_plain_arena_growth: int = 0
+    # Runs a portable kernel on an architecture with variants of its kind: why each declined.
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,9 @@ class Report:
         for r in self.layers:
             ins = ", ".join("x".join(map(str, s)) for s in r.inputs)
             ring = "" if r.ring_rows is None else str(r.ring_rows)
+            kernel = f"{r.kernel} (portable fallback: {r.fallback})" if r.fallback else r.kernel
             lines.append(
-                f"| {r.index} | {r.name} | {r.op} | {r.kernel} | {ins} | "
+                f"| {r.index} | {r.name} | {r.op} | {kernel} | {ins} | "
                 f"{'x'.join(map(str, r.output))} | {r.macs:,} | {r.weight_bytes:,} | "
                 f"{r.arena_offset:,} | {r.arena_bytes:,} | {ring} | {r.scratch_bytes:,} | "
                 f"{r.live_bytes:,} |")
@@ -268,6 +271,7 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
             decode_block=getattr(s, "decode_block", 0),
             kept_plain_saving=kept.flash_saving if kept else 0,
             kept_plain_arena_growth=kept.arena_growth if kept else 0,
+            fallback=arch.fallback_reason(s, conv.arch) or "",
         ))
     segments = []
     for si, seg in enumerate(sched.segments):

@@ -35,7 +35,6 @@ DEFAULT_RANDOM_INPUTS = 10
 
 
 @dataclass
-@dataclass
 class Inputs:
     int8: np.ndarray  # (N, *input shape[1:])
     floats: np.ndarray | None  # the float inputs they were quantized from, if any

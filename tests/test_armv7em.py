@@ -100,6 +100,33 @@ def test_weight_layout_pairs_channels_four_taps_at_a_time(n, kh, kw, c):
     assert flat.size <= portable.PORTABLE_CONV.filter_row_len(step) * n + 3 * n
 
 
+def test_the_report_says_why_a_layer_falls_back_to_the_portable_kernel():
+    """A dilated conv on an armv7em board runs the portable kernel, and report.md says why;
+    a layer the variant takes, and any layer of a portable conversion, says nothing."""
+    from tflbuild import GraphBuilder, add_conv
+
+    from converter import convert
+    from converter.report import build_report
+
+    rng = np.random.default_rng(0)
+    g = GraphBuilder()
+    q = (0.05, -3)
+    x = g.tensor("x", (1, 9, 9, 8), "int8", *q)
+    y, shape = add_conv(g, x, (1, 9, 9, 8), q, 8, (3, 3), (1, 1), "same", "relu", [0.01] * 8,
+                        q, rng, dilation=(2, 2), name="dilated")
+    z, _ = add_conv(g, y, shape, q, 8, (3, 3), (1, 1), "same", "relu", [0.01] * 8, q, rng,
+                    name="plain")
+    buf = g.build([x], [z])
+    for arch_name, want in (("armv7em", "sqz_conv_s8_armv7em_row: dilated filter"),
+                            ("portable", None)):
+        conv = convert.convert_tflite(buf, targets.load("mps2-an386"), model_name="m",
+                                      source_name="m.tflite", arch=arch_name)
+        rows = build_report(conv, calibration="test").layers
+        assert [r.fallback for r in rows] == [want or "", ""]
+        text = build_report(conv, calibration="test").markdown()
+        assert (f"sqz_conv_s8_row (portable fallback: {want})" in text) == (want is not None)
+
+
 def test_variants_are_chosen_where_they_apply():
     assert "armv7em" in arch.available()
     assert targets.load("mps2-an386").arch == "armv7em"
@@ -110,6 +137,7 @@ def test_variants_are_chosen_where_they_apply():
     assert arch.select_conv(step, "portable") is portable.PORTABLE_CONV
     dilated, _ = _conv(4, 3, 3, 8, dilation=(2, 1))
     assert arch.select_conv(dilated, "armv7em") is portable.PORTABLE_CONV
+    assert arch.fallback_reason(dilated, "armv7em") == "sqz_conv_s8_armv7em_row: dilated filter"
     pool = PoolStep(name="p", op_index=1, reads=(1,), writes=(2,), kind="max", input=1,
                     output=2, input_dims=Dims(1, 8, 8, 4), filter_hw=(3, 3),
                     output_dims=Dims(1, 3, 3, 4), stride=(2, 2), padding=(0, 0), act_min=-128,

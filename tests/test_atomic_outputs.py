@@ -6,6 +6,7 @@ writes is replaced atomically."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -49,9 +50,9 @@ def tree(path: Path) -> dict[str, str]:
 
 
 def helpers_beside(out: Path) -> list[str]:
-    """What an interrupted run might leave next to --out (the lock file is meant to stay)."""
-    return sorted(p.name for p in out.parent.iterdir()
-                  if p.name.startswith(f".{out.name}.") and p.name != f".{out.name}.sqz-lock")
+    """What a run left next to --out: nothing once it has ended (a killed run may leave its
+    empty lock file, which the next run removes)."""
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +213,30 @@ def test_second_conversion_into_a_locked_out_fails_clearly(models, tmp_path, cap
     assert f"--out {out.absolute()} is being written by another sqz run (pid {os.getpid()}" in err
     assert "wait for it to finish, or give this run another --out" in err
     assert not out.exists()
+
+
+def test_the_lock_leaves_nothing_behind_and_takes_over_a_killed_runs_file(tmp_path):
+    """The lock file exists while a run holds it and is removed when it ends. A file left by a
+    killed run is taken over and removed by the next run. A run that locked a lock file its
+    holder removed meanwhile (opened before the removal) must not count it as the lock."""
+    out = (tmp_path / "o").absolute()
+    path = atomic.lock_path(out)
+    lock = atomic.OutputLock(out, "--out")
+    lock.acquire()
+    assert path.is_file()
+    late = os.open(path, os.O_RDWR)  # a second run that opened the file before the removal
+    lock.release()
+    assert not path.exists()
+    try:
+        fcntl.flock(late, fcntl.LOCK_EX | fcntl.LOCK_NB)  # it gets the lock of a removed file
+        assert not atomic.OutputLock(out, "--out")._still_at_path(late)
+    finally:
+        os.close(late)
+    path.write_text("pid 1, sqz-convert")  # what a killed run leaves
+    lock.acquire()
+    assert path.read_text().startswith(f"pid {os.getpid()}")
+    lock.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_two_concurrent_conversions_into_one_directory(models, snapshots, tmp_path):

@@ -526,8 +526,7 @@ def test_export_replaces_its_own_export_and_nothing_else(exports, tmp_path, caps
     (dest / "sqz_export.json").write_text(json.dumps(manifest))
     export.export_library(exports.host_model, dest)
     assert not (dest / "src" / "stale.c").exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".lib.")] == [
-        ".lib.sqz-lock"]  # no leftovers, the lock file aside
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".lib.")] == []
     # A file the user added to the library is not deleted: the export is refused.
     (dest / "src" / "mine.c").write_text("/* my own */\n")
     with pytest.raises(UsageError, match=r"holds files that sqz did not write \(src/mine.c\)"):

@@ -260,6 +260,27 @@ def test_one_op_models_bit_exact_on_the_emulated_s3(tmp_path):
         assert np.array_equal(ours, ref), name
 
 
+def test_pie_layers_store_no_separate_bias_or_requantization():
+    """The PIE conv reads each channel's bias and requantization from its record in the filter
+    blob, so its layers emit no bias, multiplier and shift arrays (NULL in the schedule), and
+    the weight bytes count only the blob; a portable layer of the same model keeps its own."""
+    buf, _ = _conv_model(6, 11, 16, 21, (3, 3), (1, 1), "same", "relu", (0.02, -128),
+                         (0.1, -128), 2)
+    target = targets.load(BOARD)
+    pie = convert.convert_tflite(buf, target, model_name="m", source_name="m.tflite")
+    plain = convert.convert_tflite(buf, target, model_name="m", source_name="m.tflite",
+                                   arch="portable")
+    (s,) = [s for s in pie.lowered.steps if isinstance(s, ConvStep)]
+    (p,) = [s for s in plain.lowered.steps if isinstance(s, ConvStep)]
+    assert s.kernel == esp32s3.PIE_CONV.symbol and p.kernel == portable.PORTABLE_CONV.symbol
+    data, schedule = pie.files["model_data.c"], pie.files["model.c"]
+    assert not re.search(r"\bsqz_(bias|multiplier|shift)_0\b", data)
+    assert ".quant = { NULL, NULL }" in schedule and ".bias = NULL" in schedule
+    assert s.weight_bytes == s.filter_values().size
+    assert re.search(r"\bsqz_bias_0\b", plain.files["model_data.c"])
+    assert p.weight_bytes == p.filter_values().size + 4 * 21 + 5 * 21
+
+
 ONE_BATCH = settings(max_examples=1, deadline=None,
                      phases=[Phase.explicit, Phase.reuse, Phase.generate],
                      suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -97,6 +97,27 @@ def select_pool(s: PoolLayer, arch: str) -> PoolKernel:
     raise AssertionError(f"no pool kernel for {s.name}")
 
 
+def fallback_reason(s: ConvLayer | PoolLayer, arch: str) -> str | None:
+    """Why a layer converted for `arch` runs a portable kernel: each kernel of the architecture
+    that would take a layer of its kind, with the reason it refused ("sqz_conv_s8_pie_row:
+    dilated filter"), or None when the layer runs a variant or `arch` has none of its kind."""
+    if arch == PORTABLE or not hasattr(s, "kernel"):
+        return None
+    if s.kernel in _CONV:
+        if conv_kernel(s.kernel).arch != PORTABLE:
+            return None
+        mine = [k for k in _kernels(arch, ConvKernel) if k.packed == (s.packed is not None)]
+    elif s.kernel in _POOL:
+        if pool_kernel(s.kernel).arch != PORTABLE:
+            return None
+        mine = [k for k in _kernels(arch, PoolKernel)
+                if k.kind == s.kind and k.push == (s.kind == "max")]
+    else:
+        return None
+    reasons = [f"{k.symbol}: {k.refuses(s)}" for k in mine if k.refuses(s) is not None]
+    return "; ".join(reasons) or None
+
+
 def arch_dir(arch: str) -> Path | None:
     return None if arch == PORTABLE else ARCH_DIR / arch
 

@@ -67,8 +67,16 @@ def min_scratch_bytes(s: ConvLayer) -> int:
     return _pair_bytes(s) + _fixed_bytes(s)
 
 
-def supports(s: ConvLayer) -> bool:
-    return s.dilation == (1, 1) and s.filter_dims.h <= MAX_FILTER_ROWS
+def refuses(s: ConvLayer) -> str | None:
+    if s.dilation != (1, 1):
+        return "dilated filter"
+    if s.filter_dims.h > MAX_FILTER_ROWS:
+        return f"more than {MAX_FILTER_ROWS} filter rows"
+    return None
+
+
+def refuses_packed(s: ConvLayer) -> str | None:
+    return refuses(s) if s.packed is not None else "plain int8 weights"
 
 
 def filter_layout(s: ConvLayer) -> np.ndarray:
@@ -83,7 +91,7 @@ def filter_layout(s: ConvLayer) -> np.ndarray:
 
 CONV = ConvKernel(
     symbol="sqz_conv_s8_armv7em_row", scratch_symbol="sqz_conv_s8_armv7em_scratch_size",
-    arch=ARCH, supports=supports, filter_row_len=filter_row_len, filter_layout=filter_layout,
+    arch=ARCH, refuses=refuses, filter_row_len=filter_row_len, filter_layout=filter_layout,
     scratch_bytes=scratch_bytes,
     description="Armv7E-M DSP: SMLAD, 2 pixels x 2 channels",
     sources=("arch/armv7em/conv_s8_armv7em.c", "arch/armv7em/mac.c",
@@ -91,7 +99,7 @@ CONV = ConvKernel(
 )
 
 # The node adapter (and the span of output rows an input row feeds) stay in pool_s8.c.
-MAX_POOL_PUSH = PoolKernel("sqz_max_pool_s8_armv7em_push", ARCH, "max", lambda s: True,
+MAX_POOL_PUSH = PoolKernel("sqz_max_pool_s8_armv7em_push", ARCH, "max", lambda s: None,
                            "Armv7E-M DSP: 4 channels per SSUB8/SEL, push", push=True,
                            sources=("arch/armv7em/pool_s8_armv7em.c", "runtime/pool_s8.c"))
 
@@ -128,7 +136,7 @@ def _no_dense_layout(s: ConvLayer) -> np.ndarray:
 PACKED_CONV = ConvKernel(
     symbol="sqz_conv_s8_armv7em_packed_row",
     scratch_symbol="sqz_conv_s8_armv7em_packed_scratch_size",
-    arch=ARCH, supports=lambda s: s.packed is not None and supports(s),
+    arch=ARCH, refuses=refuses_packed,
     filter_row_len=filter_row_len, filter_layout=_no_dense_layout,
     scratch_bytes=packed_scratch_bytes,
     description="Armv7E-M DSP on packed weights: a block of channels decoded at a time",

@@ -157,28 +157,35 @@ def filter_layout(s: ConvLayer) -> np.ndarray:
 
 PIE_CONV = ConvKernel(
     symbol="sqz_conv_s8_pie_row", scratch_symbol="sqz_conv_s8_pie_scratch_size", arch=ARCH,
-    supports=lambda s: prove(s) is None,
+    refuses=prove,
     filter_row_len=lambda s: row_len(s) + record_bytes(s),
     filter_layout=filter_layout,
     scratch_bytes=scratch_bytes,
     description="ESP32-S3 PIE: 16 MACs per instruction into the 40-bit ACCX, "
                 "6-instruction requantization",
     sources=CONV_SOURCES,
+    folds_quant=True,
 )
 
 
 
 
-def _pool_supports(s: PoolLayer) -> bool:
+def _pool_refuses(s: PoolLayer) -> str | None:
     """Mirrors the checks of sqz_max_pool_s8_pie_push (which passes anything else on to the
     portable kernel): whole 16-channel vectors, windows up to 3 wide, at most two output rows
     per input row."""
     kh, kw = s.filter_hw
-    return s.input_dims.c % 16 == 0 and kw <= 3 and -(-kh // s.stride[0]) <= 2
+    if s.input_dims.c % 16:
+        return f"{s.input_dims.c} channels, not a multiple of 16"
+    if kw > 3:
+        return f"a window {kw} wide (at most 3)"
+    if -(-kh // s.stride[0]) > 2:
+        return "more than two output rows per input row"
+    return None
 
 
 PIE_MAX_POOL = PoolKernel(
-    "sqz_max_pool_s8_pie_push", ARCH, "max", _pool_supports,
+    "sqz_max_pool_s8_pie_push", ARCH, "max", _pool_refuses,
     "ESP32-S3 PIE: 16 channels per ee.vmax.s8, push form", push=True,
     sources=("arch/esp32s3/pool_pie.c", "runtime/pool_s8.c"),
 )

@@ -27,7 +27,9 @@ class ConvKernel:
     symbol: str
     scratch_symbol: str  # its C scratch-size function (same arguments as the portable one)
     arch: str
-    supports: Callable[[ConvLayer], bool]
+    # Why the kernel cannot run a layer exactly ("dilated filter"), or None when it can: the
+    # report names the reason of every layer that falls back to the portable kernel.
+    refuses: Callable[[ConvLayer], str | None]
     filter_row_len: Callable[[ConvLayer], int]  # int8 values per output channel in flash
     filter_layout: Callable[[ConvLayer], np.ndarray]  # the filter as stored, flat int8
     scratch_bytes: Callable[[ConvLayer], int]
@@ -43,6 +45,12 @@ class ConvKernel:
     # Relative instructions per weight decoded in a call and per input value re-widened per
     # block: passes.choose_rows ranks its moves by them. Tuned by measurement (below).
     costs: tuple[int, int] = (1, 1)
+    # Its filter layout carries each channel's bias and requantization (the PIE records), so
+    # the layer stores no separate bias, multiplier and shift arrays (NULL in the schedule).
+    folds_quant: bool = False
+
+    def supports(self, s: ConvLayer) -> bool:
+        return self.refuses(s) is None
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,10 @@ class PoolKernel:
     symbol: str
     arch: str
     kind: str  # "max" | "avg"
-    supports: Callable[[PoolLayer], bool]
+    refuses: Callable[[PoolLayer], str | None]  # as ConvKernel.refuses
     description: str
     push: bool = False  # an sqz_pool_push_fn (called per input row), else an sqz_pool_row_fn
     sources: tuple[str, ...] = ("runtime/pool_s8.c",)
+
+    def supports(self, s: PoolLayer) -> bool:
+        return self.refuses(s) is None

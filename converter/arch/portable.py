@@ -53,7 +53,7 @@ def ohwi_rows(s: ConvLayer, row_len: int) -> np.ndarray:
 
 PORTABLE_CONV = ConvKernel(
     symbol="sqz_conv_s8_row", scratch_symbol="sqz_conv_s8_scratch_size", arch=ARCH,
-    supports=lambda s: True,
+    refuses=lambda s: None,
     filter_row_len=_portable_row_len,
     filter_layout=lambda s: ohwi_rows(s, _portable_row_len(s)),
     scratch_bytes=_portable_scratch,
@@ -104,7 +104,7 @@ def _no_dense_layout(s: ConvLayer) -> np.ndarray:
 
 PORTABLE_PACKED_CONV = ConvKernel(
     symbol="sqz_conv_s8_packed_row", scratch_symbol="sqz_conv_s8_packed_scratch_size",
-    arch=ARCH, supports=lambda s: s.packed is not None,
+    arch=ARCH, refuses=lambda s: None if s.packed is not None else "plain int8 weights",
     filter_row_len=_portable_row_len, filter_layout=_no_dense_layout,
     scratch_bytes=_packed_scratch,
     description="portable C, packed weights decoded a block of channels at a time",
@@ -116,10 +116,10 @@ PORTABLE_PACKED_CONV = ConvKernel(
 )
 
 PORTABLE_POOLS = (
-    PoolKernel("sqz_max_pool_s8_push", ARCH, "max", lambda s: True, "portable C, push",
+    PoolKernel("sqz_max_pool_s8_push", ARCH, "max", lambda s: None, "portable C, push",
                push=True),
-    PoolKernel("sqz_max_pool_s8_row", ARCH, "max", lambda s: True, "portable C"),
-    PoolKernel("sqz_avg_pool_s8_row", ARCH, "avg", lambda s: True, "portable C"),
+    PoolKernel("sqz_max_pool_s8_row", ARCH, "max", lambda s: None, "portable C"),
+    PoolKernel("sqz_avg_pool_s8_row", ARCH, "avg", lambda s: None, "portable C"),
 )
 
 # Every node's adapter (firmware/include/sqz/runtime.h) and the files it needs, by node op:

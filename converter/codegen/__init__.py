@@ -192,12 +192,16 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
                 "filter": (None if packed else
                            arrays.add("filter", i, "int8_t", s.filter_values())),
                 "packed": packed,
-                "bias": arrays.add("bias", i, "int32_t", s.bias),
-                "multiplier": arrays.add("multiplier", i, "int32_t",
-                                         s.multiplier[:1] if per_tensor else s.multiplier),
-                "shift": arrays.add("shift", i, "int8_t",
-                                    s.shift[:1] if per_tensor else s.shift),
             }
+            if k.folds_quant:  # the kernel reads them from its records in the filter
+                layer.update(bias=None, multiplier=None, shift=None)
+            else:
+                layer.update(
+                    bias=arrays.add("bias", i, "int32_t", s.bias),
+                    multiplier=arrays.add("multiplier", i, "int32_t",
+                                          s.multiplier[:1] if per_tensor else s.multiplier),
+                    shift=arrays.add("shift", i, "int8_t",
+                                     s.shift[:1] if per_tensor else s.shift))
             node("conv", "CONV", layer, i, s, (s.input,), s.output)
         elif isinstance(s, PoolStep):
             layer = {"name": s.name, "kernel": s.kernel, "push": s.push, "stride": s.stride,

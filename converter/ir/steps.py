@@ -128,6 +128,8 @@ class ConvStep(Step):
 
     @property
     def weight_bytes(self) -> int:
+        if arch.conv_kernel(self.kernel).folds_quant:
+            return self.filter_bytes  # bias and requantization are inside the filter's records
         quant = 1 if self.quant_per_tensor else len(self.multiplier)
         return self.filter_bytes + 4 * len(self.bias) + 5 * quant
 
