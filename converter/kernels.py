@@ -237,4 +237,4 @@ def select_pool(s: PoolStep, arch: str) -> PoolKernel:
 
 
 # Architecture variants register themselves (after everything above is defined: they import it).
-from . import kernels_armv7em, kernels_esp32s3  # noqa: E402,F401
+from . import kernels_armv7em, kernels_esp32s3, kernels_mve  # noqa: E402,F401
