@@ -37,15 +37,19 @@
 /* conv_mve_loop.S reads the job at these offsets (32-bit pointers). */
 #define SQZ_JOB_AT(field, offset) \
     typedef char sqz_job_##field[offsetof(sqz_mve_job, field) == (offset) ? 1 : -1]
-SQZ_JOB_AT(in, 32);
+SQZ_JOB_AT(filter, 32);
 SQZ_JOB_AT(chunks, 36);
-SQZ_JOB_AT(filter, 40);
+SQZ_JOB_AT(in, 40);
 SQZ_JOB_AT(pairs, 44);
-SQZ_JOB_AT(out_step, 48);
+SQZ_JOB_AT(out, 48);
 SQZ_JOB_AT(in_step, 52);
-SQZ_JOB_AT(out, 56);
-SQZ_JOB_AT(mult, 64);
-SQZ_JOB_AT(shift, 80);
+SQZ_JOB_AT(out_step, 56);
+SQZ_JOB_AT(quads, 60);
+SQZ_JOB_AT(bias_at, 64);
+SQZ_JOB_AT(mult_at, 68);
+SQZ_JOB_AT(shift_at, 72);
+SQZ_JOB_AT(odd, 76);
+SQZ_JOB_AT(end, 80);
 SQZ_JOB_AT(offsets, 96);
 SQZ_JOB_AT(zero_point, 112);
 SQZ_JOB_AT(lo, 128);
@@ -112,10 +116,14 @@ int32_t sqz_conv_s8_mve_min_scratch_size(const sqz_conv_params *params,
 
 /* ---- patches ------------------------------------------------------------------------------ */
 
-static void copy_bytes(int8_t *d, const int8_t *s, int32_t n)
+/* Short copies and fills (a filter row's worth), whole vectors then one predicated tail. */
+static inline void copy_bytes(int8_t *d, const int8_t *s, int32_t n)
 {
 #if SQZ_MVE_NATIVE
-    for (; n > 0; n -= 16, d += 16, s += 16) {
+    for (; n >= 16; n -= 16, d += 16, s += 16) {
+        vstrbq_s8(d, vldrbq_s8(s));
+    }
+    if (n > 0) {
         const mve_pred16_t p = vctp8q((uint32_t)n);
         vstrbq_p_s8(d, vldrbq_z_s8(s, p), p);
     }
@@ -124,11 +132,14 @@ static void copy_bytes(int8_t *d, const int8_t *s, int32_t n)
 #endif
 }
 
-static void fill_bytes(int8_t *d, int8_t v, int32_t n)
+static inline void fill_bytes(int8_t *d, int8_t v, int32_t n)
 {
 #if SQZ_MVE_NATIVE
     const int8x16_t x = vdupq_n_s8(v);
-    for (; n > 0; n -= 16, d += 16) {
+    for (; n >= 16; n -= 16, d += 16) {
+        vstrbq_s8(d, x);
+    }
+    if (n > 0) {
         vstrbq_p_s8(d, x, vctp8q((uint32_t)n));
     }
 #else
@@ -153,19 +164,26 @@ static void patch_pixel(int8_t *d, const field *f, int32_t ix0)
     if (taps < f->len) { /* the padding after the taps: zeros, as in the filter rows */
         fill_bytes(d + taps, 0, f->len - taps);
     }
+    if (lo == 0 && hi == f->kw) { /* inside the input horizontally: one copy per filter row */
+        for (int32_t ky = 0; ky < f->kh; ++ky, d += seg) {
+            const int8_t *row = f->rows[ky];
+            if (row) {
+                copy_bytes(d, row + (ptrdiff_t)ix0 * f->c, seg);
+            } else {
+                fill_bytes(d, f->zp, seg);
+            }
+        }
+        return;
+    }
     for (int32_t ky = 0; ky < f->kh; ++ky, d += seg) {
         const int8_t *row = f->rows[ky];
         if (!row || hi <= lo) {
             fill_bytes(d, f->zp, seg);
             continue;
         }
-        if (lo > 0) {
-            fill_bytes(d, f->zp, lo * f->c);
-        }
+        fill_bytes(d, f->zp, lo * f->c);
         copy_bytes(d + lo * f->c, row + (ptrdiff_t)(ix0 + lo) * f->c, (hi - lo) * f->c);
-        if (hi < f->kw) {
-            fill_bytes(d + hi * f->c, f->zp, (f->kw - hi) * f->c);
-        }
+        fill_bytes(d + hi * f->c, f->zp, (f->kw - hi) * f->c);
     }
 }
 
@@ -232,17 +250,28 @@ static void quad_pixel(const layer_info *li, const int8_t *x, const int8_t *w, i
 
 /* ---- the row kernel ----------------------------------------------------------------------- */
 
+/* The fast output stage's conditions (conv_mve.h): a ReLU-style clamp and right shifts only
+ * (VQRDMULH equals the reference's high multiply for every multiplier). */
 static int all_fast(const sqz_conv_params *p, const sqz_per_channel_quant *q, int32_t n)
 {
     if (p->activation.min < p->output_offset) {
         return 0; /* no ReLU-style clamp: negative values must round like the reference */
     }
+#if SQZ_MVE_NATIVE
+    int8_t most = INT8_MIN;
+    for (int32_t oc = 0; oc < n; oc += 16) {
+        const mve_pred16_t m = vctp8q((uint32_t)(n - oc));
+        most = vmaxvq_p_s8(most, vldrbq_z_s8(q->shift + oc, m), m);
+    }
+    return most <= 0;
+#else
     for (int32_t oc = 0; oc < n; ++oc) {
-        if (q->shift[oc] > 0 || q->shift[oc] < -31 || q->multiplier[oc] < 0) {
+        if (q->shift[oc] > 0) {
             return 0;
         }
     }
     return 1;
+#endif
 }
 
 static sqz_status check_args(const sqz_context *ctx, const sqz_conv_params *params,
@@ -288,7 +317,6 @@ static void job_init(sqz_mve_job *job, const sqz_conv_params *p, int32_t chunks)
     job->chunks = chunks;
     job->in_step = SQZ_MVE_CHUNK * chunks;
     job->out_step = 2 * pitch;
-    job->pad = 0;
     for (int32_t i = 0; i < 4; ++i) {
         job->offsets[2 * i] = (uint16_t)i;
         job->offsets[2 * i + 1] = (uint16_t)(pitch + i);
@@ -344,13 +372,14 @@ sqz_status sqz_conv_s8_mve_row(const sqz_context *ctx, const sqz_conv_params *pa
     f.zp = (int8_t)(-params->input_offset);
 
 #if SQZ_MVE_NATIVE
-    void (*pairs_fn)(sqz_mve_job *) = NULL;
+    void (*block_fn)(sqz_mve_job *) = NULL;
     sqz_mve_job job;
     if (li.fast && pitch <= MAX_PAIR_PITCH) {
         const int full = params->activation.min == INT8_MIN && params->activation.max == INT8_MAX;
-        pairs_fn = full ? sqz_mve_pairs_sat : sqz_mve_pairs_clamp;
+        block_fn = full ? sqz_mve_block_sat : sqz_mve_block_clamp;
         job_init(&job, params, chunks);
     }
+    const int32_t quads = out_c / SQZ_MVE_QUAD;
 #endif
 
     for (int32_t px0 = 0; px0 < out_w; px0 += block) {
@@ -367,27 +396,28 @@ sqz_status sqz_conv_s8_mve_row(const sqz_context *ctx, const sqz_conv_params *pa
             in = patch;
         }
         int8_t *out = output_row + (size_t)px0 * pitch;
-        const int8_t *w = filter;
-        for (int32_t oc = 0; oc < out_c; oc += SQZ_MVE_QUAD, w += SQZ_MVE_QUAD * (size_t)len) {
-            const int32_t n = min_i32(SQZ_MVE_QUAD, out_c - oc);
-            int32_t k = 0;
+        int32_t oc = 0;
 #if SQZ_MVE_NATIVE
-            const int32_t pairs = n_px / 2;
-            if (pairs_fn && n == SQZ_MVE_QUAD && pairs > 0) {
-                for (int32_t j = 0; j < SQZ_MVE_QUAD; ++j) {
-                    job.bias[j] = job.bias[j + 4] = bias[oc + j];
-                    job.mult[j] = quant->multiplier[oc + j];
-                    job.shift[j] = quant->shift[oc + j];
-                }
-                job.in = in;
-                job.filter = w;
-                job.pairs = pairs;
-                job.out = out + oc;
-                pairs_fn(&job);
-                k = 2 * pairs;
-            }
+        if (block_fn && quads > 0) { /* every whole quad, in assembly */
+            job.filter = filter;
+            job.in = in;
+            job.pairs = n_px / 2;
+            job.odd = n_px % 2;
+            job.out = out;
+            job.quads = quads;
+            job.bias_at = bias;
+            job.mult_at = quant->multiplier;
+            job.shift_at = quant->shift;
+            block_fn(&job);
+            oc = SQZ_MVE_QUAD * quads;
+        }
 #endif
-            for (; k < n_px; ++k) {
+        /* The rest (a last quad of fewer than four channels, or everything when the fast
+         * stage does not apply), one pixel at a time with the reference output stage. */
+        for (const int8_t *w = filter + (size_t)oc * (size_t)len; oc < out_c;
+             oc += SQZ_MVE_QUAD, w += SQZ_MVE_QUAD * (size_t)len) {
+            const int32_t n = min_i32(SQZ_MVE_QUAD, out_c - oc);
+            for (int32_t k = 0; k < n_px; ++k) {
                 quad_pixel(&li, in + (size_t)k * (size_t)len, w, oc, n, out + (size_t)k * pitch);
             }
         }

@@ -1,24 +1,28 @@
-/* The pixel-pair loop of the Helium conv kernel (conv_mve.h has the job and the output stage's
+/* The block loop of the Helium conv kernel (conv_mve.h has the job and the output stage's
  * proof). Assembly because its multiply-accumulate loop needs eight 32-bit sums in the even
  * registers VMLADAVA writes (r0, r2, ..., r12 and lr), two input pointers, a weight pointer and
  * a count, which leaves no register for a C compiler to spill with: per 16 taps of two pixels
  * and four output channels, 14 instructions for 128 multiply-accumulates, the loop unrolled
- * twice. conv_mve.c computes the same in C where MVE is absent (the host's build, where this
- * file assembles to nothing). */
+ * twice; per pixel pair, 24 more for the biases, the output stage, the store and the loop.
+ * conv_mve.c computes the same in C where MVE is absent (the host's build, where this file
+ * assembles to nothing). */
 #if defined(__ARM_FEATURE_MVE) && __ARM_FEATURE_MVE
 
     .syntax unified
     .thumb
     .text
 
-    .equ JOB_IN, 32
-    .equ JOB_CHUNKS, 36
-    .equ JOB_FILTER, 40
-    .equ JOB_PAIRS, 44        /* then out_step */
-    .equ JOB_IN_STEP, 52
-    .equ JOB_OUT, 56
-    .equ JOB_MULT, 64
-    .equ JOB_SHIFT, 80
+    .equ JOB_FILTER, 32       /* then chunks */
+    .equ JOB_IN, 40
+    .equ JOB_PAIRS, 44
+    .equ JOB_OUT, 48
+    .equ JOB_IN_STEP, 52      /* then out_step */
+    .equ JOB_QUADS, 60
+    .equ JOB_BIAS_AT, 64
+    .equ JOB_MULT_AT, 68
+    .equ JOB_SHIFT_AT, 72
+    .equ JOB_ODD, 76
+    .equ JOB_END, 80
     .equ JOB_OFFSETS, 96
     .equ JOB_ZERO_POINT, 112
     .equ JOB_LO, 128
@@ -27,7 +31,7 @@
 /* 16 taps of both pixels and four channels. r1, r3: the pixels' inputs; r5: the quad's
  * weights (channel 0's 16, channel 1's, 2's, 3's); sums r0 r2 r4 r6 (pixel 0, channels 0-3)
  * and r8 r10 r12 lr (pixel 1). q4 and q5 take the weights in turn. */
-    .macro CHUNK
+    .macro CHUNK2
     vldrb.u8    q0, [r1], #16
     vldrb.u8    q1, [r3], #16
     vldrb.u8    q4, [r5], #16
@@ -44,8 +48,45 @@
     vmladava.s8 lr, q1, q5
     .endm
 
-/* void NAME(sqz_mve_job *job): clamp = 1 adds the activation's narrower bounds. */
-    .macro PAIRS name, clamp
+/* 16 taps of one pixel (r1) and four channels: sums r0 r2 r4 r6. */
+    .macro CHUNK1
+    vldrb.u8    q0, [r1], #16
+    vldrb.u8    q4, [r5], #16
+    vmladava.s8 r0, q0, q4
+    vldrb.u8    q5, [r5], #16
+    vmladava.s8 r2, q0, q5
+    vldrb.u8    q4, [r5], #16
+    vmladava.s8 r4, q0, q4
+    vldrb.u8    q5, [r5], #16
+    vmladava.s8 r6, q0, q5
+    .endm
+
+/* r7 chunks of \chunk, two per pass after an odd one. The chunks set no flags, so C and Z from
+ * the LSRS still tell what remains. */
+    .macro CHUNKS chunk
+    lsrs    r7, r7, #1              /* C: an odd chunk; Z: no pairs of chunks */
+    bcc     1f
+    \chunk
+1:  beq     3f
+2:  \chunk
+    \chunk
+    subs    r7, r7, #1
+    bne     2b
+3:
+    .endm
+
+/* The activation's narrower bounds (clamp = 1) on the int8 bytes of q0. */
+    .macro CLAMP clamp
+    .if \clamp
+    vldrw.u32   q4, [r9, #JOB_LO]   /* 16 bytes: the job is word-aligned */
+    vldrw.u32   q5, [r9, #JOB_HI]
+    vmax.s8 q0, q0, q4
+    vmin.s8 q0, q0, q5
+    .endif
+    .endm
+
+/* void NAME(sqz_mve_job *job) */
+    .macro BLOCK name, clamp
     .global \name
     .type \name, %function
     .thumb_func
@@ -54,29 +95,36 @@
     vpush   {d8-d15}                /* q4-q7 are callee-saved */
     sub     sp, sp, #32             /* the eight sums, stored to be read as two vectors */
     mov     r9, r0
-    vldrw.u32   q2, [r9, #JOB_MULT]
-    vldrw.u32   q3, [r9, #JOB_SHIFT]
     vldrh.u16   q6, [r9, #JOB_OFFSETS]
     vldrh.u16   q7, [r9, #JOB_ZERO_POINT]
+.Lquad\@:
+    /* The quad's biases (twice), multipliers and shifts. */
+    ldr     r0, [r9, #JOB_BIAS_AT]
+    ldm     r0!, {r2, r4, r6, r8}
+    str     r0, [r9, #JOB_BIAS_AT]
+    strd    r2, r4, [r9]
+    strd    r6, r8, [r9, #8]
+    strd    r2, r4, [r9, #16]
+    strd    r6, r8, [r9, #24]
+    ldr     r0, [r9, #JOB_MULT_AT]
+    vldrw.u32   q2, [r0], #16
+    str     r0, [r9, #JOB_MULT_AT]
+    ldr     r0, [r9, #JOB_SHIFT_AT]
+    vldrb.s32   q3, [r0], #4
+    str     r0, [r9, #JOB_SHIFT_AT]
     ldr     r1, [r9, #JOB_IN]
-    ldr     r3, [r9, #JOB_IN_STEP]
-    add     r3, r1, r3
+    ldrd    r0, r2, [r9, #JOB_IN_STEP]
+    add     r3, r1, r0
     ldr     r11, [r9, #JOB_OUT]
-1:
+    ldr     r0, [r9, #JOB_PAIRS]
+    mla     r0, r0, r2, r11
+    str     r0, [r9, #JOB_END]
+    cmp     r0, r11
+    beq     .Lsingle\@
+.Lpair\@:
     ldm     r9, {r0, r2, r4, r6, r8, r10, r12, lr}      /* the sums start at the biases */
-    ldr     r5, [r9, #JOB_FILTER]
-    ldr     r7, [r9, #JOB_CHUNKS]
-    lsrs    r7, r7, #1              /* C: an odd chunk; Z: no pairs of chunks */
-    bcc     2f
-    CHUNK
-2:
-    beq     4f                      /* CHUNK sets no flags */
-3:
-    CHUNK
-    CHUNK
-    subs    r7, r7, #1
-    bne     3b
-4:
+    ldrd    r5, r7, [r9, #JOB_FILTER]
+    CHUNKS  CHUNK2
     stm     sp, {r0, r2, r4, r6, r8, r10, r12, lr}
     vldrw.u32   q0, [sp]            /* pixel 0, channels 0-3 */
     vldrw.u32   q1, [sp, #16]       /* pixel 1 */
@@ -88,29 +136,50 @@
     vqmovnt.s32 q0, q1
     vqadd.s16   q0, q0, q7
     vqmovnb.s16 q0, q0              /* int8 in the low byte of each 16-bit lane */
-    .if \clamp
-    vldrw.u32   q4, [r9, #JOB_LO]   /* 16 bytes: the job is word-aligned */
-    vldrw.u32   q5, [r9, #JOB_HI]
-    vmax.s8 q0, q0, q4
-    vmin.s8 q0, q0, q5
-    .endif
+    CLAMP   \clamp
     vstrb.16    q0, [r11, q6]       /* r11 + 0, + pitch, + 1, + pitch + 1, ... */
-    ldrd    r0, r2, [r9, #JOB_PAIRS]
-    ldr     r4, [r9, #JOB_IN_STEP]
-    add     r11, r11, r2
+    ldrd    r0, r2, [r9, #JOB_IN_STEP]
     mov     r1, r3                  /* the next pair: the pixel after r3's, which r3 reached */
-    add     r3, r3, r4
+    add     r3, r3, r0
+    add     r11, r11, r2
+    ldr     r0, [r9, #JOB_END]
+    cmp     r11, r0
+    bne     .Lpair\@
+.Lsingle\@:
+    ldr     r0, [r9, #JOB_ODD]
+    cmp     r0, #0
+    beq     .Lnext\@
+    ldm     r9, {r0, r2, r4, r6}
+    ldrd    r5, r7, [r9, #JOB_FILTER]
+    CHUNKS  CHUNK1
+    stm     sp, {r0, r2, r4, r6}
+    vldrw.u32   q0, [sp]
+    vqrdmulh.s32    q0, q0, q2
+    vrshl.s32   q0, q0, q3
+    vqmovnb.s32 q0, q0              /* int16 in the low half of each 32-bit lane */
+    vqadd.s16   q0, q0, q7
+    vqmovnb.s16 q0, q0              /* int8 in the low byte of each 32-bit lane */
+    CLAMP   \clamp
+    mov     r0, r11                 /* the narrowing store takes a low register */
+    vstrb.32    q0, [r0]
+.Lnext\@:
+    /* r5 ran through the quad's weights: the next quad's follow. */
+    str     r5, [r9, #JOB_FILTER]
+    ldr     r0, [r9, #JOB_OUT]
+    adds    r0, r0, #4
+    str     r0, [r9, #JOB_OUT]
+    ldr     r0, [r9, #JOB_QUADS]
     subs    r0, r0, #1
-    str     r0, [r9, #JOB_PAIRS]
-    bne     1b
+    str     r0, [r9, #JOB_QUADS]
+    bne     .Lquad\@
     add     sp, sp, #32
     vpop    {d8-d15}
     pop     {r3-r11, pc}
     .size \name, . - \name
     .endm
 
-    PAIRS sqz_mve_pairs_sat, 0
-    PAIRS sqz_mve_pairs_clamp, 1
+    BLOCK sqz_mve_block_sat, 0
+    BLOCK sqz_mve_block_clamp, 1
 
 #endif
 
