@@ -50,10 +50,16 @@ SQZ_JOB_AT(mult_at, 68);
 SQZ_JOB_AT(shift_at, 72);
 SQZ_JOB_AT(odd, 76);
 SQZ_JOB_AT(end, 80);
+SQZ_JOB_AT(zero_point32, 84);
+SQZ_JOB_AT(out_step4, 88);
+SQZ_JOB_AT(groups, 92);
 SQZ_JOB_AT(offsets, 96);
 SQZ_JOB_AT(zero_point, 112);
 SQZ_JOB_AT(lo, 128);
 SQZ_JOB_AT(hi, 144);
+SQZ_JOB_AT(offsets4, 160);
+SQZ_JOB_AT(mult2, 176);
+SQZ_JOB_AT(shift2, 192);
 #endif
 
 
@@ -61,8 +67,10 @@ SQZ_JOB_AT(hi, 144);
 /* The scratch asked for: patches of at most this many bytes per block of pixels (at least
  * one pixel pair). */
 #define BLOCK_BYTES 8192
-/* The scatter store's offsets are 16-bit: pitch + 3 must fit. */
+/* The scatter store's offsets are 16-bit: pitch + 3 must fit, and 3 * pitch + 1 for the
+ * 4-pixel groups of the two-chunk loop. */
 #define MAX_PAIR_PITCH 65532
+#define MAX_GROUP_PITCH 21844
 
 static int32_t min_i32(int32_t a, int32_t b)
 {
@@ -321,11 +329,29 @@ static void job_init(sqz_mve_job *job, const sqz_conv_params *p, int32_t chunks)
         job->offsets[2 * i] = (uint16_t)i;
         job->offsets[2 * i + 1] = (uint16_t)(pitch + i);
     }
+    job->out_step4 = 4 * pitch;
+    const uint16_t group[8] = {0, 2, 0, 2, 1, 3, 1, 3}; /* pixel of each 16-bit lane */
     for (int32_t i = 0; i < 8; ++i) {
         job->zero_point[i] = (int16_t)p->output_offset;
+        job->offsets4[i] = (uint16_t)(group[i] * pitch + (i / 2) % 2);
     }
+    job->zero_point32 = p->output_offset;
     memset(job->lo, (int8_t)p->activation.min, sizeof job->lo);
     memset(job->hi, (int8_t)p->activation.max, sizeof job->hi);
+}
+
+/* What a call of the assembly consumes: the first quad's weights, constants and output. */
+static void start_job(sqz_mve_job *job, const int8_t *filter, const int32_t *bias,
+                      const sqz_per_channel_quant *quant, const int8_t *in, int8_t *out,
+                      int32_t quads)
+{
+    job->filter = filter;
+    job->in = in;
+    job->out = out;
+    job->quads = quads;
+    job->bias_at = bias;
+    job->mult_at = quant->multiplier;
+    job->shift_at = quant->shift;
 }
 #endif
 
@@ -372,11 +398,20 @@ sqz_status sqz_conv_s8_mve_row(const sqz_context *ctx, const sqz_conv_params *pa
     f.zp = (int8_t)(-params->input_offset);
 
 #if SQZ_MVE_NATIVE
+    /* The assembly loops: the general one, and for one or two chunks per pixel the ones that
+     * keep weights in registers. */
     void (*block_fn)(sqz_mve_job *) = NULL;
+    void (*k1_fn)(sqz_mve_job *) = NULL;
+    void (*k2_fn)(sqz_mve_job *) = NULL;
     sqz_mve_job job;
     if (li.fast && pitch <= MAX_PAIR_PITCH) {
         const int full = params->activation.min == INT8_MIN && params->activation.max == INT8_MAX;
         block_fn = full ? sqz_mve_block_sat : sqz_mve_block_clamp;
+        if (chunks == 1) {
+            k1_fn = full ? sqz_mve_block_k1_sat : sqz_mve_block_k1_clamp;
+        } else if (chunks == 2 && pitch <= MAX_GROUP_PITCH) {
+            k2_fn = full ? sqz_mve_block_k2_sat : sqz_mve_block_k2_clamp;
+        }
         job_init(&job, params, chunks);
     }
     const int32_t quads = out_c / SQZ_MVE_QUAD;
@@ -399,16 +434,21 @@ sqz_status sqz_conv_s8_mve_row(const sqz_context *ctx, const sqz_conv_params *pa
         int32_t oc = 0;
 #if SQZ_MVE_NATIVE
         if (block_fn && quads > 0) { /* every whole quad, in assembly */
-            job.filter = filter;
-            job.in = in;
-            job.pairs = n_px / 2;
-            job.odd = n_px % 2;
-            job.out = out;
-            job.quads = quads;
-            job.bias_at = bias;
-            job.mult_at = quant->multiplier;
-            job.shift_at = quant->shift;
-            block_fn(&job);
+            int32_t done = 0; /* pixels */
+            if (k2_fn && n_px >= 4) {
+                job.groups = n_px / 4;
+                start_job(&job, filter, bias, quant, in, out, quads);
+                k2_fn(&job);
+                done = 4 * job.groups;
+            }
+            if (done < n_px) {
+                const int32_t rest = n_px - done;
+                job.pairs = rest / 2;
+                job.odd = rest % 2;
+                start_job(&job, filter, bias, quant, in + (size_t)done * (size_t)len,
+                          out + (size_t)done * pitch, quads);
+                (k1_fn ? k1_fn : block_fn)(&job);
+            }
             oc = SQZ_MVE_QUAD * quads;
         }
 #endif

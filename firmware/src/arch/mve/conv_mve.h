@@ -47,18 +47,32 @@ typedef struct {
     const int8_t *shift_at;  /*  72: its shifts, <= 0 (advances) */
     int32_t odd;             /*  76: 1: one more pixel after the pairs */
     int8_t *end;             /*  80: the current quad's output past its last pair */
-    int32_t pad[3];          /*  84 */
+    int32_t zero_point32;    /*  84: the output zero point (k1, k2) */
+    int32_t out_step4;       /*  88: bytes from one group of 4 pixels' outputs to the next (k2) */
+    int32_t groups;          /*  92: groups of 4 pixels (k2) */
     uint16_t offsets[8];     /*  96: scatter offsets of a pair's 8 bytes: 0, pitch, 1, ... */
     int16_t zero_point[8];   /* 112: the output zero point, in every 16-bit lane */
     int8_t lo[16];           /* 128: the activation's bounds, in every byte (clamp only) */
     int8_t hi[16];           /* 144 */
+    uint16_t offsets4[8];    /* 160: of 4 pixels x 2 channels (k2): 0, 2p, 1, 2p + 1, p, ... */
+    int32_t mult2[4];        /* 176: the current channel pair's multipliers, twice (k2) */
+    int32_t shift2[4];       /* 192: and shifts */
 } sqz_mve_job;
 
 #if defined(__ARM_FEATURE_MVE) && __ARM_FEATURE_MVE
-/* The activation is all of int8 (a ReLU with output zero point -128). */
+/* Any number of chunks. _sat: the activation is all of int8 (a ReLU with output zero point
+ * -128); _clamp: narrower, the result clamped to [lo, hi] too. */
 void sqz_mve_block_sat(sqz_mve_job *job);
-/* Narrower: the result clamped to [lo, hi] too. */
 void sqz_mve_block_clamp(sqz_mve_job *job);
+/* One chunk per pixel (a 1x1 conv over 16 channels): a quad's four weight vectors stay in
+ * registers while the pixels stream past, two at a time (an odd last one alone). */
+void sqz_mve_block_k1_sat(sqz_mve_job *job);
+void sqz_mve_block_k1_clamp(sqz_mve_job *job);
+/* Two chunks per pixel (conv1's 27 taps, a 1x1 over 32 channels): a channel pair's four weight
+ * vectors stay in registers, pixels four at a time (`groups` of them: the caller runs the
+ * others through sqz_mve_block_*). */
+void sqz_mve_block_k2_sat(sqz_mve_job *job);
+void sqz_mve_block_k2_clamp(sqz_mve_job *job);
 #endif
 
 #endif

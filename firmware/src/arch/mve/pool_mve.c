@@ -20,21 +20,46 @@ typedef struct {
     int clamp;
 } act_range;
 
+static inline int8x16_t clamp16(int8x16_t m, const act_range *a)
+{
+    return a->clamp ? vminq_s8(vmaxq_s8(m, a->lo), a->hi) : m;
+}
+
 /* One output pixel's window maxima over `width` input pixels from `in`, written into o, or
- * with `fold` folded into what o holds. */
+ * with `fold` folded into what o holds: whole vectors unpredicated (the common 3-wide window
+ * unrolled), then one predicated vector for the last c % 16 channels. */
 static inline void pixel_max(int8_t *o, const int8_t *in, int32_t c, int32_t width, int fold,
                              const act_range *a)
 {
-    for (int32_t ch = 0; ch < c; ch += 16) {
+    const size_t cs = (size_t)c;
+    int32_t ch = 0;
+    if (width == 3) {
+        for (; ch + 16 <= c; ch += 16) {
+            const int8_t *x = in + ch;
+            int8x16_t m = vmaxq_s8(vmaxq_s8(vldrbq_s8(x), vldrbq_s8(x + cs)),
+                                   vldrbq_s8(x + 2 * cs));
+            m = clamp16(m, a);
+            vstrbq_s8(o + ch, fold ? vmaxq_s8(m, vldrbq_s8(o + ch)) : m);
+        }
+    } else {
+        for (; ch + 16 <= c; ch += 16) {
+            const int8_t *x = in + ch;
+            int8x16_t m = vldrbq_s8(x);
+            for (int32_t fx = 1; fx < width; ++fx) {
+                m = vmaxq_s8(m, vldrbq_s8(x + (size_t)fx * cs));
+            }
+            m = clamp16(m, a);
+            vstrbq_s8(o + ch, fold ? vmaxq_s8(m, vldrbq_s8(o + ch)) : m);
+        }
+    }
+    if (ch < c) {
         const mve_pred16_t p = vctp8q((uint32_t)(c - ch));
         const int8_t *x = in + ch;
         int8x16_t m = vldrbq_z_s8(x, p);
         for (int32_t fx = 1; fx < width; ++fx) {
-            m = vmaxq_s8(m, vldrbq_z_s8(x + (size_t)fx * (size_t)c, p));
+            m = vmaxq_s8(m, vldrbq_z_s8(x + (size_t)fx * cs, p));
         }
-        if (a->clamp) {
-            m = vminq_s8(vmaxq_s8(m, a->lo), a->hi);
-        }
+        m = clamp16(m, a);
         if (fold) {
             m = vmaxq_s8(m, vldrbq_z_s8(o + ch, p));
         }
@@ -45,7 +70,10 @@ static inline void pixel_max(int8_t *o, const int8_t *in, int32_t c, int32_t wid
 /* out = max(out, in) over n bytes. */
 static void fold_row(int8_t *out, const int8_t *in, int32_t n)
 {
-    for (; n > 0; n -= 16, in += 16, out += 16) {
+    for (; n >= 16; n -= 16, in += 16, out += 16) {
+        vstrbq_s8(out, vmaxq_s8(vldrbq_s8(out), vldrbq_s8(in)));
+    }
+    if (n > 0) {
         const mve_pred16_t p = vctp8q((uint32_t)n);
         vstrbq_p_s8(out, vmaxq_s8(vldrbq_z_s8(out, p), vldrbq_z_s8(in, p)), p);
     }
