@@ -60,6 +60,7 @@ SQZ_JOB_AT(hi, 144);
 SQZ_JOB_AT(offsets4, 160);
 SQZ_JOB_AT(mult2, 176);
 SQZ_JOB_AT(shift2, 192);
+typedef char sqz_patch_job_layout[offsetof(sqz_mve_patch_job, pad) == 28 ? 1 : -1];
 #endif
 
 
@@ -192,6 +193,53 @@ static void patch_pixel(int8_t *d, const field *f, int32_t ix0)
         fill_bytes(d, f->zp, lo * f->c);
         copy_bytes(d + lo * f->c, row + (ptrdiff_t)(ix0 + lo) * f->c, (hi - lo) * f->c);
         fill_bytes(d + hi * f->c, f->zp, (f->kw - hi) * f->c);
+    }
+}
+
+/* The patches of n_px output pixels, the first at input column ix0, `stride` apart. The run of
+ * pixels whose windows lie inside the input (every filter row present, no column outside) is
+ * copied in assembly; the others (at the edges, in the padding) here. */
+static void patch_block(int8_t *patch, const field *f, int32_t ix0, int32_t stride,
+                        int32_t n_px)
+{
+    int all_rows = 1;
+    for (int32_t ky = 0; ky < f->kh; ++ky) {
+        all_rows &= f->rows[ky] != NULL;
+    }
+    int32_t k = 0;
+#if SQZ_MVE_NATIVE
+    if (all_rows) {
+        /* Pixels [first, last) have their windows inside the input columns. */
+        int32_t first = 0;
+        while (first < n_px && ix0 + first * stride < 0) {
+            ++first;
+        }
+        int32_t last = first;
+        while (last < n_px && ix0 + last * stride + f->kw <= f->in_w) {
+            ++last;
+        }
+        for (; k < first; ++k) {
+            patch_pixel(patch + (size_t)k * (size_t)f->len, f, ix0 + k * stride);
+        }
+        if (last > first) {
+            sqz_mve_patch_job pj;
+            pj.rows = f->rows;
+            pj.patch = patch + (size_t)first * (size_t)f->len;
+            pj.offset = (ix0 + first * stride) * f->c;
+            pj.seg = f->kw * f->c;
+            pj.step = stride * f->c;
+            pj.pixels = last - first;
+            pj.kh = f->kh;
+            pj.pad = f->len - f->kh * pj.seg;
+            sqz_mve_patches(&pj);
+            k = last;
+        }
+    }
+#else
+    (void)all_rows;
+#endif
+    for (; k < n_px; ++k) {
+        patch_pixel(patch + (size_t)k * (size_t)f->len, f, ix0 + k * stride);
     }
 }
 
@@ -336,8 +384,10 @@ static void job_init(sqz_mve_job *job, const sqz_conv_params *p, int32_t chunks)
         job->offsets4[i] = (uint16_t)(group[i] * pitch + (i / 2) % 2);
     }
     job->zero_point32 = p->output_offset;
-    memset(job->lo, (int8_t)p->activation.min, sizeof job->lo);
-    memset(job->hi, (int8_t)p->activation.max, sizeof job->hi);
+    if (p->activation.min > INT8_MIN || p->activation.max < INT8_MAX) { /* _clamp only */
+        memset(job->lo, (int8_t)p->activation.min, sizeof job->lo);
+        memset(job->hi, (int8_t)p->activation.max, sizeof job->hi);
+    }
 }
 
 /* What a call of the assembly consumes: the first quad's weights, constants and output. */
@@ -424,10 +474,8 @@ sqz_status sqz_conv_s8_mve_row(const sqz_context *ctx, const sqz_conv_params *pa
             in = input_rows[0] + (size_t)px0 * (size_t)f.c;
         } else {
             int8_t *patch = (int8_t *)ctx->buf;
-            for (int32_t k = 0; k < n_px; ++k) {
-                patch_pixel(patch + (size_t)k * (size_t)len, &f,
-                            (px0 + k) * params->stride.w - params->padding.w);
-            }
+            patch_block(patch, &f, px0 * params->stride.w - params->padding.w,
+                        params->stride.w, n_px);
             in = patch;
         }
         int8_t *out = output_row + (size_t)px0 * pitch;

@@ -59,7 +59,22 @@ typedef struct {
     int32_t shift2[4];       /* 192: and shifts */
 } sqz_mve_job;
 
+/* Patches of a run of output pixels whose windows lie inside the input (conv_mve_loop.S). */
+typedef struct {
+    const int8_t *const *rows; /*  0: the window's input rows, all present */
+    int8_t *patch;             /*  4: the first pixel's patch; the others follow, `len` apart */
+    int32_t offset;            /*  8: bytes from a row's start to the first pixel's window */
+    int32_t seg;               /* 12: bytes of one filter row's window, kw * c */
+    int32_t step;              /* 16: bytes from one pixel's window to the next, stride * c */
+    int32_t pixels;            /* 20 */
+    int32_t kh;                /* 24: filter rows */
+    int32_t pad;               /* 28: zero bytes after the taps, to the end of the patch */
+} sqz_mve_patch_job;
+
 #if defined(__ARM_FEATURE_MVE) && __ARM_FEATURE_MVE
+/* Copies each filter row's window with a tail-predicated loop (DLSTP/LETP: 3 instructions per
+ * 16 bytes, the last partial vector included). */
+void sqz_mve_patches(const sqz_mve_patch_job *job);
 /* Any number of chunks. _sat: the activation is all of int8 (a ReLU with output zero point
  * -128); _clamp: narrower, the result clamped to [lo, hi] too. */
 void sqz_mve_block_sat(sqz_mve_job *job);

@@ -417,6 +417,46 @@
     BLOCK_K2 sqz_mve_block_k2_sat, 0
     BLOCK_K2 sqz_mve_block_k2_clamp, 1
 
+/* void sqz_mve_patches(const sqz_mve_patch_job *job): r1 the rows, r4 the patch being
+ * written, r5 the pixel's offset in a row, r6 seg, r7 step, r8 pixels, r9 kh, r10 pad; per
+ * filter row a tail-predicated copy (LR counts bytes down by 16). */
+    .global sqz_mve_patches
+    .type sqz_mve_patches, %function
+    .thumb_func
+sqz_mve_patches:
+    push    {r4-r11, lr}
+    ldm     r0, {r1, r4, r5, r6, r7, r8, r9, r10}
+    vmov.i8 q1, #0
+1:
+    mov     r2, r9
+    mov     r11, r1
+2:
+    ldr     r3, [r11], #4
+    add     r3, r3, r5
+    mov     r12, r4
+    dlstp.8 lr, r6
+3:
+    vldrb.u8    q0, [r3], #16
+    vstrb.8     q0, [r12], #16
+    letp    lr, 3b
+    add     r4, r4, r6
+    subs    r2, r2, #1
+    bne     2b
+    cmp     r10, #0
+    beq     5f
+    mov     r12, r4
+    dlstp.8 lr, r10
+4:
+    vstrb.8     q1, [r12], #16
+    letp    lr, 4b
+    add     r4, r4, r10
+5:
+    add     r5, r5, r7
+    subs    r8, r8, #1
+    bne     1b
+    pop     {r4-r11, pc}
+    .size sqz_mve_patches, . - sqz_mve_patches
+
 #endif
 
 #if defined(__ELF__)
