@@ -107,7 +107,7 @@ class Board:
     stderr_noise: tuple[str, ...] = ()
     uses_psram: bool = False  # QEMU gets -m <the profile's PSRAM>
     # Tag_CPU_name of the ELF's build attributes (gcc's -mcpu), which tells apart boards of
-    # the same ELF machine; None: any.
+    # the same ELF machine; None: the board of that machine whose CPU no other board names.
     elf_cpu: str | None = None
 
     def port_dir(self) -> Path:
@@ -160,7 +160,7 @@ MPS2_AN386 = Board(
                     "arena, buffers and the 16 KiB stack (SSRAM2/3 at 0x20000000)")),
     flash_limit=FLASH_BYTES, ram_limit=RAM_BYTES,
     fit_advice="the board's 16 MiB PSRAM at 0x21000000 is not used by this port",
-    elf_machine=ELF_MACHINE_ARM, stderr_noise=("has no peer",), elf_cpu="cortex-m4",
+    elf_machine=ELF_MACHINE_ARM, stderr_noise=("has no peer",),
 )
 
 # ---- mps3-an547 -------------------------------------------------------------------------------
@@ -324,8 +324,9 @@ def board_for_elf(elf: Path) -> Board:
     candidates = [b for b in BOARDS.values() if b.elf_machine == machine]
     if len(candidates) > 1:
         attributes = _elf_attributes(data).lower()
-        candidates = [b for b in candidates
-                      if b.elf_cpu is None or b.elf_cpu.encode() + b"\0" in attributes]
+        named = [b for b in candidates
+                 if b.elf_cpu is not None and b.elf_cpu.encode() + b"\0" in attributes]
+        candidates = named or [b for b in candidates if b.elf_cpu is None]
     if candidates:
         return candidates[0]
     raise BuildError(f"{elf} is for ELF machine {machine}, which no emulated board runs")
