@@ -28,7 +28,7 @@ from golden import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from qemu_batch import QemuBatch, missing_tools
-from test_qemu import FIXTURE, _mps2_model_dir
+from test_qemu import FIXTURE, ROOT, _mps2_model_dir
 from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
 
 from converter import codegen, kernels, kernels_mve, qemu, targets
@@ -361,3 +361,18 @@ def test_squeezenet_bit_exact_and_within_half_of_cmsis_nn_mve(tmp_path) -> None:
     assert "PASS: all 1 outputs bit-exact" in text and TARGET in text
     count = int(re.findall(r"min ([\d,]+) +median", text)[0].replace(",", ""))
     assert count <= CMSIS_NN_MVE_96 // 2
+
+
+def test_the_real_board_profile_converts_for_the_helium_kernels(tmp_path) -> None:
+    """EK-RA8M1 (Cortex-M85): its memory, the MVE kernels, and the export as the way to its
+    firmware (no PlatformIO board exists for it: platformio.ini's env says what one needs)."""
+    t = targets.load("ek_ra8m1")
+    assert (t.arch, t.counter_unit, t.pio_env) == ("mve", "cycles", None)
+    from converter.convert import convert_tflite
+
+    buf, _ = ONE_OP["3x3-c16-same-relu6"]()
+    conv = convert_tflite(buf, t, model_name="m", source_name="m.tflite")
+    assert {s.kernel for s in conv.lowered.steps} == {"sqz_conv_s8_mve_row"}
+    ini = (ROOT / "platformio.ini").read_text()
+    env = ini[ini.index("[env:ek_ra8m1]"):]
+    assert "board = ek_ra8m1" in env and "armv8.1-m.main+mve" in env
