@@ -3,7 +3,7 @@
  * registers VMLADAVA writes (r0, r2, ..., r12 and lr), two input pointers, a weight pointer and
  * a count, which leaves no register for a C compiler to spill with: per 16 taps of two pixels
  * and four output channels, 14 instructions for 128 multiply-accumulates, the loop unrolled
- * twice; per pixel pair, 24 more for the biases, the output stage, the store and the loop.
+ * four times; per pixel pair, 24 more for the biases, the output stage, the store and the loop.
  * conv_mve.c computes the same in C where MVE is absent (the host's build, where this file
  * assembles to nothing). */
 #if defined(__ARM_FEATURE_MVE) && __ARM_FEATURE_MVE
@@ -68,18 +68,24 @@
     vmladava.s8 r6, q0, q5
     .endm
 
-/* r7 chunks of \chunk, two per pass after an odd one. The chunks set no flags, so C and Z from
- * the LSRS still tell what remains. */
+/* r7 chunks of \chunk: one if r7 is odd, two if bit 1 is set, then four per pass. The chunks
+ * set no flags, so C and Z from the LSRS still tell what remains. */
     .macro CHUNKS chunk
-    lsrs    r7, r7, #1              /* C: an odd chunk; Z: no pairs of chunks */
+    lsrs    r7, r7, #1              /* C: an odd chunk */
     bcc     1f
     \chunk
-1:  beq     3f
-2:  \chunk
+1:  lsrs    r7, r7, #1              /* C: a pair of chunks; Z: no passes of four */
+    bcc     2f
+    \chunk
+    \chunk
+2:  beq     4f
+3:  \chunk
+    \chunk
+    \chunk
     \chunk
     subs    r7, r7, #1
-    bne     2b
-3:
+    bne     3b
+4:
     .endm
 
 /* The activation's narrower bounds (clamp = 1) on the int8 bytes of q0. */
