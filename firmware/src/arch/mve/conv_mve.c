@@ -4,7 +4,8 @@
  * Why this shape: VMLADAVA multiplies sixteen int8 pairs and adds them into a general-purpose
  * register, so the dot products need no widening at all, and eight sums fit the eight even
  * registers it can write. Two pixels by four channels loads 6 vectors per 8 VMLADAVA; the loop
- * (conv_mve_loop.S) is 14 instructions per 128 multiply-accumulates.
+ * (conv_mve_loop.S) is 14 instructions per 128 multiply-accumulates. With one or two 16-byte
+ * chunks per pixel the weights stay in registers instead (its k1 and k2 loops).
  *
  * Inputs: a 1x1 conv of stride 1 over a multiple of 16 channels reads its input row in place
  * (pixel i's channels are one run of 16-byte chunks). Every other conv first gathers, for a
@@ -15,10 +16,10 @@
  * Weights (sqz/kernels_mve.h, laid out by converter/kernels_mve.py): quads of output channels
  * interleaved 16 taps at a time, so the loop reads them with one post-incremented pointer.
  *
- * Output stage: conv_mve.h. Pairs of pixels and whole quads of a layer that meets its
- * conditions go through the assembly loop; the odd last pixel of a row, a last quad of fewer
- * than four channels and any other layer are done here, with the reference formula where the
- * fast one does not apply. */
+ * Output stage: conv_mve.h. The whole quads of a layer that meets its conditions go through the
+ * assembly (pixel pairs, then an odd last pixel alone); a last quad of fewer than four channels
+ * and any other layer are done here, pixel by pixel, with the reference formula where the fast
+ * one does not apply. */
 #include <stddef.h>
 #include <string.h>
 
