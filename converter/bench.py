@@ -9,8 +9,9 @@
   callgrind, which counts executed instructions deterministically (the same binary and input
   give the same count on any x86-64 machine and under any load), per layer and in total.
 * Instructions per inference on the emulated board (`--target`: QEMU mps2-an386, a Cortex-M4,
-  by default), with the kernel variants of the board's architecture: the firmware's own
-  counter, exact executed instructions (not cycles), in total and per layer.
+  by default; mps3-an547, a Cortex-M55 with Helium; esp32s3-qemu), with the kernel variants of
+  the board's architecture: the firmware's own counter, exact executed instructions (not
+  cycles), in total and per layer.
 """
 
 from __future__ import annotations
@@ -183,8 +184,10 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
     out_dir = out.path
     board = targets.load(target)
     if board.counter_unit != "instructions":
+        from .qemu import BOARDS
+
         raise UsageError(f"--target {target}: sqz-bench runs on an emulated board that counts "
-                         "instructions; choose mps2-an386 or esp32s3-qemu")
+                         f"instructions; choose {', '.join(sorted(BOARDS))}")
     with console.status("Converting..."):
         conv = convert.convert_tflite(tflite, board, model_name=name, source_name=name,
                                       stream=stream, packing=packing, ram_budget=2**31,

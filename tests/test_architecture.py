@@ -27,7 +27,7 @@ LAYERS = [
     ("models", "datasets"),  # Keras builders, the procedural example dataset
     ("frontend",),  # model arguments -> int8 .tflite -> graph; preprocessing; the reference
     ("passes",),  # kernel choice, packing, streaming, the memory plan, budgets
-    ("device",),  # protocol, client, firmware builds, host and QEMU boards
+    ("device", "qemu", "hostsim"),  # protocol, client, builds, boards (and 0.1's names)
     ("modeldir",),  # a conversion's output directory, read back
     ("codegen",),  # templates -> C; the library export (of a conversion, with its runtime)
     ("convert",),  # the conversion pipeline

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from converter import arch
-from converter.arch import armv7em, portable
+from converter.arch import armv7em, mve, portable
 from converter.device import build
 from converter.ir.quantmath import multiply_by_quantized_multiplier
 from converter.ir.steps import ConvStep, Dims, MeanStep, PoolStep
@@ -97,6 +97,15 @@ def test_conv_scratch_and_filter_layout_match_c(lib, shape):
         assert getattr(lib, vp.scratch_symbol)(*args) == vp.scratch_bytes(step)
         assert lib.sqz_conv_s8_armv7em_packed_block(args[0], args[2]) == \
             armv7em.packed_block(step)
+
+    # The Helium conv (its C twin compiles on the host) for the layers it takes.
+    m = mve.CONV
+    if m.supports(step):
+        as_m = dataclasses.replace(step, kernel=m.symbol)
+        assert getattr(lib, m.scratch_symbol)(*args) == as_m.scratch_bytes()
+        assert lib.sqz_conv_s8_mve_min_scratch_size(*args) == mve.min_scratch_bytes(as_m)
+        assert lib.sqz_conv_s8_mve_filter_row_len(args[0], args[2]) == m.filter_row_len(as_m)
+        assert len(as_m.filter_values()) == m.filter_row_len(as_m) * -(-cout // 4) * 4
 
     # The window form (average pools); max pools take the push form, which reads one row.
     pool = PoolStep(name="p", op_index=1, reads=(1,), writes=(2,), kind="avg", input=1,

@@ -277,7 +277,7 @@ def test_litert_reference_and_sqz_run_it_bit_exact(compressed, sqz_runner):
         assert np.array_equal(outputs, ref.outputs.reshape(2, -1))
 
 
-@pytest.mark.parametrize("board", ["mps2-an386", "esp32s3-qemu"])
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547", "esp32s3-qemu"])
 def test_compressed_network_bit_exact_on_the_boards(compressed, board, tmp_path):
     """The whole compressed network on each emulated board, with its packed kernels: as
     sqz-convert packs it by default (--packing ram), and with every filter packed (rows per
@@ -308,7 +308,7 @@ def test_compressed_network_bit_exact_on_the_boards(compressed, board, tmp_path)
         assert np.array_equal(ours, ref), f"variant {i} differs on {board}"
 
 
-@pytest.mark.parametrize("target", ["host", "mps2-an386", "esp32s3-qemu"])
+@pytest.mark.parametrize("target", ["host", "mps2-an386", "mps3-an547", "esp32s3-qemu"])
 def test_packing_keeps_the_peak_arena_of_plain_filters(compressed, target):
     """--packing ram (the default) packs a filter only where the peak arena stays that of plain
     filters: here conv1's decoded block would raise it on every board, so conv1 stays int8 and

@@ -5,3 +5,7 @@
 - `build`: compiling the firmware sources, `hostsim`: the firmware as a host process on a
   pseudo-terminal, `qemu`: on an emulated board, `simproc`: what the two share.
 """
+
+# The client under the name sqz 0.1 exported (converter.device.DeviceClient), for tools written
+# against that layout, such as the TFLM anchors beside the project.
+from .client import DeviceClient  # noqa: E402,F401

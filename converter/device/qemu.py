@@ -1,9 +1,11 @@
 """The firmware on an emulated board: QEMU runs it, UART0 on a TCP socket.
 
-Two boards, each the emulated twin of a target profile (targets/<target>.toml):
+Three boards, each the emulated twin of a target profile (targets/<target>.toml):
 
 - mps2-an386: Arm's MPS2 with the AN386 image (Cortex-M4) in qemu-system-arm, counting
   instructions under -icount (firmware/ports/mps2_an386/);
+- mps3-an547: Arm's MPS3 with the AN547 image (Corstone SSE-300, a Cortex-M55 with Helium) in
+  qemu-system-arm, counting instructions under -icount (firmware/ports/mps3_an547/);
 - esp32s3-qemu: the ESP32-S3 (Xtensa LX7 with the PIE SIMD unit) in Espressif's
   qemu-system-xtensa, counting retired instructions with the core's ICOUNT register
   (firmware/ports/esp32s3_qemu/; toolchain and emulator from the ESP32-S3 bundle, see
@@ -104,6 +106,9 @@ class Board:
     # Lines on QEMU's stderr that are not news (a banner, an option it always warns about).
     stderr_noise: tuple[str, ...] = ()
     uses_psram: bool = False  # QEMU gets -m <the profile's PSRAM>
+    # Tag_CPU_name of the ELF's build attributes (gcc's -mcpu), which tells apart boards of
+    # the same ELF machine; None: the board of that machine whose CPU no other board names.
+    elf_cpu: str | None = None
 
     def port_dir(self) -> Path:
         return FIRMWARE / "ports" / self.port
@@ -158,6 +163,33 @@ MPS2_AN386 = Board(
     elf_machine=ELF_MACHINE_ARM, stderr_noise=("has no peer",),
 )
 
+# ---- mps3-an547 -------------------------------------------------------------------------------
+
+MPS3_TARGET = "mps3-an547"
+# Hard-float ABI: MVE needs the FPU's register file (gcc refuses arm_mve.h under soft-float).
+M55_CPU_FLAGS = ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard")
+# QEMU's memory map for the board (hw/arm/mps2-tz.c, armsse.c), as in mps3_an547.ld.
+M55_ITCM_BYTES = 512 * 1024
+M55_FLASH_BYTES = 8 * MiB
+M55_RAM_BYTES = 4 * MiB
+
+MPS3_AN547 = Board(
+    target=MPS3_TARGET, cpu="Cortex-M55 + MVE", counter=f"-icount {ICOUNT}", qemu=QEMU,
+    machine=MPS3_TARGET, cc=CC, size=SIZE, objcopy="arm-none-eabi-objcopy",
+    cpu_flags=M55_CPU_FLAGS, link_flags=LINK_FLAGS, libs=(), port="mps3_an547",
+    linker_script="mps3_an547.ld", qemu_args=("-icount", ICOUNT),
+    install_hint=f"install them with `sudo {APT_HINT}`",
+    regions=(Region("ITCM", M55_ITCM_BYTES, "code (ITCM at 0x00000000)"),
+             Region("FLASH", M55_FLASH_BYTES,
+                    "weights, constants and the initial values of .data (QSPI flash at "
+                    "0x28000000)"),
+             Region("RAM", M55_RAM_BYTES,
+                    "arena, buffers and the 16 KiB stack (internal SRAM at 0x21000000)")),
+    flash_limit=M55_ITCM_BYTES + M55_FLASH_BYTES, ram_limit=M55_RAM_BYTES,
+    fit_advice="the board's 2 GiB DDR at 0x60000000 is not used by this port",
+    elf_machine=ELF_MACHINE_ARM, stderr_noise=("has no peer",), elf_cpu="cortex-m55",
+)
+
 # ---- esp32s3-qemu -----------------------------------------------------------------------------
 
 ESP32S3_TARGET = "esp32s3-qemu"
@@ -204,7 +236,7 @@ ESP32S3_QEMU = Board(
     uses_psram=True,
 )
 
-BOARDS: dict[str, Board] = {b.target: b for b in (MPS2_AN386, ESP32S3_QEMU)}
+BOARDS: dict[str, Board] = {b.target: b for b in (MPS2_AN386, MPS3_AN547, ESP32S3_QEMU)}
 
 
 def esp32s3_tool_dirs() -> list[Path]:
@@ -251,24 +283,52 @@ def board_for_model(model_dir: Path) -> Board:
         raise UsageError(
             f"{model_dir} was generated for {what}, which QEMU does not emulate (its counter, "
             f"frame size and memory map come from the profile); convert again with `sqz-convert "
-            f"... --target {TARGET} --out {model_dir}` (Cortex-M4) or --target {ESP32S3_TARGET} "
-            "(ESP32-S3)")
+            f"... --target {TARGET} --out {model_dir}` (Cortex-M4), --target {MPS3_TARGET} "
+            f"(Cortex-M55) or --target {ESP32S3_TARGET} (ESP32-S3)")
     return board
 
 
-def board_for_elf(elf: Path) -> Board:
-    """The board a firmware ELF was built for, from its machine field."""
+def _elf_attributes(data: bytes) -> bytes:
+    """The .ARM.attributes section of a 32-bit little-endian ELF (b"" when it has none)."""
+    if len(data) < 52:
+        return b""
+    shoff, = struct.unpack_from("<I", data, 32)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 46)
+
+    def section(i: int) -> tuple[int, int, int]:
+        name, _, _, _, off, size = struct.unpack_from("<IIIIII", data, shoff + i * shentsize)
+        return name, off, size
+
     try:
-        with open(elf, "rb") as f:
-            head = f.read(20)
+        _, str_off, str_size = section(shstrndx)
+        for i in range(shnum):
+            name, off, size = section(i)
+            end = data.index(b"\0", str_off + name)
+            if data[str_off + name:end] == b".ARM.attributes":
+                return data[off:off + size]
+    except (struct.error, ValueError):
+        pass
+    return b""
+
+
+def board_for_elf(elf: Path) -> Board:
+    """The board a firmware ELF was built for, from its machine field and, where boards share
+    one, the CPU its build attributes name."""
+    try:
+        data = Path(elf).read_bytes()
     except OSError as e:
         raise BuildError(f"cannot read the firmware {elf}: {e}") from None
-    if len(head) < 20 or head[:4] != b"\x7fELF":
+    if len(data) < 20 or data[:4] != b"\x7fELF":
         raise BuildError(f"{elf} is not an ELF file")
-    machine = struct.unpack_from("<H", head, 18)[0]
-    for board in BOARDS.values():
-        if board.elf_machine == machine:
-            return board
+    machine = struct.unpack_from("<H", data, 18)[0]
+    candidates = [b for b in BOARDS.values() if b.elf_machine == machine]
+    if len(candidates) > 1:
+        attributes = _elf_attributes(data).lower()
+        named = [b for b in candidates
+                 if b.elf_cpu is not None and b.elf_cpu.encode() + b"\0" in attributes]
+        candidates = named or [b for b in candidates if b.elf_cpu is None]
+    if candidates:
+        return candidates[0]
     raise BuildError(f"{elf} is for ELF machine {machine}, which no emulated board runs")
 
 

@@ -325,5 +325,6 @@ sqz_status sqz_requantize_s8(const sqz_requantize_params *params, const sqz_dims
 /* The architectures' variants (compiled only for boards whose profile names the arch). */
 #include "sqz/kernels_armv7em.h"
 #include "sqz/kernels_esp32s3.h"
+#include "sqz/kernels_mve.h"
 
 #endif
