@@ -183,7 +183,7 @@ def test_packed_convs_bit_exact(sqz_runner, arch, case):
     exe, conv = sqz_runner.compile(buf, **kw)
     # Packing is chosen only where it is smaller than the plain filter.
     assume(conv.lowered.any_packed)
-    assert all(arch.conv_kernel(s.kernel).arch in (arch, "portable")
+    assert all(archs.conv_kernel(s.kernel).arch in (arch, "portable")
                for s in conv.lowered.steps if getattr(s, "packed", None) is not None)
     packed = [s for s in conv.lowered.steps if getattr(s, "packed", None) is not None]
     if case["rows"]:
