@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from converter.errors import InputFileError, UsageError
+from .errors import InputFileError, UsageError
 
 RESIZE_MODES = ("resize", "short_side_crop")
 CHANNEL_ORDERS = ("rgb", "bgr")

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from converter import atomic
-from converter.errors import InputFileError, UsageError
+from .. import atomic
+from ..errors import InputFileError, UsageError
 
 CLASSES = ("circle", "cross", "square", "star", "triangle")
 MIN_SIZE = 16
@@ -235,9 +235,9 @@ def generate(out_dir: str | Path, n_per_class: int, size: int = 64, seed: int = 
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from converter.cli import _Parser
+    from ..cli import _Parser
 
-    p = _Parser(prog="python -m converter.datasets.shapes",
+    p = _Parser(prog=f"python -m {__package__}.shapes",
                 description="Write the procedural shapes dataset: one subfolder per class.")
     p.add_argument("out", type=Path, help="folder to create")
     p.add_argument("--n-per-class", type=int, default=100, help="images per class (default 100)")
@@ -256,7 +256,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from converter.cli import run_cli
+    from ..cli import run_cli
 
     return run_cli(_main, argv)
 

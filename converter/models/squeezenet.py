@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from converter.errors import UsageError
+from ..errors import UsageError
 
 if TYPE_CHECKING:
     import keras

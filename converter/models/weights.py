@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from converter import atomic
-from converter.errors import InputFileError, ModelError
+from .. import atomic
+from ..errors import InputFileError, ModelError
 
 if TYPE_CHECKING:
     import keras

@@ -34,9 +34,9 @@ def photos(pretrained: Path) -> list[Path]:
 
 def _ranked(buf: bytes, x: np.ndarray) -> np.ndarray:
     """Class indices of each input, best first, from the int8 pre-softmax tensor."""
-    from converter import reference
-    from converter.tflite_reader import read_model_bytes
-    from converter.validate import quantize_input
+    from sqz_mcu import reference
+    from sqz_mcu.tflite_reader import read_model_bytes
+    from sqz_mcu.validate import quantize_input
 
     g = read_model_bytes(buf)
     scale, zp = g.tensor(g.inputs[0]).quant.single()
@@ -48,8 +48,8 @@ def _ranked(buf: bytes, x: np.ndarray) -> np.ndarray:
 def agreement(pretrained: Path, work: Path, bits: int = 6, codebook: str = "tensor",
               sparsity: str = "paper") -> dict:
     """Compress, quantize both models, run them; per-photo top-5 lists and the agreements."""
-    from converter import atomic, compress, sources
-    from converter.preprocess import Preprocessing, load_image
+    from sqz_mcu import atomic, compress, sources
+    from sqz_mcu.preprocess import Preprocessing, load_image
 
     pre = Preprocessing.imagenet()
     files = photos(pretrained)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.pretrained / WEIGHTS} not found", file=sys.stderr)
         return 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from converter.quantize import captured_output
+    from sqz_mcu.quantize import captured_output
 
     with tempfile.TemporaryDirectory() as tmp, captured_output():
         result = agreement(args.pretrained, Path(tmp), args.bits, args.codebook, args.sparsity)
