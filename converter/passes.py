@@ -229,6 +229,11 @@ def layout(lw: Lowered, views: dict[int, View], sched: stream.Schedule) -> Layou
                 events.append((tick, done))
     # The host writes the input before the first call and reads the results after the last.
     touch(roots(lw.input)[0], 0)
+    # The output never shares bytes with the input: an application writes its next input while
+    # it may still use the last result (the exported API promises the output stays valid until
+    # the next run), so the output is planned as live from the first call. It costs at most
+    # the output's own bytes.
+    touch(roots(lw.output)[0], 0)
     for t in (lw.output, lw.logits):
         if t is not None:
             touch(roots(t)[0], n_ticks - 1)
