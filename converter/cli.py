@@ -208,6 +208,16 @@ def _convert_parser() -> argparse.ArgumentParser:
     lib.add_argument("--export-image", metavar="FILE",
                      help="the image the library's examples classify (default: the first "
                           "calibration image)")
+    lib.add_argument("--export-author", metavar="TEXT",
+                     help="the library's author in library.json and library.properties, e.g. "
+                          "'Jane Doe <jane@example.com>' (default sqz-convert)")
+    lib.add_argument("--export-maintainer", metavar="TEXT",
+                     help="the library's maintainer (default: the author)")
+    lib.add_argument("--export-url", metavar="URL",
+                     help="the library's homepage (default: sqz's)")
+    lib.add_argument("--export-license", metavar="SPDX",
+                     help="the library's license as an SPDX identifier, e.g. MIT (default: "
+                          "none stated)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("--version", action="version", version=f"sqz {__version__}")
     return p

@@ -1,20 +1,20 @@
-"""sqz-convert --export DIR: the model and sqz's runtime as a library for the user's firmware.
+"""sqz-convert --export DIR: the model and sqz's runtime as libraries for the user's firmware.
 
-One directory serves four build systems at once:
+Two libraries, each serving four build systems at once (PlatformIO: library.json; Arduino:
+library.properties; ESP-IDF: a component; plain CMake: add_subdirectory):
 
-* a PlatformIO library (library.json, src/),
-* an Arduino library (library.properties, src/, examples/<name>/<name>.ino),
-* an ESP-IDF component and a plain CMake library: one CMakeLists.txt that registers itself
-  with ESP-IDF (idf_component.yml beside it) or builds a static library for add_subdirectory,
+* DIR, the model library NAME: the model's code and data under the library's own names (every
+  global symbol, macro, include guard and file starts with NAME, e.g. sqz_shapes_run(),
+  SQZ_SHAPES_ARENA_BYTES, src/sqz_shapes_model.c), its C API (src/NAME.h), a sample image, the
+  protocol server of sqz-validate bound to this model, and examples;
+* DIR/../sqz_runtime, the runtime: sqz's kernels, executor and frame codec, copied verbatim
+  from firmware/, written once and shared by every model exported beside it, so several models
+  live in one firmware with one runtime. It holds every portable kernel and the variants of
+  every architecture its models were converted for; a static library links only what is used.
 
-each with a minimal example that classifies a sample image compiled into flash and prints the
-label and the time taken. The protocol server of sqz-validate comes along (src/sqz_validation)
-so that a product firmware can be validated bit for bit; nothing links it unless it is called.
-
-The export is a function of a model directory written by sqz-convert: the generated model,
-the reference .tflite and the board profile it names. Runtime sources are copied verbatim from
-firmware/ (the list comes from converter.build.model_runtime_sources); every other file is
-rendered from templates/export/. Python only prepares the data.
+Every file is rendered from templates/export/ or copied verbatim from firmware/; Python only
+prepares the data. The model's code is the conversion's own schedule rendered again with the
+library's symbol prefix (convert.Conversion.render), so it is the code sqz-validate checked.
 """
 
 from __future__ import annotations
@@ -30,23 +30,46 @@ from typing import Any
 import numpy as np
 
 from . import __version__, arch, atomic, targets, tflite_edit, tflite_reader
-from .build import model_runtime_sources
+from .build import runtime_sources
 from .errors import InputFileError, ModelError, UsageError
 from .paths import FIRMWARE, require
 from .preprocess import Preprocessing, load_image_folder, load_pixels, normalize
 from .quantmath import quantize_multiplier, round_half_away
 
-FORMAT = 1  # of the exported layout, recorded in sqz_export.json
+FORMAT = 2  # of the exported layout, recorded in sqz_export.json (2: model + shared runtime)
 MANIFEST = "sqz_export.json"
+RUNTIME = "sqz_runtime"  # the runtime library's name and folder, beside every model library
 DEFAULT_VERSION = "1.0.0"
-HOMEPAGE = "https://pypi.org/project/sqz/"
+DEFAULT_AUTHOR = "sqz-convert"
+# sqz's PyPI distribution (the name "sqz" there belongs to an unrelated project).
+HOMEPAGE = "https://pypi.org/project/sqz-mcu/"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+# A model library's symbols are NAME_<something>; the runtime's are sqz_<word>_...: a NAME made
+# of sqz_ and one of these words could collide with them (tests/test_export.py checks the list
+# against the runtime's symbols).
+RESERVED_WORDS = frozenset({
+    "add", "app", "arch", "armv7em", "avg", "check", "clamp", "concat", "conv", "crc32", "dims",
+    "exact", "fc", "frame", "fully", "load", "mac", "max", "mean", "min", "model", "mps2", "node",
+    "packed", "pair", "per", "pie", "pool", "port", "proto", "requantize", "reset", "rounding",
+    "row", "rows", "run", "runtime", "s3", "sat", "segment", "softmax", "status", "sxtb16",
+    "target", "tensor", "trailing", "validation", "window"})
 # Semantic versioning without build metadata, which not every registry accepts.
 VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
 ROW = 24  # values per line in generated arrays
 
 # ESP-IDF's name for the chips sqz has profiles for (keyed by profile name).
-IDF_TARGETS = {"esp32s3": "esp32s3", "esp32": "esp32"}
+IDF_TARGETS = {"esp32s3": "esp32s3", "esp32": "esp32", "esp32s3-qemu": "esp32s3"}
+# Where each profile's library is built and tested, for the manifests' board lists: the Arduino
+# core architecture (None: no Arduino core runs the profile's chip, and no library.properties is
+# written) and the PlatformIO platforms. Not "*": an int8 SqueezeNet does not fit an AVR.
+PLATFORMS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "esp32s3": ("esp32", ("espressif32",)),
+    "esp32": ("esp32", ("espressif32",)),
+    "esp32s3-qemu": ("esp32", ("espressif32", "sqz-qemu")),
+    "nucleo_f767zi": ("stm32", ("ststm32",)),
+    "mps2-an386": (None, ("sqz-qemu",)),
+    "host": (None, ("native",)),
+}
 # The PlatformIO example's env for boards that have one in the checkout's platformio.ini
 # (tests/test_export.py checks that the two agree).
 PIO_BOARDS: dict[str, dict[str, Any]] = {
@@ -61,6 +84,10 @@ PIO_BOARDS: dict[str, dict[str, Any]] = {
 }
 # Board ports that are complete Arduino sketches: shipped as examples/sqz_validate.
 ARDUINO_PORTS = ("esp32_arduino", "stm32_arduino")
+# The emulated boards: their PlatformIO example is sqz's bare-metal validation firmware built
+# from the library with sqz's local platform (firmware/tools/pio_qemu, shipped with it).
+QEMU_PORTS = {"mps2_an386": "mps2-an386", "esp32s3_qemu": "esp32s3-qemu"}
+PIO_PLATFORM = FIRMWARE / "tools" / "pio_qemu"
 
 
 @dataclass(frozen=True)
@@ -74,49 +101,106 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Authors:
+    """The manifests' people and links (--export-author and friends)."""
+
+    author: str = DEFAULT_AUTHOR
+    maintainer: str | None = None  # default: the author
+    url: str = HOMEPAGE
+    license: str | None = None  # an SPDX identifier, or none
+
+
+@dataclass(frozen=True)
 class Exported:
     path: Path
     name: str
     version: str
     files: tuple[str, ...]
     expected_class: int
+    runtime: Path
 
 
 def library_name(model_name: str) -> str:
     """sqz_<model>, reduced to what every build system accepts: [a-z0-9_], letter first."""
     stem = re.sub(r"[^a-z0-9]+", "_", model_name.lower()).strip("_") or "model"
-    return f"sqz_{stem}"[:48]
+    if not stem[0].isalpha():
+        stem = f"m{stem}"
+    name = f"sqz_{stem}"[:48]
+    # sqz_model, sqz_run...: the runtime's own words (a model file named model.tflite).
+    return name if _name_problem(name) is None else f"{stem}_lib"[:48]
+
+
+def _name_problem(name: str) -> str | None:
+    if not NAME_RE.match(name):
+        return ("use lower-case letters, digits and '_', starting with a letter (at most 48), "
+                "e.g. sqz_shapes")
+    parts = name.split("_")
+    if name == RUNTIME or name == "sqz" or (parts[0] == "sqz" and len(parts) > 1
+                                             and parts[1] in RESERVED_WORDS):
+        return (f"the names sqz, {RUNTIME} and sqz_<word> for the runtime's own words "
+                f"({', '.join(sorted(RESERVED_WORDS))}) are taken by sqz's runtime; e.g. "
+                "sqz_shapes or my_model")
+    return None
+
+
+_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 
 
 def check_options(dest: Path, *, name: str | None, version: str, out_dir: Path | None = None,
-                  image: str | None = None) -> None:
+                  image: str | None = None, authors: Authors | None = None) -> None:
     """Everything about --export that can be wrong, checked before any conversion work."""
-    if name is not None and not NAME_RE.match(name):
-        raise UsageError(f"--export-name '{name}': use lower-case letters, digits and '_', "
-                         "starting with a letter (at most 48), e.g. sqz_shapes")
+    if name is not None and (problem := _name_problem(name)) is not None:
+        raise UsageError(f"--export-name '{name}': {problem}")
     if not VERSION_RE.match(version):
         raise UsageError(f"--export-version '{version}': give a semantic version such as "
                          "1.0.0 or 1.2.0-rc1")
+    authors = authors or Authors()
+    for option, value in (("--export-author", authors.author),
+                          ("--export-maintainer", authors.maintainer),
+                          ("--export-url", authors.url), ("--export-license", authors.license)):
+        if value is not None and not _TEXT_RE.match(value):
+            raise UsageError(f"{option} {value!r}: give one line of text (1 to 200 characters)")
+    if not re.match(r"^https?://\S+$", authors.url):
+        raise UsageError(f"--export-url '{authors.url}': give an http:// or https:// address")
+    if authors.license is not None and not re.match(r"^[A-Za-z0-9.+-]+( (AND|OR|WITH) "
+                                                    r"[A-Za-z0-9.+-]+)*$", authors.license):
+        raise UsageError(f"--export-license '{authors.license}': give an SPDX identifier such "
+                         "as MIT or Apache-2.0")
     if image is not None and not Path(image).is_file():
         raise InputFileError(f"--export-image {image}: no such image file")
     dest = Path(dest)
+    runtime = runtime_dir(dest)
     if out_dir is not None:
-        a, b = dest.resolve(), Path(out_dir).resolve()
-        if a == b or a.is_relative_to(b) or b.is_relative_to(a):
-            raise UsageError(f"--export {dest} and --out {out_dir} overlap; the library and the "
-                             "conversion output need separate directories")
+        b = Path(out_dir).resolve()
+        for path in (dest, runtime):
+            a = path.resolve()
+            if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+                raise UsageError(f"--export {dest} and --out {out_dir} overlap (the library, "
+                                 f"and its runtime in {runtime}); the libraries and the "
+                                 "conversion output need separate directories")
+    if dest.resolve() == runtime.resolve() or dest.name == RUNTIME:
+        raise UsageError(f"--export {dest}: {RUNTIME} is the shared runtime's folder beside "
+                         "the model library; give the model library's own folder, e.g. "
+                         "lib/sqz_shapes")
     check_destination(dest)
+    check_destination(runtime, what=f"--export's runtime folder {runtime}")
 
 
-def check_destination(dest: Path) -> None:
+def runtime_dir(dest: Path) -> Path:
+    """Where the runtime a model library at `dest` uses lives: beside it."""
+    return Path(dest).absolute().parent / RUNTIME
+
+
+def check_destination(dest: Path, what: str | None = None) -> None:
     """An existing --export directory is replaced only when sqz wrote it: never a user's own
     folder that happens to have the name."""
+    what = what or f"--export {dest}"
     if not dest.exists():
         return
     if not dest.is_dir():
-        raise InputFileError(f"--export {dest} exists and is not a directory; choose another")
+        raise InputFileError(f"{what} exists and is not a directory; choose another")
     if any(dest.iterdir()) and not (dest / MANIFEST).is_file():
-        raise InputFileError(f"--export {dest} exists and is not a library exported by sqz (no "
+        raise InputFileError(f"{what} exists and is not a library exported by sqz (no "
                              f"{MANIFEST}); sqz replaces only its own exports: choose a new "
                              "directory or remove this one")
 
@@ -244,46 +328,100 @@ def _rows(values) -> list[list[int]]:
 
 # --- files ------------------------------------------------------------------------------------
 
-def library_path(src: Path) -> str:
-    """Where a firmware file goes in the library. firmware/include/ becomes src/ (so
-    "sqz/runtime.h" resolves), the protocol server src/sqz_validation/, and the rest of
-    firmware/src/ keeps its layout under src/sqz_runtime/ (runtime/, arch/<arch>/), so
-    relative includes between kernels and their variants still resolve."""
+def runtime_path(src: Path) -> str:
+    """Where a firmware file goes in the runtime library. firmware/include/ becomes src/ (so
+    "sqz/runtime.h" resolves) and firmware/src/ keeps its layout under src/sqz_runtime/
+    (runtime/, arch/<arch>/, app/frame.c), so relative includes between kernels and their
+    variants still resolve."""
     parts = src.relative_to(FIRMWARE).parts
     if parts[0] == "include":
         return "/".join(("src", *parts[1:]))
-    if parts[:2] == ("src", "app"):
-        return "/".join(("src", "sqz_validation", *parts[2:]))
     if parts[0] == "src":
         return "/".join(("src", "sqz_runtime", *parts[1:]))
-    raise ValueError(f"{src} is not part of the exported firmware")
+    raise ValueError(f"{src} is not part of the exported runtime")
 
 
-def _runtime_files(model_dir: Path, arch_name: str) -> tuple[list[Path], list[Path]]:
-    """(sources, headers) of the runtime the model needs."""
-    sources = model_runtime_sources(model_dir)
-    headers = [*sorted(require(FIRMWARE / "include" / "sqz").glob("*.h")),
-               *sorted((FIRMWARE / "src" / "runtime").glob("*.h")), *arch.headers(arch_name)]
-    return sources, headers
+def _app_file(name: str) -> Path:
+    return require(FIRMWARE / "src" / "app" / name)
 
 
-def _validation_files() -> list[Path]:
-    app = require(FIRMWARE / "src" / "app")
-    return sorted(p for p in app.iterdir() if p.suffix in (".c", ".h"))
+def _runtime_files(archs: list[str]) -> list[Path]:
+    """Every portable kernel, the variants of `archs`, their headers, and the frame codec of
+    the protocol server (model-independent; each model library has its own server)."""
+    files = [*runtime_sources(), *sorted((FIRMWARE / "src" / "runtime").glob("*.h")),
+             *sorted(require(FIRMWARE / "include" / "sqz").glob("*.h")),
+             _app_file("frame.c"), _app_file("frame.h")]
+    for a in archs:
+        files += [*arch.sources(a), *arch.headers(a)]
+    return files
+
+
+class ModelCode:
+    """The generated model rendered again under another symbol prefix: from the conversion
+    in memory (sqz-convert --export), or from a model directory, converted again with the
+    options its sqz.json recorded and checked to give exactly the files it holds."""
+
+    def __init__(self, model_dir: Path, conv: Any | None, target: targets.Target,
+                 tflite: bytes) -> None:
+        self.render = conv.render if conv is not None else self._reconverted(
+            model_dir, target, tflite)
+
+    @staticmethod
+    def _reconverted(model_dir: Path, target: targets.Target, tflite: bytes):
+        from . import codegen, convert, passes
+        from .lower import lower
+
+        meta_path = model_dir / "sqz.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise InputFileError(f"{meta_path}: cannot read it ({e}); convert the model "
+                                 "again") from None
+        need = ("arch", "packing", "stream_option", "model_name", "source_name")
+        missing = [k for k in need if k not in meta]
+        if missing:
+            raise InputFileError(f"{meta_path} was written by an older sqz (it lacks "
+                                 f"{', '.join(missing)}); convert the model again, with "
+                                 "--export DIR to export it in the same run")
+        target_h = model_dir / "sqz_target.h"
+        in_psram = _define(target_h.read_text(errors="replace"), "SQZ_ARENA_IN_PSRAM",
+                           target_h) == "1"
+        graph = tflite_reader.read_model_bytes(tflite, source=meta["source_name"])
+        lw, layout = passes.run_passes(lower(graph), arch=meta["arch"],
+                                       stream_mode=meta["stream_option"], in_place=True,
+                                       packing_mode=meta["packing"])
+
+        def render(prefix: str) -> dict[str, str]:
+            return convert.render_files(lw, layout, target, arch=meta["arch"],
+                                        model_name=meta["model_name"],
+                                        source_name=meta["source_name"],
+                                        arena_in_psram=in_psram, prefix=prefix)
+
+        for fname, text in render(codegen.DEFAULT_PREFIX).items():
+            if (model_dir / fname).read_text(errors="replace") != text:
+                raise InputFileError(f"{model_dir / fname} is not what its model and sqz.json "
+                                     "convert to with this sqz (another sqz version, or "
+                                     "edited); convert again, with --export DIR")
+        return render
 
 
 def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
-                   version: str = DEFAULT_VERSION, sample: Sample | None = None) -> Exported:
+                   version: str = DEFAULT_VERSION, sample: Sample | None = None,
+                   conv: Any | None = None, authors: Authors | None = None) -> Exported:
     """Write the library for the model in `model_dir` (a directory written by sqz-convert) to
-    `dest`, replacing an earlier export there. Runs the host reference once on the sample, so
-    the examples can print what the host computes next to what the board computes."""
-    from . import reference
+    `dest`, and the runtime it uses beside it (runtime_dir), replacing earlier exports there.
+    `conv` is that directory's conversion (convert.Conversion) when the caller has it in
+    memory; without it the model is converted again from the directory (ModelCode). Runs the
+    host reference once on the sample, so the examples can print what the host computes next
+    to what the board computes."""
+    from . import codegen, reference
 
     model_dir, dest = Path(model_dir), Path(dest)
+    authors = authors or Authors()
     info, md = _model_context(model_dir)
     model, target = info["model"], info["target"]
     name = name or library_name(md.name)
-    check_options(dest, name=name, version=version)
+    check_options(dest, name=name, version=version, authors=authors)
     inp = model["input"]
     shape = (inp["height"], inp["width"], inp["channels"])
     pre = md.preprocessing if _preprocessing_fits(md.preprocessing, shape) else None
@@ -321,28 +459,41 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
     if names is not None and len(names) != model["output"]["classes"]:
         names = None
     arch_name = target.arch
-    sources, headers = _runtime_files(model_dir, arch_name)
-    validation = _validation_files()
-    lib_sources = [f"src/{name}.c", "src/model.c", "src/model_data.c",
-                   *(library_path(s) for s in sources)]
+    prefix = f"{name}_"
+    sym = codegen.symbols(prefix)
+    code = ModelCode(model_dir, conv, target, md.tflite).render(prefix)
+    arduino_arch, pio_platforms = PLATFORMS.get(target.name, (None, ()))
+    validation_dir = f"src/{name}_validation"
+    qemu_board = QEMU_PORTS.get(target.port)
     ctx: dict[str, Any] = {
+        "n": name, "N": name.upper(),
         "banner": {"sha256": md.sha256, "tool_version": __version__, "source": md.name,
                    "target": target.name},
         "lib": {
             "name": name, "upper": name.upper(), "version": version,
             "cmake_version": version.split("-")[0],
             "header": f"{name}.h", "sample_header": f"{name}_sample.h",
-            "float_header": f"{name}_float.h", "url": HOMEPAGE,
+            "float_header": f"{name}_float.h", "url": authors.url,
+            "author": authors.author, "maintainer": authors.maintainer or authors.author,
+            "license": authors.license,
             "builtin_arena": not model["arena_in_psram"],
             "description": (f"{md.name}, an int8 SqueezeNet image classifier converted by sqz "
-                            f"for {target.name}: model, runtime and a small C API "
-                            "(bit-exact with the TFLite reference kernels)."),
+                            f"for {target.name}: the model and a small C API (bit-exact with "
+                            "the TFLite reference kernels; sqz's runtime is the library "
+                            f"{RUNTIME} beside it)."),
             "sentence": f"The {md.name} image classifier (int8, bit-exact), generated by sqz.",
             "paragraph": (f"{model['output']['classes']} classes from a "
                           f"{inp['height']}x{inp['width']}x{inp['channels']} image; "
-                          "C99, no heap, no float. Model SHA-256 " + md.sha256[:16] + "."),
+                          f"C99, no heap, no float; needs the library {RUNTIME}. Model SHA-256 "
+                          + md.sha256[:16] + "."),
+            "arduino_arch": arduino_arch, "pio_platforms": list(pio_platforms),
         },
+        "runtime": {"name": RUNTIME, "version": __version__},
+        "symbols": sym,
         "model": model,
+        "model_macros": ["NAME", "SHA256", "ARENA_BYTES", "N_STEPS", "MACS", "INPUT_BYTES",
+                         "INPUT_ZERO_POINT", "OUTPUT_BYTES", "OUTPUT_ZERO_POINT",
+                         "LOGITS_BYTES"],
         "target": {"name": target.name, "description": target.description, "arch": arch_name,
                    "idf_target": IDF_TARGETS.get(target.name)},
         "pixels": pixels_ctx,
@@ -351,33 +502,31 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
         "sample": {"pixels": sample.pixels, "description": sample.description,
                    "count": int(x.size), "rows": _rows(sample.data),
                    "expected_class": expected_class, "expected_score": expected_score},
-        "sources": {"library": lib_sources,
-                    "validation": [library_path(p) for p in validation if p.suffix == ".c"],
-                    "has_asm": any(s.suffix == ".S" for s in sources)},
+        "sources": {"library": [f"src/{name}.c", f"src/{sym['source']}", f"src/{sym['data']}"],
+                    "validation": [f"{validation_dir}/app.c"]},
         "pio": ({"env": target.pio_env, **PIO_BOARDS[target.pio_env]}
                 if target.pio_env in PIO_BOARDS else None),
+        "qemu": None,
         "glue": {"mps2": target.port == "mps2_an386"},
         "examples": {"validate_sketch": target.port in ARDUINO_PORTS},
     }
 
     files: dict[str, bytes] = {}
-    for src in [*sources, *headers, *validation]:
-        files[library_path(src)] = src.read_bytes()
-    for generated in ("model.c", "model_data.c", "model.h", "sqz_target.h"):
-        files[f"src/{generated}"] = (model_dir / generated).read_bytes()
+    for generated, text in code.items():
+        files[f"src/{generated}"] = text.encode()
+    for app in ("app.c", "frame.h", "protocol.h"):  # verbatim; the shims below bind them
+        files[f"{validation_dir}/{app}"] = _app_file(app).read_bytes()
     rendered = {
         f"src/{name}.h": "export/api.h.j2",
         f"src/{name}.c": "export/api.c.j2",
         f"src/{name}_sample.h": "export/sample.h.j2",
         f"src/{name}_float.h": "export/float.h.j2",
+        f"{validation_dir}/model.h": "export/validation_model.h.j2",
+        f"{validation_dir}/sqz_target.h": "export/validation_target.h.j2",
         "CMakeLists.txt": "export/CMakeLists.txt.j2",
         "library.json": "export/library.json.j2",
-        "library.properties": "export/library.properties.j2",
         "idf_component.yml": "export/idf_component.yml.j2",
         "README.md": "export/README.md.j2",
-        "examples/classify/classify.ino": "export/examples/classify.ino.j2",
-        "examples/platformio/platformio.ini": "export/examples/platformio.ini.j2",
-        "examples/platformio/src/main.cpp": "export/examples/classify.ino.j2",
         "examples/esp_idf/CMakeLists.txt": "export/examples/esp_idf_CMakeLists.txt.j2",
         "examples/esp_idf/main/CMakeLists.txt": "export/examples/esp_idf_main_CMakeLists.txt.j2",
         "examples/esp_idf/main/main.c": "export/examples/esp_idf_main.c.j2",
@@ -385,6 +534,37 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
         "examples/cmake/main.c": "export/examples/cmake_main.c.j2",
         "examples/cmake/clock_std.c": "export/examples/cmake_clock_std.c.j2",
     }
+    if arduino_arch is not None:
+        rendered["library.properties"] = "export/library.properties.j2"
+        rendered["examples/classify/classify.ino"] = "export/examples/classify.ino.j2"
+    if qemu_board is not None:
+        # sqz's validation firmware for the emulated board, built from the library by
+        # PlatformIO with sqz's local platform (shipped in the example): `pio run -t upload`
+        # starts QEMU, then sqz-validate --port checks the library bit for bit.
+        port_dir = FIRMWARE / "ports" / target.port
+        port_files = sorted(p for p in require(port_dir).iterdir()
+                            if p.suffix in (".c", ".S"))
+        script = next(p for p in port_dir.iterdir() if p.suffix == ".ld")
+        base = "examples/platformio"
+        for p in port_files:
+            files[f"{base}/src/{p.name}"] = p.read_bytes()
+        files[f"{base}/{script.name}"] = script.read_bytes()
+        for p in sorted(require(PIO_PLATFORM).rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                files[f"{base}/platform/{p.relative_to(PIO_PLATFORM).as_posix()}"] = (
+                    p.read_bytes())
+        rendered[f"{base}/src/model.h"] = "export/validation_model.h.j2"
+        rendered[f"{base}/src/sqz_target.h"] = "export/validation_target.h.j2"
+        rendered[f"{base}/platformio.ini"] = "export/examples/platformio_qemu.ini.j2"
+        ctx["qemu"] = {"board": qemu_board, "ldscript": script.name,
+                       "sources": [p.name for p in port_files]}
+        ctx["pio_example_files"] = ["platformio.ini", script.name,
+                                    *(f"src/{p.name}" for p in port_files), "src/model.h",
+                                    "src/sqz_target.h"]
+    else:
+        rendered["examples/platformio/platformio.ini"] = "export/examples/platformio.ini.j2"
+        rendered["examples/platformio/src/main.cpp"] = "export/examples/classify.ino.j2"
+        ctx["pio_example_files"] = ["platformio.ini", "src/main.cpp"]
     if model["arena_in_psram"]:
         rendered["examples/esp_idf/sdkconfig.defaults"] = "export/examples/sdkconfig.defaults.j2"
     if ctx["glue"]["mps2"]:
@@ -396,10 +576,10 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
     if ctx["examples"]["validate_sketch"]:
         files["examples/sqz_validate/sqz_validate.ino"] = require(
             FIRMWARE / "ports" / target.port / "port.cpp").read_bytes()
+        rendered["examples/sqz_validate/model.h"] = "export/validation_model.h.j2"
+        rendered["examples/sqz_validate/sqz_target.h"] = "export/validation_target.h.j2"
 
-    from .codegen import environment
-
-    env = environment()
+    env = codegen.environment()
     for path, template in rendered.items():
         files[path] = env.get_template(template).render(**ctx).encode()
     # The reference and the report, so sqz-validate --model can point here.
@@ -413,15 +593,108 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
     manifest = {
         "format": FORMAT, "library": name, "version": version, "generator": f"sqz {__version__}",
         "model": md.name, "model_sha256": md.sha256, "target": target.name, "arch": arch_name,
+        "runtime": RUNTIME,
         "files": {p: hashlib.sha256(files[p]).hexdigest() for p in sorted(files)},
     }
     files[MANIFEST] = (json.dumps(manifest, indent=2) + "\n").encode()
+    runtime = write_runtime(runtime_dir(dest), name=name, folder=dest.absolute().name,
+                            arch_name=arch_name, target_name=target.name, env=env)
     write_tree(dest, files)
     return Exported(path=dest, name=name, version=version, files=tuple(sorted(files)),
-                    expected_class=expected_class)
+                    expected_class=expected_class, runtime=runtime)
 
 
-def write_tree(dest: Path, files: Mapping[str, bytes]) -> None:
+def _manifest(path: Path) -> dict | None:
+    try:
+        data = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_runtime(runtime: Path, *, name: str, folder: str, arch_name: str, target_name: str,
+                  env) -> Path:
+    """The shared runtime beside a model library: written when missing, extended when a model
+    of another architecture joins it, left alone when it already holds what is needed. The
+    models it serves are recorded (those whose library is gone are dropped); one written by a
+    different runtime is replaced only when no other model uses it."""
+    old = _manifest(runtime)
+    users: dict[str, dict[str, str]] = {
+        name: {"arch": arch_name, "target": target_name, "folder": folder}}
+    if old is not None:
+        if old.get("library") != RUNTIME:
+            raise InputFileError(f"{runtime} holds the export {old.get('library')!r}, not "
+                                 f"sqz's runtime; {RUNTIME} is the shared runtime's folder "
+                                 "beside a model library: move that export elsewhere")
+        for other, use in (old.get("users") or {}).items():
+            if other == name or not isinstance(use, dict):
+                continue
+            lib = _manifest(runtime.parent / str(use.get("folder")))
+            if lib is not None and lib.get("library") == other and lib.get("runtime") == RUNTIME:
+                users[other] = {k: str(use.get(k)) for k in ("arch", "target", "folder")}
+    archs = sorted({u["arch"] for u in users.values()} - {arch.PORTABLE})
+    if len(archs) > 1:
+        theirs = sorted(u for u, use in users.items() if use["arch"] != arch_name)
+        raise UsageError(f"{runtime} serves {', '.join(theirs)}, converted for the "
+                         f"{', '.join(a for a in archs if a != arch_name)} kernels, and this "
+                         f"model is for {arch_name}: one firmware runs on one CPU. Export it "
+                         "into another folder, or convert it for the same board")
+    files = _runtime_tree(archs, users, env)
+    if old is not None:
+        had = old.get("files") or {}
+        ours = {p: hashlib.sha256(d).hexdigest() for p, d in files.items() if p != MANIFEST}
+        others = sorted(set(users) - {name})
+        # The code (src/): the manifests around it name the models and change as they do.
+        changed = [p for p in set(had) | set(ours) if p.startswith("src/")
+                   and (p not in had or p not in ours or had[p] != ours[p])]
+        if changed and others:
+            raise InputFileError(
+                f"{runtime} is the runtime of {', '.join(others)}, written by "
+                f"{old.get('generator')}, and this sqz {__version__} writes a different one "
+                f"({sorted(changed)[0]} and {len(changed) - 1} more files differ), which their "
+                "code may not match. Export every model again with this sqz, into another "
+                f"folder (or remove {runtime} first)")
+        if had == ours and old.get("users") == users:
+            return runtime
+    write_tree(runtime, files, what="--export's runtime")
+    return runtime
+
+
+def _runtime_tree(archs: list[str], users: dict[str, dict[str, str]], env) -> dict[str, bytes]:
+    sources = _runtime_files(archs)
+    files = {runtime_path(p): p.read_bytes() for p in sources}
+    arduino = sorted({a for u in users.values()
+                      if (a := PLATFORMS.get(u["target"], (None, ()))[0]) is not None})
+    platforms = sorted({p for u in users.values()
+                        for p in PLATFORMS.get(u["target"], (None, ()))[1]})
+    ctx = {
+        "banner": {"tool_version": __version__},
+        "runtime": {"name": RUNTIME, "upper": RUNTIME.upper(), "version": __version__,
+                    "url": HOMEPAGE, "archs": archs, "users": sorted(users),
+                    "arduino_archs": arduino, "pio_platforms": platforms,
+                    "sources": sorted(runtime_path(p) for p in sources
+                                      if p.suffix in (".c", ".S")),
+                    "has_asm": any(p.suffix == ".S" for p in sources)},
+    }
+    rendered = {"CMakeLists.txt": "export/runtime/CMakeLists.txt.j2",
+                "library.json": "export/runtime/library.json.j2",
+                "idf_component.yml": "export/runtime/idf_component.yml.j2",
+                "README.md": "export/runtime/README.md.j2",
+                "src/sqz_runtime.h": "export/runtime/sqz_runtime.h.j2"}
+    if arduino:
+        rendered["library.properties"] = "export/runtime/library.properties.j2"
+    for path, template in rendered.items():
+        files[path] = env.get_template(template).render(**ctx).encode()
+    manifest = {
+        "format": FORMAT, "library": RUNTIME, "version": __version__,
+        "generator": f"sqz {__version__}", "archs": archs, "users": users,
+        "files": {p: hashlib.sha256(files[p]).hexdigest() for p in sorted(files)},
+    }
+    files[MANIFEST] = (json.dumps(manifest, indent=2) + "\n").encode()
+    return files
+
+
+def write_tree(dest: Path, files: Mapping[str, bytes], what: str = "--export") -> None:
     """Make `dest` hold exactly `files` (relative path -> bytes): the whole old tree or the
     whole new one, never a mix (converter/atomic.py: staged beside `dest`, swapped in one
     rename, locked against a second writer)."""
@@ -431,7 +704,7 @@ def write_tree(dest: Path, files: Mapping[str, bytes]) -> None:
         known = list(json.loads((dest / MANIFEST).read_text())["files"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    with atomic.output_directory(dest, what="--export", manifest=None, legacy_marker=MANIFEST,
+    with atomic.output_directory(dest, what=what, manifest=None, legacy_marker=MANIFEST,
                                  legacy_names=[*known, MANIFEST]) as stage:
         for rel, data in files.items():
             stage.write_bytes(rel, data)
