@@ -29,6 +29,26 @@ class Conversion:
     files: dict[str, str]
     arch: str
     packing: str = "ram"  # passes.PACKING_MODES
+    model_name: str = ""
+    source_name: str = ""
+    stream: str = "auto"  # the --stream option (layout.schedule.mode is what it chose)
+
+    def render(self, prefix: str) -> dict[str, str]:
+        """The generated files again with another symbol prefix (codegen.symbols): the same
+        schedule and weights under other names, for a library that shares a firmware with
+        other models (converter/export.py)."""
+        return render_files(self.lowered, self.layout, self.target, arch=self.arch,
+                            model_name=self.model_name, source_name=self.source_name,
+                            arena_in_psram=self.budget.arena_in_psram, prefix=prefix)
+
+
+def render_files(lw: Lowered, layout: Layout, target: Target, *, arch: str, model_name: str,
+                 source_name: str, arena_in_psram: bool,
+                 prefix: str = codegen.DEFAULT_PREFIX) -> dict[str, str]:
+    ctx = codegen.build_context(lw, layout, target, model_name=model_name,
+                                source_name=source_name, arch=arch, prefix=prefix)
+    ctx["placement"] = {"arena_in_psram": int(arena_in_psram)}
+    return codegen.render(ctx)
 
 
 def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
@@ -53,12 +73,12 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
                           flash_budget=flash_budget, input_size_option=input_size_option,
                           packing=packing)
-    ctx = codegen.build_context(lw, layout, target, model_name=model_name,
-                                source_name=source_name, arch=arch, prefix=prefix)
-    ctx["placement"] = {"arena_in_psram": int(budget.arena_in_psram)}
-    files = codegen.render(ctx)
+    files = render_files(lw, layout, target, arch=arch or target.arch, model_name=model_name,
+                         source_name=source_name, arena_in_psram=budget.arena_in_psram,
+                         prefix=prefix)
     return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,
-                      arch=arch or target.arch, packing=packing)
+                      arch=arch or target.arch, packing=packing, model_name=model_name,
+                      source_name=source_name, stream=stream)
 
 
 def runtime_sources_used(lw: Lowered) -> list[str]:
@@ -105,6 +125,12 @@ def write(conv: Conversion, buf: bytes, out: Path | atomic.Staging,
         "arena_bytes": conv.layout.arena_bytes,
         "arch": conv.arch,
         "stream": conv.layout.schedule.mode,
+        # What converting again needs to give the same code (converter/export.py re-renders
+        # it under the library's own names).
+        "packing": conv.packing,
+        "stream_option": conv.stream,
+        "model_name": conv.model_name,
+        "source_name": conv.source_name,
         "runtime_sources": runtime_sources_used(conv.lowered),
     }
     payload = {**{name: text.encode() for name, text in conv.files.items()},

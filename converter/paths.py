@@ -2,8 +2,8 @@
 
 In a checkout they sit beside the package (firmware/, templates/, targets/, examples/ at the
 top of the repository), which is also what an editable install (`pip install -e .`) uses. A
-wheel (`pip install sqz`) carries the same folders inside the package, as converter/_data/
-(mapped in pyproject.toml), and that copy wins when it exists.
+wheel (`pip install sqz-mcu`) carries the same folders inside the package (installed as
+sqz_mcu), as sqz_mcu/_data/ (mapped in pyproject.toml), and that copy wins when it exists.
 """
 
 from __future__ import annotations
@@ -34,5 +34,5 @@ def require(path: Path) -> Path:
         where = ("the installed sqz package" if INSTALLED else f"the sqz checkout {_CHECKOUT}")
         raise BuildError(
             f"{path} is missing from {where}: the installation is incomplete. Reinstall sqz "
-            "(`pip install sqz`, or `pip install -e .` in a checkout)")
+            "(`pip install sqz-mcu`, or `pip install -e .` in a checkout)")
     return path

@@ -81,7 +81,9 @@ class QemuBatch:
         d.mkdir(parents=True)
         for c in self.cases:
             for name, text in c.conv.files.items():
-                (d / name).write_text(text)  # sqz_target.h: the same for every case
+                (d / name).write_text(text)
+        # The port's sqz_target.h: the board profile, the same in every case.
+        (d / "sqz_target.h").write_text(self.cases[0].conv.files[symbols("b0_")["target"]])
         cases = []
         for i, c in enumerate(self.cases):
             x = c.inputs

@@ -29,9 +29,10 @@ LAYERS = [
     ("passes",),  # kernel choice, packing, streaming, the memory plan, budgets
     ("device", "qemu", "hostsim"),  # protocol, client, builds, boards (and 0.1's names)
     ("modeldir",),  # a conversion's output directory, read back
-    ("codegen",),  # templates -> C; the library export (of a conversion, with its runtime)
+    ("codegen",),  # templates -> C
     ("convert",),  # the conversion pipeline
     ("report",),  # the conversion report
+    ("export",),  # a conversion as a library for the user's firmware
     ("validate", "bench"),  # validation against the reference; benchmarks
     ("training",),  # sqz-train's training core
     ("compress",),  # Deep Compression (fine-tuning on the training core)

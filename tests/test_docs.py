@@ -37,6 +37,11 @@ PARSERS: dict[str, Callable] = {
     "converter.commands.train": train._parser,
     "converter.commands.compress": compress._parser,
     "converter.commands.shapes": shapes._parser,
+    # The examples' scripts run the installed package, sqz_mcu (pyproject.toml).
+    **{f"sqz_mcu.commands.{name}": parser for name, parser in (
+        ("convert", convert._convert_parser), ("validate", validate._validate_parser),
+        ("bench", bench._parser), ("train", train._parser), ("compress", compress._parser),
+        ("shapes", shapes._parser))},
 }
 
 # Code blocks in these languages hold no shell commands.
@@ -265,3 +270,38 @@ def test_slugs_are_githubs():
                  "## `--export` and 96×96\n## Tests\n## Tests\n```\n# not a heading\n```\n") == {
         "row-streaming-peak-arena", "the-pipeline-and-the-converters-layers",
         "--export-and-9696", "tests", "tests-1"}
+
+
+# pio run's own targets, and those sqz's platform for the emulated boards adds.
+PIO_TARGETS = {"upload", "monitor", "clean", "size", "stop"}
+
+
+def _pio_commands(text: str) -> list[list[str]]:
+    """The `pio run` command lines of the code blocks (transcripts: the "$ " lines)."""
+    out = []
+    for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, re.M | re.S):
+        lines = block.splitlines()
+        typed_only = any(ln.startswith("$ ") for ln in lines)
+        for line in lines:
+            if typed_only and not line.startswith("$ "):
+                continue
+            line = line.removeprefix("$ ").split("  #", 1)[0]
+            if line.split()[:2] == ["pio", "run"]:
+                out.append(shlex.split(line))
+    return out
+
+
+@pytest.mark.parametrize("doc", sorted((REPO / "docs").glob("*.md")),
+                         ids=lambda p: p.name)
+def test_every_pio_target_shown_exists(doc):
+    for argv in _pio_commands(doc.read_text()):
+        targets = [argv[i + 1] for i, a in enumerate(argv) if a == "-t"]
+        assert set(targets) <= PIO_TARGETS, argv
+
+
+def test_the_board_flow_doc_shows_the_flow():
+    text = (REPO / "docs" / "board-flow.md").read_text()
+    pio = [" ".join(c) for c in _pio_commands(text)]
+    assert "pio run -t upload" in pio and "pio run -t stop" in pio
+    assert "sqz-convert --target esp32s3-qemu" in text
+    assert re.search(r"sqz-validate --port socket://127\.0\.0\.1:\d+", text)

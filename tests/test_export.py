@@ -3,10 +3,14 @@
 The bundled example is converted once (host), and its int8 .tflite, with the preprocessing and
 class names beside it, is converted again for the Cortex-M4 board and the ESP32-S3, so every
 library holds the same model. Checked here: the CMake example builds and runs on the host and,
-cross-compiled, on QEMU's mps2-an386, and prints the host reference's label; the manifests
-pass their formats' own validators; the Arduino, PlatformIO and ESP-IDF examples compile
-against stub cores; sqz-validate --port passes against a "user firmware" built from the
-library; and an export is deterministic and never replaces a directory sqz did not write.
+cross-compiled, on QEMU's mps2-an386, and prints the host reference's label; two models live in
+one firmware with one runtime; the output survives writing the next input; the public header
+brings no runtime internals and no generic file names; the manifests pass their formats' own
+validators and name only the boards the library is built for; the Arduino, PlatformIO and
+ESP-IDF examples compile against stub cores; sqz-validate --port passes against a "user
+firmware" built from the library; and an export is deterministic and never replaces a
+directory sqz did not write. (The emulated boards' PlatformIO example is built and run in
+tests/test_pio_flow.py.)
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from converter.codegen import export
+from converter import export
 from converter.commands.convert import convert_main
 from converter.commands.validate import validate_main
-from converter.errors import UsageError
+from converter.errors import InputFileError, UsageError
 from converter.frontend import reference
 from converter.frontend.preprocess import Preprocessing, load_image, load_pixels, quantize_input
 
@@ -52,6 +56,9 @@ class Exports:
     m4: Path  # for mps2-an386
     esp: Path  # for esp32s3 with the arena in PSRAM
 
+    def runtime(self, lib: Path) -> Path:
+        return lib.parent / export.RUNTIME
+
 
 def _need(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
@@ -64,8 +71,10 @@ def _need(*tools: str) -> None:
 def exports(tmp_path_factory) -> Exports:
     root = tmp_path_factory.mktemp("export")
     host_model = root / "host"
+    # Each board's libraries in their own folder (a firmware runs on one CPU): the model
+    # library and the runtime beside it.
     assert convert_main(["--target", "host", "--out", str(host_model), "--export",
-                         str(root / "lib-host"), "-q"]) == 0
+                         str(root / "host-lib" / "sqz_shapes"), "-q"]) == 0
     # The same int8 model for the other boards: the .tflite with its sidecars.
     tfl = root / "shapes.tflite"
     shutil.copy(host_model / "model.tflite", tfl)
@@ -74,12 +83,17 @@ def exports(tmp_path_factory) -> Exports:
     # The Cortex-M4 library classifies another image than the default (the first one).
     sample = str(M4_SAMPLE)
     assert convert_main([str(tfl), "--target", "mps2-an386", "--out", str(root / "m4"),
-                         "--export", str(root / "lib-m4"), "--export-image", sample, "-q"]) == 0
+                         "--export", str(root / "m4-lib" / "sqz_shapes"), "--export-image",
+                         sample, "-q"]) == 0
     assert convert_main([str(tfl), "--target", "esp32s3", "--ram-budget", "16K", "--out",
-                         str(root / "esp"), "--export", str(root / "lib-esp"),
+                         str(root / "esp"), "--export", str(root / "esp-lib" / "shapes_psram"),
                          "--export-name", "shapes_psram", "--export-version", "2.1.0-rc1",
+                         "--export-author", "Jane Doe <jane@example.com>",
+                         "--export-maintainer", "Acme Firmware <fw@example.com>",
+                         "--export-url", "https://example.com/shapes", "--export-license", "MIT",
                          "-q"]) == 0
-    return Exports(root, host_model, root / "lib-host", root / "lib-m4", root / "lib-esp")
+    return Exports(root, host_model, root / "host-lib" / "sqz_shapes",
+                   root / "m4-lib" / "sqz_shapes", root / "esp-lib" / "shapes_psram")
 
 
 def _reference_top1(model_dir: Path, image: Path) -> tuple[int, int, str]:
@@ -185,18 +199,31 @@ def test_cmake_example_on_qemu_prints_the_same_label(exports, tmp_path):
     assert (label, cls, score, expected) == (ref_label, ref_cls, ref_score, ref_cls)
     # Under -icount, SysTick time is instructions / 1000: tens of milliseconds here.
     assert 1000 < micros < 1_000_000
+    # Run as the example's CMakeLists.txt says, without -icount: SysTick then follows the host's
+    # clock. Its first reading used to come before the counter's first reload and counted a
+    # period that never passed: "time: 4294315090 us".
+    text = (cmake_dir / "CMakeLists.txt").read_text()
+    documented = re.search(r"^#\s+(qemu-system-arm .*build-m4/classify)$", text, re.M).group(1)
+    cmd = [str(elf) if arg == "build-m4/classify" else arg for arg in documented.split()]
+    assert "-icount" not in cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    label, cls, score, expected, micros = _parse(proc.stdout)
+    assert (label, cls, score) == (ref_label, ref_cls, ref_score)
+    assert 0 < micros < 60_000_000
 
 
-def test_readme_firmware_code_compiles_against_the_export(exports, tmp_path):
+def test_docs_firmware_code_compiles_against_the_export(exports, tmp_path):
     """docs/export.md's "code you write" block, compiled and linked with the host library."""
     _need("cmake", "cc")
     text = (REPO / "docs" / "export.md").read_text()
-    code = re.search(r"#+ The code you write\n.*?```c\n(.*?)```", text, re.S).group(1)
+    code = re.search(r"## The code you write\n.*?```c\n(.*?)```", text, re.S).group(1)
     assert 10 <= len([ln for ln in code.splitlines() if ln.strip()]) <= 16
     project = tmp_path / "readme"
     project.mkdir()
     (project / "frame.c").write_text(code + "\nint main(void)\n{\n"
-                                     "    static uint8_t rgb[SQZ_INPUT_PIXELS * 3];\n"
+                                     "    static uint8_t rgb[SQZ_SHAPES_INPUT_PIXELS * 3];\n"
                                      "    on_frame(rgb);\n    return 0;\n}\n")
     (project / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.13)\nproject(readme C)\n"
@@ -209,28 +236,57 @@ def test_readme_firmware_code_compiles_against_the_export(exports, tmp_path):
 
 # --- the C API ---------------------------------------------------------------------------------
 
-def test_c_api_against_the_host(exports, tmp_path):
-    """tests/c/export_api_check.c, linked with the library: init's checks, the output, top-k
-    order, and the Q16.16 helpers against exact arithmetic on the host."""
-    _need("cmake", "cc")
+def _api_check(lib: Path, tmp_path: Path) -> list[str]:
+    """tests/c/export_api_check.c built with CMake against `lib` and run; its lines."""
+    name = json.loads((lib / "sqz_export.json").read_text())["library"]
     project = tmp_path / "check"
     project.mkdir()
     shutil.copy(REPO / "tests" / "c" / "export_api_check.c", project / "check.c")
     (project / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.13)\nproject(check C)\n"
-        f"add_subdirectory({exports.host.as_posix()} lib)\n"
+        f"add_subdirectory({lib.as_posix()} lib)\n"
         "add_executable(check check.c)\n"
-        "target_compile_definitions(check PRIVATE SQZ_API_HEADER=\"sqz_shapes.h\" "
-        "SQZ_SAMPLE_HEADER=\"sqz_shapes_sample.h\" SQZ_FLOAT_HEADER=\"sqz_shapes_float.h\")\n"
-        "target_link_libraries(check PRIVATE sqz_shapes m)\n")
+        f"target_compile_definitions(check PRIVATE LIB={name} LIBU={name.upper()} "
+        f"SQZ_API_HEADER=\"{name}.h\" SQZ_SAMPLE_HEADER=\"{name}_sample.h\" "
+        f"SQZ_FLOAT_HEADER=\"{name}_float.h\")\n"
+        f"target_link_libraries(check PRIVATE {name} m)\n")
     build = _cmake_build(project, tmp_path / "b")
     proc = subprocess.run([str(build / "check")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    return proc.stdout.splitlines()
+
+
+@pytest.mark.parametrize("which", ["host", "esp"])
+def test_output_survives_writing_the_next_input(exports, which, tmp_path):
+    """The header's promise: the output stays valid until the next run, so an application can
+    write its next frame first. The ESP32-S3 plan used to put the output inside the input (its
+    PIE kernels run on the host as their C twins)."""
+    _need("cmake", "cc")
+    lines = _api_check(getattr(exports, which), tmp_path)
+    in_off, in_bytes, out_off, out_bytes = (
+        int(v) for v in next(x for x in lines if x.startswith("layout ")).split()[1:])
+    assert out_off + out_bytes <= in_off or in_off + in_bytes <= out_off
+    assert "stable 1" in lines
+    # The same for the generated model of every export: its input and output never overlap.
+    for lib in (exports.host, exports.m4, exports.esp):
+        name = lib.name
+        text = (lib / "src" / f"{name}_model.c").read_text()
+        model_def = text[text.index(f"const sqz_model {name}_model_def"):]
+        tensors = {k: (int(off), int(n)) for k, off, n in re.findall(
+            r"\.(input|output) = \{ (\d+)u, (\d+)u,", model_def)}
+        (a, na), (b, nb) = tensors["input"], tensors["output"]
+        assert b + nb <= a or a + na <= b, (lib, tensors)
+
+
+def test_c_api_against_the_host(exports, tmp_path):
+    """tests/c/export_api_check.c, linked with the library: init's checks, the output, top-k
+    order, and the Q16.16 helpers against exact arithmetic on the host."""
+    _need("cmake", "cc")
+    lines = _api_check(exports.host, tmp_path)
     facts = dict(line.rsplit(" ", 1) for line in lines if line.startswith("init "))
     err_arg, ok = "1", "0"  # SQZ_ERR_ARG, SQZ_OK
     assert facts == {"init run_before": err_arg, "init misaligned": err_arg,
-                     "init small": err_arg, "init ok": ok, "init input_offset": "1",
+                     "init small": err_arg, "init ok": ok, "init arena": "1",
                      "init run": ok}
     assert "failed none" in lines
 
@@ -244,6 +300,9 @@ def test_c_api_against_the_host(exports, tmp_path):
     s_in, zp_in = g.tensor(g.inputs[0]).quant.single()
     s_out, zp_out = g.tensor(g.outputs[0]).quant.single()
     x = quantize_input(load_image(FIRST_IMAGE, pre), s_in, zp_in)
+    device_input = [int(v) for v in next(
+        x for x in lines if x.startswith("input ")).split()[1:]]
+    assert device_input == x.reshape(-1).tolist()
     assert out == reference.run_reference(tflite, x[None]).outputs.reshape(-1).tolist()
 
     topk = [tuple(int(v) for v in p.split(":"))
@@ -275,7 +334,8 @@ def test_c_api_against_the_host(exports, tmp_path):
 def test_sqz_validate_port_against_a_firmware_built_from_the_library(exports, tmp_path,
                                                                      capsys):
     """The user's firmware: the library from add_subdirectory plus the user's own main and
-    serial port; here the host port (a pty) plays that part."""
+    serial port; here sqz's host port (a pty) plays that part, unchanged, with the library's
+    src/sqz_shapes_validation on its include path (its model.h binds the port to the model)."""
     _need("cmake", "cc")
     from converter.device.hostsim import HostFirmware
 
@@ -286,6 +346,8 @@ def test_sqz_validate_port_against_a_firmware_built_from_the_library(exports, tm
         "cmake_minimum_required(VERSION 3.13)\nproject(user_firmware C)\n"
         f"add_subdirectory({exports.host.as_posix()} sqz_shapes)\n"
         "add_executable(user_firmware main.c)\n"
+        "target_include_directories(user_firmware PRIVATE "
+        f"{(exports.host / 'src' / 'sqz_shapes_validation').as_posix()})\n"
         "target_link_libraries(user_firmware PRIVATE sqz_shapes)\n")
     build = _cmake_build(project, tmp_path / "b")
     with HostFirmware(build / "user_firmware") as fw:
@@ -303,7 +365,7 @@ def test_sqz_validate_port_against_a_firmware_built_from_the_library(exports, tm
 def test_validation_server_is_only_linked_when_called(host_example):
     syms = subprocess.run(["nm", str(host_example)], capture_output=True, text=True).stdout
     assert "sqz_run" in syms
-    assert "sqz_app_poll" not in syms and "sqz_frame_rx_byte" not in syms
+    assert "sqz_shapes_validation_poll" not in syms and "sqz_frame_rx_byte" not in syms
 
 
 # --- manifests ---------------------------------------------------------------------------------
@@ -318,37 +380,73 @@ def _pio_manifest(path: Path, monkeypatch) -> dict:
     from platformio.package.manifest.parser import ManifestParserFactory
     from platformio.package.manifest.schema import ManifestSchema
 
-    # The schema fetches SPDX's license list for a "license" field; the exports have none.
+    # The schema fetches SPDX's license list for a "license" field (offline here: this one).
     monkeypatch.setattr(ManifestSchema, "load_spdx_licenses",
-                        staticmethod(lambda: {"licenses": []}))
+                        staticmethod(lambda: {"licenses": [{"licenseId": "MIT"}]}))
     parsed = ManifestParserFactory.new_from_file(str(path)).as_dict()
     return ManifestSchema().load_manifest(parsed)
+
+
+# The boards each export says it is for: those its library is built and tested on here.
+BOARDS = {"host": (None, ["native"]), "m4": (None, ["sqz-qemu"]),
+          "esp": ("esp32", ["espressif32"])}
 
 
 @pytest.mark.parametrize("which", ["host", "m4", "esp"])
 def test_library_json_is_a_valid_platformio_manifest(exports, which, monkeypatch):
     lib = getattr(exports, which)
-    data = _pio_manifest(lib / "library.json", monkeypatch)
-    assert data["name"] == lib.name.replace("lib-esp", "shapes_psram").replace(
-        "lib-host", "sqz_shapes").replace("lib-m4", "sqz_shapes")
-    for header in data["headers"]:
-        assert (lib / "src" / header).is_file()
-    for ex in data["examples"]:
-        for f in ex["files"]:
-            assert (lib / ex["base"] / f).is_file()
+    for folder in (lib, exports.runtime(lib)):
+        data = _pio_manifest(folder / "library.json", monkeypatch)
+        assert data["name"] == folder.name
+        for header in data["headers"]:
+            assert (folder / "src" / header).is_file()
+        for ex in data.get("examples", []):
+            for f in ex["files"]:
+                assert (folder / ex["base"] / f).is_file()
+        raw = json.loads((folder / "library.json").read_text())
+        assert raw["build"]["srcDir"] == "src" and raw["build"]["libArchive"] is True
+        # Honest board lists: not "*" (an int8 SqueezeNet does not fit an AVR).
+        assert raw["platforms"] == BOARDS[which][1]
     raw = json.loads((lib / "library.json").read_text())
-    assert raw["build"]["srcDir"] == "src" and raw["build"]["libArchive"] is True
+    if which == "esp":  # --export-author and friends
+        assert raw["authors"] == [{"name": "Jane Doe <jane@example.com>"},
+                                  {"name": "Acme Firmware <fw@example.com>", "maintainer": True}]
+        assert (raw["homepage"], raw["license"]) == ("https://example.com/shapes", "MIT")
+    else:
+        assert raw["authors"] == [{"name": "sqz-convert", "maintainer": True}]
+        assert raw["homepage"] == "https://pypi.org/project/sqz-mcu/" and "license" not in raw
 
 
-@pytest.mark.parametrize("which", ["host", "esp"])
-def test_library_properties_follow_the_arduino_specification(exports, which, monkeypatch):
-    lib = getattr(exports, which)
+def _properties(path: Path) -> dict[str, str]:
     props = {}
-    for line in (lib / "library.properties").read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line and not line.startswith("#"):
             key, value = line.split("=", 1)
             assert key not in props, f"{key} twice"
             props[key] = value
+    return props
+
+
+def test_arduino_manifests_only_for_boards_with_an_arduino_core(exports):
+    """No Arduino core runs the host or the mps2-an386 board's model: their libraries have no
+    library.properties (and no Arduino sketch) instead of claiming architectures=*."""
+    for which in ("host", "m4"):
+        lib = getattr(exports, which)
+        assert not (lib / "library.properties").exists()
+        assert not (exports.runtime(lib) / "library.properties").exists()
+        assert not (lib / "examples" / "classify").exists()
+    for folder in (exports.esp, exports.runtime(exports.esp)):
+        assert _properties(folder / "library.properties")["architectures"] == "esp32"
+    props = _properties(exports.esp / "library.properties")
+    assert (props["author"], props["maintainer"], props["url"]) == (
+        "Jane Doe <jane@example.com>", "Acme Firmware <fw@example.com>",
+        "https://example.com/shapes")
+
+
+@pytest.mark.parametrize("which", ["esp", "esp-runtime"])
+def test_library_properties_follow_the_arduino_specification(exports, which, monkeypatch):
+    lib = exports.esp if which == "esp" else exports.runtime(exports.esp)
+    props = _properties(lib / "library.properties")
     for key in ARDUINO_REQUIRED:
         assert props.get(key), f"library.properties lacks {key}"
     assert props["category"] in ARDUINO_CATEGORIES
@@ -359,20 +457,21 @@ def test_library_properties_follow_the_arduino_specification(exports, which, mon
         assert (lib / "src" / header.strip()).is_file()
     # Arduino's "1.5" layout: sources under src/, each example a folder with a same-named .ino.
     assert not list(lib.glob("*.c")) and (lib / "src").is_dir()
-    sketches = [d for d in (lib / "examples").iterdir() if (d / f"{d.name}.ino").is_file()]
-    assert {d.name for d in sketches} >= {"classify"}
+    if which == "esp":
+        sketches = [d for d in (lib / "examples").iterdir() if (d / f"{d.name}.ino").is_file()]
+        assert {d.name for d in sketches} >= {"classify"}
     # PlatformIO reads library.properties too: its schema must accept it.
     data = _pio_manifest(lib / "library.properties", monkeypatch)
     assert data["version"] == props["version"]
 
 
-@pytest.mark.parametrize("which", ["host", "esp"])
+@pytest.mark.parametrize("which", ["host", "esp", "esp-runtime"])
 def test_idf_component_yml_passes_the_component_manager(exports, which):
     pytest.importorskip("idf_component_tools",
                         reason="idf-component-manager not installed (pip install -e '.[test]')")
     from idf_component_tools.manager import ManifestManager, UploadMode
 
-    lib = getattr(exports, which)
+    lib = exports.runtime(exports.esp) if which == "esp-runtime" else getattr(exports, which)
     mm = ManifestManager(lib, lib.name.replace("-", "_"),
                          upload_mode=UploadMode.component).validate()
     assert not mm._validation_errors, mm._validation_errors
@@ -382,35 +481,48 @@ def test_idf_component_yml_passes_the_component_manager(exports, which):
         assert list(manifest.targets) == ["esp32s3"]
 
 
-def test_cmakelists_registers_an_esp_idf_component(exports, tmp_path):
-    """The ESP-IDF branch of the library's CMakeLists.txt, run with a stand-in for
-    idf_component_register: every source it lists exists."""
-    _need("cmake")
-    out = tmp_path / "registered.txt"
-    script = tmp_path / "idf.cmake"
+def _idf_registration(lib: Path, tmp_path: Path) -> tuple[list[str], str, str]:
+    """The ESP-IDF branch of a library's CMakeLists.txt, run with a stand-in for
+    idf_component_register: (SRCS, INCLUDE_DIRS, REQUIRES)."""
+    out = tmp_path / f"registered-{lib.name}.txt"
+    script = tmp_path / f"idf-{lib.name}.cmake"
     script.write_text(
         "set(ESP_PLATFORM 1)\n"
         "function(idf_component_register)\n"
-        "  cmake_parse_arguments(A \"\" \"\" \"SRCS;INCLUDE_DIRS\" ${ARGN})\n"
-        f"  file(WRITE \"{out.as_posix()}\" \"${{A_SRCS}}\\n${{A_INCLUDE_DIRS}}\\n\")\n"
+        "  cmake_parse_arguments(A \"\" \"\" \"SRCS;INCLUDE_DIRS;REQUIRES\" ${ARGN})\n"
+        f"  file(WRITE \"{out.as_posix()}\" "
+        "\"${A_SRCS}\\n${A_INCLUDE_DIRS}\\n${A_REQUIRES}\\n\")\n"
         "endfunction()\n"
-        f"include(\"{(exports.esp / 'CMakeLists.txt').as_posix()}\")\n")
+        f"include(\"{(lib / 'CMakeLists.txt').as_posix()}\")\n")
     proc = subprocess.run(["cmake", "-P", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    srcs, includes = out.read_text().splitlines()
-    srcs = srcs.split(";")
-    assert includes == "src"
-    assert "src/shapes_psram.c" in srcs and "src/sqz_validation/app.c" in srcs
-    for s in srcs:
-        assert (exports.esp / s).is_file(), s
+    srcs, includes, requires = out.read_text().split("\n")[:3]
+    return srcs.split(";"), includes, requires
+
+
+def test_cmakelists_registers_esp_idf_components(exports, tmp_path):
+    """The model library and the runtime each register as an ESP-IDF component, the model
+    requiring the runtime; every source they list exists and every source on disk is listed."""
+    _need("cmake")
+    runtime = exports.runtime(exports.esp)
+    srcs, includes, requires = _idf_registration(exports.esp, tmp_path)
+    assert (includes, requires) == ("src", "sqz_runtime")
+    assert "src/shapes_psram.c" in srcs and "src/shapes_psram_validation/app.c" in srcs
+    rt_srcs, rt_includes, _ = _idf_registration(runtime, tmp_path)
+    assert rt_includes == "src"
     # C and, for the esp32s3's PIE kernels, assembly.
-    on_disk = {p.relative_to(exports.esp).as_posix() for ext in ("*.c", "*.S")
-               for p in (exports.esp / "src").rglob(ext)}
-    assert on_disk == set(srcs)
+    for lib, listed in ((exports.esp, srcs), (runtime, rt_srcs)):
+        for s in listed:
+            assert (lib / s).is_file(), s
+        on_disk = {p.relative_to(lib).as_posix() for ext in ("*.c", "*.S")
+                   for p in (lib / "src").rglob(ext)}
+        assert on_disk == set(listed)
+    assert any(s.endswith("conv_pie_loops.S") for s in rt_srcs)
 
 
 def test_export_manifest_lists_every_file_with_its_hash(exports):
-    for lib in (exports.host, exports.m4, exports.esp):
+    for lib in (exports.host, exports.m4, exports.esp,
+                *(exports.runtime(x) for x in (exports.host, exports.m4, exports.esp))):
         manifest = json.loads((lib / "sqz_export.json").read_text())
         files = {p.relative_to(lib).as_posix() for p in lib.rglob("*") if p.is_file()}
         assert set(manifest["files"]) == files - {"sqz_export.json"}
@@ -418,6 +530,10 @@ def test_export_manifest_lists_every_file_with_its_hash(exports):
             assert hashlib.sha256((lib / rel).read_bytes()).hexdigest() == digest
     m = json.loads((exports.esp / "sqz_export.json").read_text())
     assert (m["library"], m["version"], m["target"]) == ("shapes_psram", "2.1.0-rc1", "esp32s3")
+    m = json.loads((exports.runtime(exports.esp) / "sqz_export.json").read_text())
+    assert (m["library"], m["archs"]) == ("sqz_runtime", ["esp32s3"])
+    assert m["users"] == {"shapes_psram": {"arch": "esp32s3", "target": "esp32s3",
+                                           "folder": "shapes_psram"}}
 
 
 # --- the other flavours compile ----------------------------------------------------------------
@@ -429,25 +545,25 @@ def _compile(cmd: list[str]) -> None:
 
 @pytest.mark.parametrize("which", ["host", "esp"])
 def test_arduino_flavour_compiles_against_the_stub_core(exports, which):
-    """Sketches and library sources as the Arduino builder would compile them: the library's
+    """Sketches and library sources as the Arduino builder would compile them: each library's
     src/ on the include path, C files as C, sketches as C++ against the stub core."""
     _need("cc", "g++")
     lib = getattr(exports, which)
-    src = lib / "src"
-    for c in sorted(src.rglob("*.c")):
-        _compile(["cc", "-std=c99", *WARN.split(), "-fsyntax-only", "-I", str(src), str(c)])
-    sketches = [lib / "examples" / "classify" / "classify.ino",
-                lib / "examples" / "platformio" / "src" / "main.cpp"]
-    if which == "esp":  # the board's port as a validation sketch
-        sketches.append(lib / "examples" / "sqz_validate" / "sqz_validate.ino")
+    includes = ["-I", str(lib / "src"), "-I", str(exports.runtime(lib) / "src")]
+    for c in sorted([*(lib / "src").rglob("*.c"), *(exports.runtime(lib) / "src").rglob("*.c")]):
+        _compile(["cc", "-std=c99", *WARN.split(), "-fsyntax-only", *includes, str(c)])
+    sketches = [lib / "examples" / "platformio" / "src" / "main.cpp"]
+    if which == "esp":  # the Arduino sketch, and the board's port as a validation sketch
+        sketches += [lib / "examples" / "classify" / "classify.ino",
+                     lib / "examples" / "sqz_validate" / "sqz_validate.ino"]
     for sketch in sketches:
         _compile(["g++", "-std=gnu++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
-                  "-x", "c++", "-I", str(STUBS / "arduino"), "-I", str(src), str(sketch)])
+                  "-x", "c++", "-I", str(STUBS / "arduino"), *includes, str(sketch)])
 
 
 def test_psram_export_leaves_the_arena_to_the_application(exports):
     header = (exports.esp / "src" / "shapes_psram.h").read_text()
-    assert "#define SQZ_BUILTIN_ARENA 0" in header
+    assert "#define SHAPES_PSRAM_BUILTIN_ARENA 0" in header
     assert "builtin_arena" not in (exports.esp / "src" / "shapes_psram.c").read_text()
     assert "heap_caps_aligned_alloc" in (exports.esp / "examples" / "classify" /
                                          "classify.ino").read_text()
@@ -459,7 +575,8 @@ def test_esp_idf_example_compiles_against_stubs(exports):
     _need("cc")
     src = exports.esp / "src"
     _compile(["cc", "-std=gnu99", *WARN.split(), "-Wno-pedantic", "-fsyntax-only", "-I",
-              str(STUBS / "esp_idf"), "-I", str(STUBS / "arduino"), "-I", str(src),
+              str(STUBS / "esp_idf"), "-I", str(STUBS / "arduino"), "-I", str(src), "-I",
+              str(exports.runtime(exports.esp) / "src"),
               str(exports.esp / "examples" / "esp_idf" / "main" / "main.c")])
 
 
@@ -468,10 +585,10 @@ def test_library_compiles_for_the_esp32s3_with_its_toolchain(exports):
         "xtensa-esp32s3-elf-gcc"
     if not Path(xtensa).is_file():
         pytest.skip("xtensa-esp32s3-elf-gcc not found (the ESP32-S3 bundle in /opt/esp32s3)")
-    src = exports.esp / "src"
-    for c in sorted(src.rglob("*.c")):
-        _compile([xtensa, "-std=c99", *WARN.split(), "-O2", "-c", "-o", os.devnull, "-I",
-                  str(src), str(c)])
+    src, runtime = exports.esp / "src", exports.runtime(exports.esp) / "src"
+    for c in sorted([*src.rglob("*.c"), *runtime.rglob("*.c"), *runtime.rglob("*.S")]):
+        _compile([xtensa, "-std=c99", *WARN.split(), "-O2", "-mlongcalls", "-c", "-o",
+                  os.devnull, "-I", str(src), "-I", str(runtime), str(c)])
 
 
 def test_platformio_example_project_parses_offline(exports):
@@ -484,7 +601,8 @@ def test_platformio_example_project_parses_offline(exports):
     assert proc.returncode == 0, proc.stderr
     cfg = {section: dict(items) for section, items in json.loads(proc.stdout)}
     env = cfg["env:esp32s3"]
-    assert env["board"] == "esp32-s3-devkitc-1" and env["lib_deps"] == ["symlink://../.."]
+    assert env["board"] == "esp32-s3-devkitc-1"
+    assert env["lib_deps"] == ["symlink://../..", "symlink://../../../sqz_runtime"]
 
 
 def test_platformio_boards_agree_with_the_checkout(tmp_path):
@@ -504,14 +622,25 @@ def test_platformio_boards_agree_with_the_checkout(tmp_path):
 
 # --- determinism and safety --------------------------------------------------------------------
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file()}
+
+
 def test_export_is_deterministic(exports, tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    export.export_library(exports.host_model, a)
+    """Repeated exports are byte-identical, and an export from the model directory alone
+    (converted again from its sqz.json) is the one sqz-convert --export wrote from the
+    conversion in memory."""
+    a, b = tmp_path / "a" / "sqz_shapes", tmp_path / "b" / "sqz_shapes"
+    export.export_library(exports.host_model, a, sample=None)
     export.export_library(exports.host_model, b)
-    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-    for rel in files_a:
-        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    assert _tree(a) == _tree(b)
+    assert _tree(a.parent / "sqz_runtime") == _tree(b.parent / "sqz_runtime")
+    assert _tree(a.parent / "sqz_runtime") == _tree(exports.runtime(exports.host))
+    fixture = _tree(exports.host)
+    for rel, data in _tree(a).items():  # the fixture's sample is its first calibration image
+        if "sample" not in rel and rel not in ("sqz_export.json", "README.md"):
+            assert fixture[rel] == data, rel
     api = (a / "src" / "sqz_shapes.c").read_text()
     assert api.startswith("/* DO NOT EDIT. Generated by sqz")
 
@@ -519,6 +648,8 @@ def test_export_is_deterministic(exports, tmp_path):
 def test_export_replaces_its_own_export_and_nothing_else(exports, tmp_path, capsys):
     dest = tmp_path / "lib"
     export.export_library(exports.host_model, dest)
+    runtime = tmp_path / "sqz_runtime"
+    assert (runtime / "sqz_export.json").is_file()
     # A file an older export wrote (its manifest lists it) and this one does not: removed.
     (dest / "src" / "stale.c").write_text("/* from an older export */\n")
     manifest = json.loads((dest / "sqz_export.json").read_text())
@@ -547,8 +678,13 @@ def test_export_replaces_its_own_export_and_nothing_else(exports, tmp_path, caps
 
 @pytest.mark.parametrize("args,message", [
     (["--export-name", "My Lib"], "--export-name 'My Lib': use lower-case letters"),
+    (["--export-name", "sqz_run"], "--export-name 'sqz_run': the names sqz, sqz_runtime"),
+    (["--export-name", "sqz_runtime"], "--export-name 'sqz_runtime': the names sqz"),
     (["--export-version", "1.0"], "--export-version '1.0': give a semantic version"),
     (["--export-image", "nope.png"], "--export-image nope.png: no such image file"),
+    (["--export-url", "example.com"], "--export-url 'example.com': give an http:// or"),
+    (["--export-license", "MIT license"], "--export-license 'MIT license': give an SPDX"),
+    (["--export-author", "a\nb"], "--export-author 'a\\nb': give one line of text"),
 ])
 def test_bad_export_options_are_usage_errors(exports, tmp_path, capsys, args, message):
     rc = convert_main([str(exports.host_model / "model.tflite"), "--target", "host", "--out",
@@ -567,7 +703,184 @@ def test_export_and_out_must_not_overlap(exports, tmp_path, capsys):
 
 
 def test_export_options_need_export(exports, tmp_path, capsys):
-    rc = convert_main([str(exports.host_model / "model.tflite"), "--target", "host", "--out",
-                       str(tmp_path / "out"), "--export-name", "x", "-q"])
-    assert rc == 2
-    assert "go with --export DIR" in capsys.readouterr().err
+    for option in ("--export-name", "--export-author"):
+        rc = convert_main([str(exports.host_model / "model.tflite"), "--target", "host",
+                           "--out", str(tmp_path / "out"), option, "x", "-q"])
+        assert rc == 2
+        assert "go with --export DIR" in capsys.readouterr().err
+
+
+# --- several models in one firmware, one runtime -------------------------------------------------
+
+TWO_MODELS_MAIN = """\
+#include <stdio.h>
+
+#include "digits.h"
+#include "digits_sample.h"
+#include "sqz_shapes.h"
+#include "sqz_shapes_sample.h"
+
+static uint8_t second_arena[DIGITS_ARENA_BYTES] __attribute__((aligned(16)));
+
+int main(void)
+{
+    uint16_t a = 0, b = 0;
+    int8_t sa = 0, sb = 0;
+    if (sqz_shapes_init(NULL, 0) != SQZ_OK || digits_init(second_arena, sizeof second_arena)
+        != SQZ_OK) {
+        return 2;
+    }
+    sqz_shapes_quantize_pixels(sqz_shapes_sample_pixels, sqz_shapes_input(),
+                               SQZ_SHAPES_INPUT_PIXELS);
+    digits_quantize_pixels(digits_sample_pixels, digits_input(), DIGITS_INPUT_PIXELS);
+    if (sqz_shapes_run() != SQZ_OK || digits_run() != SQZ_OK) {
+        return 3;
+    }
+    sqz_shapes_top_k(1, &a, &sa);
+    digits_top_k(1, &b, &sb);
+    printf("sqz_shapes %s %u %d %d\\n", sqz_shapes_class_name(a), (unsigned)a, (int)sa,
+           SQZ_SHAPES_SAMPLE_EXPECTED_CLASS);
+    printf("digits %u %d %d\\n", (unsigned)b, (int)sb, DIGITS_SAMPLE_EXPECTED_CLASS);
+    return a == SQZ_SHAPES_SAMPLE_EXPECTED_CLASS && b == DIGITS_SAMPLE_EXPECTED_CLASS ? 0 : 1;
+}
+"""
+
+
+def test_two_models_in_one_firmware(exports, tmp_path):
+    """Two exported models, each with its own names, linked into one CMake firmware with one
+    runtime, and both run: the bundled example and a small SqueezeNet of another shape. Before,
+    the second header was skipped (same include guard) and the first model's symbols won."""
+    _need("cmake", "cc")
+    libs = tmp_path / "lib"
+    shutil.copytree(exports.host, libs / "sqz_shapes")
+    shutil.copytree(exports.runtime(exports.host), libs / "sqz_runtime")
+    rc = convert_main(["squeezenet1_1", "--input-size", "40", "--classes", "3", "--preprocess",
+                       "simple", "--target", "host", "--out", str(tmp_path / "digits-model"),
+                       "--export", str(libs / "digits"), "--export-name", "digits", "-q"])
+    assert rc == 0
+    assert sorted(p.name for p in libs.iterdir() if not p.name.startswith(".")) == [
+        "digits", "sqz_runtime", "sqz_shapes"]
+    users = json.loads((libs / "sqz_runtime" / "sqz_export.json").read_text())["users"]
+    assert sorted(users) == ["digits", "sqz_shapes"]
+    project = tmp_path / "firmware"
+    project.mkdir()
+    (project / "main.c").write_text(TWO_MODELS_MAIN)
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(two_models C)\n"
+        f"add_subdirectory({(libs / 'sqz_shapes').as_posix()} sqz_shapes)\n"
+        f"add_subdirectory({(libs / 'digits').as_posix()} digits)\n"
+        "add_executable(two_models main.c)\n"
+        "target_link_libraries(two_models PRIVATE sqz_shapes digits)\n")
+    build = _cmake_build(project, tmp_path / "b")
+    proc = subprocess.run([str(build / "two_models")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shapes_line, digits_line = proc.stdout.splitlines()
+    assert shapes_line.split()[1] == "circle"
+    assert digits_line.split()[1] == digits_line.split()[3]
+    # One runtime archive, each model's symbols under its own name, sqz_run defined once.
+    assert len(list(build.rglob("libsqz_runtime.a"))) == 1
+    syms = subprocess.run(["nm", str(build / "two_models")], capture_output=True,
+                          text=True).stdout
+    defined = [ln.split()[-1] for ln in syms.splitlines() if re.match(r"\S+ [TtDdRrBb] ", ln)]
+    assert defined.count("sqz_run") == 1
+    assert {"sqz_shapes_run", "digits_run", "sqz_shapes_model_def",
+            "digits_model_def"} <= set(defined)
+
+
+def test_runtime_is_shared_and_kept_consistent(exports, tmp_path):
+    """The runtime beside the models is written once; exporting again leaves it as it is; a
+    model for another CPU's kernels is refused; a runtime written by different sources is
+    replaced only when no other model uses it; a removed model no longer counts."""
+    libs = tmp_path / "lib"
+    export.export_library(exports.host_model, libs / "a", name="model_a")
+    runtime = libs / "sqz_runtime"
+    stamp = (runtime / "sqz_export.json").stat().st_mtime_ns
+    export.export_library(exports.host_model, libs / "a", name="model_a")
+    assert (runtime / "sqz_export.json").stat().st_mtime_ns == stamp  # nothing to change
+    export.export_library(exports.host_model, libs / "b", name="model_b")
+    users = json.loads((runtime / "sqz_export.json").read_text())["users"]
+    assert sorted(users) == ["model_a", "model_b"]
+    # Models for two CPUs' kernels cannot share a runtime (nor a firmware).
+    other = tmp_path / "other"
+    export.export_library(exports.root / "esp", other / "model_e", name="model_e")
+    with pytest.raises(UsageError, match=r"serves model_e, converted for the esp32s3 kernels, "
+                                         r"and this model is for armv7em: one firmware runs on "
+                                         r"one CPU"):
+        export.export_library(exports.root / "m4", other / "model_m", name="model_m")
+    # A runtime from other sources (another sqz), still used by model_b: refused.
+    manifest = json.loads((runtime / "sqz_export.json").read_text())
+    manifest["files"]["src/sqz_runtime/runtime/exec.c"] = "0" * 64
+    manifest["generator"] = "sqz 0.0.1"
+    (runtime / "sqz_export.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputFileError, match=r"is the runtime of model_b, written by sqz 0.0.1"):
+        export.export_library(exports.host_model, libs / "a", name="model_a")
+    # Once model_b is gone, model_a's export replaces it.
+    shutil.rmtree(libs / "b")
+    export.export_library(exports.host_model, libs / "a", name="model_a")
+    manifest = json.loads((runtime / "sqz_export.json").read_text())
+    assert list(manifest["users"]) == ["model_a"] and manifest["generator"].startswith("sqz 0.")
+    assert manifest["files"]["src/sqz_runtime/runtime/exec.c"] != "0" * 64
+
+
+def test_reserved_names_cover_the_runtimes_symbols(exports, tmp_path):
+    """A model library's symbols are NAME_...; no NAME the export accepts can produce one of
+    the runtime's global symbols, because their second word is reserved."""
+    _need("cc")
+    objs = []
+    # Every architecture's runtime (their variants build on the host too, as C twins).
+    for i, lib in enumerate((exports.host, exports.m4, exports.esp)):
+        runtime = exports.runtime(lib)
+        for c in sorted((runtime / "src").rglob("*.c")):
+            obj = tmp_path / f"{i}-{c.stem}.o"
+            _compile(["cc", "-std=c99", "-c", "-o", str(obj), "-I", str(runtime / "src"),
+                      str(c)])
+            objs.append(str(obj))
+    # The validation server's and the ports' names too: sqz_app_*, sqz_port_*.
+    header = (runtime / "src" / "sqz" / "port.h").read_text()
+    names = set(re.findall(r"\b(sqz_\w+)\s*\(", header))
+    syms = subprocess.run(["nm", "-g", "--defined-only", *objs], capture_output=True,
+                          text=True).stdout
+    names |= {ln.split()[-1] for ln in syms.splitlines() if len(ln.split()) == 3}
+    assert names and all(n.startswith("sqz_") for n in names), names
+    for n in names:
+        assert n.split("_")[1] in export.RESERVED_WORDS, n
+
+
+def test_public_header_brings_no_runtime_internals(exports, tmp_path):
+    """The API header needs the status codes only; the generic names model.h and sqz_target.h
+    are not on the user's include path (the libraries' src/)."""
+    _need("cc")
+    lib, runtime = exports.host, exports.runtime(exports.host)
+    for include_dir in (lib / "src", runtime / "src"):
+        assert not (include_dir / "model.h").exists()
+        assert not (include_dir / "sqz_target.h").exists()
+    user = tmp_path / "user.c"
+    user.write_text('#include "sqz_shapes.h"\n')
+    proc = subprocess.run(["cc", "-std=c99", "-E", "-I", str(lib / "src"), "-I",
+                           str(runtime / "src"), str(user)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    included = set(re.findall(r'^# \d+ "([^"]+)"', proc.stdout, re.M))
+    ours = {Path(p).name for p in included if str(lib) in p or str(runtime) in p}
+    assert ours == {"sqz_shapes.h", "sqz_runtime.h", "status.h"}
+    assert "sqz_node" not in proc.stdout and "sqz_conv_params" not in proc.stdout
+
+
+def test_cmake_asks_for_optimization_without_a_build_type(exports, tmp_path):
+    """CMake compiles with no optimization (-O0) when the project sets no build type; the
+    libraries then ask for -O2 themselves, and leave a build type alone."""
+    _need("cmake", "cc")
+    example = exports.host / "examples" / "cmake"
+    for build_type, want in ((None, True), ("Debug", False)):
+        build = tmp_path / f"b-{build_type}"
+        cmd = ["cmake", "-S", str(example), "-B", str(build),
+               "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"]
+        if build_type:
+            cmd.append(f"-DCMAKE_BUILD_TYPE={build_type}")
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        commands = json.loads((build / "compile_commands.json").read_text())
+        libs = [c for c in commands if "/src/" in c["file"]]
+        assert {Path(c["file"]).name for c in libs} >= {"sqz_shapes.c", "exec.c", "conv_s8.c"}
+        for c in libs:
+            assert ("-O2" in c["command"].split()) == want, c

@@ -30,6 +30,28 @@ def test_exact_offsets_greedy_by_size():
     assert p.arena_size == 192
 
 
+def test_move_apart_keeps_two_buffers_off_each_others_bytes():
+    """The model's output must never share bytes with its input (passes.layout): move_apart
+    re-places it at the lowest free place outside the input, growing the arena only when no
+    such place exists."""
+    bufs = [Buffer("in", 64, 0, 0), Buffer("mid", 128, 0, 1), Buffer("out", 32, 1, 2)]
+    p = planner.plan_with(bufs, "greedy-by-size", align=16)
+    assert p.offsets["out"] == p.offsets["in"] == 128  # shared: they never live together
+    moved = planner.move_apart(p, "out", "in", align=16)
+    assert moved.offsets["out"] == 192 and moved.arena_size == 224
+    assert moved.offsets["in"] == 128 and moved.offsets["mid"] == 0
+    planner.check_overlaps(moved)
+    # A hole below the input, free while the output lives, is taken without growing the arena.
+    bufs = [Buffer("early", 48, 0, 0), Buffer("in", 64, 0, 0), Buffer("big", 128, 1, 1),
+            Buffer("out", 32, 2, 2)]
+    p = planner.plan_with(bufs, "greedy-by-size", align=16)
+    moved = planner.move_apart(p, "out", "in", align=16)
+    a, b = moved.offsets["out"], moved.offsets["in"]
+    assert a + 32 <= b or b + 64 <= a
+    assert moved.arena_size == p.arena_size
+    planner.check_overlaps(moved)
+
+
 def test_disjoint_lifetimes_share_memory():
     bufs = [Buffer("x", 1000, 0, 0), Buffer("y", 1000, 1, 1), Buffer("z", 1000, 2, 2)]
     p = planner.plan(bufs)

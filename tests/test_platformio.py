@@ -65,6 +65,7 @@ class _FakeEnv:
         self.model_dir = model_dir
         self.cpppath: list[str] = []
         self.built: list[tuple[str, str]] = []
+        self.replaced: dict[str, str] = {}
 
     def subst(self, s: str) -> str:
         return self.vars[s]
@@ -83,6 +84,9 @@ class _FakeEnv:
 
     def BuildSources(self, variant: str, src: str) -> None:  # noqa: N802
         self.built.append((variant, src))
+
+    def Replace(self, **values: str) -> None:  # noqa: N802
+        self.replaced.update(values)
 
 
 def _run_pre_script(project: Path, model_dir: Path) -> _FakeEnv:
@@ -106,6 +110,8 @@ def test_pre_script_builds_the_model_and_no_variant_for_portable(tmp_path):
     env = _run_pre_script(tmp_path, model)
     assert env.built == [("$BUILD_DIR/sqz_model", str(model))]
     assert env.cpppath == [str(model)]
+    # For the emulated boards' upload message: the model as the user names it, from the project.
+    assert env.replaced == {"SQZ_MODEL_DIR": "model"}
 
 
 def test_pre_script_adds_the_kernel_variants_of_the_models_arch(tmp_path):

@@ -43,7 +43,7 @@ def _mps2_model_dir(dest: Path) -> Path:
     header = codegen.environment().get_template("sqz_target.h.j2").render(
         target=dataclasses.asdict(t), placement={"arena_in_psram": 0},
         banner={"tool_version": __version__, "sha256": "-", "source": "tiny_model fixture",
-                "target": t.name})
+                "target": t.name}, symbols=codegen.symbols())
     (dest / "sqz_target.h").write_text(header)
     return dest
 

@@ -44,7 +44,7 @@ def _model_dir(dest: Path, *, arena_in_psram: int = 0) -> Path:
     header = codegen.environment().get_template("sqz_target.h.j2").render(
         target=dataclasses.asdict(t), placement={"arena_in_psram": arena_in_psram},
         banner={"tool_version": __version__, "sha256": "-", "source": "tiny_model fixture",
-                "target": t.name})
+                "target": t.name}, symbols=codegen.symbols())
     (dest / "sqz_target.h").write_text(header)
     return dest
 
@@ -79,7 +79,7 @@ def test_profile_has_the_real_boards_memory() -> None:
         assert getattr(emu, key) == real[key], key
     assert (emu.port, emu.counter_unit, emu.arch) == ("esp32s3_qemu", "instructions",
                                                       "esp32s3")
-    assert emu.pio_env is None
+    assert emu.pio_env == "esp32s3-qemu"  # platformio.ini, sqz's local platform
 
 
 def test_linker_script_agrees_with_the_profile_and_the_board() -> None:

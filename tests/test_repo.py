@@ -20,6 +20,12 @@ def test_ci_runs_the_readme_test_command():
     assert test_cmd[0] in ci
 
 
+def test_ci_sets_up_platformio_offline_with_the_documented_script():
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert ".venv/bin/python firmware/tools/pio_offline_setup.py" in ci
+    assert "firmware/tools/pio_offline_setup.py" in (REPO / "docs" / "board-flow.md").read_text()
+
+
 def test_readme_main_command_converts_for_esp32s3():
     main = [c for c in _readme_commands() if "sqz-convert" in c]
     assert main and main[0].endswith("sqz-convert --target esp32s3")

@@ -29,6 +29,7 @@ from conftest import REPO
 IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "dist", ".pio", "__pycache__",
                                 "*.egg-info", ".hypothesis", ".pytest_cache", ".ruff_cache")
 FULL_INSTALL = os.environ.get("SQZ_WHEEL_FULL_INSTALL") == "1"
+FOREIGN_CONVERTER = 'raise ImportError("this is the unrelated PyPI package converter")\n'
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ def installed(tmp_path_factory) -> Installed:
     # sdist first, then the wheel built from the unpacked sdist: both must carry the data.
     _check(subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
                            str(dist), str(src)], capture_output=True, text=True, timeout=600))
-    wheel = next(dist.glob("sqz-*.whl"))
-    sdist = next(dist.glob("sqz-*.tar.gz"))
+    wheel = next(dist.glob("sqz_mcu-*.whl"))
+    sdist = next(dist.glob("sqz_mcu-*.tar.gz"))
 
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -80,6 +81,11 @@ def installed(tmp_path_factory) -> Installed:
         _check(subprocess.run([*pip, "install", "-q", "--no-deps", "--no-index", str(wheel)],
                               capture_output=True, text=True, timeout=600))
     _check(subprocess.run([*pip, "check"], capture_output=True, text=True, timeout=600))
+    # A stand-in for PyPI's unrelated `converter` distribution, installed beside sqz: sqz must not
+    # import it (nor overwrite it: the wheel's own package is sqz_mcu).
+    foreign = Path(purelib, "converter")
+    foreign.mkdir()
+    (foreign / "__init__.py").write_text(FOREIGN_CONVERTER)
 
     work = tmp / "work"
     work.mkdir()
@@ -95,12 +101,13 @@ def installed(tmp_path_factory) -> Installed:
 
 
 def _checkout_files() -> set[str]:
-    """Every file the wheel must carry, as its path inside the wheel."""
-    want = {f"converter/{p.relative_to(REPO / 'converter').as_posix()}"
+    """Every file the wheel must carry, as its path inside the wheel (the converter/ folder is
+    the package sqz_mcu)."""
+    want = {f"sqz_mcu/{p.relative_to(REPO / 'converter').as_posix()}"
             for p in (REPO / "converter").rglob("*.py")}
-    for folder, suffixes in (("firmware", (".c", ".h", ".S", ".cpp", ".ld", ".py")),
+    for folder, suffixes in (("firmware", (".c", ".h", ".S", ".cpp", ".ld", ".py", ".json")),
                              ("templates", (".j2",)), ("targets", (".toml",))):
-        want |= {f"converter/_data/{p.relative_to(REPO).as_posix()}"
+        want |= {f"sqz_mcu/_data/{p.relative_to(REPO).as_posix()}"
                  for p in (REPO / folder).rglob("*") if p.suffix in suffixes}
     return {w for w in want if "__pycache__" not in w}
 
@@ -109,17 +116,20 @@ def test_wheel_carries_the_package_firmware_templates_and_targets(installed):
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     missing = sorted(_checkout_files() - names)
     assert not missing, f"not in the wheel: {missing}"
-    assert "converter/_data/examples/shapes/shapes.keras" in names
-    assert any(n.startswith("converter/_data/examples/shapes/calib/circle/") for n in names)
-    # Nothing from the checkout's top level leaks in as a top-level package.
-    assert {n.split("/")[0] for n in names} <= {"converter", "sqz-0.1.0.dist-info"}
+    assert "sqz_mcu/_data/examples/shapes/shapes.keras" in names
+    assert any(n.startswith("sqz_mcu/_data/examples/shapes/calib/circle/") for n in names)
+    # One top-level package, named after the distribution: nothing from the checkout's top
+    # level, and no `converter` (an unrelated PyPI distribution installs that name).
+    assert {n.split("/")[0] for n in names} == {"sqz_mcu", "sqz_mcu-0.1.0.dist-info"}
+    metadata = zipfile.ZipFile(installed.wheel).read("sqz_mcu-0.1.0.dist-info/METADATA")
+    assert b"\nName: sqz-mcu\n" in metadata
 
 
 def test_installed_sqz_uses_its_own_files(installed):
     proc = _check(subprocess.run(
         [str(installed.python), "-c",
-         "import converter, converter.paths as p; "
-         "print(converter.__file__); print(p.INSTALLED, p.FIRMWARE, p.CHECKOUT)"],
+         "import sqz_mcu, sqz_mcu.paths as p; "
+         "print(sqz_mcu.__file__); print(p.INSTALLED, p.FIRMWARE, p.CHECKOUT)"],
         cwd=installed.work, env=installed.env, capture_output=True, text=True))
     module, paths = proc.stdout.splitlines()
     venv = installed.python.parent.parent
@@ -127,6 +137,10 @@ def test_installed_sqz_uses_its_own_files(installed):
     installed_flag, firmware, checkout = paths.split()
     assert installed_flag == "True" and checkout == "None"
     assert Path(firmware).is_relative_to(venv)
+    # The unrelated `converter` package beside it is untouched and still the one that name gets.
+    proc = subprocess.run([str(installed.python), "-c", "import converter"], cwd=installed.work,
+                          env=installed.env, capture_output=True, text=True)
+    assert "this is the unrelated PyPI package converter" in proc.stderr
 
 
 def test_convert_validate_and_bench_from_another_directory(installed):

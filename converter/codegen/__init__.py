@@ -133,7 +133,8 @@ def symbols(prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
     return {"prefix": prefix, "macro": prefix.upper(), "model": f"{prefix}model_def",
             "header": "model.h" if default else f"{prefix}model.h",
             "source": "model.c" if default else f"{prefix}model.c",
-            "data": "model_data.c" if default else f"{prefix}model_data.c"}
+            "data": "model_data.c" if default else f"{prefix}model_data.c",
+            "target": "sqz_target.h" if default else f"{prefix}target.h"}
 
 
 def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: str,
@@ -307,6 +308,7 @@ OUTPUTS = {
 def render(context: dict[str, Any]) -> dict[str, str]:
     env = environment()
     sym = context["symbols"]
-    names = {"model.h": sym["header"], "model.c": sym["source"], "model_data.c": sym["data"]}
+    names = {"model.h": sym["header"], "model.c": sym["source"], "model_data.c": sym["data"],
+             "sqz_target.h": sym["target"]}
     return {names.get(name, name): env.get_template(tpl).render(**context)
             for name, tpl in OUTPUTS.items()}

@@ -34,6 +34,14 @@ def pio_glue_path() -> Path | None:
     return Path(env) if env else PIO_GLUE
 
 
+def _shown(path: Path) -> str:
+    """A path as the user would write it: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def default_out(target: str) -> Path:
     return Path("build") / target
 
@@ -80,13 +88,20 @@ def convert_command(args, out: Console, err: Console) -> int:
     if args.calib_samples < 1:
         raise UsageError("--calib-samples must be at least 1")
     export_to = getattr(args, "export", None)
+    export_options = ("export_name", "export_image", "export_author", "export_maintainer",
+                      "export_url", "export_license")
+    authors = None
     if export_to is not None:
-        from ..codegen.export import check_options
+        from ..export import Authors, check_options
 
+        authors = Authors(**{k: v for k, v in (
+            ("author", args.export_author), ("maintainer", args.export_maintainer),
+            ("url", args.export_url), ("license", args.export_license)) if v is not None})
         check_options(export_to, name=args.export_name, version=args.export_version,
-                      out_dir=out_dir, image=args.export_image)
-    elif getattr(args, "export_image", None) or getattr(args, "export_name", None):
-        raise UsageError("--export-name and --export-image go with --export DIR")
+                      out_dir=out_dir, image=args.export_image, authors=authors)
+    elif any(getattr(args, k, None) for k in export_options):
+        raise UsageError("--export-name, --export-image, --export-author, --export-maintainer, "
+                         "--export-url and --export-license go with --export DIR")
     if args.model is None:
         from ..frontend.example import example_model_args
 
@@ -144,22 +159,30 @@ def convert_command(args, out: Console, err: Console) -> int:
     glue = write_pio_glue(target, out_dir)
     lib = None
     if export_to is not None:
-        from ..codegen.export import export_library, pick_sample
+        from ..export import export_library, pick_sample
 
         shape = conv.lowered.graph.tensor(conv.lowered.input).shape[1:]
         sample = pick_sample(args.export_image, args.calib, src.preprocessing, tuple(shape))
         with out.status("Exporting the library (and running the reference on its sample)..."):
             lib = export_library(out_dir, export_to, name=args.export_name,
-                                 version=args.export_version, sample=sample)
+                                 version=args.export_version, sample=sample, conv=conv,
+                                 authors=authors)
 
     out.print(report.summary_text())
     out.print(f"Wrote [bold]{out_dir}[/]: model.c, model_data.c, model.h, sqz_target.h, "
               "model.tflite, report.md/json/png")
     if lib is not None:
-        out.print(f"Exported [bold]{lib.name}[/] {lib.version} to [bold]{lib.path}[/]: a "
-                  "PlatformIO/Arduino library, ESP-IDF component and CMake library, with "
-                  "examples (see its README.md)")
-    if glue is not None:
+        out.print(f"Exported [bold]{lib.name}[/] {lib.version} to [bold]{lib.path}[/], its "
+                  f"runtime to [bold]{_shown(lib.runtime)}[/]: PlatformIO/Arduino libraries, "
+                  "ESP-IDF components and CMake libraries, with examples (see its README.md)")
+    if glue is not None and board is not None:
+        # Both build and run the same firmware on QEMU: --sim qemu by itself, PlatformIO with
+        # sqz's local platform (firmware/tools/pio_qemu: the upload prints the UART's URL).
+        out.print(f"Next: [bold]sqz-validate --sim qemu --model {out_dir}[/]; or with "
+                  f"PlatformIO: [bold]pio run -t upload[/] (env {target.pio_env}: starts QEMU "
+                  f"and prints its port), then [bold]sqz-validate --port "
+                  f"socket://127.0.0.1:PORT --model {out_dir}[/]")
+    elif glue is not None:
         out.print(f"Next: [bold]pio run -t upload[/] (env {target.pio_env}), then "
                   f"[bold]sqz-validate --port /dev/ttyACM0 --model {out_dir}[/]")
     elif target.name == "host":
@@ -220,6 +243,16 @@ def _convert_parser() -> argparse.ArgumentParser:
     lib.add_argument("--export-image", metavar="FILE",
                      help="the image the library's examples classify (default: the first "
                           "calibration image)")
+    lib.add_argument("--export-author", metavar="TEXT",
+                     help="the library's author in library.json and library.properties, e.g. "
+                          "'Jane Doe <jane@example.com>' (default sqz-convert)")
+    lib.add_argument("--export-maintainer", metavar="TEXT",
+                     help="the library's maintainer (default: the author)")
+    lib.add_argument("--export-url", metavar="URL",
+                     help="the library's homepage (default: sqz's)")
+    lib.add_argument("--export-license", metavar="SPDX",
+                     help="the library's license as an SPDX identifier, e.g. MIT (default: "
+                          "none stated)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("--version", action="version", version=f"sqz {__version__}")
     return p

@@ -1,7 +1,7 @@
-"""Child process of converter.frontend.reference: one model over a batch with BUILTIN_REF kernels.
+"""Child process of frontend/reference.py: one model over a batch with BUILTIN_REF kernels.
 
 Kept tiny and separate so that an abort inside LiteRT only ends this process.
-Usage: python -m converter.frontend._refchild DIR  (DIR holds model.tflite and inputs.npy)
+Usage: python _refchild.py DIR  (DIR holds model.tflite and inputs.npy)
 """
 
 from __future__ import annotations

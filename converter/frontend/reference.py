@@ -21,6 +21,11 @@ from ..errors import ReferenceFailure
 from . import tflite_edit
 
 CHILD_TIMEOUT_S = 1800
+# The child runs by file path, not `python -m <package>._refchild`: the package is `converter`
+# in a checkout and `sqz_mcu` when installed, and the child needs neither.
+_CHILD = Path(__file__).with_name("_refchild.py")
+_RUN_CHILD = ("import runpy, sys; sys.argv = sys.argv[1:]; "
+              "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ def _run_child(model: bytes, inputs: np.ndarray) -> tuple[int, np.ndarray | None
         (t / "model.tflite").write_bytes(model)
         np.save(t / "inputs.npy", inputs)
         proc = subprocess.run(
-            [sys.executable, "-m", f"{__package__}._refchild", str(t)],
+            [sys.executable, "-c", _RUN_CHILD, str(_CHILD), str(t)],
             capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
         )
         out = t / "outputs.npy"

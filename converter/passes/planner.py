@@ -173,6 +173,28 @@ def _place(order: Sequence[Buffer], align: int) -> dict[str, int]:
     return offsets
 
 
+def move_apart(p: Plan, name: str, apart: str, align: int = DEFAULT_ALIGN) -> Plan:
+    """`p` with buffer `name` moved to the lowest aligned offset where it meets no other buffer
+    while live and shares no byte at all with buffer `apart`, whenever either lives (the arena
+    grows only when no lower place fits)."""
+    buf = next(b for b in p.buffers if b.name == name)
+    other = next(b for b in p.buffers if b.name == apart)
+    ranges = sorted([r for b in p.buffers if b.name != name and b.overlaps_in_time(buf)
+                     for r in _forbidden(b, p.offsets[b.name], buf)]
+                    + [(p.offsets[apart] - buf.size, p.offsets[apart] + other.size)])
+    candidate = 0
+    for lo, hi in ranges:
+        if candidate <= lo:
+            break
+        if candidate < hi:
+            candidate = align_up(hi, align)
+    moved = Plan(offsets={**p.offsets, name: candidate},
+                 arena_size=max(p.arena_size, candidate + align_up(buf.size, align)),
+                 strategy=f"{p.strategy}, {name} apart from {apart}", buffers=p.buffers)
+    check_overlaps(moved)
+    return moved
+
+
 _STRATEGIES: dict[str, Callable[[Buffer], tuple]] = {
     "greedy-by-size": lambda b: (-b.size, b.first, b.name),
     # Buffers that free their start first, so later ones can move into the freed bytes.

@@ -34,9 +34,9 @@ def photos(pretrained: Path) -> list[Path]:
 
 def _ranked(buf: bytes, x: np.ndarray) -> np.ndarray:
     """Class indices of each input, best first, from the int8 pre-softmax tensor."""
-    from converter.frontend import reference
-    from converter.frontend.preprocess import quantize_input
-    from converter.frontend.tflite_reader import read_model_bytes
+    from sqz_mcu.frontend import reference
+    from sqz_mcu.frontend.preprocess import quantize_input
+    from sqz_mcu.frontend.tflite_reader import read_model_bytes
 
     g = read_model_bytes(buf)
     scale, zp = g.tensor(g.inputs[0]).quant.single()
@@ -48,13 +48,13 @@ def _ranked(buf: bytes, x: np.ndarray) -> np.ndarray:
 def agreement(pretrained: Path, work: Path, bits: int = 6, codebook: str = "tensor",
               sparsity: str = "paper") -> dict:
     """Compress, quantize both models, run them; per-photo top-5 lists and the agreements."""
-    from converter import atomic
-    from converter.compress.algorithm import compress_model, plan_layers
-    from converter.compress.options import LayerValues, parse_sparsity
-    from converter.compress.sidecar import sidecar_record
-    from converter.frontend import sources
-    from converter.frontend.compression import sidecar_path
-    from converter.frontend.preprocess import Preprocessing, load_image
+    from sqz_mcu import atomic
+    from sqz_mcu.compress.algorithm import compress_model, plan_layers
+    from sqz_mcu.compress.options import LayerValues, parse_sparsity
+    from sqz_mcu.compress.sidecar import sidecar_record
+    from sqz_mcu.frontend import sources
+    from sqz_mcu.frontend.compression import sidecar_path
+    from sqz_mcu.frontend.preprocess import Preprocessing, load_image
 
     pre = Preprocessing.imagenet()
     files = photos(pretrained)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.pretrained / WEIGHTS} not found", file=sys.stderr)
         return 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from converter.frontend.quantize import captured_output
+    from sqz_mcu.frontend.quantize import captured_output
 
     with tempfile.TemporaryDirectory() as tmp, captured_output():
         result = agreement(args.pretrained, Path(tmp), args.bits, args.codebook, args.sparsity)

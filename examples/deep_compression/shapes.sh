@@ -16,14 +16,14 @@ py="${PYTHON:-python}"
 ex=examples/shapes
 mkdir -p "$work"
 
-[[ -d "$work/train" ]] || "$py" -m converter.commands.shapes "$work/train" --n-per-class 2000 \
+[[ -d "$work/train" ]] || "$py" -m sqz_mcu.commands.shapes "$work/train" --n-per-class 2000 \
     --size 64 --seed 1
-[[ -d "$work/fresh" ]] || "$py" -m converter.commands.shapes "$work/fresh" --n-per-class 1000 \
+[[ -d "$work/fresh" ]] || "$py" -m sqz_mcu.commands.shapes "$work/fresh" --n-per-class 1000 \
     --size 64 --seed 4
 
-convert() { "$py" -m converter.commands.convert "$@"; }
-validate() { "$py" -c 'import sys; from converter.commands.validate import validate_main; sys.exit(validate_main(sys.argv[1:]))' "$@"; }
-compress() { "$py" -m converter.commands.compress "$@"; }
+convert() { "$py" -m sqz_mcu.commands.convert "$@"; }
+validate() { "$py" -c 'import sys; from sqz_mcu.commands.validate import validate_main; sys.exit(validate_main(sys.argv[1:]))' "$@"; }
+compress() { "$py" -m sqz_mcu.commands.compress "$@"; }
 
 measure() {  # name model.keras
     convert "$2" --target host --out "$work/$1" --calib "$ex/calib" -q

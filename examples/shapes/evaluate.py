@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def float_predictions(model_path: Path, x: np.ndarray) -> np.ndarray:
-    from converter.frontend.sources import load_keras
+    from sqz_mcu.frontend.sources import load_keras
 
     model = load_keras(model_path)
     return np.concatenate([np.argmax(np.asarray(model(x[i:i + 100], training=False)), axis=1)
@@ -35,7 +35,7 @@ def float_predictions(model_path: Path, x: np.ndarray) -> np.ndarray:
 def int8_predictions(tflite_path: Path, x: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from converter.frontend.preprocess import quantize_input
+    from sqz_mcu.frontend.preprocess import quantize_input
 
     interp = Interpreter(model_content=tflite_path.read_bytes(),
                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
@@ -56,7 +56,7 @@ def int8_predictions(tflite_path: Path, x: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from converter.frontend.preprocess import Preprocessing, load_labelled_folder
+    from sqz_mcu.frontend.preprocess import Preprocessing, load_labelled_folder
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=HERE / "shapes.keras")

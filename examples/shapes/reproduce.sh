@@ -21,12 +21,12 @@ if [[ "${KEEP_TRAIN:-0}" != 1 ]]; then
 fi
 
 # Three disjoint seeds: no training image is also a calibration or held-out image.
-"$py" -m converter.commands.shapes "$train" --n-per-class 2000 --size 64 --seed 1 --force
-"$py" -m converter.commands.shapes "$out/calib" --n-per-class 13 --size 64 --seed 2 --force
-"$py" -m converter.commands.shapes "$out/heldout" --n-per-class 40 --size 64 --seed 3 --force
+"$py" -m sqz_mcu.commands.shapes "$train" --n-per-class 2000 --size 64 --seed 1 --force
+"$py" -m sqz_mcu.commands.shapes "$out/calib" --n-per-class 13 --size 64 --seed 2 --force
+"$py" -m sqz_mcu.commands.shapes "$out/heldout" --n-per-class 40 --size 64 --seed 3 --force
 
 # Same as: sqz-train "$train" -o "$out/shapes.keras" ...
-"$py" -m converter.commands.train "$train" -o "$out/shapes.keras" \
+"$py" -m sqz_mcu.commands.train "$train" -o "$out/shapes.keras" \
     --version 1.1 --bypass none --input-size 64 \
     --base-e 64 --incr-e 64 --pct-3x3 0.5 --freq 2 --sr 0.125 --dropout 0.2 \
     --augment flip,rot90 --epochs 20 --patience 5 --lr 3e-3 --batch-size 64 \

@@ -36,6 +36,10 @@ if missing:
         f"Run: sqz-convert MODEL --target {env_name}"
     )
 env.Append(CPPPATH=[model_dir])  # noqa: F821
+# For messages (the emulated boards' upload prints the sqz-validate command that checks it).
+inside = os.path.commonpath([os.path.abspath(model_dir), os.path.abspath(project_dir)])
+env.Replace(SQZ_MODEL_DIR=os.path.relpath(model_dir, project_dir)  # noqa: F821
+            if inside == os.path.abspath(project_dir) else model_dir)
 env.BuildSources("$BUILD_DIR/sqz_model", model_dir)  # noqa: F821
 
 arch = model_arch(model_dir)

@@ -1,7 +1,7 @@
 /* Kernel variants for Armv8.1-M cores with Helium, the M-profile Vector Extension (Cortex-M55,
  * M85), compiled from firmware/src/arch/mve/ when the board profile says `arch = "mve"`. Same
  * entry-point types as the portable kernels (sqz/kernels.h); the converter picks them per layer
- * (converter/kernels_mve.py) and lays the weights out as documented here. Built for a core
+ * (converter/arch/mve.py) and lays the weights out as documented here. Built for a core
  * without MVE (the host's tests, a Cortex-M4) they compute the same bits in portable C. */
 #ifndef SQZ_KERNELS_MVE_H
 #define SQZ_KERNELS_MVE_H
@@ -50,7 +50,7 @@ sqz_status sqz_max_pool_s8_mve_push(const sqz_pool_params *params, const sqz_dim
 
 /* Not here yet: DEPTHWISE_CONV_2D and ADD take the portable kernels on this architecture. A
  * variant for either is one more entry point here, its source in firmware/src/arch/mve/ and its
- * registration in converter/kernels_mve.py (select_* picks the first variant that supports a
+ * KERNELS in converter/arch/mve.py (select_* picks the first variant that supports a
  * layer, the portable kernel otherwise). Packed (compressed) filters take the portable packed
  * kernel. */
 

@@ -4,14 +4,14 @@
  * program entry point (main(), or setup()/loop() under Arduino), from which it calls
  * sqz_app_init() once and sqz_app_poll() forever. Constants that differ per board (name,
  * clock, frame size, where the arena lives) come from the generated sqz_target.h, rendered from
- * targets/<board>.toml by sqz-convert; ports and the application never test #ifdefs for boards.
+ * targets/<board>.toml by sqz-convert, which the port and the application include themselves;
+ * they never test #ifdefs for boards. (This header names no generated file, so that it can
+ * sit in an exported runtime shared by several models.)
  */
 #ifndef SQZ_PORT_H
 #define SQZ_PORT_H
 
 #include <stdint.h>
-
-#include "sqz_target.h"
 
 /* Bring up the serial link and the cycle counter. */
 void sqz_port_init(void);

@@ -7,6 +7,7 @@
 extern "C" {
 #include "model.h"
 #include "sqz/port.h"
+#include "sqz_target.h"
 }
 
 // A static arena lands in internal SRAM; a PSRAM arena is allocated once at boot instead,

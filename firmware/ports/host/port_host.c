@@ -26,6 +26,7 @@
 
 #include "model.h"
 #include "sqz/port.h"
+#include "sqz_target.h"
 
 #define WAIT_MS 200
 

@@ -19,6 +19,7 @@
 
 #include "model.h"
 #include "sqz/port.h"
+#include "sqz_target.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 

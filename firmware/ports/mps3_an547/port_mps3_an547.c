@@ -1,5 +1,5 @@
 /* Port for Arm's MPS3 board with the AN547 FPGA image (Corstone SSE-300 with a Cortex-M55 and
- * Helium, MVE) as QEMU emulates it, run by converter/qemu.py as
+ * Helium, MVE) as QEMU emulates it, run by converter/device/qemu.py as
  *     qemu-system-arm -M mps3-an547 -icount shift=0,align=off,sleep=off -kernel firmware.elf
  * Bare metal: this file is the whole board (vector table, reset, UART, counter, main), linked
  * with mps3_an547.ld.

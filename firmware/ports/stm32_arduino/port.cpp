@@ -6,6 +6,7 @@
 extern "C" {
 #include "model.h"
 #include "sqz/port.h"
+#include "sqz_target.h"
 }
 
 static uint8_t arena[SQZ_MODEL_ARENA_BYTES] __attribute__((aligned(16)));

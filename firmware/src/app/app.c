@@ -15,6 +15,7 @@
 #include "protocol.h"
 #include "sqz/port.h"
 #include "sqz/runtime.h"
+#include "sqz_target.h"
 
 #define RX_CAP ((uint32_t)SQZ_MAX_FRAME_PAYLOAD + SQZ_PROTO_FRAME_OVERHEAD)
 #define COUNTS_ALLOC (SQZ_MODEL_N_STEPS > 0 ? SQZ_MODEL_N_STEPS : 1)

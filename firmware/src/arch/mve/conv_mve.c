@@ -13,7 +13,7 @@
  * filter row: kh * kw * c taps, the input zero point where the window leaves the input, zeros
  * up to the next multiple of 16, where the filter rows are zero-padded too).
  *
- * Weights (sqz/kernels_mve.h, laid out by converter/kernels_mve.py): quads of output channels
+ * Weights (sqz/kernels_mve.h, laid out by converter/arch/mve.py): quads of output channels
  * interleaved 16 taps at a time, so the loop reads them with one post-incremented pointer.
  *
  * Output stage: conv_mve.h. The whole quads of a layer that meets its conditions go through the
