@@ -10,9 +10,10 @@
  * patch words in one run of four single loads (5 cycles), four SXTB16 widening the weights in
  * the registers, two runs of two loads for the other pixels (3 each) and 12 SMLADs: 27 cycles
  * for 24 multiply-accumulates. The weights are read from flash as they are, never copied.
- * Loads use immediate offsets from two pointers that move once per eight quads; there is no
+ * Loads use immediate offsets from two pointers that move once per sixteen quads; there is no
  * register left for a counter, so the loop ends when the weight pointer reaches its end (kept
- * on the stack) and is entered part-way (TBH) for quad counts that are not multiples of 8.
+ * on the stack: 7 cycles per 16 quads) and is entered part-way (TBH) for quad counts that are
+ * not multiples of 16.
  * The output stage is sqz_requantize_doubled (mac.h), four instructions per value. */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 
@@ -29,17 +30,17 @@
     .equ F_PATCH, 48
     .equ F_TRIPLES, 52
     .equ F_TAIL, 56
-    .equ F_ENTRY, 64       /* the quad of the unrolled loop to enter at: (-quads) mod 8 */
-    .equ F_ADJ, 68         /* bytes to step back before entering: patch 24 * entry, then */
-    .equ F_ADJW, 72        /*                                      weights 8 * entry */
+    .equ F_W0, 64          /* the weight pointer to enter with: filter - 8 * entry */
+    .equ F_ADJ, 68         /* bytes to step the patch pointer back before entering: 24 * entry */
+    .equ F_ENTRY, 72       /* the quad of the unrolled loop to enter at: (-quads) mod UNROLL */
     .equ F_WEND, 76        /* the weight pointer's end: filter + 8 * quads */
     .equ F_BYTES, 84       /* and a pad word: with the nine registers pushed, 8-byte aligned */
 
-    .equ UNROLL, 8
+    .equ UNROLL, 16
     .equ PATCH_QUAD, 24    /* bytes of one quad of a pixel triple */
     .equ WEIGHT_QUAD, 8    /* bytes of one quad of a channel pair */
 
-/* Registers in the loops: r0 patch, r1 weights (both fixed within eight quads, then advanced);
+/* Registers in the loops: r0 patch, r1 weights (both fixed within 16 quads, then advanced);
  * r2 r3 channel 0's widened taps (0 and 2, 1 and 3), r4 r5 channel 1's; r6 r7 one pixel's two
  * patch words; accumulators r8 r9 (pixel 0, channels 0 and 1), r10 r11 (pixel 1), r12 lr
  * (pixel 2). The loaded registers are low so that most loads are 16-bit instructions. */
@@ -62,12 +63,13 @@
     ldr     r7, [r0, #(PATCH_QUAD * \j + 8 * \k + 4)]
     .endm
 
-/* Both channels' sums of one pixel: acc0 += patch . channel 0, acc1 += patch . channel 1. */
-    .macro MAC2 acc0, acc1
-    smlad   \acc0, r6, r2, \acc0
-    smlad   \acc0, r7, r3, \acc0
-    smlad   \acc1, r6, r4, \acc1
-    smlad   \acc1, r7, r5, \acc1
+/* Both channels' sums of one pixel whose patch words are pa, pb: acc0 += patch . channel 0,
+ * acc1 += patch . channel 1. */
+    .macro MAC2 acc0, acc1, pa=r6, pb=r7
+    smlad   \acc0, \pa, r2, \acc0
+    smlad   \acc0, \pb, r3, \acc0
+    smlad   \acc1, \pa, r4, \acc1
+    smlad   \acc1, \pb, r5, \acc1
     .endm
 
     .macro QUAD3 j
@@ -79,11 +81,21 @@
     MAC2    r12, lr
     .endm
 
+/* Two pixels: r12 and lr are free, so the second pixel's words join the first run of loads
+ * (six loads, 7 cycles, instead of 5 + 3). */
     .macro QUAD2 j
-    LOAD_W_P0 \j
+    ldr     r3, [r1, #(WEIGHT_QUAD * \j)]
+    ldr     r5, [r1, #(WEIGHT_QUAD * \j + 4)]
+    ldr     r6, [r0, #(PATCH_QUAD * \j)]
+    ldr     r7, [r0, #(PATCH_QUAD * \j + 4)]
+    ldr     r12, [r0, #(PATCH_QUAD * \j + 8)]
+    ldr     lr, [r0, #(PATCH_QUAD * \j + 12)]
+    sxtb16  r2, r3
+    sxtb16  r3, r3, ror #8
+    sxtb16  r4, r5
+    sxtb16  r5, r5, ror #8
     MAC2    r8, r9
-    LOAD_P  \j, 1
-    MAC2    r10, r11
+    MAC2    r10, r11, r12, lr
     .endm
 
     .macro QUAD1 j
@@ -92,26 +104,36 @@
     .endm
 
 /* The unrolled loop over all quads of one group of pixels, entered at quad F_ENTRY through a
- * table of halfword offsets. r0 and r1 must have been stepped back by F_ADJ / F_ADJW. */
+ * table of halfword offsets, with r0 stepped back by F_ADJ and r1 = F_W0 (GROUP_START). */
     .macro QUAD_LOOP quad
     ldr     r2, [sp, #F_ENTRY]
     tbh     [pc, r2, lsl #1]
-1:  .hword  (10f - 1b) / 2, (11f - 1b) / 2, (12f - 1b) / 2, (13f - 1b) / 2
-    .hword  (14f - 1b) / 2, (15f - 1b) / 2, (16f - 1b) / 2, (17f - 1b) / 2
+1:  .hword  (20f - 1b) / 2, (21f - 1b) / 2, (22f - 1b) / 2, (23f - 1b) / 2
+    .hword  (24f - 1b) / 2, (25f - 1b) / 2, (26f - 1b) / 2, (27f - 1b) / 2
+    .hword  (28f - 1b) / 2, (29f - 1b) / 2, (30f - 1b) / 2, (31f - 1b) / 2
+    .hword  (32f - 1b) / 2, (33f - 1b) / 2, (34f - 1b) / 2, (35f - 1b) / 2
     .p2align 2
-10: \quad   0
-11: \quad   1
-12: \quad   2
-13: \quad   3
-14: \quad   4
-15: \quad   5
-16: \quad   6
-17: \quad   7
-    adds    r0, r0, #(PATCH_QUAD * UNROLL)
-    adds    r1, r1, #(WEIGHT_QUAD * UNROLL)
+20: \quad   0
+21: \quad   1
+22: \quad   2
+23: \quad   3
+24: \quad   4
+25: \quad   5
+26: \quad   6
+27: \quad   7
+28: \quad   8
+29: \quad   9
+30: \quad   10
+31: \quad   11
+32: \quad   12
+33: \quad   13
+34: \quad   14
+35: \quad   15
+    add     r0, r0, #(PATCH_QUAD * UNROLL)
+    add     r1, r1, #(WEIGHT_QUAD * UNROLL)
     ldr     r6, [sp, #F_WEND]
     cmp     r1, r6
-    bne     10b
+    bne     20b
     .endm
 
 /* Bias into the accumulators, the pointers stepped back for the entry. */
@@ -125,10 +147,8 @@
     mov     r12, r8
     mov     lr, r9
     .endif
-    ldrd    r2, r3, [sp, #F_ADJ]
-    ldr     r1, [sp, #F_FILTER]
+    ldrd    r1, r2, [sp, #F_W0]
     subs    r0, r0, r2
-    subs    r1, r1, r3
     .endm
 
 /* acc = sqz_requantize_doubled(acc) for the channel whose constants are m, hi2, sh. */
@@ -154,16 +174,15 @@ sqz_armv7em_pair_asm:
     stm     r12, {r1, r2, r3, r4, r5, r6, r7, r8}
     /* The entry quad and the steps back, once per job. */
     ldr     r3, [sp, #F_QUADS]
+    ldr     r6, [sp, #F_FILTER]
     rsbs    r2, r3, #0
     and     r2, r2, #(UNROLL - 1)
     add     r4, r2, r2, lsl #1          /* 3 * entry */
     lsls    r4, r4, #3                  /* PATCH_QUAD * entry */
-    lsls    r5, r2, #3                  /* WEIGHT_QUAD * entry */
-    str     r2, [sp, #F_ENTRY]
-    strd    r4, r5, [sp, #F_ADJ]
-    ldr     r6, [sp, #F_FILTER]
-    add     r6, r6, r3, lsl #3
-    str     r6, [sp, #F_WEND]
+    sub     r5, r6, r2, lsl #3          /* filter - WEIGHT_QUAD * entry */
+    add     r6, r6, r3, lsl #3          /* filter + WEIGHT_QUAD * quads */
+    strd    r5, r4, [sp, #F_W0]
+    strd    r2, r6, [sp, #F_ENTRY]
     ldr     r0, [sp, #F_PATCH]          /* r0 runs through the patches */
     ldr     r3, [sp, #F_TRIPLES]
     cmp     r3, #0
