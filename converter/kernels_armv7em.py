@@ -138,8 +138,8 @@ PACKED_CONV = ConvKernel(
     packed=True, rows_symbol="sqz_conv_s8_armv7em_packed_rows", blocks=packed_blocks,
     least_block=packed_block,
     # Measured when the dense kernel still widened each channel pair's weights once per call
-    # (so rows per call weighed more). QEMU Cortex-M4 instructions, compressed at 224 (plain filters:
-    # 700.1 M for v1.0, 329.2 M for v1.1): v1.0 908.3 M at 16:2, 910.2 M at 16:3 and 16:4,
+    # (so rows per call weighed more). QEMU Cortex-M4 instructions, compressed at 224 (plain
+    # filters: 700.1 M for v1.0, 329.2 M for v1.1): v1.0 908.3 M at 16:2, 910.2 M at 16:3 and 16:4,
     # 930.6 M at 16:8, 933.6 M at 16:1; v1.1 409.3 M at 16:2, 405.7 M at 16:1, 410.5 M at 16:4.
     costs=(16, 2),
     sources=("arch/armv7em/packed_s8_armv7em.c", "runtime/packed_s8.c", *CONV.sources),
