@@ -13,7 +13,8 @@
  * Loads use immediate offsets from two pointers that move once per sixteen quads; there is no
  * register left for a counter, so the loop ends when the weight pointer reaches its end (kept
  * on the stack: 7 cycles per 16 quads) and is entered part-way (TBH) for quad counts that are
- * not multiples of 16.
+ * not multiples of 16. The last one or two pixels of a block take a two-pixel loop unrolled
+ * four times (less code: flash stays within 1% of the 2x2 kernel this replaced).
  * The output stage is sqz_requantize_doubled (mac.h), four instructions per value. */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 
@@ -34,9 +35,13 @@
     .equ F_ADJ, 68         /* bytes to step the patch pointer back before entering: 24 * entry */
     .equ F_ENTRY, 72       /* the quad of the unrolled loop to enter at: (-quads) mod UNROLL */
     .equ F_WEND, 76        /* the weight pointer's end: filter + 8 * quads */
-    .equ F_BYTES, 84       /* and a pad word: with the nine registers pushed, 8-byte aligned */
+    .equ F_W0_TAIL, 80     /* the same three for the tail's loop, unrolled TAIL_UNROLL times */
+    .equ F_ADJ_TAIL, 84
+    .equ F_ENTRY_TAIL, 88
+    .equ F_BYTES, 92       /* with the nine registers pushed, 8-byte aligned */
 
     .equ UNROLL, 16
+    .equ TAIL_UNROLL, 4    /* the tail (one or two pixels, once per row) keeps to less code */
     .equ PATCH_QUAD, 24    /* bytes of one quad of a pixel triple */
     .equ WEIGHT_QUAD, 8    /* bytes of one quad of a channel pair */
 
@@ -98,14 +103,9 @@
     MAC2    r10, r11, r12, lr
     .endm
 
-    .macro QUAD1 j
-    LOAD_W_P0 \j
-    MAC2    r8, r9
-    .endm
-
-/* The unrolled loop over all quads of one group of pixels, entered at quad F_ENTRY through a
- * table of halfword offsets, with r0 stepped back by F_ADJ and r1 = F_W0 (GROUP_START). */
-    .macro QUAD_LOOP quad
+/* The unrolled loops over all quads of one group of pixels, entered at quad F_ENTRY (or
+ * F_ENTRY_TAIL) through a table of offsets, with r0 stepped back and r1 set by GROUP_START. */
+    .macro QUAD_LOOP16 quad
     ldr     r2, [sp, #F_ENTRY]
     tbh     [pc, r2, lsl #1]
 1:  .hword  (20f - 1b) / 2, (21f - 1b) / 2, (22f - 1b) / 2, (23f - 1b) / 2
@@ -136,18 +136,33 @@
     bne     20b
     .endm
 
-/* Bias into the accumulators, the pointers stepped back for the entry. */
-    .macro GROUP_START nacc
+    .macro QUAD_LOOP4 quad
+    ldr     r2, [sp, #F_ENTRY_TAIL]
+    tbh     [pc, r2, lsl #1]
+1:  .hword  (20f - 1b) / 2, (21f - 1b) / 2, (22f - 1b) / 2, (23f - 1b) / 2
+    .p2align 2
+20: \quad   0
+21: \quad   1
+22: \quad   2
+23: \quad   3
+    adds    r0, r0, #(PATCH_QUAD * TAIL_UNROLL)
+    adds    r1, r1, #(WEIGHT_QUAD * TAIL_UNROLL)
+    ldr     r6, [sp, #F_WEND]
+    cmp     r1, r6
+    bne     20b
+    .endm
+
+/* Bias into the accumulators, the pointers stepped back for the entry (w0: F_W0 or
+ * F_W0_TAIL, each followed by its patch step). */
+    .macro GROUP_START nacc, w0
     ldrd    r8, r9, [sp, #F_BIAS]
-    .if \nacc >= 4
     mov     r10, r8
     mov     r11, r9
-    .endif
     .if \nacc >= 6
     mov     r12, r8
     mov     lr, r9
     .endif
-    ldrd    r1, r2, [sp, #F_W0]
+    ldrd    r1, r2, [sp, #\w0]
     subs    r0, r0, r2
     .endm
 
@@ -157,6 +172,18 @@
     smmlar  \acc, \acc, \m, r7
     asr     \acc, \acc, \sh
     ssat    \acc, #8, \acc
+    .endm
+
+/* The entry quad, weight pointer and patch step of a loop unrolled n times (r3 quads, r6
+ * filter): stored at w0, w0 + 4 and entry. */
+    .macro ENTRY_OF n, w0, entry
+    rsbs    r2, r3, #0
+    and     r2, r2, #(\n - 1)
+    add     r4, r2, r2, lsl #1          /* 3 * entry */
+    lsls    r4, r4, #3                  /* PATCH_QUAD * entry */
+    sub     r5, r6, r2, lsl #3          /* filter - WEIGHT_QUAD * entry */
+    strd    r5, r4, [sp, #\w0]
+    str     r2, [sp, #\entry]
     .endm
 
 /* void sqz_armv7em_pair_asm(const sqz_pair_job *job) */
@@ -172,24 +199,20 @@ sqz_armv7em_pair_asm:
     ldm     r0, {r1, r2, r3, r4, r5, r6, r7, r8}
     add     r12, sp, #F_BIAS + 8
     stm     r12, {r1, r2, r3, r4, r5, r6, r7, r8}
-    /* The entry quad and the steps back, once per job. */
+    /* The loops' entries and the weights' end, once per job. */
     ldr     r3, [sp, #F_QUADS]
     ldr     r6, [sp, #F_FILTER]
-    rsbs    r2, r3, #0
-    and     r2, r2, #(UNROLL - 1)
-    add     r4, r2, r2, lsl #1          /* 3 * entry */
-    lsls    r4, r4, #3                  /* PATCH_QUAD * entry */
-    sub     r5, r6, r2, lsl #3          /* filter - WEIGHT_QUAD * entry */
+    ENTRY_OF UNROLL, F_W0, F_ENTRY
+    ENTRY_OF TAIL_UNROLL, F_W0_TAIL, F_ENTRY_TAIL
     add     r6, r6, r3, lsl #3          /* filter + WEIGHT_QUAD * quads */
-    strd    r5, r4, [sp, #F_W0]
-    strd    r2, r6, [sp, #F_ENTRY]
+    str     r6, [sp, #F_WEND]
     ldr     r0, [sp, #F_PATCH]          /* r0 runs through the patches */
     ldr     r3, [sp, #F_TRIPLES]
     cmp     r3, #0
     beq     .Ltail
 .Ltriples:
-    GROUP_START 6
-    QUAD_LOOP QUAD3
+    GROUP_START 6, F_W0
+    QUAD_LOOP16 QUAD3
     ldm     sp, {r1, r2, r3, r4, r5, r6}
     REQUANT r8, r1, r2, r3
     REQUANT r10, r1, r2, r3
@@ -212,32 +235,27 @@ sqz_armv7em_pair_asm:
     str     r3, [sp, #F_TRIPLES]
     bne     .Ltriples
 .Ltail:
+    /* One or two more pixels: the two-pixel loop either way (a lone pixel's second slot is
+     * computed from whatever the scratch holds and dropped: less code for a pass that runs
+     * at most once per row). */
     ldr     r3, [sp, #F_TAIL]
-    cmp     r3, #1
-    blt     .Ldone
-    beq     .Lone
-    GROUP_START 4
-    QUAD_LOOP QUAD2
+    cmp     r3, #0
+    beq     .Ldone
+    GROUP_START 4, F_W0_TAIL
+    QUAD_LOOP4 QUAD2
     ldm     sp, {r1, r2, r3, r4, r5, r6}
     REQUANT r8, r1, r2, r3
-    REQUANT r10, r1, r2, r3
     REQUANT r9, r4, r5, r6
+    REQUANT r10, r1, r2, r3
     REQUANT r11, r4, r5, r6
     ldrd    r1, r2, [sp, #F_OUT]
+    ldr     r3, [sp, #F_TAIL]
     bfi     r8, r9, #8, #8
+    strh    r8, [r1]
+    cmp     r3, #2
+    bne     .Ldone
     bfi     r10, r11, #8, #8
-    strh    r8, [r1]
     strh    r10, [r1, r2]
-    b       .Ldone
-.Lone:
-    GROUP_START 2
-    QUAD_LOOP QUAD1
-    ldm     sp, {r1, r2, r3, r4, r5, r6}
-    REQUANT r8, r1, r2, r3
-    REQUANT r9, r4, r5, r6
-    ldr     r1, [sp, #F_OUT]
-    bfi     r8, r9, #8, #8
-    strh    r8, [r1]
 .Ldone:
     add     sp, sp, #F_BYTES
     pop     {r4-r11, pc}
