@@ -13,8 +13,8 @@
  * Loads use immediate offsets from two pointers that move once per sixteen quads; there is no
  * register left for a counter, so the loop ends when the weight pointer reaches its end (kept
  * on the stack: 7 cycles per 16 quads) and is entered part-way (TBH) for quad counts that are
- * not multiples of 16. The last one or two pixels of a block take a two-pixel loop unrolled
- * four times (less code: flash stays within 1% of the 2x2 kernel this replaced).
+ * not multiples of 16. The last one or two pixels of a block take loops unrolled fewer times
+ * (less code: flash stays within 1% of the 2x2 kernel this replaced).
  * The output stage is sqz_requantize_doubled (mac.h), four instructions per value. */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 
@@ -35,13 +35,17 @@
     .equ F_ADJ, 68         /* bytes to step the patch pointer back before entering: 24 * entry */
     .equ F_ENTRY, 72       /* the quad of the unrolled loop to enter at: (-quads) mod UNROLL */
     .equ F_WEND, 76        /* the weight pointer's end: filter + 8 * quads */
-    .equ F_W0_TAIL, 80     /* the same three for the tail's loop, unrolled TAIL_UNROLL times */
-    .equ F_ADJ_TAIL, 84
-    .equ F_ENTRY_TAIL, 88
-    .equ F_BYTES, 92       /* with the nine registers pushed, 8-byte aligned */
+    .equ F_W0_TWO, 80      /* the same three for the two-pixel loop, unrolled TWO_UNROLL times */
+    .equ F_ADJ_TWO, 84
+    .equ F_ENTRY_TWO, 88
+    .equ F_W0_ONE, 92      /* and for the one-pixel loop, unrolled ONE_UNROLL times */
+    .equ F_ADJ_ONE, 96
+    .equ F_ENTRY_ONE, 100
+    .equ F_BYTES, 108      /* and a pad word: with the nine registers pushed, 8-byte aligned */
 
     .equ UNROLL, 16
-    .equ TAIL_UNROLL, 4    /* the tail (one or two pixels, once per row) keeps to less code */
+    .equ TWO_UNROLL, 8     /* the tails (at most once per block) keep to less code */
+    .equ ONE_UNROLL, 4
     .equ PATCH_QUAD, 24    /* bytes of one quad of a pixel triple */
     .equ WEIGHT_QUAD, 8    /* bytes of one quad of a channel pair */
 
@@ -88,6 +92,11 @@
 
 /* Two pixels: r12 and lr are free, so the second pixel's words join the first run of loads
  * (six loads, 7 cycles, instead of 5 + 3). */
+    .macro QUAD1 j
+    LOAD_W_P0 \j
+    MAC2    r8, r9
+    .endm
+
     .macro QUAD2 j
     ldr     r3, [r1, #(WEIGHT_QUAD * \j)]
     ldr     r5, [r1, #(WEIGHT_QUAD * \j + 4)]
@@ -104,7 +113,8 @@
     .endm
 
 /* The unrolled loops over all quads of one group of pixels, entered at quad F_ENTRY (or
- * F_ENTRY_TAIL) through a table of offsets, with r0 stepped back and r1 set by GROUP_START. */
+ * F_ENTRY_TWO, F_ENTRY_ONE) through a table of offsets, with r0 stepped back and r1 set by
+ * GROUP_START. */
     .macro QUAD_LOOP16 quad
     ldr     r2, [sp, #F_ENTRY]
     tbh     [pc, r2, lsl #1]
@@ -136,28 +146,51 @@
     bne     20b
     .endm
 
-    .macro QUAD_LOOP4 quad
-    ldr     r2, [sp, #F_ENTRY_TAIL]
+    .macro QUAD_LOOP8 quad, entry
+    ldr     r2, [sp, #\entry]
     tbh     [pc, r2, lsl #1]
 1:  .hword  (20f - 1b) / 2, (21f - 1b) / 2, (22f - 1b) / 2, (23f - 1b) / 2
+    .hword  (24f - 1b) / 2, (25f - 1b) / 2, (26f - 1b) / 2, (27f - 1b) / 2
     .p2align 2
 20: \quad   0
 21: \quad   1
 22: \quad   2
 23: \quad   3
-    adds    r0, r0, #(PATCH_QUAD * TAIL_UNROLL)
-    adds    r1, r1, #(WEIGHT_QUAD * TAIL_UNROLL)
+24: \quad   4
+25: \quad   5
+26: \quad   6
+27: \quad   7
+    adds    r0, r0, #(PATCH_QUAD * 8)
+    adds    r1, r1, #(WEIGHT_QUAD * 8)
+    ldr     r6, [sp, #F_WEND]
+    cmp     r1, r6
+    bne     20b
+    .endm
+
+    .macro QUAD_LOOP4 quad, entry
+    ldr     r2, [sp, #\entry]
+    tbb     [pc, r2]
+1:  .byte   (20f - 1b) / 2, (21f - 1b) / 2, (22f - 1b) / 2, (23f - 1b) / 2
+    .p2align 2
+20: \quad   0
+21: \quad   1
+22: \quad   2
+23: \quad   3
+    adds    r0, r0, #(PATCH_QUAD * 4)
+    adds    r1, r1, #(WEIGHT_QUAD * 4)
     ldr     r6, [sp, #F_WEND]
     cmp     r1, r6
     bne     20b
     .endm
 
 /* Bias into the accumulators, the pointers stepped back for the entry (w0: F_W0 or
- * F_W0_TAIL, each followed by its patch step). */
+ * F_W0_TWO, F_W0_ONE, each followed by its patch step). */
     .macro GROUP_START nacc, w0
     ldrd    r8, r9, [sp, #F_BIAS]
+    .if \nacc >= 4
     mov     r10, r8
     mov     r11, r9
+    .endif
     .if \nacc >= 6
     mov     r12, r8
     mov     lr, r9
@@ -203,7 +236,8 @@ sqz_armv7em_pair_asm:
     ldr     r3, [sp, #F_QUADS]
     ldr     r6, [sp, #F_FILTER]
     ENTRY_OF UNROLL, F_W0, F_ENTRY
-    ENTRY_OF TAIL_UNROLL, F_W0_TAIL, F_ENTRY_TAIL
+    ENTRY_OF TWO_UNROLL, F_W0_TWO, F_ENTRY_TWO
+    ENTRY_OF ONE_UNROLL, F_W0_ONE, F_ENTRY_ONE
     add     r6, r6, r3, lsl #3          /* filter + WEIGHT_QUAD * quads */
     str     r6, [sp, #F_WEND]
     ldr     r0, [sp, #F_PATCH]          /* r0 runs through the patches */
@@ -235,27 +269,32 @@ sqz_armv7em_pair_asm:
     str     r3, [sp, #F_TRIPLES]
     bne     .Ltriples
 .Ltail:
-    /* One or two more pixels: the two-pixel loop either way (a lone pixel's second slot is
-     * computed from whatever the scratch holds and dropped: less code for a pass that runs
-     * at most once per row). */
     ldr     r3, [sp, #F_TAIL]
-    cmp     r3, #0
-    beq     .Ldone
-    GROUP_START 4, F_W0_TAIL
-    QUAD_LOOP4 QUAD2
+    cmp     r3, #1
+    blt     .Ldone
+    beq     .Lone
+    GROUP_START 4, F_W0_TWO
+    QUAD_LOOP8 QUAD2, F_ENTRY_TWO
+    ldm     sp, {r1, r2, r3, r4, r5, r6}
+    REQUANT r8, r1, r2, r3
+    REQUANT r10, r1, r2, r3
+    REQUANT r9, r4, r5, r6
+    REQUANT r11, r4, r5, r6
+    ldrd    r1, r2, [sp, #F_OUT]
+    bfi     r8, r9, #8, #8
+    bfi     r10, r11, #8, #8
+    strh    r8, [r1]
+    strh    r10, [r1, r2]
+    b       .Ldone
+.Lone:
+    GROUP_START 2, F_W0_ONE
+    QUAD_LOOP4 QUAD1, F_ENTRY_ONE
     ldm     sp, {r1, r2, r3, r4, r5, r6}
     REQUANT r8, r1, r2, r3
     REQUANT r9, r4, r5, r6
-    REQUANT r10, r1, r2, r3
-    REQUANT r11, r4, r5, r6
-    ldrd    r1, r2, [sp, #F_OUT]
-    ldr     r3, [sp, #F_TAIL]
+    ldr     r1, [sp, #F_OUT]
     bfi     r8, r9, #8, #8
     strh    r8, [r1]
-    cmp     r3, #2
-    bne     .Ldone
-    bfi     r10, r11, #8, #8
-    strh    r10, [r1, r2]
 .Ldone:
     add     sp, sp, #F_BYTES
     pop     {r4-r11, pc}
