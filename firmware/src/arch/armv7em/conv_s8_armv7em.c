@@ -215,34 +215,27 @@ static void patch_pixel_any(uint32_t *d, const field *f, int32_t ix0, int32_t qu
  *
  * The channel pairs requantize with sqz_requantize_doubled (mac.h): a right shift of 1 to 22,
  * a non-negative multiplier and accumulators below 2^30 in magnitude, which every layer of a
- * real network meets. A layer that does not takes the reference formula (sqz_requantize) for
- * every channel. */
+ * real network meets. A channel pair that does not takes the reference formula (sqz_requantize);
+ * the check is made as each pair's constants are set up, so it costs nothing more. */
 #define FAST_MIN_RIGHT_SHIFT 1
 #define FAST_MAX_RIGHT_SHIFT 22
 
-static int all_fast(const sqz_per_channel_quant *q, const int32_t *bias, int32_t n,
-                    int32_t taps)
+/* Channel oc's constants for the closed-form output stage (its bias doubled into *bias2), or 0
+ * when the channel cannot take it. `room`: how large |bias| may be, given the taps. */
+static int quant2_of(const sqz_per_channel_quant *q, const int32_t *bias, int32_t oc,
+                     int32_t offset, int64_t room, sqz_quant2 *f, int32_t *bias2)
 {
-    /* |acc| <= |bias| + taps * 128 * 128: int8 inputs times int8 weights. */
-    const int64_t room = ((int64_t)1 << 30) - (int64_t)taps * 128 * 128;
-    for (int32_t oc = 0; oc < n; ++oc) {
-        const int32_t r = -(int32_t)q->shift[oc];
-        const int64_t b = bias[oc] < 0 ? -(int64_t)bias[oc] : bias[oc];
-        if (r < FAST_MIN_RIGHT_SHIFT || r > FAST_MAX_RIGHT_SHIFT || q->multiplier[oc] < 0 ||
-            b >= room) {
-            return 0;
-        }
+    const int32_t r = -(int32_t)q->shift[oc];
+    const int32_t m = q->multiplier[oc];
+    const int64_t b = bias[oc] < 0 ? -(int64_t)bias[oc] : bias[oc];
+    if (r < FAST_MIN_RIGHT_SHIFT || r > FAST_MAX_RIGHT_SHIFT || m < 0 || b >= room) {
+        return 0;
     }
+    f->mult = m;
+    f->shift = r;
+    f->hi2 = (int32_t)((uint32_t)(2 * offset + 1) << (r - 1));
+    *bias2 = 2 * bias[oc];
     return 1;
-}
-
-static sqz_quant2 quant2_of(const sqz_per_channel_quant *q, int32_t oc, int32_t offset)
-{
-    sqz_quant2 f;
-    f.mult = q->multiplier[oc];
-    f.shift = -(int32_t)q->shift[oc];
-    f.hi2 = (int32_t)((uint32_t)(2 * offset + 1) << (f.shift - 1));
-    return f;
 }
 
 /* A narrower activation than int8 (ReLU with a zero point above -128, ReLU6): the pair loop
@@ -325,27 +318,18 @@ static const uint32_t *slot_of(const uint32_t *patch, int32_t quads, int32_t k)
            2 * (k % SQZ_PIXELS_PER_GROUP);
 }
 
-/* The general output stage: channel by channel with the reference formula. */
-static void general_block(const sqz_conv_params *params, const sqz_per_channel_quant *quant,
-                          const int8_t *filter, const int32_t *bias, int32_t out_c,
-                          int32_t quads, const uint32_t *patch, int32_t n_px, int8_t *out,
-                          size_t pitch)
+/* The general output stage for one channel pair (oc, oc + 1) over a block's pixels: the
+ * reference formula. */
+static void general_pair(const sqz_conv_params *params, const sqz_per_channel_quant *quant,
+                         const int8_t *w, const int32_t *bias, int32_t oc, int32_t quads,
+                         const uint32_t *patch, int32_t n_px, int8_t *out, size_t pitch)
 {
-    const size_t row_len = 4 * (size_t)quads;
     for (int32_t k = 0; k < n_px; ++k) {
-        const uint32_t *slot = slot_of(patch, quads, k);
         int8_t *o = out + (size_t)k * pitch;
-        const int8_t *w = filter;
-        int32_t oc = 0;
-        for (; oc + 1 < out_c; oc += 2, w += 2 * row_len) {
-            int32_t acc[2] = {0, 0};
-            sqz_armv7em_dot_pair(slot, w, quads, acc);
-            o[oc] = requantize_general(params, quant, oc, undouble(bias[oc], acc[0]));
-            o[oc + 1] = requantize_general(params, quant, oc + 1, undouble(bias[oc + 1], acc[1]));
-        }
-        if (oc < out_c) {
-            single_channel(params, quant, w, bias[oc], oc, quads, slot, o);
-        }
+        int32_t acc[2] = {0, 0};
+        sqz_armv7em_dot_pair(slot_of(patch, quads, k), w, quads, acc);
+        o[oc] = requantize_general(params, quant, oc, undouble(bias[oc], acc[0]));
+        o[oc + 1] = requantize_general(params, quant, oc + 1, undouble(bias[oc + 1], acc[1]));
     }
 }
 
@@ -384,7 +368,8 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
     f.zp2 = pack_lanes(2 * f.zp, 2 * f.zp);
     f.gather = (int8_t *)(patch + (size_t)block * group_words);
 
-    const int fast = all_fast(quant, bias, out_c, f.kh * f.kw * f.c);
+    /* |acc| <= |bias| + taps * 128 * 128: int8 inputs times int8 weights. */
+    const int64_t room = ((int64_t)1 << 30) - (int64_t)f.kh * f.kw * f.c * 128 * 128;
     const int clamp = params->activation.min > INT8_MIN || params->activation.max < INT8_MAX;
     void (*pair_fn)(const sqz_pair_job *) = sqz_armv7em_pair_c;
 #if SQZ_DSP_NATIVE
@@ -406,10 +391,6 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
             }
         }
         int8_t *out = output_row + (size_t)px0 * pitch;
-        if (!fast) {
-            general_block(params, quant, filter, bias, out_c, quads, patch, n_px, out, pitch);
-            continue;
-        }
         sqz_pair_job job;
         job.quads = quads;
         job.pitch = (int32_t)pitch;
@@ -420,11 +401,13 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
         const int8_t *w = filter;
         int32_t oc = 0;
         for (; oc + 1 < out_c; oc += 2, w += 2 * row_len) {
+            if (!quant2_of(quant, bias, oc, params->output_offset, room, &job.q0, &job.bias0) ||
+                !quant2_of(quant, bias, oc + 1, params->output_offset, room, &job.q1,
+                           &job.bias1)) {
+                general_pair(params, quant, w, bias, oc, quads, patch, n_px, out, pitch);
+                continue;
+            }
             job.filter = w;
-            job.q0 = quant2_of(quant, oc, params->output_offset);
-            job.q1 = quant2_of(quant, oc + 1, params->output_offset);
-            job.bias0 = 2 * bias[oc];
-            job.bias1 = 2 * bias[oc + 1];
             job.out = out + oc;
             pair_fn(&job);
         }

@@ -45,7 +45,7 @@
 
     .equ UNROLL, 16
     .equ TWO_UNROLL, 8     /* the tails (at most once per block) keep to less code */
-    .equ ONE_UNROLL, 4
+    .equ ONE_UNROLL, 8
     .equ PATCH_QUAD, 24    /* bytes of one quad of a pixel triple */
     .equ WEIGHT_QUAD, 8    /* bytes of one quad of a channel pair */
 
@@ -288,7 +288,7 @@ sqz_armv7em_pair_asm:
     b       .Ldone
 .Lone:
     GROUP_START 2, F_W0_ONE
-    QUAD_LOOP4 QUAD1, F_ENTRY_ONE
+    QUAD_LOOP8 QUAD1, F_ENTRY_ONE
     ldm     sp, {r1, r2, r3, r4, r5, r6}
     REQUANT r8, r1, r2, r3
     REQUANT r9, r4, r5, r6
