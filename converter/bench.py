@@ -12,14 +12,22 @@
   by default; mps3-an547, a Cortex-M55 with Helium; esp32s3-qemu), with the kernel variants of
   the board's architecture: the firmware's own counter, exact executed instructions (not
   cycles), in total and per layer.
+* Estimated cycles on Cortex-M boards: one more run, traced instruction by instruction
+  (device/cycles.py), costed with the timing tables of targets/cycles/ (Cortex-M4, M7, M55;
+  optimistic, base and pessimistic assumptions), in total and per layer. An estimate: a static
+  model from the cores' manuals, zero wait states.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +37,13 @@ from rich.table import Table
 
 from . import convert, targets
 from .atomic import Staging
+from .device import cycles
 from .device.build import FIRMWARE, compile_c, runtime_sources
 from .errors import BuildError, DeviceError, UsageError
 from .frontend.tflite_reader import read_model_bytes
 from .ir.lower import lower
 from .passes import run_passes
+from .paths import TARGETS
 
 BENCH_TARGET = "mps2-an386"
 BENCH_CFLAGS = ("-std=gnu99", "-Wall", "-Wextra", "-Werror")  # callgrind.h needs GNU C
@@ -54,6 +64,8 @@ class LayerCost:
     # difference is what decoding costs.
     unpacked_instructions: int | None = None
     unpacked_board_instructions: int | None = None
+    # Estimated cycles of the board's core per assumption (optimistic, base, pessimistic).
+    board_cycles: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,10 @@ class BenchResult:
     # block would raise their own arena (their kernels' scratch differs).
     packing: str = ""
     arena_input_streamed_bytes: int | None = None
+    # Estimated cycles per core ("cortex-m4", ...): {"core", "reference", "traced_instructions",
+    # "optimistic", "base", "pessimistic"}; the board's own core first.
+    cycles: dict[str, dict] | None = None
+    cycles_note: str = ""
 
     @property
     def instructions_per_mac(self) -> float:
@@ -143,6 +159,84 @@ def _board_counts(model_dir: Path, x: np.ndarray) -> tuple[int, list[int]]:
     return total, layers
 
 
+def _core_of(cpu: str) -> str:
+    """The timing table of a board's CPU ("Cortex-M4" -> "cortex-m4"), or '' if none."""
+    key = cpu.lower()
+    return key if key in cycles.CORES else ""
+
+
+def trace_profile(model_dir: Path, x: np.ndarray, timeout: float = 3600.0, per_layer: bool = True
+                  ) -> cycles.TraceProfile:
+    """One inference on the emulated Cortex-M board with per-layer counts, QEMU logging every
+    translation block and every execution of one (``-d in_asm,exec,nochain``) into a FIFO that
+    a thread reads as it is written (the log of a SqueezeNet run is gigabytes)."""
+    from .device import DeviceClient
+    from .device.qemu import QemuFirmware, board_for_model, build_qemu_firmware
+
+    board = board_for_model(model_dir)
+    if board.qemu != "qemu-system-arm":
+        raise UsageError(f"cycle estimates need a Cortex-M board; {board.target} is not one")
+    elf = build_qemu_firmware(model_dir)
+    with tempfile.TemporaryDirectory(prefix="sqz-trace-") as tmp:
+        fifo = Path(tmp) / "trace.log"
+        os.mkfifo(fifo)
+
+        class Traced(QemuFirmware):
+            def command(self) -> list[str]:
+                cmd = super().command()
+                i = cmd.index("-kernel")
+                return [*cmd[:i], *cycles.TRACE_OPTIONS, "-D", str(fifo), *cmd[i:]]
+
+        done: dict[str, object] = {}
+
+        def read() -> None:
+            try:
+                with open(fifo, errors="replace", buffering=1 << 20) as f:
+                    done["profile"] = cycles.read_trace(f)
+            except BaseException as exc:  # handed to the caller below
+                done["error"] = exc
+
+        reader = threading.Thread(target=read, name="sqz-trace-reader", daemon=True)
+        reader.start()
+        q = Traced(elf, board=board, start_timeout=120.0)
+        try:
+            q.start()
+            dev = DeviceClient(q.port, run_timeout=timeout)
+            dev.hello()
+            dev.infer(x.tobytes(), per_layer=per_layer)
+        finally:
+            q.close()
+            if reader.is_alive():
+                # QEMU never opened the log (it failed to start): open the FIFO's write end
+                # once so that the reader's open returns and it sees the end of the file.
+                with contextlib.suppress(OSError):
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            reader.join(timeout=600)
+    if "error" in done:
+        raise BuildError(f"reading QEMU's trace failed: {done['error']}")
+    if "profile" not in done:
+        raise BuildError("QEMU's trace was not read to its end")
+    return done["profile"]  # type: ignore[return-value]
+
+
+def _board_cycles(model_dir: Path, x: np.ndarray, ticks: Sequence[int], n_steps: int,
+                  cpu: str) -> tuple[dict[str, dict], list[dict[str, float]]]:
+    """Estimated cycles per core for the whole run, and per step for the board's own core."""
+    prof = trace_profile(model_dir, x)
+    own = _core_of(cpu)
+    order = [own, *(c for c in cycles.CORES if c != own)] if own else list(cycles.CORES)
+    out: dict[str, dict] = {}
+    per_step: list[dict[str, float]] = []
+    for key in order:
+        est = cycles.estimate(prof, cycles.load_timing(key, TARGETS / "cycles"))
+        out[key] = {"core": est.core, "reference": est.reference,
+                    "traced_instructions": est.instructions, **est.cycles,
+                    "top_base": [list(t) for t in est.top]}
+        if key == order[0]:
+            _, per_step = est.per_step(ticks, n_steps)
+    return out, per_step
+
+
 def _host_counts(tflite: bytes, name: str, out_dir: Path, console: Console, stream: str,
                  x: np.ndarray, packing: str = "ram") -> list[int]:
     """callgrind instructions per layer of the host build with the portable kernels."""
@@ -174,17 +268,18 @@ def _weights_text(s) -> str:
 
 def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console, *,
                 stream: str = "auto", packing: str = "ram", target: str = BENCH_TARGET,
-                board_counts: bool = True) -> BenchResult:
+                board_counts: bool = True, board_cycles: bool = True) -> BenchResult:
     """Converts, builds and measures in ``out``: a staging directory, or a path that is then
     written as a whole when the measurement succeeded (converter/atomic.py)."""
     if not isinstance(out, Staging):
         with convert.output_directory(Path(out)) as stage:
             return bench_model(tflite, name, stage, console, stream=stream, packing=packing,
-                               target=target, board_counts=board_counts)
+                               target=target, board_counts=board_counts,
+                               board_cycles=board_cycles)
     out_dir = out.path
     board = targets.load(target)
     if board.counter_unit != "instructions":
-        from .qemu import BOARDS
+        from .device.qemu import BOARDS
 
         raise UsageError(f"--target {target}: sqz-bench runs on an emulated board that counts "
                          f"instructions; choose {', '.join(sorted(BOARDS))}")
@@ -209,6 +304,24 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
                 board_total, board_layers = _board_counts(out_dir, x)
         except (BuildError, DeviceError) as exc:
             note = f"not run: {str(exc).splitlines()[0]}"
+    est_cycles, step_cycles, cycles_note = None, None, ""
+    from .device.qemu import board_for_target
+
+    emulated = board_for_target(board.name)
+    if not (board_counts and board_cycles):
+        cycles_note = "not estimated (--no-board or --no-cycles)"
+    elif emulated is None or not _core_of(emulated.cpu):
+        cycles_note = f"not estimated: {board.name} is not a Cortex-M board"
+    elif board_total is None:
+        cycles_note = "not estimated: the board did not run"
+    else:
+        try:
+            with console.status(f"Tracing one inference on the emulated {board.name} "
+                                "for the cycle estimate..."):
+                est_cycles, step_cycles = _board_cycles(
+                    out_dir, x, conv.layout.schedule.ticks, len(lw.steps), emulated.cpu)
+        except (BuildError, DeviceError) as exc:
+            cycles_note = f"not estimated: {str(exc).splitlines()[0]}"
     with console.status(f"Building for {board.name} (-Os) to measure flash..."):
         flash, code, ram, size_note = _board_size(out_dir, conv.budget.weight_bytes)
     unpacked_host: list[int] | None = None
@@ -231,7 +344,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
 
     layers = [LayerCost(i, s.name, s.macs, c, at(board_layers, i), getattr(s, "kernel", ""),
                         _weights_text(s), s.weight_bytes, at(unpacked_host, i),
-                        at(unpacked_board, i))
+                        at(unpacked_board, i), at(step_cycles, i))
               for i, (s, c) in enumerate(zip(lw.steps, counts, strict=True))]
     return BenchResult(
         model=name, input_shape=list(shape), macs=sum(s.macs for s in lw.steps),
@@ -243,6 +356,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
         packing=packing,
         unpacked_board_instructions=unpacked_board_total,
         arena_input_streamed_bytes=streamed_in.arena_bytes,
+        cycles=est_cycles, cycles_note=cycles_note,
     )
 
 
@@ -270,6 +384,11 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
         t.add_column("per MAC", justify="right")
         t.add_column("kernel")
         packed = any(layer.unpacked_instructions is not None for layer in r.layers)
+        est = any(layer.board_cycles for layer in r.layers)
+        core = next(iter(r.cycles.values()))["core"] if r.cycles else ""
+        if est:
+            t.add_column(f"{core} cycles (estimate, base)", justify="right")
+            t.add_column("per MAC", justify="right")
         t.add_column("flash B", justify="right")
         if packed:
             t.add_column("weights")
@@ -279,8 +398,12 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
             board = "-" if layer.board_instructions is None else f"{layer.board_instructions:,}"
             row = [str(layer.index), layer.name, f"{layer.macs:,}", f"{layer.instructions:,}",
                    _per_mac(layer.instructions, layer.macs), board,
-                   _per_mac(layer.board_instructions, layer.macs), layer.kernel,
-                   f"{layer.weight_bytes:,}"]
+                   _per_mac(layer.board_instructions, layer.macs), layer.kernel]
+            if est:
+                c = layer.board_cycles["base"] if layer.board_cycles else None
+                row += ["-" if c is None else f"{round(c):,}",
+                        _per_mac(None if c is None else round(c), layer.macs)]
+            row.append(f"{layer.weight_bytes:,}")
             if packed:
                 row += [layer.weights, _extra(layer.instructions, layer.unpacked_instructions),
                         _extra(layer.board_instructions, layer.unpacked_board_instructions)]
@@ -318,4 +441,18 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
         s.add_row(f"instructions per MAC ({r.board})", f"{r.board_instructions_per_mac:.2f}")
     else:
         s.add_row(f"instructions per inference ({r.board})", r.board_note or "not run")
+    for i, c in enumerate((r.cycles or {}).values()):
+        what = ("the same instructions timed as" if i else
+                f"ESTIMATED cycles per inference ({r.board}:")
+        s.add_row(f"{what} {c['core']})" if not i else f"{what} a {c['core']}",
+                  f"{round(c['base']):,} base ({_per_mac(round(c['base']), r.macs)} per MAC); "
+                  f"optimistic {round(c['optimistic']):,}, pessimistic "
+                  f"{round(c['pessimistic']):,}")
+    if r.cycles:
+        first = next(iter(r.cycles.values()))
+        s.add_row("cycle estimate", f"an estimate, not a measurement: the traced run's "
+                  f"{first['traced_instructions']:,} instructions costed with a static timing "
+                  f"table per core (targets/cycles/; {first['reference']}), zero wait states")
+    elif r.cycles_note:
+        s.add_row("estimated cycles", r.cycles_note)
     out.print(s)

@@ -42,6 +42,24 @@ def test_bench_counts_are_consistent_and_deterministic(tmp_path, capsys):
         # The per-layer run adds only the hook's few instructions per kernel call.
         assert 0 <= sum(per_layer) - a["board_instructions"] < 0.01 * a["board_instructions"]
         assert "instructions per MAC (mps2-an386)" in text
+        # Estimated cycles (converter/cycles.py): a traced run costed per core; the board's
+        # own core first, per layer, the assumptions in order, said to be an estimate.
+        cyc = a["cycles"]
+        assert list(cyc)[0] == "cortex-m4" and set(cyc) == {"cortex-m4", "cortex-m7",
+                                                            "cortex-m55"}
+        assert b["cycles"]["cortex-m4"]["base"] == cyc["cortex-m4"]["base"]  # deterministic
+        m4 = cyc["cortex-m4"]
+        # the traced instructions are the firmware's count, up to QEMU's abandoned blocks
+        assert abs(m4["traced_instructions"] - a["board_instructions"]) < \
+            1e-3 * a["board_instructions"]
+        for c in cyc.values():
+            assert 0 < c["optimistic"] <= c["base"] <= c["pessimistic"]
+        assert m4["base"] > m4["traced_instructions"]  # a Cortex-M4 runs below 1 IPC
+        layer_base = [layer["board_cycles"]["base"] for layer in a["layers"]]
+        assert all(c > 0 for c in layer_base)
+        assert sum(layer_base) == pytest.approx(m4["base"], rel=1e-9)
+        assert "ESTIMATED cycles per inference (mps2-an386: Cortex-M4)" in text
+        assert "an estimate, not a measurement" in text
     else:
         assert "not installed" in a["cm4_note"] or "not installed" in a["board_note"]
 

@@ -220,7 +220,7 @@ def test_platform_board_is_sqzs_emulated_board(target, monkeypatch, tmp_path):
         img = q["flash_image"]
         assert (img["section"], img["offset"], img["size"]) == (
             board.flash_image.section, board.flash_image.offset, board.flash_image.size)
-    # The tool search is converter/device/qemu.py's (PATH, then $SQZ_ESP32S3_TOOLCHAIN, then TMPDIR).
+    # The tool search is converter/device/qemu.py's: PATH, $SQZ_ESP32S3_TOOLCHAIN, TMPDIR.
     monkeypatch.setenv("SQZ_ESP32S3_TOOLCHAIN", str(tmp_path / "bundle"))
     assert mod.tool_dirs(sqz) == ([str(d) for d in qemu.esp32s3_tool_dirs()]
                                   if board is qemu.ESP32S3_QEMU else [])

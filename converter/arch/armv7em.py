@@ -1,8 +1,9 @@
 """Armv7E-M kernel variants (firmware/src/arch/armv7em/, declared in sqz/kernels_armv7em.h).
 
-Cortex-M4, M7 and M33 with the DSP extension: the conv multiplies int16 pairs with SMLAD, two
+Cortex-M4, M7 and M33 with the DSP extension: the conv multiplies int16 pairs with SMLAD, three
 output pixels by two output channels at a time, from patches of the input widened to int16 in
-the lane order SXTB16 gives the weights; the max pool takes four channels per SSUB8 + SEL.
+the lane order SXTB16 gives the weights, which it widens in registers as it reads them; the max
+pool takes four channels per SSUB8 + SEL.
 
 The conv reads its weights in its own order, laid out here at conversion: each output
 channel's OHWI taps zero-padded to a multiple of 4, then channels in pairs, interleaved four
@@ -22,7 +23,8 @@ ARCH = "armv7em"
 # Cortex-M), so the host tests cover it.
 HOST_RUNNABLE = True
 TAPS_PER_QUAD = 4
-PATCH_WORDS_PER_QUAD = 4  # mirrors SQZ_PATCH_WORDS_PER_QUAD (firmware/src/arch/armv7em/mac.h)
+PIXELS_PER_GROUP = 3  # mirrors SQZ_PIXELS_PER_GROUP (firmware/src/arch/armv7em/mac.h)
+PATCH_WORDS_PER_QUAD = 2 * PIXELS_PER_GROUP  # mirrors SQZ_PATCH_WORDS_PER_QUAD
 MAX_FILTER_ROWS = 16  # mirrors SQZ_MAX_FILTER_ROWS
 
 
@@ -36,35 +38,35 @@ def filter_row_len(s: ConvLayer) -> int:
     return TAPS_PER_QUAD * quads(s)
 
 
-# Mirror BLOCK_BYTES and BLOCK_MIN_PAIRS (firmware/src/arch/armv7em/conv_s8_armv7em.c).
+# Mirror BLOCK_BYTES and BLOCK_MIN_TRIPLES (firmware/src/arch/armv7em/conv_s8_armv7em.c).
 BLOCK_BYTES = 8192
-BLOCK_MIN_PAIRS = 3
+BLOCK_MIN_TRIPLES = 2
 
 
-def _pair_bytes(s: ConvLayer) -> int:
-    """One pixel pair's patch, or one channel pair's widened weights."""
+def _group_bytes(s: ConvLayer) -> int:
+    """One pixel triple's patch."""
     return 4 * PATCH_WORDS_PER_QUAD * quads(s)
 
 
 def _fixed_bytes(s: ConvLayer) -> int:
-    gather = TAPS_PER_QUAD * quads(s) if s.input_dims.c % 4 else 0
-    return _pair_bytes(s) + gather
+    return TAPS_PER_QUAD * quads(s) if s.input_dims.c % 4 else 0
 
 
 def scratch_bytes(s: ConvLayer) -> int:
-    """Mirrors sqz_conv_s8_armv7em_scratch_size: a block of pixel pairs' patches (int16 lanes),
-    one channel pair's widened weights, and for channel counts that are not multiples of 4 the
-    receptive field's bytes gathered before widening."""
-    pair = _pair_bytes(s)
-    block = min((s.output_dims.w + 1) // 2, max(BLOCK_MIN_PAIRS, BLOCK_BYTES // pair))
-    return pair * block + _fixed_bytes(s)
+    """Mirrors sqz_conv_s8_armv7em_scratch_size: a block of pixel triples' patches (int16
+    lanes), and for channel counts that are not multiples of 4 the receptive field's bytes
+    gathered before widening."""
+    group = _group_bytes(s)
+    groups = -(-s.output_dims.w // PIXELS_PER_GROUP)
+    block = min(groups, max(BLOCK_MIN_TRIPLES, BLOCK_BYTES // group))
+    return group * block + _fixed_bytes(s)
 
 
 def min_scratch_bytes(s: ConvLayer) -> int:
-    """Mirrors sqz_conv_s8_armv7em_min_scratch_size: blocks of one pixel pair. The kernel uses
-    blocks as large as the scratch it is given holds, so a plan short of memory may give a
-    layer anything from this to scratch_bytes(), trading speed for arena."""
-    return _pair_bytes(s) + _fixed_bytes(s)
+    """Mirrors sqz_conv_s8_armv7em_min_scratch_size: blocks of one pixel triple. The kernel
+    uses blocks as large as the scratch it is given holds, so a plan short of memory may give a
+    layer anything from this to scratch_bytes(), trading a little speed for arena."""
+    return _group_bytes(s) + _fixed_bytes(s)
 
 
 def refuses(s: ConvLayer) -> str | None:
@@ -93,7 +95,7 @@ CONV = ConvKernel(
     symbol="sqz_conv_s8_armv7em_row", scratch_symbol="sqz_conv_s8_armv7em_scratch_size",
     arch=ARCH, refuses=refuses, filter_row_len=filter_row_len, filter_layout=filter_layout,
     scratch_bytes=scratch_bytes,
-    description="Armv7E-M DSP: SMLAD, 2 pixels x 2 channels",
+    description="Armv7E-M DSP: SMLAD, 3 pixels x 2 channels",
     sources=("arch/armv7em/conv_s8_armv7em.c", "arch/armv7em/mac.c",
              "arch/armv7em/mac_s8_armv7em.S"),
 )
@@ -142,9 +144,9 @@ PACKED_CONV = ConvKernel(
     description="Armv7E-M DSP on packed weights: a block of channels decoded at a time",
     packed=True, rows_symbol="sqz_conv_s8_armv7em_packed_rows", blocks=packed_blocks,
     least_block=packed_block,
-    # The dense kernel also widens each channel pair's weights once per call, so rows per
-    # call weigh more here. QEMU Cortex-M4 instructions, compressed at 224 (plain filters:
-    # 700.1 M for v1.0, 329.2 M for v1.1): v1.0 908.3 M at 16:2, 910.2 M at 16:3 and 16:4,
+    # Measured when the dense kernel still widened each channel pair's weights once per call
+    # (so rows per call weighed more). QEMU Cortex-M4 instructions, compressed at 224 (plain
+    # filters: 700.1 M for v1.0, 329.2 M for v1.1): v1.0 908.3 M at 16:2, 910.2 M at 16:3 and 16:4,
     # 930.6 M at 16:8, 933.6 M at 16:1; v1.1 409.3 M at 16:2, 405.7 M at 16:1, 410.5 M at 16:4.
     costs=(16, 2),
     sources=("arch/armv7em/packed_s8_armv7em.c", "runtime/packed_s8.c", *CONV.sources),

@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"the emulated board to count on (default {BENCH_TARGET})")
     p.add_argument("--no-board", action="store_true",
                    help="skip the run on the emulated board (host figures and flash only)")
+    p.add_argument("--no-cycles", action="store_true",
+                   help="skip the traced run that estimates Cortex-M cycles")
     return p
 
 
@@ -60,7 +62,8 @@ def _bench(argv: Sequence[str] | None) -> int:
         work = stage or Path("build") / "bench" / src.name
         result = bench_model(src.tflite, src.name, work, out, stream=args.stream,
                              packing=args.packing, target=args.target,
-                             board_counts=not args.no_board)
+                             board_counts=not args.no_board,
+                             board_cycles=not args.no_cycles)
     print_result(result, out, per_layer=not args.no_layers)
     if args.json:
         data = asdict(result)

@@ -34,7 +34,6 @@ def float_predictions(model_path: Path, x: np.ndarray) -> np.ndarray:
 
 def int8_predictions(tflite_path: Path, x: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     from sqz_mcu.frontend.preprocess import quantize_input
 
     interp = Interpreter(model_content=tflite_path.read_bytes(),

@@ -26,11 +26,12 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
                                    const sqz_dims *output_dims, int8_t *output_row);
 int32_t sqz_conv_s8_armv7em_filter_row_len(const sqz_conv_params *params,
                                            const sqz_dims *filter_dims);
-/* Scratch of one row call: the receptive fields of a block of output pixels widened to int16,
- * and one pair of output channels' weights widened. The kernel works in blocks of as many pixel
- * pairs as the scratch it is given holds: _scratch_size is the size it asks for (blocks of a few
- * pairs, up to 8 KiB of patches, or the whole row), _min_scratch_size the least it runs with
- * (one pixel pair, slower: the weights are widened once per block). */
+/* Scratch of one row call: the receptive fields of a block of output pixels widened to int16
+ * (the weights are widened in registers, straight from the filter). The kernel works in blocks
+ * of as many pixel triples as the scratch it is given holds: _scratch_size is the size it asks
+ * for (blocks of a few triples, up to 8 KiB of patches, or the whole row), _min_scratch_size
+ * the least it runs with (one pixel triple, a little slower: one more call per channel pair and
+ * block). */
 int32_t sqz_conv_s8_armv7em_scratch_size(const sqz_conv_params *params,
                                          const sqz_dims *input_dims,
                                          const sqz_dims *filter_dims,

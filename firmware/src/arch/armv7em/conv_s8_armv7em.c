@@ -1,18 +1,20 @@
-/* CONV_2D for Armv7E-M: dual 16-bit multiply-accumulates (SMLAD) over two output pixels and
+/* CONV_2D for Armv7E-M: dual 16-bit multiply-accumulates (SMLAD) over three output pixels and
  * two output channels at a time.
  *
  * Why this shape: SMLAD multiplies two int16 pairs per instruction, so both operands must be
  * int16 lanes. A block of output pixels' receptive fields is widened once into patches (a
  * partial im2col), in the lane order SXTB16 gives: taps 0 and 2 in one word, 1 and 3 in the
- * next. Then, output channels two by two, the pair's int8 weights are widened once into scratch
- * in the same lane order and run over every pixel pair of the block: per four taps of two
- * pixels and two channels, one LDM of patch words, two LDRDs of weights and 8 SMLADs for 16
- * MACs (mac_s8_armv7em.S; mac.c is the same in C). Patch values are doubled, which costs
- * nothing in the loop and gives the four-instruction output stage of mac.h.
+ * next. The int8 weights stay in flash as they are: per four taps of a channel pair, the two
+ * weight words are widened in registers (four SXTB16) and used by all three pixels of a triple,
+ * so the weights are never copied and the widening costs four instructions per 24
+ * multiply-accumulates (mac_s8_armv7em.S; mac.c is the same in C). Three pixels by two channels
+ * is the largest block the Cortex-M4's registers hold with both weight words widened. Patch
+ * values are doubled, which costs nothing in the loop and gives the four-instruction output
+ * stage of mac.h.
  *
- * Scratch: a block's patches (16 bytes per four taps per pixel pair), one channel pair's
- * widened weights (as many), and for channel counts that are not multiples of 4 the receptive
- * field's bytes gathered before widening (4 bytes per four taps). */
+ * Scratch: a block's patches (24 bytes per four taps per pixel triple), and for channel counts
+ * that are not multiples of 4 the receptive field's bytes gathered before widening (4 bytes per
+ * four taps). */
 #include <stddef.h>
 #include <string.h>
 
@@ -27,11 +29,11 @@ typedef char sqz_pair_job_is_sixteen_words[sizeof(sqz_pair_job) == 16 * 4 ? 1 : 
 #endif
 
 /* The scratch asked for: patches of at most this many bytes per block of pixels, but at least
- * BLOCK_MIN_PAIRS pixel pairs. A channel pair's weights are widened once per block, so a block
- * should hold a few pairs, but the scratch also counts in the arena. The kernel itself takes
- * blocks as large as the scratch it is given allows, one pixel pair at the least. */
+ * BLOCK_MIN_TRIPLES pixel triples. Each block costs one call per channel pair, so a block
+ * should hold a few triples, but the scratch also counts in the arena. The kernel itself takes
+ * blocks as large as the scratch it is given allows, one pixel triple at the least. */
 #define BLOCK_BYTES 8192
-#define BLOCK_MIN_PAIRS 3
+#define BLOCK_MIN_TRIPLES 2
 
 static int32_t quads_of(const sqz_dims *filter_dims)
 {
@@ -45,17 +47,23 @@ int32_t sqz_conv_s8_armv7em_filter_row_len(const sqz_conv_params *params,
     return 4 * quads_of(filter_dims);
 }
 
-/* Bytes of one pixel pair's patch, and of one channel pair's widened weights. */
-static int32_t pair_bytes(int32_t quads)
+/* Bytes of one pixel triple's patch. */
+static int32_t group_bytes(int32_t quads)
 {
     return SQZ_PATCH_WORDS_PER_QUAD * (int32_t)sizeof(uint32_t) * quads;
 }
 
-/* Scratch besides the patches: one channel pair's widened weights, and for channel counts that
- * are not multiples of 4 the receptive field's bytes gathered before widening. */
+/* Pixel triples in a row of `out_w` pixels. */
+static int32_t groups_of(int32_t out_w)
+{
+    return (out_w + SQZ_PIXELS_PER_GROUP - 1) / SQZ_PIXELS_PER_GROUP;
+}
+
+/* Scratch besides the patches: for channel counts that are not multiples of 4, the receptive
+ * field's bytes gathered before widening. */
 static int32_t fixed_bytes(const sqz_dims *input_dims, int32_t quads)
 {
-    return pair_bytes(quads) + ((input_dims->c & 3) ? 4 * quads : 0);
+    return (input_dims->c & 3) ? 4 * quads : 0;
 }
 
 static int32_t min_i32(int32_t a, int32_t b)
@@ -70,10 +78,10 @@ int32_t sqz_conv_s8_armv7em_scratch_size(const sqz_conv_params *params,
 {
     (void)params;
     const int32_t quads = quads_of(filter_dims);
-    int32_t pairs = BLOCK_BYTES / pair_bytes(quads);
-    pairs = pairs < BLOCK_MIN_PAIRS ? BLOCK_MIN_PAIRS : pairs;
-    pairs = min_i32(pairs, (output_dims->w + 1) / 2);
-    return pair_bytes(quads) * pairs + fixed_bytes(input_dims, quads);
+    int32_t groups = BLOCK_BYTES / group_bytes(quads);
+    groups = groups < BLOCK_MIN_TRIPLES ? BLOCK_MIN_TRIPLES : groups;
+    groups = min_i32(groups, groups_of(output_dims->w));
+    return group_bytes(quads) * groups + fixed_bytes(input_dims, quads);
 }
 
 int32_t sqz_conv_s8_armv7em_min_scratch_size(const sqz_conv_params *params,
@@ -84,13 +92,13 @@ int32_t sqz_conv_s8_armv7em_min_scratch_size(const sqz_conv_params *params,
     (void)params;
     (void)output_dims;
     const int32_t quads = quads_of(filter_dims);
-    return pair_bytes(quads) + fixed_bytes(input_dims, quads);
+    return group_bytes(quads) + fixed_bytes(input_dims, quads);
 }
 
 /* ---- patches ---------------------------------------------------------------------------------
  *
- * For quad q (taps 4q .. 4q + 3), words 4q and 4q + 1 belong to pixel 0, words 4q + 2 and
- * 4q + 3 to pixel 1, so that one LDM reads a quad of both pixels. */
+ * For quad q (taps 4q .. 4q + 3) of a pixel triple, words 6q + 2k and 6q + 2k + 1 belong to
+ * pixel k, so that a quad of all three pixels lies in 24 consecutive bytes. */
 
 static uint32_t pack_lanes(int32_t lo, int32_t hi)
 {
@@ -207,34 +215,27 @@ static void patch_pixel_any(uint32_t *d, const field *f, int32_t ix0, int32_t qu
  *
  * The channel pairs requantize with sqz_requantize_doubled (mac.h): a right shift of 1 to 22,
  * a non-negative multiplier and accumulators below 2^30 in magnitude, which every layer of a
- * real network meets. A layer that does not takes the reference formula (sqz_requantize) for
- * every channel. */
+ * real network meets. A channel pair that does not takes the reference formula (sqz_requantize);
+ * the check is made as each pair's constants are set up, so it costs nothing more. */
 #define FAST_MIN_RIGHT_SHIFT 1
 #define FAST_MAX_RIGHT_SHIFT 22
 
-static int all_fast(const sqz_per_channel_quant *q, const int32_t *bias, int32_t n,
-                    int32_t taps)
+/* Channel oc's constants for the closed-form output stage (its bias doubled into *bias2), or 0
+ * when the channel cannot take it. `room`: how large |bias| may be, given the taps. */
+static int quant2_of(const sqz_per_channel_quant *q, const int32_t *bias, int32_t oc,
+                     int32_t offset, int64_t room, sqz_quant2 *f, int32_t *bias2)
 {
-    /* |acc| <= |bias| + taps * 128 * 128: int8 inputs times int8 weights. */
-    const int64_t room = ((int64_t)1 << 30) - (int64_t)taps * 128 * 128;
-    for (int32_t oc = 0; oc < n; ++oc) {
-        const int32_t r = -(int32_t)q->shift[oc];
-        const int64_t b = bias[oc] < 0 ? -(int64_t)bias[oc] : bias[oc];
-        if (r < FAST_MIN_RIGHT_SHIFT || r > FAST_MAX_RIGHT_SHIFT || q->multiplier[oc] < 0 ||
-            b >= room) {
-            return 0;
-        }
+    const int32_t r = -(int32_t)q->shift[oc];
+    const int32_t m = q->multiplier[oc];
+    const int64_t b = bias[oc] < 0 ? -(int64_t)bias[oc] : bias[oc];
+    if (r < FAST_MIN_RIGHT_SHIFT || r > FAST_MAX_RIGHT_SHIFT || m < 0 || b >= room) {
+        return 0;
     }
+    f->mult = m;
+    f->shift = r;
+    f->hi2 = (int32_t)((uint32_t)(2 * offset + 1) << (r - 1));
+    *bias2 = 2 * bias[oc];
     return 1;
-}
-
-static sqz_quant2 quant2_of(const sqz_per_channel_quant *q, int32_t oc, int32_t offset)
-{
-    sqz_quant2 f;
-    f.mult = q->multiplier[oc];
-    f.shift = -(int32_t)q->shift[oc];
-    f.hi2 = (int32_t)((uint32_t)(2 * offset + 1) << (f.shift - 1));
-    return f;
 }
 
 /* A narrower activation than int8 (ReLU with a zero point above -128, ReLU6): the pair loop
@@ -300,46 +301,35 @@ static int32_t undouble(int32_t bias, int32_t sum2)
     return (int32_t)((uint32_t)bias + (uint32_t)(sum2 >> 1));
 }
 
-/* One output channel (an odd last one) for one or two pixels. */
+/* One output channel (an odd last one) for one pixel. */
 static void single_channel(const sqz_conv_params *params, const sqz_per_channel_quant *quant,
                            const int8_t *w, int32_t bias, int32_t oc, int32_t quads,
-                           const uint32_t *patch, int two, int8_t *o0, int8_t *o1)
+                           const uint32_t *slot, int8_t *o)
 {
-    int32_t acc[2] = {0, 0};
-    sqz_armv7em_dot_single(patch, w, quads, two, acc);
-    o0[oc] = requantize_general(params, quant, oc, undouble(bias, acc[0]));
-    if (two) {
-        o1[oc] = requantize_general(params, quant, oc, undouble(bias, acc[1]));
-    }
+    int32_t acc[1] = {0};
+    sqz_armv7em_dot_single(slot, w, quads, acc);
+    o[oc] = requantize_general(params, quant, oc, undouble(bias, acc[0]));
 }
 
-/* The general output stage: channel by channel with the reference formula. */
-static void general_block(const sqz_conv_params *params, const sqz_per_channel_quant *quant,
-                          const int8_t *filter, const int32_t *bias, int32_t out_c,
-                          int32_t quads, const uint32_t *patch, int32_t n_px, int8_t *out,
-                          size_t pitch)
+/* The patch words of pixel k of a block. */
+static const uint32_t *slot_of(const uint32_t *patch, int32_t quads, int32_t k)
 {
-    const size_t row_len = 4 * (size_t)quads;
-    for (int32_t k = 0; k < n_px; k += 2, patch += SQZ_PATCH_WORDS_PER_QUAD * quads) {
-        const int two = k + 1 < n_px;
-        int8_t *o0 = out + (size_t)k * pitch;
-        int8_t *o1 = o0 + pitch;
-        const int8_t *w = filter;
-        int32_t oc = 0;
-        for (; oc + 1 < out_c; oc += 2, w += 2 * row_len) {
-            int32_t acc[4] = {0, 0, 0, 0};
-            sqz_armv7em_dot_pair(patch, w, quads, two, acc);
-            o0[oc] = requantize_general(params, quant, oc, undouble(bias[oc], acc[0]));
-            o0[oc + 1] = requantize_general(params, quant, oc + 1, undouble(bias[oc + 1], acc[1]));
-            if (two) {
-                o1[oc] = requantize_general(params, quant, oc, undouble(bias[oc], acc[2]));
-                o1[oc + 1] =
-                    requantize_general(params, quant, oc + 1, undouble(bias[oc + 1], acc[3]));
-            }
-        }
-        if (oc < out_c) {
-            single_channel(params, quant, w, bias[oc], oc, quads, patch, two, o0, o1);
-        }
+    return patch + (size_t)(k / SQZ_PIXELS_PER_GROUP) * SQZ_PATCH_WORDS_PER_QUAD * quads +
+           2 * (k % SQZ_PIXELS_PER_GROUP);
+}
+
+/* The general output stage for one channel pair (oc, oc + 1) over a block's pixels: the
+ * reference formula. */
+static void general_pair(const sqz_conv_params *params, const sqz_per_channel_quant *quant,
+                         const int8_t *w, const int32_t *bias, int32_t oc, int32_t quads,
+                         const uint32_t *patch, int32_t n_px, int8_t *out, size_t pitch)
+{
+    for (int32_t k = 0; k < n_px; ++k) {
+        int8_t *o = out + (size_t)k * pitch;
+        int32_t acc[2] = {0, 0};
+        sqz_armv7em_dot_pair(slot_of(patch, quads, k), w, quads, acc);
+        o[oc] = requantize_general(params, quant, oc, undouble(bias[oc], acc[0]));
+        o[oc + 1] = requantize_general(params, quant, oc + 1, undouble(bias[oc + 1], acc[1]));
     }
 }
 
@@ -362,12 +352,11 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
     const int32_t out_w = output_dims->w;
     const int32_t out_c = output_dims->c;
     const size_t pitch = (size_t)params->output_pixel_stride;
-    /* Pixel pairs per block: as many as the scratch holds (at least one, checked above). */
+    /* Pixel triples per block: as many as the scratch holds (at least one, checked above). */
     const int32_t block = min_i32((ctx->size - fixed_bytes(input_dims, quads)) /
-                                      pair_bytes(quads), (out_w + 1) / 2);
-    const size_t pair_words = SQZ_PATCH_WORDS_PER_QUAD * (size_t)quads;
+                                      group_bytes(quads), groups_of(out_w));
+    const size_t group_words = SQZ_PATCH_WORDS_PER_QUAD * (size_t)quads;
     uint32_t *patch = (uint32_t *)ctx->buf;
-    uint32_t *wide = patch + (size_t)block * pair_words;
 
     field f;
     f.rows = input_rows;
@@ -377,9 +366,10 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
     f.in_w = input_dims->w;
     f.zp = -params->input_offset;
     f.zp2 = pack_lanes(2 * f.zp, 2 * f.zp);
-    f.gather = (int8_t *)(wide + pair_words);
+    f.gather = (int8_t *)(patch + (size_t)block * group_words);
 
-    const int fast = all_fast(quant, bias, out_c, f.kh * f.kw * f.c);
+    /* |acc| <= |bias| + taps * 128 * 128: int8 inputs times int8 weights. */
+    const int64_t room = ((int64_t)1 << 30) - (int64_t)f.kh * f.kw * f.c * 128 * 128;
     const int clamp = params->activation.min > INT8_MIN || params->activation.max < INT8_MAX;
     void (*pair_fn)(const sqz_pair_job *) = sqz_armv7em_pair_c;
 #if SQZ_DSP_NATIVE
@@ -388,10 +378,11 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
     }
 #endif
 
-    for (int32_t px0 = 0; px0 < out_w; px0 += 2 * block) {
-        const int32_t n_px = out_w - px0 < 2 * block ? out_w - px0 : 2 * block;
+    const int32_t block_px = SQZ_PIXELS_PER_GROUP * block;
+    for (int32_t px0 = 0; px0 < out_w; px0 += block_px) {
+        const int32_t n_px = out_w - px0 < block_px ? out_w - px0 : block_px;
         for (int32_t k = 0; k < n_px; ++k) {
-            uint32_t *d = patch + (size_t)(k / 2) * pair_words + 2 * (k % 2);
+            uint32_t *d = (uint32_t *)slot_of(patch, quads, k);
             const int32_t ix0 = (px0 + k) * params->stride.w - params->padding.w;
             if ((f.c & 3) == 0) {
                 patch_pixel_c4(d, &f, ix0);
@@ -400,35 +391,31 @@ sqz_status sqz_conv_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params
             }
         }
         int8_t *out = output_row + (size_t)px0 * pitch;
-        if (!fast) {
-            general_block(params, quant, filter, bias, out_c, quads, patch, n_px, out, pitch);
-            continue;
-        }
         sqz_pair_job job;
-        job.wide = wide;
         job.quads = quads;
         job.pitch = (int32_t)pitch;
         job.patch = patch;
-        job.pairs = n_px / 2;
-        job.tail = n_px % 2;
+        job.triples = n_px / SQZ_PIXELS_PER_GROUP;
+        job.tail = n_px % SQZ_PIXELS_PER_GROUP;
+        job.reserved = 0;
         const int8_t *w = filter;
         int32_t oc = 0;
         for (; oc + 1 < out_c; oc += 2, w += 2 * row_len) {
+            if (!quant2_of(quant, bias, oc, params->output_offset, room, &job.q0, &job.bias0) ||
+                !quant2_of(quant, bias, oc + 1, params->output_offset, room, &job.q1,
+                           &job.bias1)) {
+                general_pair(params, quant, w, bias, oc, quads, patch, n_px, out, pitch);
+                continue;
+            }
             job.filter = w;
-            job.q0 = quant2_of(quant, oc, params->output_offset);
-            job.q1 = quant2_of(quant, oc + 1, params->output_offset);
-            job.bias0 = 2 * bias[oc];
-            job.bias1 = 2 * bias[oc + 1];
             job.out = out + oc;
             pair_fn(&job);
         }
         if (oc < out_c) {
             /* An odd last output channel: its filter row follows the pairs alone. */
-            const uint32_t *a = patch;
-            for (int32_t k = 0; k < n_px; k += 2, a += pair_words) {
-                int8_t *o0 = out + (size_t)k * pitch;
-                single_channel(params, quant, w, bias[oc], oc, quads, a, k + 1 < n_px, o0,
-                               o0 + pitch);
+            for (int32_t k = 0; k < n_px; ++k) {
+                single_channel(params, quant, w, bias[oc], oc, quads, slot_of(patch, quads, k),
+                               out + (size_t)k * pitch);
             }
         }
         if (clamp) {

@@ -1,5 +1,5 @@
 /* The loops in C. sqz_armv7em_pair_c is bit for bit what mac_s8_armv7em.S computes: the
- * host's implementation, and the target's for buffers that are not word-aligned. */
+ * host's implementation, and the target's for a filter that is not word-aligned. */
 #include <stddef.h>
 
 #include "mac.h"
@@ -14,95 +14,45 @@ void sqz_armv7em_widen_patch_c(uint32_t *patch, const int8_t *in, int32_t quads)
     }
 }
 
-static void widen_pair(uint32_t *wide, const int8_t *filter, int32_t quads)
+/* sum += the dot product of one pixel's patch words with a channel's four taps per quad,
+ * widened as the assembly widens them. */
+static int32_t dot_slot(const uint32_t *slot, const int8_t *w, int32_t quads, int32_t stride,
+                        int32_t sum)
 {
-    const int8_t *w = filter;
-    for (int32_t q = 0; q < quads; ++q, w += 8, wide += SQZ_WIDE_WORDS_PER_QUAD) {
-        const uint32_t w0 = sqz_load32(w);
-        const uint32_t w1 = sqz_load32(w + 4);
-        wide[0] = sqz_sxtb16(w0);
-        wide[1] = sqz_sxtb16_ror8(w0);
-        wide[2] = sqz_sxtb16(w1);
-        wide[3] = sqz_sxtb16_ror8(w1);
+    for (int32_t q = 0; q < quads; ++q, slot += SQZ_PATCH_WORDS_PER_QUAD, w += stride) {
+        const uint32_t x = sqz_load32(w);
+        sum = sqz_smlad(slot[0], sqz_sxtb16(x), sum);
+        sum = sqz_smlad(slot[1], sqz_sxtb16_ror8(x), sum);
     }
+    return sum;
 }
 
 void sqz_armv7em_pair_c(const sqz_pair_job *job)
 {
-    widen_pair(job->wide, job->filter, job->quads);
     const uint32_t *a = job->patch;
     int8_t *out = job->out;
-    const int32_t n = job->pairs + job->tail;
-    for (int32_t i = 0; i < n; ++i, out += 2 * (size_t)job->pitch) {
-        const int two = i < job->pairs;
-        int32_t s00 = job->bias0, s01 = job->bias1, s10 = job->bias0, s11 = job->bias1;
-        const uint32_t *w = job->wide;
-        for (int32_t q = 0; q < job->quads; ++q, a += SQZ_PATCH_WORDS_PER_QUAD,
-                     w += SQZ_WIDE_WORDS_PER_QUAD) {
-            s00 = sqz_smlad(a[0], w[0], s00);
-            s00 = sqz_smlad(a[1], w[1], s00);
-            s01 = sqz_smlad(a[0], w[2], s01);
-            s01 = sqz_smlad(a[1], w[3], s01);
-            if (two) {
-                s10 = sqz_smlad(a[2], w[0], s10);
-                s10 = sqz_smlad(a[3], w[1], s10);
-                s11 = sqz_smlad(a[2], w[2], s11);
-                s11 = sqz_smlad(a[3], w[3], s11);
-            }
-        }
-        out[0] = (int8_t)sqz_requantize_doubled(s00, &job->q0);
-        out[1] = (int8_t)sqz_requantize_doubled(s01, &job->q1);
-        if (two) {
-            out[job->pitch] = (int8_t)sqz_requantize_doubled(s10, &job->q0);
-            out[job->pitch + 1] = (int8_t)sqz_requantize_doubled(s11, &job->q1);
+    const int32_t groups = job->triples + (job->tail ? 1 : 0);
+    const size_t group_words = SQZ_PATCH_WORDS_PER_QUAD * (size_t)job->quads;
+    for (int32_t g = 0; g < groups; ++g, a += group_words) {
+        const int32_t n = g < job->triples ? SQZ_PIXELS_PER_GROUP : job->tail;
+        for (int32_t k = 0; k < n; ++k, out += job->pitch) {
+            const int32_t s0 = dot_slot(a + 2 * k, job->filter, job->quads, 8, job->bias0);
+            const int32_t s1 = dot_slot(a + 2 * k, job->filter + 4, job->quads, 8, job->bias1);
+            out[0] = (int8_t)sqz_requantize_doubled(s0, &job->q0);
+            out[1] = (int8_t)sqz_requantize_doubled(s1, &job->q1);
         }
     }
 }
 
-void sqz_armv7em_dot_pair(const uint32_t *patch, const int8_t *filter, int32_t quads, int two,
+void sqz_armv7em_dot_pair(const uint32_t *slot, const int8_t *filter, int32_t quads,
                           int32_t *acc)
 {
-    int32_t s00 = acc[0], s01 = acc[1], s10 = acc[0], s11 = acc[1];
-    const uint32_t *a = patch;
-    const int8_t *w = filter;
-    for (int32_t q = 0; q < quads; ++q, a += SQZ_PATCH_WORDS_PER_QUAD, w += 8) {
-        const uint32_t w0 = sqz_load32(w);
-        const uint32_t w1 = sqz_load32(w + 4);
-        const uint32_t e0 = sqz_sxtb16(w0), o0 = sqz_sxtb16_ror8(w0);
-        const uint32_t e1 = sqz_sxtb16(w1), o1 = sqz_sxtb16_ror8(w1);
-        s00 = sqz_smlad(a[0], e0, s00);
-        s00 = sqz_smlad(a[1], o0, s00);
-        s01 = sqz_smlad(a[0], e1, s01);
-        s01 = sqz_smlad(a[1], o1, s01);
-        if (two) {
-            s10 = sqz_smlad(a[2], e0, s10);
-            s10 = sqz_smlad(a[3], o0, s10);
-            s11 = sqz_smlad(a[2], e1, s11);
-            s11 = sqz_smlad(a[3], o1, s11);
-        }
-    }
-    acc[0] = s00;
-    acc[1] = s01;
-    acc[2] = s10;
-    acc[3] = s11;
+    acc[0] = dot_slot(slot, filter, quads, 8, acc[0]);
+    acc[1] = dot_slot(slot, filter + 4, quads, 8, acc[1]);
 }
 
-void sqz_armv7em_dot_single(const uint32_t *patch, const int8_t *filter, int32_t quads,
-                            int two, int32_t *acc)
+void sqz_armv7em_dot_single(const uint32_t *slot, const int8_t *filter, int32_t quads,
+                            int32_t *acc)
 {
-    int32_t s0 = acc[0], s1 = acc[1];
-    const uint32_t *a = patch;
-    const int8_t *w = filter;
-    for (int32_t q = 0; q < quads; ++q, a += SQZ_PATCH_WORDS_PER_QUAD, w += 4) {
-        const uint32_t w0 = sqz_load32(w);
-        const uint32_t e = sqz_sxtb16(w0), o = sqz_sxtb16_ror8(w0);
-        s0 = sqz_smlad(a[0], e, s0);
-        s0 = sqz_smlad(a[1], o, s0);
-        if (two) {
-            s1 = sqz_smlad(a[2], e, s1);
-            s1 = sqz_smlad(a[3], o, s1);
-        }
-    }
-    acc[0] = s0;
-    acc[1] = s1;
+    acc[0] = dot_slot(slot, filter, quads, 4, acc[0]);
 }

@@ -1,16 +1,16 @@
 /* The inner loops of the armv7em conv kernel. Internal.
  *
- * A patch holds the receptive fields of output pixels, two by two: per group of four taps (a
- * "quad"), two words of the first pixel (taps 0 and 2, then 1 and 3, as int16 lanes), then two
- * of the second. A row's pixel pairs follow one another, an odd last pixel in the first slot of
- * one more pair.
+ * A patch holds the receptive fields of output pixels, three by three: per group of four taps
+ * (a "quad"), two words of the first pixel (taps 0 and 2, then 1 and 3, as int16 lanes), then
+ * two of the second, then two of the third. A row's pixel triples follow one another; the last
+ * one or two pixels of a row fill the first slots of one more triple.
  *
  * Patch values are doubled (2 * x still fits an int16 lane), so the sums are doubled too: the
  * output stage needs that (sqz_requantize_doubled).
  *
  * The filter's output channels come in pairs (four int8 taps of one, four of the other, quad by
- * quad). Before a pair runs over the patches, its weights are widened once into `wide`: per
- * quad, channel 0's taps 0 and 2, 1 and 3, then channel 1's, as int16 lanes. */
+ * quad), read straight from flash: each quad's two weight words are widened in the loop by
+ * SXTB16 into the lanes of the patch words and used for all three pixels. */
 #ifndef SQZ_ARMV7EM_MAC_H
 #define SQZ_ARMV7EM_MAC_H
 
@@ -18,8 +18,8 @@
 
 #include "dsp.h"
 
-#define SQZ_PATCH_WORDS_PER_QUAD 4
-#define SQZ_WIDE_WORDS_PER_QUAD 4
+#define SQZ_PIXELS_PER_GROUP 3
+#define SQZ_PATCH_WORDS_PER_QUAD (2 * SQZ_PIXELS_PER_GROUP)
 
 /* One output channel's requantization on a doubled accumulator (2 * acc), the constants of
  * sqz_requantize_doubled. */
@@ -32,15 +32,15 @@ typedef struct {
 /* One pair of output channels over a block of patches; the assembly relies on this layout. */
 typedef struct {
     sqz_quant2 q0, q1;
-    int32_t bias0, bias1; /* doubled */
-    uint32_t *wide;       /* where the pair's weights are widened */
+    int32_t bias0, bias1;  /* doubled */
+    const int8_t *filter;  /* the pair's weights, word-aligned for the assembly */
     int32_t quads;
-    int8_t *out;          /* the first pixel's output for channel 0 */
-    int32_t pitch;        /* bytes from one pixel's output to the next */
+    int8_t *out;           /* the first pixel's output for channel 0 */
+    int32_t pitch;         /* bytes from one pixel's output to the next */
     const uint32_t *patch;
-    int32_t pairs;        /* full pixel pairs in the block */
-    int32_t tail;         /* 1: one more pixel, alone */
-    const int8_t *filter; /* the pair's weights */
+    int32_t triples;       /* full pixel triples in the block */
+    int32_t tail;          /* 0, 1 or 2: pixels in one more, partial, triple */
+    int32_t reserved;      /* keeps the job sixteen words */
 } sqz_pair_job;
 
 /* TFLite's output stage, clamp(RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc, m),
@@ -62,9 +62,8 @@ static inline int32_t sqz_requantize_doubled(int32_t acc2, const sqz_quant2 *q)
     return sqz_ssat8((int32_t)(y >> 32) >> q->shift);
 }
 
-/* Every pixel of the job's block for its channel pair: widening the weights, bias, dot
- * products, requantization (saturated to int8; a narrower activation is clamped by the caller)
- * and the stores. */
+/* Every pixel of the job's block for its channel pair: bias, dot products, requantization
+ * (saturated to int8; a narrower activation is clamped by the caller) and the stores. */
 void sqz_armv7em_pair_c(const sqz_pair_job *job);
 #if SQZ_DSP_NATIVE
 /* The same in assembly (mac_s8_armv7em.S); LDM and LDRD need word-aligned buffers. */
@@ -81,12 +80,12 @@ void sqz_armv7em_widen_patch(uint32_t *patch, const int8_t *in, int32_t quads);
 #endif
 
 /* Plain dot products on the int8 filter (the general output stage and an odd last channel),
- * added to acc: acc[0], acc[1] the first pixel's sums for the two channels, acc[2], acc[3] the
- * second's (when `two`). */
-void sqz_armv7em_dot_pair(const uint32_t *patch, const int8_t *filter, int32_t quads, int two,
+ * for the pixel whose patch words start at `slot` (a triple's patch + 2 * its slot), added to
+ * acc: acc[0] for channel 0, acc[1] for channel 1 of the pair. */
+void sqz_armv7em_dot_pair(const uint32_t *slot, const int8_t *filter, int32_t quads,
                           int32_t *acc);
-/* One output channel: acc[0] the first pixel's sum, acc[1] the second's. */
-void sqz_armv7em_dot_single(const uint32_t *patch, const int8_t *filter, int32_t quads,
-                            int two, int32_t *acc);
+/* One output channel (a filter row alone): acc[0]. */
+void sqz_armv7em_dot_single(const uint32_t *slot, const int8_t *filter, int32_t quads,
+                            int32_t *acc);
 
 #endif

@@ -1,7 +1,7 @@
 """The emulated board behind `pio run -t upload`: tools, flash image, and the emulator itself.
 
-Plain Python (no SCons), so that builder/main.py stays a thin SCons script and tests can hold
-this module to what sqz itself does (converter/device/qemu.py): the same tools found the same way, the
+Plain Python (no SCons), so that builder/main.py stays a thin SCons script and tests can hold this
+module to what sqz itself does (converter/device/qemu.py): the same tools found the same way, the
 same QEMU command line, the same flash image. Everything board-specific comes from the board
 manifest (boards/<board>.json: build.sqz and upload.qemu).
 
@@ -33,9 +33,9 @@ class BoardError(Exception):
 
 
 def tool_dirs(sqz: dict) -> list[str]:
-    """Where a board's tools are looked for after PATH (converter/device/qemu.py's esp32s3_tool_dirs):
-    $<env> (the directory the ESP32-S3 bundle's install.sh was given), then its default under
-    the temporary directory."""
+    """Where a board's tools are looked for after PATH (esp32s3_tool_dirs in
+    converter/device/qemu.py): $<env> (the directory the ESP32-S3 bundle's install.sh was given),
+    then its default under the temporary directory."""
     spec = sqz.get("tool_dirs")
     if not spec:
         return []
@@ -78,8 +78,8 @@ def flash_image_path(elf: str) -> str:
 
 
 def write_flash_image(elf: str, qemu: dict, objcopy: str) -> None:
-    """Splits the ELF into the -kernel ELF and the flash image (converter/device/qemu.py does the same):
-    the flash section is cut out and written at its offset of a flash-sized image."""
+    """Splits the ELF into the -kernel ELF and the flash image (as converter/device/qemu.py
+    does): the flash section is cut out and written at its offset of a flash-sized image."""
     img = qemu["flash_image"]
     section_bin = flash_image_path(elf) + ".section"
     try:
@@ -106,8 +106,8 @@ def _run(cmd: list[str]) -> None:
 
 
 def qemu_command(qemu_exe: str, qemu: dict, elf: str, port: int) -> list[str]:
-    """QEMU's command line (converter/device/qemu.py's QemuFirmware.command, with the port given): the
-    board's UART0 served on 127.0.0.1:`port` (0: QEMU picks a free one). wait=on: the guest
+    """QEMU's command line (QemuFirmware.command in converter/device/qemu.py, with the port given):
+    the board's UART0 served on 127.0.0.1:`port` (0: QEMU picks a free one). wait=on: the guest
     starts when the first client connects, so its BOOT frame is not lost; later clients find it
     running."""
     cmd = [qemu_exe, "-M", qemu["machine"], "-nodefaults", "-display", "none", "-monitor",
