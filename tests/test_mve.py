@@ -306,6 +306,7 @@ def _m55_tiny(dest):
     t = targets.load(TARGET)
     header = codegen.environment().get_template("sqz_target.h.j2").render(
         target=dataclasses.asdict(t), placement={"arena_in_psram": 0},
+        symbols=codegen.symbols(),
         banner={"tool_version": "-", "sha256": "-", "source": "tiny_model fixture",
                 "target": t.name})
     (d / "sqz_target.h").write_text(header)
