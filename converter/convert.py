@@ -32,6 +32,7 @@ class Conversion:
     model_name: str = ""
     source_name: str = ""
     stream: str = "auto"  # the --stream option (layout.schedule.mode is what it chose)
+    input_mode: str = "ring"  # the --input option (passes.INPUT_MODES)
 
     def render(self, prefix: str) -> dict[str, str]:
         """The generated files again with another symbol prefix (codegen.symbols): the same
@@ -56,12 +57,14 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                    prefix: str = codegen.DEFAULT_PREFIX, packing: str = "ram",
                    ram_budget: int | None = None, psram_budget: int | None = None,
                    flash_budget: int | None = None, input_size_option: bool = True,
-                   rows_per_call: int | None = None, decode_block: int | None = None
-                   ) -> Conversion:
+                   rows_per_call: int | None = None, decode_block: int | None = None,
+                   input_mode: str = "ring", camera=None) -> Conversion:
     """Everything up to the rendered files; raises BudgetError before rendering anything.
     `arch` overrides the target's kernel architecture (tests run variants on the host);
     `prefix` names the model's global symbols and files (codegen.symbols); `packing`: which
     filters are stored packed (passes.PACKING_MODES; 'off' measures what decoding costs);
+    `input_mode`: the input arrives row by row into a ring ('ring') or whole ('whole');
+    `camera`: the input is made on the device from camera frames (converter.ir.camera);
     `rows_per_call` and `decode_block` fix the rows per call and decoded blocks of the packed
     convs instead of choosing them (tests).
     input_size_option: --input-size can change the model (a builtin), for the budget advice."""
@@ -69,6 +72,7 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     lw = lower(graph)
     lw, layout = passes.run_passes(lw, arch=arch or target.arch, stream_mode=stream,
                                    in_place=in_place, packing_mode=packing,
+                                   input_mode=input_mode, camera=camera,
                                    rows_per_call=rows_per_call, decode_block=decode_block)
     budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
                           flash_budget=flash_budget, input_size_option=input_size_option,
@@ -78,7 +82,7 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                          prefix=prefix)
     return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,
                       arch=arch or target.arch, packing=packing, model_name=model_name,
-                      source_name=source_name, stream=stream)
+                      source_name=source_name, stream=stream, input_mode=input_mode)
 
 
 def runtime_sources_used(lw: Lowered) -> list[str]:
@@ -129,6 +133,7 @@ def write(conv: Conversion, buf: bytes, out: Path | atomic.Staging,
         # it under the library's own names).
         "packing": conv.packing,
         "stream_option": conv.stream,
+        "input": conv.input_mode,
         "model_name": conv.model_name,
         "source_name": conv.source_name,
         "runtime_sources": runtime_sources_used(conv.lowered),

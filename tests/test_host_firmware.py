@@ -192,7 +192,7 @@ def test_boot_frame_then_hello(exe: Path) -> None:
         link = RawLink(port)
         boot = link.expect(P.SEQ_NONE)
         assert boot.header.type == P.Resp.BOOT and boot.header.served == 0
-        assert boot.message == P.Boot(2, "sqz-test 0.1.0")
+        assert boot.message == P.Boot(P.PROTOCOL_VERSION, "sqz-test 0.1.0")
         link.send(P.hello_request(7))
         info = link.expect(7)
         assert info.header.served == 1 and info.header.boot_id == boot.header.boot_id
@@ -205,7 +205,7 @@ def test_boot_frame_then_hello(exe: Path) -> None:
 def test_info_fields(fw: HostFirmware) -> None:
     client = DeviceClient(fw.port)
     info = client.hello()
-    assert info.protocol_version == 2
+    assert info.protocol_version == 3
     assert info.model_name == "tiny_model" and info.firmware_version == "sqz-test 0.1.0"
     assert info.target_name == "host" and info.counter_unit == "ns"
     assert info.cpu_hz == 1_000_000_000 and info.counter_hz == 1_000_000_000

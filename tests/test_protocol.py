@@ -42,6 +42,7 @@ def python_constants() -> dict[str, int]:
         "MAX_STRING": P.MAX_STRING,
         "WRITE_HEADER_BYTES": P.WRITE_HEADER_BYTES,
         "RUN_BYTES": P.RUN_BYTES,
+        "BEGIN_BYTES": P.BEGIN_BYTES,
         "READ_BYTES": P.READ_BYTES,
         "INFO_FIXED_BYTES": P.INFO_FIXED_BYTES,
         "TENSOR_BYTES": P.TENSOR_BYTES,
@@ -51,7 +52,8 @@ def python_constants() -> dict[str, int]:
         "ERROR_FIXED_BYTES": P.ERROR_FIXED_BYTES,
     }
     for prefix, enum in (("CMD", P.Cmd), ("RESP", P.Resp), ("READ", P.ReadWhat),
-                         ("RUNF", P.RunFlag), ("INFOF", P.InfoFlag), ("ERR", P.ErrorCode)):
+                         ("RUNF", P.RunFlag), ("INFOF", P.InfoFlag), ("ERR", P.ErrorCode),
+                         ("BEGINF", P.BeginFlag), ("INPUT", P.InputMode)):
         for member in enum:
             out[f"{prefix}_{member.name}"] = int(member)
     return out
@@ -59,7 +61,7 @@ def python_constants() -> dict[str, int]:
 
 def test_constants_match_c_header() -> None:
     c, py = c_defines(), python_constants()
-    assert "VERSION" in c and c["VERSION"] == 2
+    assert "VERSION" in c and c["VERSION"] == 3
     missing_in_py = sorted(set(c) - set(py))
     missing_in_c = sorted(set(py) - set(c))
     assert not missing_in_py, f"protocol.h defines these, protocol.py lacks them: {missing_in_py}"

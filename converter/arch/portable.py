@@ -137,6 +137,8 @@ NODE_ADAPTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "SOFTMAX": ("sqz_node_softmax", ("runtime/softmax_s8.c",)),
     "FULLY_CONNECTED": ("sqz_node_fully_connected", ("runtime/fully_connected_s8.c",)),
     "LOAD_CONST": ("sqz_node_load_const", ()),
+    # Run by the executor itself (exec.c); a camera input's feed is in camera_s8.c.
+    "INPUT": ("NULL", ()),
 }
 
 KERNELS = (PORTABLE_CONV, PORTABLE_PACKED_CONV, *PORTABLE_POOLS)

@@ -22,6 +22,7 @@ from ..ir.steps import (
     AddStep,
     ConcatPartStep,
     ConstStep,
+    InputStep,
     ConvStep,
     Dims,
     FullyConnectedStep,
@@ -102,6 +103,16 @@ def _tensor_info(lw: Lowered, layout: Layout, t: int | None) -> dict[str, Any]:
             "scale": repr(float(scale)), "zero_point": zp, "shape": list(tensor.shape)}
 
 
+def _camera_info(lw: Lowered) -> dict[str, Any] | None:
+    cam = next((s.camera for s in lw.steps if isinstance(s, InputStep)), None)
+    return None if cam is None else cam.to_template()
+
+
+def _row_bytes(lw: Lowered) -> int:
+    d = Dims.of(lw.graph.tensor(lw.input).shape)
+    return d.w * d.c * lw.graph.tensor(lw.input).dtype.itemsize
+
+
 def _addressing(r) -> dict[str, int]:
     return {"offset": r.offset, "pitch": r.pitch, "slots": r.slots}
 
@@ -111,7 +122,7 @@ _NO_ROWS = {"offset": 0, "pitch": 0, "slots": 1}
 
 _OPS = {ConvStep: "CONV", MeanStep: "MEAN", ConcatPartStep: "CONCAT", AddStep: "ADD",
         SoftmaxStep: "SOFTMAX", FullyConnectedStep: "FULLY_CONNECTED",
-        RequantizeStep: "REQUANTIZE", ConstStep: "LOAD_CONST"}
+        RequantizeStep: "REQUANTIZE", ConstStep: "LOAD_CONST", InputStep: "INPUT"}
 
 
 def node_op(s) -> str:
@@ -144,7 +155,7 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
     arrays = _Arrays(prefix)
     kinds: dict[str, list[dict[str, Any]]] = {k: [] for k in (
         "conv", "pool", "mean", "concat", "add", "softmax", "fc", "requantize",
-        "load_const")}
+        "load_const", "input")}
     nodes: list[dict[str, Any]] = []
     packed_filters: list[dict[str, Any]] = []
     rows = layout.rows
@@ -255,6 +266,10 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
             layer = {"data": arrays.add("const", i, "int8_t", np.frombuffer(s.data, np.int8)),
                      "bytes": len(s.data)}
             node("load_const", "LOAD_CONST", layer, i, s, (), s.output)
+        elif isinstance(s, InputStep):
+            layer = {"feed": "sqz_feed_camera" if s.camera is not None else "sqz_feed_rows",
+                     "camera": s.camera is not None}
+            node("input", "INPUT", layer, i, s, (), s.output)
         else:  # pragma: no cover - every Step subclass is handled above
             raise TypeError(f"no code generation for {type(s).__name__}")
 
@@ -286,6 +301,11 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
             "input": _tensor_info(lw, layout, lw.input),
             "output": _tensor_info(lw, layout, lw.output),
             "logits": _tensor_info(lw, layout, lw.logits),
+            "input_node": next((i for i, s in enumerate(lw.steps) if isinstance(s, InputStep)),
+                               None),
+            "input_row_bytes": _row_bytes(lw),
+            "input_slots": layout.rows[lw.input].slots,
+            "camera": _camera_info(lw),
         },
         "symbols": sym,
         "layers": kinds,

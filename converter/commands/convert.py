@@ -128,7 +128,7 @@ def convert_command(args, out: Console, err: Console) -> int:
         with out.status("Converting to C..."):
             conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
                                           source_name=src.source_name, stream=args.stream,
-                                          packing=args.packing,
+                                          packing=args.packing, input_mode=args.input,
                                           arch=getattr(args, "arch", None),
                                           ram_budget=args.ram_budget,
                                           psram_budget=args.psram_budget,
@@ -224,6 +224,10 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
                    help="row streaming: auto (where it lowers the peak arena, default), off "
                         "(whole tensors, conv+max-pool fused), full (every row-wise layer)")
+    p.add_argument("--input", choices=["ring", "whole"], default="ring",
+                   help="ring: the input arrives row by row and is kept only as long as the "
+                        "layers still read each row (default); whole: stored whole before the "
+                        "run")
     p.add_argument("--packing", choices=["ram", "flash", "off"], default="ram",
                    help="filters with few distinct values (sqz-compress) stored as codebook "
                         "indices: ram (where the peak arena stays that of plain int8 filters, "

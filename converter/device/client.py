@@ -163,11 +163,25 @@ class DeviceClient:
             f"{info.sha256.hex()[:16]}…), not the model being validated {want}(sha256 "
             f"{sha256.hex()[:16]}…); build and flash the firmware generated from this model")
 
-    def write_input(self, data: bytes) -> None:
-        """Sends one complete input tensor, in chunks of the device's max payload."""
+    def write_input(self, data: bytes, frame: bool = False) -> None:
+        """Sends one complete input tensor (or camera frame), in chunks of the device's max
+        payload."""
         info = self._require_info()
         data = bytes(data)
-        if len(data) != info.input.bytes:
+        if frame:
+            if info.input_mode != P.InputMode.CAMERA:
+                raise UsageError(f"the model on {self.port_name} takes no camera frames: "
+                                 "convert it with --camera FORMAT:WxH")
+            if len(data) != info.frame_bytes:
+                raise UsageError(
+                    f"frame of {len(data)} bytes does not fit the model on the device, which "
+                    f"takes {info.frame_width}x{info.frame_height} frames of "
+                    f"{info.frame_bytes} bytes")
+        elif info.input_mode == P.InputMode.CAMERA:
+            raise UsageError(f"the model on {self.port_name} takes camera frames "
+                             f"({info.frame_width}x{info.frame_height}, {info.frame_bytes} "
+                             "bytes), not model inputs: send frames (sqz-validate --frames)")
+        elif len(data) != info.input.bytes:
             raise UsageError(
                 f"input of {len(data)} bytes does not fit the model on the device, which takes "
                 f"{'x'.join(map(str, info.input.dims))} int8 = {info.input.bytes} bytes")
@@ -185,6 +199,14 @@ class DeviceClient:
                     f"the device on {self.port_name} acknowledged input chunk {off}.."
                     f"{off + len(piece)} with {ack.filled} of {ack.total} bytes received; "
                     "this client and the firmware disagree, rebuild both from one sqz version")
+
+    def begin(self, per_layer: bool = False, frame: bool = False) -> None:
+        """Starts a new input: needed where the device runs as the input's rows arrive (its
+        run starts with the first rows, so per-layer counting is decided here)."""
+        flags = (P.BeginFlag.LAYER_COUNTS if per_layer else 0) | (P.BeginFlag.FRAME if frame
+                                                                   else 0)
+        self._transact(lambda seq: P.begin_request(seq, flags), P.Resp.ACK, "BEGIN",
+                       self.timeout, 1 + self.retries)
 
     def run(self, per_layer: bool = False) -> P.RunResult:
         """Runs one inference on the input written last (which RUN consumes)."""
@@ -217,13 +239,17 @@ class DeviceClient:
         raw = self._read_all(P.ReadWhat.STEP_NAMES)
         return [s.decode("utf-8", "replace") for s in raw.split(b"\x00")[:-1]]
 
-    def infer(self, input_bytes: bytes, per_layer: bool = False) -> InferenceResult:
-        """WRITE_INPUT + RUN + READ of the output (and logits, and layer counts if asked)."""
+    def infer(self, input_bytes: bytes, per_layer: bool = False,
+              frame: bool = False) -> InferenceResult:
+        """(BEGIN +) WRITE_INPUT + RUN + READ of the output (and logits, and layer counts if
+        asked). `frame`: the bytes are a camera frame the device converts."""
         info = self._require_info()
         self.inference_count += 1
         self._activity = f"inference {self.inference_count}"
         try:
-            self.write_input(input_bytes)
+            if frame or info.input_mode != P.InputMode.WHOLE:
+                self.begin(per_layer=per_layer, frame=frame)
+            self.write_input(input_bytes, frame=frame)
             run = self.run(per_layer=per_layer)
             output = self.read_output()
             logits = self.read_logits()

@@ -108,6 +108,7 @@ class FakeDevice:
         self.run_count = 0
         self.input = bytearray(self.model.input_bytes)
         self.input_started = False
+        self.begun = False
         self.input_filled = 0
         self.input_seq = -1
         self.result: tuple[bytes, bytes] | None = None
@@ -203,7 +204,8 @@ class FakeDevice:
                         self.protocol_version, req.version, "unsupported protocol version")
             return
         handler = {P.Cmd.HELLO: self._hello, P.Cmd.WRITE_INPUT: self._write_input,
-                   P.Cmd.RUN: self._run, P.Cmd.READ: self._read}.get(req.cmd)
+                   P.Cmd.RUN: self._run, P.Cmd.READ: self._read,
+                   P.Cmd.BEGIN: self._begin}.get(req.cmd)
         if handler is None:
             self._error(req.seq, req.cmd, P.ErrorCode.UNKNOWN_COMMAND, req.cmd, 0,
                         "unknown command")
@@ -215,6 +217,25 @@ class FakeDevice:
             self._error(req.seq, req.cmd, P.ErrorCode.BAD_LENGTH, len(req.body), 0, "HELLO")
             return
         self._reply(P.Resp.INFO, req.seq, P.info_body(self.info))
+
+    def _begin(self, req: P.Request) -> None:
+        """BEGIN as for a model stored whole: a new input (the fake takes no camera frames)."""
+        if len(req.body) != P.BEGIN_BYTES:
+            self._error(req.seq, req.cmd, P.ErrorCode.BAD_LENGTH, len(req.body), P.BEGIN_BYTES)
+            return
+        flags = req.body[0]
+        if flags & ~int(P.BeginFlag.LAYER_COUNTS) or any(req.body[1:]):
+            self._error(req.seq, req.cmd, P.ErrorCode.BAD_ARGUMENT, flags, 3,
+                        "unknown BEGIN flags" if not flags & P.BeginFlag.FRAME else
+                        "this model takes no camera frames: convert it with --camera")
+            return
+        if not self.arena_ok:
+            self._error(req.seq, req.cmd, P.ErrorCode.NO_ARENA, 0, 0, "no arena")
+            return
+        self.input_started, self.input_seq, self.input_filled = True, req.seq, 0
+        self.begun = True
+        self.result = self.counts = self.run_cache = None
+        self._reply(P.Resp.ACK, req.seq, P.ack_body(0, self.model.input_bytes))
 
     def _write_input(self, req: P.Request) -> None:
         body, total = req.body, self.model.input_bytes
@@ -235,10 +256,16 @@ class FakeDevice:
             self._error(req.seq, req.cmd, P.ErrorCode.BAD_OFFSET, self.input_filled, total,
                         "chunk leaves a gap")
             return
-        if offset == 0 and not (self.input_started and self.input_seq == req.seq):
+        if offset == 0 and not self.begun and not (self.input_started
+                                                   and self.input_seq == req.seq):
             self.input_started, self.input_seq, self.input_filled = True, req.seq, 0
             self.result = self.counts = self.run_cache = None
-        self.input[offset:offset + len(data)] = data
+        if offset == 0 and self.begun:
+            self.input_seq = req.seq
+        self.begun = False
+        # Bytes already received are not written again (a ring input may have consumed them).
+        new = max(offset, self.input_filled)
+        self.input[new:offset + len(data)] = data[new - offset:]
         self.input_filled = max(self.input_filled, offset + len(data))
         self._reply(P.Resp.ACK, req.seq, P.ack_body(self.input_filled, total))
 
@@ -267,7 +294,7 @@ class FakeDevice:
             return
         self.run_count += 1
         x = bytes(self.input)
-        self.input_started, self.input_filled = False, 0
+        self.input_started, self.input_filled, self.begun = False, 0, False
         if self.run_status:
             payload = self._error(req.seq, req.cmd, P.ErrorCode.RUN_FAILED, self.run_status, 1,
                                   f"{self.model.step_names[1]}: failed")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 REQ_HEADER_BYTES = 4
 RESP_HEADER_BYTES = 12
 CRC_BYTES = 4
@@ -30,8 +30,9 @@ MAX_STRING = 63
 
 WRITE_HEADER_BYTES = 4
 RUN_BYTES = 1
+BEGIN_BYTES = 4
 READ_BYTES = 12
-INFO_FIXED_BYTES = 168
+INFO_FIXED_BYTES = 184
 TENSOR_BYTES = 28
 ACK_BYTES = 8
 RESULT_BYTES = 20
@@ -46,6 +47,7 @@ class Cmd(IntEnum):
     WRITE_INPUT = 2
     RUN = 3
     READ = 4
+    BEGIN = 5
 
 
 class Resp(IntEnum):
@@ -72,6 +74,21 @@ class RunFlag(IntFlag):
     """RUN flags (SQZ_PROTO_RUNF_*)."""
 
     LAYER_COUNTS = 1
+
+
+class BeginFlag(IntFlag):
+    """BEGIN flags (SQZ_PROTO_RUNF_LAYER_COUNTS and SQZ_PROTO_BEGINF_*)."""
+
+    LAYER_COUNTS = 1
+    FRAME = 2
+
+
+class InputMode(IntEnum):
+    """How the device takes its input (SQZ_PROTO_INPUT_*)."""
+
+    WHOLE = 0
+    RING = 1
+    CAMERA = 2
 
 
 class InfoFlag(IntFlag):
@@ -105,7 +122,8 @@ FRAME_ERRORS = frozenset({ErrorCode.BAD_CRC, ErrorCode.BAD_FRAME, ErrorCode.FRAM
 
 # sqz_status names (firmware/include/sqz/status.h), for messages.
 STATUS_NAMES = {0: "ok", 1: "bad argument", 2: "shape mismatch", 3: "scratch buffer too small",
-                4: "unsupported parameters", 5: "unknown op in schedule"}
+                4: "unsupported parameters", 5: "unknown op in schedule",
+                6: "waiting for input rows"}
 
 
 # ---- framing -------------------------------------------------------------------------------
@@ -240,6 +258,10 @@ def write_input_request(seq: int, offset: int, data: bytes) -> bytes:
     return request(Cmd.WRITE_INPUT, seq, struct.pack("<I", offset) + data)
 
 
+def begin_request(seq: int, flags: int = 0) -> bytes:
+    return request(Cmd.BEGIN, seq, struct.pack("<B3x", flags))
+
+
 def run_request(seq: int, flags: int = 0) -> bytes:
     return request(Cmd.RUN, seq, struct.pack("<B", flags))
 
@@ -307,6 +329,12 @@ class DeviceInfo:
     model_name: str
     target_name: str
     counter_unit: str
+    input_mode: int = InputMode.WHOLE
+    frame_format: int = 0  # camera format code (converter.ir.camera), 0: none
+    frame_width: int = 0
+    frame_height: int = 0
+    frame_bytes: int = 0
+    input_slots: int = 0  # rows of the input's ring (0: stored whole)
 
     @property
     def arena_ok(self) -> bool:
@@ -412,10 +440,12 @@ def parse_info(body: bytes) -> DeviceInfo:
     sha = r.bytes(32)
     t_in, t_out, t_logits = _tensor(r), _tensor(r), _tensor(r)
     cpu_hz, counter_hz, max_payload, run_count, uptime, bad = r.take("<QQIIQI")
+    mode, fmt, fw_, fh, frame_bytes, slots = r.take("<BBHH2xII")
     fw, name, target, unit = r.string(), r.string(), r.string(), r.string()
     return DeviceInfo(version, flags, n_steps, arena, macs, sha, t_in, t_out,
                       t_logits if flags & InfoFlag.HAS_LOGITS else None, cpu_hz, counter_hz,
-                      max_payload, run_count, uptime, bad, fw, name, target, unit)
+                      max_payload, run_count, uptime, bad, fw, name, target, unit,
+                      mode, fmt, fw_, fh, frame_bytes, slots)
 
 
 def parse_error(body: bytes) -> DeviceErrorInfo:
@@ -479,6 +509,8 @@ def info_body(info: DeviceInfo) -> bytes:
             + _tensor_bytes(info.logits)
             + struct.pack("<QQIIQI", info.cpu_hz, info.counter_hz, info.max_payload,
                           info.run_count, info.uptime, info.bad_frames)
+            + struct.pack("<BBHH2xII", info.input_mode, info.frame_format, info.frame_width,
+                          info.frame_height, info.frame_bytes, info.input_slots)
             + _string(info.firmware_version) + _string(info.model_name)
             + _string(info.target_name) + _string(info.counter_unit))
 

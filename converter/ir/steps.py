@@ -9,6 +9,7 @@ codegen renders them. A conv or pool step names its C kernel by symbol; the kern
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -290,6 +291,23 @@ class ConstStep(Step):
     @property
     def weight_bytes(self) -> int:
         return len(self.data)
+
+
+@dataclass(frozen=True)
+class InputStep(Step):
+    """The model's input arriving row by row (passes.with_input_step): call k puts input row k
+    into its ring, so the pull scheduler places it just before the first call that reads the
+    row and the ring keeps only the rows still to be read. The executor runs it itself
+    (sqz_exec_continue): it waits there until the row has arrived. With `camera`, a row is
+    made on the device from camera frame rows (converter.ir.camera)."""
+
+    output: int
+    dims: Dims
+    camera: Any = None  # CameraParams (converter.ir.camera) or None
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dims.w * self.dims.c
 
 
 @dataclass(frozen=True)

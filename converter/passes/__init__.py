@@ -23,7 +23,7 @@ from collections.abc import Callable
 from ..arch import conv_kernel
 from ..arch.portable import max_rows_per_call
 from ..errors import UsageError
-from ..ir.steps import ConvStep, Lowered, Step
+from ..ir.steps import ConvStep, Dims, InputStep, Lowered, Step
 from . import stream
 from .concat import View, concat_in_place, pinned_tensors, split_concats
 from .memory import Layout, layout, root
@@ -32,18 +32,34 @@ from .rows import choose_rows_among, makes_rows
 from .select import select_kernels
 
 MAX_EXHAUSTIVE_CUTS = 6
+INPUT_MODES = ("ring", "whole")
+
+
+def with_input_step(lw: Lowered, camera=None) -> Lowered:
+    """The input as a ring filled row by row (an InputStep first in the schedule), or left
+    whole when a RESHAPE shares its bytes (then it is read as another shape, not by rows)."""
+    if any(isinstance(s, InputStep) for s in lw.steps):
+        return lw
+    if lw.input in lw.aliases or lw.input in lw.aliases.values():
+        return lw
+    t = lw.graph.tensor(lw.input)
+    step = InputStep(name="input", op_index=-1, reads=(), writes=(lw.input,),
+                     output=lw.input, dims=Dims.of(t.shape), camera=camera)
+    return dataclasses.replace(lw, steps=(step, *lw.steps))
 MAX_EVALUATIONS = 200
 
 
 def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto",
-               in_place: bool = True, input_arrives: bool = False, packing_mode: str = "ram",
+               in_place: bool = True, input_mode: str = "whole", camera=None,
+               packing_mode: str = "ram",
                rows_per_call: int | None = None, decode_block: int | None = None
                ) -> tuple[Lowered, Layout]:
     """`stream_mode`: 'off' (today's schedule: whole tensors, conv+max-pool fused), 'full'
     (stream every run of row-wise layers) or 'auto' (whichever needs the smaller arena; the
-    unstreamed one on a tie, as it makes fewer calls). `input_arrives`: plan as if the input's
-    rows arrived over the link just before the first call reading them, into a ring (an
-    estimate for the report: the firmware receives the whole input before it runs).
+    unstreamed one on a tie, as it makes fewer calls). `input_mode` 'ring': the input arrives
+    row by row into a ring, each row just before the first call reading it (an InputStep, fed
+    by the executor; with `camera`, made from camera frame rows on the device); 'whole': it is
+    in place before the run.
     `packing_mode`: 'ram' packs the filters that packing shrinks where the peak arena stays
     that of plain filters (pack_within), 'flash' packs them all, 'off' none.
     `rows_per_call`: every conv that can make several rows per call makes this many (at most
@@ -55,6 +71,10 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     if packing_mode not in PACKING_MODES:
         raise UsageError(f"--packing must be one of {', '.join(PACKING_MODES)}, not "
                          f"'{packing_mode}'")
+    if input_mode not in INPUT_MODES:
+        raise UsageError(f"--input must be one of {', '.join(INPUT_MODES)}, not '{input_mode}'")
+    if input_mode == "ring" or camera is not None:
+        lw = with_input_step(lw, camera)
     if packing_mode == "flash":
         lw = pack_weights(lw)
     lw = select_kernels(lw, arch)
@@ -63,6 +83,8 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
         lw, views = concat_in_place(lw)
     lw = split_concats(lw)
     pinned = pinned_tensors(lw)
+    if any(isinstance(s, InputStep) for s in lw.steps):
+        pinned.discard(lw.input)  # its writer is the InputStep, row by row
 
     def roots(t: int) -> tuple[int, int]:
         return root(t, lw.aliases, views)
@@ -77,8 +99,7 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     def consider(mode: str, cuts: frozenset[int] = frozenset()) -> bool:
         nonlocal best, best_cuts, evaluations
         evaluations += 1
-        lay = layout(lw, views, stream.schedule(lw, mode, pinned, roots, cuts,
-                                                input_arrives=input_arrives))
+        lay = layout(lw, views, stream.schedule(lw, mode, pinned, roots, cuts))
         key = tuple(seg.nodes for seg in lay.schedule.segments)
         if best is None or lay.arena_bytes < best.arena_bytes:
             best, best_cuts = lay, cuts
@@ -118,7 +139,7 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     def planner_for(lay: Layout, cuts: frozenset[int]) -> Callable[[Lowered], Layout]:
         def plan(trial: Lowered) -> Layout:
             return layout(trial, views, stream.schedule(trial, lay.schedule.mode, pinned, roots,
-                                                        cuts, input_arrives=input_arrives))
+                                                        cuts))
         return plan
 
     forced = rows_per_call is not None or decode_block is not None

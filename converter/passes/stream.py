@@ -46,6 +46,7 @@ from ..ir.steps import (
     ConcatPartStep,
     ConvStep,
     Dims,
+    InputStep,
     Lowered,
     MeanStep,
     PoolStep,
@@ -77,7 +78,7 @@ def is_row_wise(s: Step) -> bool:
         return kh <= MAX_FILTER_ROWS
     if isinstance(s, ConcatPartStep):
         return s.axis == 3
-    return isinstance(s, AddStep | RequantizeStep | MeanStep)
+    return isinstance(s, AddStep | RequantizeStep | MeanStep | InputStep)
 
 
 def ring_rows(s: Step) -> int:
@@ -422,33 +423,10 @@ def cut_candidates(lw: Lowered, anywhere: bool = False) -> list[int]:
             and (anywhere or isinstance(s, PoolStep))]
 
 
-def _arrival_slots(lw: Lowered, order: Sequence[int], r: int, roots) -> int:
-    """Slots a ring of the input would need if its rows arrived just before the first call
-    reading them."""
-    steps = lw.steps
-    calls_seen: dict[int, int] = {}
-    reads: list[tuple[int, ...]] = []
-    for i in order:
-        k = calls_seen.get(i, 0)
-        calls_seen[i] = k + 1
-        reads.append(tuple(row for t, rows in call_reads(lw, steps[i], k) if roots(t)[0] == r
-                           for row in rows))
-    lowest_after = [1 << 60] * (len(reads) + 1)
-    for j in range(len(reads) - 1, -1, -1):
-        lowest_after[j] = min(lowest_after[j + 1], min(reads[j], default=1 << 60))
-    have, slots = 0, 1
-    for j, rows in enumerate(reads):
-        if rows and max(rows) + 1 > have:
-            have = max(rows) + 1
-            slots = max(slots, have - lowest_after[j])
-    return min(slots, rows_of(lw, r))
-
-
 def schedule(lw: Lowered, mode: str, pinned: set[int], roots,
-             cuts: frozenset[int] = frozenset(), *, input_arrives: bool = False) -> Schedule:
+             cuts: frozenset[int] = frozenset()) -> Schedule:
     """The segments, their order and rings for `mode` ('off', 'full' or 'none'); `cuts`
-    (steps) end full streaming's segments early. `input_arrives`: the input is a ring filled
-    row by row just in time (an estimate; see passes.run_passes)."""
+    (steps) end full streaming's segments early."""
     if mode == "none":
         groups = [[i] for i in range(len(lw.steps))]
     elif mode == "off":
@@ -474,10 +452,6 @@ def schedule(lw: Lowered, mode: str, pinned: set[int], roots,
             cands = _ring_candidates(lw, nodes, pinned, roots, outside)
             slots.update({r: n for r, n in _ring_slots(lw, order, cands, roots).items()
                           if n < rows_of(lw, r)})
-    if input_arrives:
-        r = roots(lw.input)[0]
-        slots[r] = _arrival_slots(lw, ticks, r, roots)
-        return Schedule(mode=mode, segments=tuple(segments), slots=slots, ticks=tuple(ticks))
     sched = Schedule(mode=mode, segments=tuple(segments), slots=slots, ticks=tuple(ticks))
     check(lw, sched, roots)
     return sched

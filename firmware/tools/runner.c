@@ -12,6 +12,8 @@
 #include "sqz/runtime.h"
 
 static uint8_t arena[SQZ_MODEL_ARENA_BYTES + 16] __attribute__((aligned(16)));
+/* The whole input, outside the arena: the model may keep only a ring of its rows. */
+static uint8_t input[SQZ_MODEL_INPUT_BYTES];
 
 int main(int argc, char **argv)
 {
@@ -22,7 +24,7 @@ int main(int argc, char **argv)
         }
     }
     const sqz_model *m = &sqz_model_def;
-    uint8_t *in = arena + m->input.offset;
+    uint8_t *in = input;
     for (;;) {
         const size_t got = fread(in, 1, m->input.bytes, stdin);
         if (got == 0) {
@@ -34,7 +36,7 @@ int main(int argc, char **argv)
             return 2;
         }
         uint16_t failed = 0;
-        const sqz_status st = sqz_run(m, arena, NULL, NULL, &failed);
+        const sqz_status st = sqz_run_input(m, arena, in, NULL, NULL, &failed);
         if (st != SQZ_OK) {
             fprintf(stderr, "runner: step %u (%s) failed: %s\n", (unsigned)failed,
                     m->node_names[failed], sqz_status_str(st));

@@ -24,7 +24,8 @@ typedef enum {
     SQZ_OP_FULLY_CONNECTED = 9,
     SQZ_OP_REQUANTIZE = 10,
     SQZ_OP_LOAD_CONST = 11,
-    SQZ_OP_MAX_POOL_PUSH = 12 /* called per input row: sqz_pool_push_fn */
+    SQZ_OP_MAX_POOL_PUSH = 12, /* called per input row: sqz_pool_push_fn */
+    SQZ_OP_INPUT = 13          /* the input arriving row by row: run by the executor itself */
 } sqz_op;
 
 /* Layer structs hold what a kernel needs besides memory: params, quantization, dims, weights,
@@ -124,8 +125,23 @@ struct sqz_node {
         const sqz_fc_layer *fc;
         const sqz_requantize_layer *requantize;
         const sqz_load_const_layer *load_const;
+        const struct sqz_input_layer *input;
     } layer;
 };
+
+/* The input node (SQZ_OP_INPUT): `feed` writes input row `row` into its ring slot once what it
+ * needs has arrived (ex->rows_ready), and sets *ready to 0 when it has not. sqz_feed_rows takes
+ * rows as they are; sqz_feed_camera (camera_s8.c) converts camera frame rows. */
+typedef struct sqz_exec sqz_exec;
+struct sqz_camera_params;
+typedef sqz_status (*sqz_feed_fn)(const sqz_node *node, int32_t row, sqz_exec *ex,
+                                  int *ready);
+typedef struct sqz_input_layer {
+    sqz_feed_fn feed;
+    const struct sqz_camera_params *camera; /* NULL: the rows are the model's input bytes */
+} sqz_input_layer;
+sqz_status sqz_feed_rows(const sqz_node *node, int32_t row, sqz_exec *ex, int *ready);
+sqz_status sqz_feed_camera(const sqz_node *node, int32_t row, sqz_exec *ex, int *ready);
 
 /* The node adapters (one per op; `call` is the row, or 0 for a whole-tensor op). */
 sqz_status sqz_node_conv(const sqz_node *node, int32_t call, uint8_t *arena);
@@ -182,7 +198,14 @@ typedef struct {
      * it can be compared when the reference's own softmax cannot run. bytes == 0: none. */
     sqz_tensor_info logits;
     uint64_t macs;
+    /* The node that feeds the input row by row into its ring (SQZ_OP_INPUT), or
+     * SQZ_NO_INPUT_NODE when the input is stored whole and must be in place before the run. */
+    uint16_t input_node;
+    /* With an input node: bytes of one input row (input.dims.w * input.dims.c). */
+    uint32_t input_row_bytes;
 } sqz_model;
+
+#define SQZ_NO_INPUT_NODE 0xFFFFu
 
 /* Called after every kernel call with the index of the node that ran; lets the application
  * time layers without the runtime knowing about clocks. May be NULL. */
@@ -193,5 +216,54 @@ typedef void (*sqz_node_hook)(void *user, uint16_t node);
  * model->output.offset. Stops at the first failing kernel and reports its node index. */
 sqz_status sqz_run(const sqz_model *model, uint8_t *arena, sqz_node_hook hook, void *user,
                    uint16_t *failed_node);
+
+/* A run that can stop where an input row has not arrived yet and go on when it has: the input
+ * is a ring (model->input_node), so the whole input is never resident. The executor keeps its
+ * place (segment, entry, calls made per node) here; nothing else is kept between calls.
+ *
+ * Rows come from one of two places:
+ * - `src` set (sqz_exec_source): input row r is read from src + (r % src_slots) * src_pitch,
+ *   for r < rows_ready. A whole input anywhere in memory is src_slots = its rows.
+ * - `src` NULL: the application writes input row r itself, straight into its ring slot
+ *   (sqz_exec_input_row) while the executor waits for it, then calls sqz_exec_rows_ready.
+ * A camera model's input node reads frame rows instead (sqz_camera_row_span gives which), and
+ * rows_ready counts frame rows. */
+struct sqz_exec {
+    const sqz_model *model;
+    uint8_t *arena;
+    sqz_node_hook hook;
+    void *user;
+    const uint8_t *src;
+    uint32_t src_pitch, src_slots;
+    int32_t rows_ready; /* input rows (frame rows for a camera model) available */
+    uint16_t segment, entry;
+    uint8_t call;        /* calls of the current entry made */
+    uint8_t finished;
+    uint16_t failed_node;
+    int32_t done[SQZ_MAX_SEGMENT_NODES];
+};
+
+void sqz_exec_begin(sqz_exec *ex, const sqz_model *model, uint8_t *arena, sqz_node_hook hook,
+                    void *user);
+/* Rows are read from src (see sqz_exec); call before the first sqz_exec_continue. */
+void sqz_exec_source(sqz_exec *ex, const uint8_t *src, uint32_t pitch, uint32_t slots,
+                     int32_t rows_ready);
+/* Runs as far as the rows available allow: SQZ_OK when the run is complete, SQZ_WAIT_INPUT when
+ * the next call needs a row that has not arrived, or the failing kernel's status (its node in
+ * ex->failed_node). */
+sqz_status sqz_exec_continue(sqz_exec *ex);
+/* Where input row `row` is to be written while the executor waits for it (src NULL): its ring
+ * slot, free from the moment the executor stops there. NULL for a model without an input node
+ * or a camera model. */
+uint8_t *sqz_exec_input_row(const sqz_exec *ex, int32_t row);
+/* The input row (or frame row) the executor waits for: rows_ready when it is waiting. */
+static inline int32_t sqz_exec_rows_ready(const sqz_exec *ex)
+{
+    return ex->rows_ready;
+}
+/* The whole input from `input` (input.bytes, any memory): for models with and without an
+ * input node alike. */
+sqz_status sqz_run_input(const sqz_model *model, uint8_t *arena, const uint8_t *input,
+                         sqz_node_hook hook, void *user, uint16_t *failed_node);
 
 #endif

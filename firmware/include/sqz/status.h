@@ -11,6 +11,7 @@ typedef enum {
     SQZ_ERR_SCRATCH = 3,      /* scratch buffer smaller than the kernel needs */
     SQZ_ERR_UNSUPPORTED = 4,  /* a parameter combination this runtime does not implement */
     SQZ_ERR_OP = 5,           /* unknown op code in the schedule */
+    SQZ_WAIT_INPUT = 6,       /* not an error: the executor waits for more input rows */
     SQZ_STATUS_COUNT
 } sqz_status;
 

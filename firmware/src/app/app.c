@@ -36,10 +36,14 @@ static struct {
     uint64_t boot_counter;
     uint32_t names_bytes;
     uint16_t n_counts;   /* steps with a slot in layer_counts */
-    /* input state: bytes [0, input_filled) of the input tensor have been written */
+    /* input state: bytes [0, input_filled) of the input (or frame) have been received */
     uint32_t input_filled;
     uint16_t input_seq;  /* seq of the WRITE_INPUT at offset 0 that began this input */
     uint8_t input_started;
+    uint8_t input_flags; /* BEGIN's flags: LAYER_COUNTS, FRAME */
+    uint8_t begun;       /* BEGIN received and no WRITE_INPUT yet */
+    uint16_t exec_status; /* of the run under way (a ring input runs as its rows arrive) */
+    uint64_t exec_total;  /* counter ticks spent computing in this run */
     uint8_t result_valid; /* output and logits hold the result of the last RUN */
     uint8_t counts_valid; /* layer_counts hold that RUN's per-step counts */
     /* the last RUN, replayed (not re-executed) when the host retries it with the same seq */
@@ -57,6 +61,22 @@ static sqz_frame_rx rx;
 static sqz_frame_tx tx;
 static uint64_t layer_counts[COUNTS_ALLOC];
 static uint64_t hook_prev;
+static sqz_exec ex;
+
+#if SQZ_MODEL_FRAME_FORMAT
+/* The camera frame rows the input node still needs: a ring of SQZ_MODEL_FRAME_RING_ROWS
+ * rows, never the whole frame (sqz_camera_row_span bounds the rows one input row reads). */
+static uint8_t frame_ring[SQZ_MODEL_FRAME_RING_ROWS * SQZ_MODEL_FRAME_ROW_BYTES];
+#endif
+
+/* The input's mode as INFO reports it. */
+#if SQZ_MODEL_FRAME_FORMAT
+#define INPUT_MODE SQZ_PROTO_INPUT_CAMERA
+#elif SQZ_MODEL_INPUT_RING
+#define INPUT_MODE SQZ_PROTO_INPUT_RING
+#else
+#define INPUT_MODE SQZ_PROTO_INPUT_WHOLE
+#endif
 
 /* ---- little helpers ------------------------------------------------------------------------ */
 
@@ -161,6 +181,20 @@ static int region_fits(const sqz_tensor_info *t)
            t->bytes <= (uint32_t)SQZ_MODEL_ARENA_BYTES - t->offset;
 }
 
+/* A ring input holds only its slots; a whole one all of its bytes. */
+static int input_fits(void)
+{
+    if (model->input_node == SQZ_NO_INPUT_NODE) {
+        return region_fits(&model->input);
+    }
+    if (model->input_node >= model->n_nodes) {
+        return 0;
+    }
+    const sqz_rows *r = &model->nodes[model->input_node].output;
+    return r->offset <= (uint32_t)SQZ_MODEL_ARENA_BYTES &&
+           (uint64_t)r->slots * r->pitch <= (uint64_t)SQZ_MODEL_ARENA_BYTES - r->offset;
+}
+
 static void step_hook(void *user, uint16_t step)
 {
     const uint64_t now = sqz_port_counter();
@@ -198,6 +232,15 @@ static void cmd_hello(uint16_t seq)
     sqz_frame_tx_u32(&tx, st.run_count);
     sqz_frame_tx_u64(&tx, sqz_port_counter() - st.boot_counter);
     sqz_frame_tx_u32(&tx, st.bad_frames);
+    sqz_frame_tx_u8(&tx, INPUT_MODE);
+    sqz_frame_tx_u8(&tx, (uint8_t)SQZ_MODEL_FRAME_FORMAT);
+    sqz_frame_tx_u16(&tx, (uint16_t)SQZ_MODEL_FRAME_WIDTH);
+    sqz_frame_tx_u16(&tx, (uint16_t)SQZ_MODEL_FRAME_HEIGHT);
+    sqz_frame_tx_u16(&tx, 0);
+    sqz_frame_tx_u32(&tx, (uint32_t)SQZ_MODEL_FRAME_BYTES);
+    sqz_frame_tx_u32(&tx, model->input_node == SQZ_NO_INPUT_NODE
+                              ? 0u
+                              : model->nodes[model->input_node].output.slots);
     put_str(SQZ_FIRMWARE_VERSION);
     put_str(model->name);
     put_str(SQZ_TARGET_NAME);
@@ -205,10 +248,138 @@ static void cmd_hello(uint16_t seq)
     sqz_frame_tx_end(&tx);
 }
 
+/* Runs the model as far as the input received so far allows; only this time is counted. The
+ * function is not inlined, so a trace of the run (converter/device/cycles.py) finds every burst
+ * of computing by its name. */
+__attribute__((noinline)) static void compute(void)
+{
+    if (st.exec_status != SQZ_OK && st.exec_status != SQZ_WAIT_INPUT) {
+        return; /* a kernel failed: the rest of the input is received and dropped */
+    }
+    const uint64_t t0 = sqz_port_counter();
+    hook_prev = t0;
+    st.exec_status = (uint16_t)sqz_exec_continue(&ex);
+    st.exec_total += sqz_port_counter() - t0;
+}
+
+static uint32_t input_total(void)
+{
+    return (st.input_flags & SQZ_PROTO_BEGINF_FRAME) ? (uint32_t)SQZ_MODEL_FRAME_BYTES
+                                                     : model->input.bytes;
+}
+
+static int runs_as_rows_arrive(void)
+{
+    return model->input_node != SQZ_NO_INPUT_NODE;
+}
+
+/* A new input: whatever the arena held is no longer a result. A ring input starts the run at
+ * once, so the flags (per-layer counts, frame) are fixed here. */
+static void begin_input(uint16_t seq, uint8_t flags)
+{
+    st.input_started = 1;
+    st.input_seq = seq;
+    st.input_filled = 0;
+    st.input_flags = flags;
+    st.result_valid = 0;
+    st.counts_valid = 0;
+    st.run_cached = 0;
+    st.exec_status = SQZ_WAIT_INPUT;
+    st.exec_total = 0;
+    for (uint16_t i = 0; i < st.n_counts; ++i) {
+        layer_counts[i] = 0;
+    }
+    if (runs_as_rows_arrive()) {
+        sqz_exec_begin(&ex, model, st.arena,
+                       (flags & SQZ_PROTO_RUNF_LAYER_COUNTS) ? step_hook : NULL, NULL);
+#if SQZ_MODEL_FRAME_FORMAT
+        sqz_exec_source(&ex, frame_ring, SQZ_MODEL_FRAME_ROW_BYTES, SQZ_MODEL_FRAME_RING_ROWS,
+                        0);
+#endif
+        compute(); /* as far as no input is needed */
+    }
+}
+
+/* Bytes [st.input_filled, +n) of the input or frame: each row that completes feeds the run. */
+static void take_bytes(const uint8_t *p, uint32_t n)
+{
+    if (!runs_as_rows_arrive()) {
+        memcpy(st.arena + model->input.offset + st.input_filled, p, n);
+        st.input_filled += n;
+        return;
+    }
+#if SQZ_MODEL_FRAME_FORMAT
+    const uint32_t row_bytes = SQZ_MODEL_FRAME_ROW_BYTES;
+#else
+    const uint32_t row_bytes = model->input_row_bytes;
+#endif
+    while (n > 0) {
+        const uint32_t row = st.input_filled / row_bytes;
+        const uint32_t col = st.input_filled % row_bytes;
+        uint32_t take = row_bytes - col;
+        if (take > n) {
+            take = n;
+        }
+        if (st.exec_status == SQZ_WAIT_INPUT) {
+            /* The run waits for exactly this row, so its slot is free. */
+#if SQZ_MODEL_FRAME_FORMAT
+            uint8_t *dst = frame_ring + (row % SQZ_MODEL_FRAME_RING_ROWS) * row_bytes;
+#else
+            uint8_t *dst = sqz_exec_input_row(&ex, (int32_t)row);
+#endif
+            if (dst) {
+                memcpy(dst + col, p, take);
+            }
+        }
+        st.input_filled += take;
+        p += take;
+        n -= take;
+        if (col + take == row_bytes) {
+            ex.rows_ready = (int32_t)row + 1;
+            compute();
+        }
+    }
+}
+
+static void cmd_begin(uint16_t seq, const uint8_t *body, uint32_t len)
+{
+    const uint8_t cmd = SQZ_PROTO_CMD_BEGIN;
+    if (len != SQZ_PROTO_BEGIN_BYTES) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_LENGTH, len, SQZ_PROTO_BEGIN_BYTES,
+                   "BEGIN takes u8 flags and 3 zero bytes");
+        return;
+    }
+    const uint8_t flags = body[0];
+    const uint8_t known = SQZ_PROTO_RUNF_LAYER_COUNTS | SQZ_PROTO_BEGINF_FRAME;
+    if ((flags & ~known) || body[1] || body[2] || body[3]) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, flags, known, "unknown BEGIN flags");
+        return;
+    }
+    if ((flags & SQZ_PROTO_BEGINF_FRAME) && !SQZ_MODEL_FRAME_FORMAT) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, flags, 0,
+                   "this model takes no camera frames: convert it with --camera");
+        return;
+    }
+    if (!(flags & SQZ_PROTO_BEGINF_FRAME) && SQZ_MODEL_FRAME_FORMAT) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, flags, SQZ_PROTO_BEGINF_FRAME,
+                   "this model takes camera frames: BEGIN with the FRAME flag");
+        return;
+    }
+    if (!st.arena) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_NO_ARENA, 0, 0, "no arena for the model");
+        return;
+    }
+    begin_input(seq, flags);
+    st.begun = 1;
+    begin_response(SQZ_PROTO_RESP_ACK, seq);
+    sqz_frame_tx_u32(&tx, st.input_filled);
+    sqz_frame_tx_u32(&tx, input_total());
+    sqz_frame_tx_end(&tx);
+}
+
 static void cmd_write_input(uint16_t seq, const uint8_t *body, uint32_t len)
 {
     const uint8_t cmd = SQZ_PROTO_CMD_WRITE_INPUT;
-    const uint32_t total = model->input.bytes;
     /* Both details count body bytes (offset field included), like every BAD_LENGTH. */
     if (len <= SQZ_PROTO_WRITE_HEADER_BYTES ||
         len - SQZ_PROTO_WRITE_HEADER_BYTES > MAX_PAYLOAD) {
@@ -221,11 +392,17 @@ static void cmd_write_input(uint16_t seq, const uint8_t *body, uint32_t len)
         send_error(seq, cmd, SQZ_PROTO_ERR_NO_ARENA, 0, 0, "no arena for the model");
         return;
     }
+    if (!st.input_started && SQZ_MODEL_FRAME_FORMAT) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, 0, SQZ_PROTO_BEGINF_FRAME,
+                   "this model takes camera frames: BEGIN with the FRAME flag first");
+        return;
+    }
+    const uint32_t total = st.input_started ? input_total() : model->input.bytes;
     const uint32_t offset = get_u32(body);
     const uint32_t n = len - SQZ_PROTO_WRITE_HEADER_BYTES;
     if (offset > total || n > total - offset) {
         send_error(seq, cmd, SQZ_PROTO_ERR_BAD_OFFSET, st.input_filled, total,
-                   "chunk ends past the input tensor");
+                   "chunk ends past the input");
         return;
     }
     if (offset != 0 && (!st.input_started || offset > st.input_filled)) {
@@ -233,18 +410,20 @@ static void cmd_write_input(uint16_t seq, const uint8_t *body, uint32_t len)
                    "chunk leaves a gap: write the input in order from offset 0");
         return;
     }
-    if (offset == 0 && !(st.input_started && st.input_seq == seq)) {
-        /* A new input begins: whatever the arena held is no longer a result. */
-        st.input_started = 1;
-        st.input_seq = seq;
-        st.input_filled = 0;
-        st.result_valid = 0;
-        st.counts_valid = 0;
-        st.run_cached = 0;
+    if (offset == 0 && !st.begun && !(st.input_started && st.input_seq == seq)) {
+        /* Not a retry of the chunk that began this input: a new input, with the flags of the
+         * last BEGIN (none after a RUN). */
+        begin_input(seq, st.input_started ? st.input_flags : 0);
     }
-    memcpy(st.arena + model->input.offset + offset, body + SQZ_PROTO_WRITE_HEADER_BYTES, n);
+    if (offset == 0 && st.begun) {
+        st.input_seq = seq;
+    }
+    st.begun = 0;
+    /* Bytes below input_filled were received before (a retry): they may already have been
+     * consumed, so only the new part is taken. */
     if (offset + n > st.input_filled) {
-        st.input_filled = offset + n;
+        const uint32_t skip = st.input_filled - offset;
+        take_bytes(body + SQZ_PROTO_WRITE_HEADER_BYTES + skip, n - skip);
     }
     begin_response(SQZ_PROTO_RESP_ACK, seq);
     sqz_frame_tx_u32(&tx, st.input_filled);
@@ -296,37 +475,47 @@ static void cmd_run(uint16_t seq, const uint8_t *body, uint32_t len)
         send_error(seq, cmd, SQZ_PROTO_ERR_NO_ARENA, 0, 0, "no arena for the model");
         return;
     }
-    if (!st.input_started || st.input_filled < model->input.bytes) {
+    if (!st.input_started || st.input_filled < input_total()) {
         send_error(seq, cmd, SQZ_PROTO_ERR_INPUT_INCOMPLETE,
-                   st.input_started ? st.input_filled : 0, model->input.bytes,
+                   st.input_started ? st.input_filled : 0, input_total(),
                    "write the whole input before RUN");
         return;
     }
-    const int per_layer = (flags & SQZ_PROTO_RUNF_LAYER_COUNTS) != 0;
-    uint16_t failed = 0;
-    st.result_valid = 0;
-    st.counts_valid = 0;
-    for (uint16_t i = 0; i < st.n_counts; ++i) {
-        layer_counts[i] = 0;
+    if (runs_as_rows_arrive() &&
+        (flags & SQZ_PROTO_RUNF_LAYER_COUNTS) != (st.input_flags & SQZ_PROTO_RUNF_LAYER_COUNTS)) {
+        /* The run started with the first rows: counting per layer is decided at BEGIN. */
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, flags, st.input_flags,
+                   "per-layer counts differ from BEGIN's: the run started with the input");
+        return;
     }
-    const uint64_t t0 = sqz_port_counter();
-    hook_prev = t0;
-    const sqz_status status =
-        sqz_run(model, st.arena, per_layer ? step_hook : NULL, NULL, &failed);
-    const uint64_t t1 = sqz_port_counter();
+    const int per_layer = (flags & SQZ_PROTO_RUNF_LAYER_COUNTS) != 0;
+    if (!runs_as_rows_arrive()) {
+        sqz_exec_begin(&ex, model, st.arena, per_layer ? step_hook : NULL, NULL);
+        st.exec_status = SQZ_WAIT_INPUT;
+        st.exec_total = 0;
+        for (uint16_t i = 0; i < st.n_counts; ++i) {
+            layer_counts[i] = 0;
+        }
+        compute();
+    }
+    sqz_status status = (sqz_status)st.exec_status;
+    if (status == SQZ_WAIT_INPUT) {
+        status = SQZ_ERR_ARG; /* every byte arrived: the schedule and the input disagree */
+    }
     st.run_count++;
     /* The planner reuses the input's memory, so every RUN consumes its input. */
     st.input_started = 0;
     st.input_filled = 0;
+    st.begun = 0;
     st.result_valid = status == SQZ_OK;
     st.counts_valid = status == SQZ_OK && per_layer;
     st.run_cached = 1;
     st.run_seq = seq;
     st.run_flags = per_layer ? SQZ_PROTO_RUNF_LAYER_COUNTS : 0;
     st.run_status = (uint16_t)status;
-    st.run_failed_step = status == SQZ_OK ? 0 : failed;
+    st.run_failed_step = status == SQZ_OK ? 0 : ex.failed_node;
     st.run_number = st.run_count;
-    st.run_total = t1 - t0;
+    st.run_total = st.exec_total;
     send_run_outcome(seq);
 }
 
@@ -472,6 +661,9 @@ static void handle_frame(const uint8_t *p, uint32_t len)
     case SQZ_PROTO_CMD_RUN:
         cmd_run(seq, body, body_len);
         return;
+    case SQZ_PROTO_CMD_BEGIN:
+        cmd_begin(seq, body, body_len);
+        return;
     case SQZ_PROTO_CMD_READ:
         cmd_read(seq, body, body_len);
         return;
@@ -518,7 +710,7 @@ void sqz_app_init(void)
     }
     uint8_t *arena = sqz_port_arena((uint32_t)SQZ_MODEL_ARENA_BYTES);
     if (arena && model->arena_bytes <= (uint32_t)SQZ_MODEL_ARENA_BYTES &&
-        region_fits(&model->input) && region_fits(&model->output) &&
+        input_fits() && region_fits(&model->output) &&
         region_fits(&model->logits)) {
         st.arena = arena;
     }

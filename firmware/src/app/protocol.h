@@ -1,4 +1,4 @@
-/* The serial protocol between sqz-validate (the host) and the board, version 2.
+/* The serial protocol between sqz-validate (the host) and the board, version 3.
  *
  * docs/protocol.md is the specification; this header only carries its numbers, and
  * converter/device/protocol.py mirrors them (tests/test_protocol.py checks that both agree, so
@@ -15,7 +15,7 @@
 
 /* Bumped on every incompatible change; a device answers a request of another version with
  * SQZ_PROTO_ERR_UNSUPPORTED_VERSION (encoded in its own version). */
-#define SQZ_PROTO_VERSION 2
+#define SQZ_PROTO_VERSION 3
 
 #define SQZ_PROTO_REQ_HEADER_BYTES 4
 #define SQZ_PROTO_RESP_HEADER_BYTES 12
@@ -41,6 +41,7 @@
 #define SQZ_PROTO_CMD_WRITE_INPUT 2 /* body: u32 offset, data[1..max]      -> ACK */
 #define SQZ_PROTO_CMD_RUN 3         /* body: u8 flags                      -> RESULT */
 #define SQZ_PROTO_CMD_READ 4        /* body: u8 what, u8[3] 0, u32 offset, u32 len -> DATA */
+#define SQZ_PROTO_CMD_BEGIN 5       /* body: u8 flags, u8[3] 0             -> ACK */
 
 /* ---- responses (device -> host) ---- */
 #define SQZ_PROTO_RESP_INFO 129
@@ -53,8 +54,9 @@
 /* ---- body sizes ---- */
 #define SQZ_PROTO_WRITE_HEADER_BYTES 4
 #define SQZ_PROTO_RUN_BYTES 1
+#define SQZ_PROTO_BEGIN_BYTES 4
 #define SQZ_PROTO_READ_BYTES 12
-#define SQZ_PROTO_INFO_FIXED_BYTES 168
+#define SQZ_PROTO_INFO_FIXED_BYTES 184
 #define SQZ_PROTO_TENSOR_BYTES 28
 #define SQZ_PROTO_ACK_BYTES 8
 #define SQZ_PROTO_RESULT_BYTES 20
@@ -63,6 +65,13 @@
 
 /* ---- RUN flags ---- */
 #define SQZ_PROTO_RUNF_LAYER_COUNTS 1 /* record the counter after every step */
+/* ---- BEGIN flags ---- */
+#define SQZ_PROTO_BEGINF_LAYER_COUNTS 1 /* as RUN's: a ring input's run starts with its rows */
+#define SQZ_PROTO_BEGINF_FRAME 2 /* the bytes are a camera frame, converted on the device */
+/* ---- INFO input modes ---- */
+#define SQZ_PROTO_INPUT_WHOLE 0  /* the input is stored whole: the run starts at RUN */
+#define SQZ_PROTO_INPUT_RING 1   /* input rows feed the run as they arrive */
+#define SQZ_PROTO_INPUT_CAMERA 2 /* camera frame rows feed the run as they arrive */
 
 /* ---- READ targets ---- */
 #define SQZ_PROTO_READ_OUTPUT 1       /* output tensor bytes (after a successful RUN) */

@@ -7,6 +7,7 @@ static const char *const status_names[SQZ_STATUS_COUNT] = {
     "scratch buffer too small",
     "unsupported parameters",
     "unknown op in schedule",
+    "waiting for input rows",
 };
 
 const char *sqz_status_str(sqz_status status)
