@@ -20,7 +20,7 @@ def sq224():
 
 def test_concat_costs_zero_copies_and_conv1_never_exists(sq224):
     conv = convert.convert_tflite(sq224, targets.load("host"), model_name="m",
-                                  source_name="m.tflite", stream="off")
+                                  source_name="m.tflite", stream="off", input_mode="whole")
     steps = conv.lowered.steps
     assert not any(isinstance(s, ConcatPartStep) for s in steps)  # every concat is in place
     expands = [s for s in steps if isinstance(s, ConvStep) and "expand" in s.name]

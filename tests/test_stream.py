@@ -15,6 +15,7 @@ from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
 from converter import convert, targets
 from converter.frontend import tflite_reader
 from converter.ir.lower import lower
+from converter.ir.steps import InputStep
 from converter.passes import concat, memory, select, stream
 
 Q = (0.05, -3)  # every activation's scale and zero point: the ADDs need no requantization
@@ -179,19 +180,42 @@ def shape_of(buf: bytes) -> tuple[int, ...]:
 
 def test_streaming_keeps_the_macs_and_lowers_the_arena(sq96):
     off = convert.convert_tflite(sq96, targets.load("host"), model_name="m",
-                                 source_name="m", stream="off")
+                                 source_name="m", stream="off", input_mode="whole")
     auto = convert.convert_tflite(sq96, targets.load("host"), model_name="m",
-                                  source_name="m")
+                                  source_name="m", input_mode="whole")
     assert sum(s.macs for s in auto.lowered.steps) == sum(s.macs for s in off.lowered.steps)
     assert auto.layout.schedule.mode == "full"
     assert auto.layout.arena_bytes < 0.5 * off.layout.arena_bytes
-    # The input is consumed row by row, and later tensors are written into its consumed part.
+    # A whole input is consumed row by row, and later tensors are written into its consumed
+    # part.
     inp = next(b for b in auto.layout.buffers if b.name.startswith(f"t{auto.lowered.input}:"))
     assert inp.frees
     inside = [b for b in auto.layout.buffers if b is not inp and
               auto.layout.plan.offsets[inp.name] <= auto.layout.plan.offsets[b.name] <
               auto.layout.plan.offsets[inp.name] + inp.size and b.first > inp.first]
     assert inside
+
+
+def test_input_ring_holds_only_the_rows_still_read(sq96):
+    """--input ring (the default): an InputStep feeds the input row by row into a ring the
+    scheduler sized and checked; the MACs are those of the whole input's schedule and the arena
+    is smaller."""
+    whole = convert.convert_tflite(sq96, targets.load("host"), model_name="m",
+                                   source_name="m", input_mode="whole")
+    ring = convert.convert_tflite(sq96, targets.load("host"), model_name="m", source_name="m")
+    lw = ring.lowered
+    assert isinstance(lw.steps[0], InputStep) and ring.input_mode == "ring"
+    assert sum(s.macs for s in lw.steps) == sum(s.macs for s in whole.lowered.steps)
+    h = lw.graph.tensor(lw.input).shape[1]
+    slots = ring.layout.rows[lw.input].slots
+    conv1 = lw.steps[1]
+    assert conv1.filter_dims.h <= slots < h
+    inp = next(b for b in ring.layout.buffers if b.name.startswith(f"t{lw.input}:"))
+    assert inp.size == slots * lw.steps[0].row_bytes
+    assert ring.layout.arena_bytes < whole.layout.arena_bytes
+    # Every input row arrives (one call each) before the first call that reads it.
+    ticks = ring.layout.schedule.ticks
+    assert ticks.count(0) == h and ticks[0] == 0
 
 
 @pytest.fixture(scope="module")
