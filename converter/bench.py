@@ -1,7 +1,7 @@
 """sqz-bench: what a model costs, measured rather than estimated.
 
-* Peak arena bytes: the memory plan of the conversion (and, as an estimate, what it would be if
-  the input's rows arrived over the link just in time instead of all before the run).
+* Peak arena bytes: the memory plan of the conversion (the input a ring filled row by row), and
+  what it is with the input stored whole (--input whole) beside it.
 * Flash: the weights (exact bytes of model_data.c's arrays) and the code, from the size of an
   -Os build of the firmware for the emulated board (runtime, protocol application, port and
   schedule, linked with --gc-sections).
@@ -92,7 +92,7 @@ class BenchResult:
     # --packing; the host and the board conversions each keep plain the filters whose decoded
     # block would raise their own arena (their kernels' scratch differs).
     packing: str = ""
-    arena_input_streamed_bytes: int | None = None
+    arena_input_whole_bytes: int | None = None  # the same model with --input whole
     # Estimated cycles per core ("cortex-m4", ...): {"core", "reference", "traced_instructions",
     # "optimistic", "base", "pessimistic"}; the board's own core first.
     cycles: dict[str, dict] | None = None
@@ -288,8 +288,8 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
                                       stream=stream, packing=packing, ram_budget=2**31,
                                       psram_budget=0, flash_budget=2**31)
         convert.write(conv, tflite, out)
-        _, streamed_in = run_passes(lower(read_model_bytes(tflite)), arch=conv.arch,
-                                    stream_mode=stream, input_arrives=True,
+        _, whole_in = run_passes(lower(read_model_bytes(tflite)), arch=conv.arch,
+                                    stream_mode=stream, input_mode="whole",
                                     packing_mode=packing)
     lw = conv.lowered
     g = lw.graph
@@ -355,7 +355,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
         board_instructions=board_total, board_note=note, stream=conv.layout.schedule.mode,
         packing=packing,
         unpacked_board_instructions=unpacked_board_total,
-        arena_input_streamed_bytes=streamed_in.arena_bytes,
+        arena_input_whole_bytes=whole_in.arena_bytes,
         cycles=est_cycles, cycles_note=cycles_note,
     )
 
@@ -412,12 +412,11 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
     s = Table(title=f"sqz-bench {r.model} ({'x'.join(map(str, r.input_shape))})",
               show_header=False)
     s.add_row("MACs per inference", f"{r.macs:,}")
-    s.add_row("peak arena", f"{r.arena_bytes:,} B (row streaming: {r.stream}, packing: "
-              f"{r.packing})")
-    if r.arena_input_streamed_bytes is not None:
-        s.add_row("arena if the input arrived row by row",
-                  f"{r.arena_input_streamed_bytes:,} B (estimate: the firmware receives the "
-                  "whole input before it runs)")
+    s.add_row("peak arena", f"{r.arena_bytes:,} B (input a ring of rows, row streaming: "
+              f"{r.stream}, packing: {r.packing})")
+    if r.arena_input_whole_bytes is not None:
+        s.add_row("peak arena, input stored whole", f"{r.arena_input_whole_bytes:,} B "
+                  "(--input whole)")
     s.add_row("flash: weights", f"{r.weight_bytes:,} B")
     if r.cm4_code_bytes is not None:
         s.add_row("flash: code", f"{r.cm4_code_bytes:,} B ({r.cm4_note})")
