@@ -15,6 +15,7 @@ from .arch import portable
 from .frontend import tflite_reader
 from .ir.lower import lower
 from .ir.steps import ConvStep, Lowered, PoolStep
+from .errors import BudgetError, UsageError
 from .passes.budget import Budget, check_budget
 from .passes.memory import Layout
 from .targets import Target
@@ -33,6 +34,7 @@ class Conversion:
     source_name: str = ""
     stream: str = "auto"  # the --stream option (layout.schedule.mode is what it chose)
     input_mode: str = "ring"  # the --input option (passes.INPUT_MODES)
+    scratch: str = "full"  # the scratch the convs got: full or least (--scratch auto chooses)
 
     def render(self, prefix: str) -> dict[str, str]:
         """The generated files again with another symbol prefix (codegen.symbols): the same
@@ -58,31 +60,45 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                    ram_budget: int | None = None, psram_budget: int | None = None,
                    flash_budget: int | None = None, input_size_option: bool = True,
                    rows_per_call: int | None = None, decode_block: int | None = None,
-                   input_mode: str = "ring", camera=None) -> Conversion:
+                   input_mode: str = "ring", camera=None, scratch: str = "auto"
+                   ) -> Conversion:
     """Everything up to the rendered files; raises BudgetError before rendering anything.
     `arch` overrides the target's kernel architecture (tests run variants on the host);
     `prefix` names the model's global symbols and files (codegen.symbols); `packing`: which
     filters are stored packed (passes.PACKING_MODES; 'off' measures what decoding costs);
     `input_mode`: the input arrives row by row into a ring ('ring') or whole ('whole');
     `camera`: the input is made on the device from camera frames (converter.ir.camera);
+    `scratch`: passes.SCRATCH_MODES; 'auto' gives the convs their full scratch, or the least
+    they run with when the full plan does not fit the board (the budget check);
     `rows_per_call` and `decode_block` fix the rows per call and decoded blocks of the packed
     convs instead of choosing them (tests).
     input_size_option: --input-size can change the model (a builtin), for the budget advice."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
-    lw = lower(graph)
-    lw, layout = passes.run_passes(lw, arch=arch or target.arch, stream_mode=stream,
-                                   in_place=in_place, packing_mode=packing,
-                                   input_mode=input_mode, camera=camera,
-                                   rows_per_call=rows_per_call, decode_block=decode_block)
-    budget = check_budget(lw, layout, target, ram_budget=ram_budget, psram_budget=psram_budget,
-                          flash_budget=flash_budget, input_size_option=input_size_option,
-                          packing=packing)
+    lowered = lower(graph)
+    if scratch not in passes.SCRATCH_MODES:
+        raise UsageError(f"--scratch must be one of {', '.join(passes.SCRATCH_MODES)}, not "
+                         f"'{scratch}'")
+    modes = ("full", "least") if scratch == "auto" else (scratch,)
+    for n, mode in enumerate(modes, 1):
+        lw, layout = passes.run_passes(lowered, arch=arch or target.arch, stream_mode=stream,
+                                       in_place=in_place, packing_mode=packing,
+                                       input_mode=input_mode, camera=camera, scratch=mode,
+                                       rows_per_call=rows_per_call, decode_block=decode_block)
+        try:
+            budget = check_budget(lw, layout, target, ram_budget=ram_budget,
+                                  psram_budget=psram_budget, flash_budget=flash_budget,
+                                  input_size_option=input_size_option, packing=packing)
+            break
+        except BudgetError:
+            if n == len(modes):
+                raise
     files = render_files(lw, layout, target, arch=arch or target.arch, model_name=model_name,
                          source_name=source_name, arena_in_psram=budget.arena_in_psram,
                          prefix=prefix)
     return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,
                       arch=arch or target.arch, packing=packing, model_name=model_name,
-                      source_name=source_name, stream=stream, input_mode=input_mode)
+                      source_name=source_name, stream=stream, input_mode=input_mode,
+                      scratch=mode)
 
 
 def runtime_sources_used(lw: Lowered) -> list[str]:
@@ -134,6 +150,7 @@ def write(conv: Conversion, buf: bytes, out: Path | atomic.Staging,
         "packing": conv.packing,
         "stream_option": conv.stream,
         "input": conv.input_mode,
+        "scratch": conv.scratch,
         "model_name": conv.model_name,
         "source_name": conv.source_name,
         "runtime_sources": runtime_sources_used(conv.lowered),

@@ -94,7 +94,7 @@ def filter_layout(s: ConvLayer) -> np.ndarray:
 CONV = ConvKernel(
     symbol="sqz_conv_s8_armv7em_row", scratch_symbol="sqz_conv_s8_armv7em_scratch_size",
     arch=ARCH, refuses=refuses, filter_row_len=filter_row_len, filter_layout=filter_layout,
-    scratch_bytes=scratch_bytes,
+    scratch_bytes=scratch_bytes, min_scratch_bytes=min_scratch_bytes,
     description="Armv7E-M DSP: SMLAD, 3 pixels x 2 channels",
     sources=("arch/armv7em/conv_s8_armv7em.c", "arch/armv7em/mac.c",
              "arch/armv7em/mac_s8_armv7em.S"),

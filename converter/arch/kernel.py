@@ -34,6 +34,9 @@ class ConvKernel:
     filter_layout: Callable[[ConvLayer], np.ndarray]  # the filter as stored, flat int8
     scratch_bytes: Callable[[ConvLayer], int]
     description: str
+    # The least scratch it runs with (its C *_min_scratch_size), for kernels that take blocks
+    # as large as the scratch they are given; None: exactly scratch_bytes (--scratch least).
+    min_scratch_bytes: Callable[[ConvLayer], int] | None = None
     packed: bool = False  # reads an sqz_packed_filter (converter.packing), not int8 rows
     sources: tuple[str, ...] = ()  # the C/asm files it needs, relative to firmware/src
     # Its sqz_conv_rows_fn (several output rows per call), or None: one row per call.

@@ -83,7 +83,7 @@ def filter_layout(s: ConvLayer) -> np.ndarray:
 CONV = ConvKernel(
     symbol="sqz_conv_s8_mve_row", scratch_symbol="sqz_conv_s8_mve_scratch_size",
     arch=ARCH, refuses=refuses, filter_row_len=filter_row_len, filter_layout=filter_layout,
-    scratch_bytes=scratch_bytes,
+    scratch_bytes=scratch_bytes, min_scratch_bytes=min_scratch_bytes,
     description="Helium (MVE): VMLADAVA, 2 pixels x 4 channels",
     sources=("arch/mve/conv_mve.c", "arch/mve/conv_mve_loop.S"),
 )

@@ -129,6 +129,7 @@ def convert_command(args, out: Console, err: Console) -> int:
             conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
                                           source_name=src.source_name, stream=args.stream,
                                           packing=args.packing, input_mode=args.input,
+                                          scratch=args.scratch,
                                           arch=getattr(args, "arch", None),
                                           ram_budget=args.ram_budget,
                                           psram_budget=args.psram_budget,
@@ -228,6 +229,10 @@ def _convert_parser() -> argparse.ArgumentParser:
                    help="ring: the input arrives row by row and is kept only as long as the "
                         "layers still read each row (default); whole: stored whole before the "
                         "run")
+    p.add_argument("--scratch", choices=["auto", "full", "least"], default="auto",
+                   help="conv scratch: full (each kernel's fastest blocks), least (the "
+                        "smallest blocks the kernel runs with: a smaller arena, a little "
+                        "slower), auto (full, or least when full does not fit; default)")
     p.add_argument("--packing", choices=["ram", "flash", "off"], default="ram",
                    help="filters with few distinct values (sqz-compress) stored as codebook "
                         "indices: ram (where the peak arena stays that of plain int8 filters, "

@@ -109,6 +109,9 @@ class ConvStep(Step):
     rows_per_call: int = 1  # > 1 only for a kernel with a rows entry (passes.choose_rows)
     decode_block: int = 0  # packed: channels decoded per block, 0 = the kernel's least
     kept_plain: KeptPlain | None = None  # packable, but packing would raise the arena
+    # Scratch to give the kernel, 0 = its full scratch_bytes: a kernel with min_scratch_bytes
+    # works in smaller blocks with less (passes.least_scratch, --scratch least).
+    scratch_limit: int = 0
 
     @property
     def macs(self) -> int:
@@ -135,8 +138,13 @@ class ConvStep(Step):
         return self.filter_bytes + 4 * len(self.bias) + 5 * quant
 
     def scratch_bytes(self) -> int:
-        """Mirrors the chosen C kernel's scratch-size function (one row call)."""
-        return arch.conv_kernel(self.kernel).scratch_bytes(self)
+        """Mirrors the chosen C kernel's scratch-size function (one row call), or less where
+        scratch_limit asks for it and the kernel can work with less."""
+        k = arch.conv_kernel(self.kernel)
+        full = k.scratch_bytes(self)
+        if self.scratch_limit and k.min_scratch_bytes is not None:
+            return max(k.min_scratch_bytes(self), min(full, self.scratch_limit))
+        return full
 
     def filter_values(self) -> np.ndarray:
         """The filter as laid out in flash for the chosen kernel variant, flat int8."""

@@ -33,6 +33,24 @@ from .select import select_kernels
 
 MAX_EXHAUSTIVE_CUTS = 6
 INPUT_MODES = ("ring", "whole")
+# full: every kernel its whole scratch; least: the convs that can work in smaller blocks get
+# the least they run with (a little slower, a smaller arena where their scratch is at the
+# peak); auto (convert.convert_tflite): full, or least when full does not fit the board.
+SCRATCH_MODES = ("auto", "full", "least")
+
+
+def least_scratch(lw: Lowered) -> Lowered:
+    """Every conv whose kernel takes blocks as large as its scratch gets the least scratch."""
+    from ..arch import conv_kernel as _kernel
+
+    steps = []
+    for s in lw.steps:
+        if isinstance(s, ConvStep):
+            k = _kernel(s.kernel)
+            if k.min_scratch_bytes is not None:
+                s = dataclasses.replace(s, scratch_limit=k.min_scratch_bytes(s))
+        steps.append(s)
+    return dataclasses.replace(lw, steps=tuple(steps))
 
 
 def with_input_step(lw: Lowered, camera=None) -> Lowered:
@@ -51,7 +69,7 @@ MAX_EVALUATIONS = 200
 
 def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto",
                in_place: bool = True, input_mode: str = "whole", camera=None,
-               packing_mode: str = "ram",
+               packing_mode: str = "ram", scratch: str = "full",
                rows_per_call: int | None = None, decode_block: int | None = None
                ) -> tuple[Lowered, Layout]:
     """`stream_mode`: 'off' (today's schedule: whole tensors, conv+max-pool fused), 'full'
@@ -78,6 +96,11 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     if packing_mode == "flash":
         lw = pack_weights(lw)
     lw = select_kernels(lw, arch)
+    if scratch == "least":
+        lw = least_scratch(lw)
+    elif scratch != "full":
+        raise UsageError(f"--scratch must be one of {', '.join(SCRATCH_MODES)}, not "
+                         f"'{scratch}'")
     views: dict[int, View] = {}
     if in_place:
         lw, views = concat_in_place(lw)
