@@ -12,10 +12,10 @@ from pathlib import Path
 
 from . import arch, atomic, codegen, passes
 from .arch import portable
+from .errors import BudgetError, UsageError
 from .frontend import tflite_reader
 from .ir.lower import lower
 from .ir.steps import ConvStep, Lowered, PoolStep
-from .errors import BudgetError, UsageError
 from .passes.budget import Budget, check_budget
 from .passes.memory import Layout
 from .targets import Target
