@@ -15,6 +15,7 @@ from .ir.steps import (
     ConstStep,
     ConvStep,
     FullyConnectedStep,
+    InputStep,
     MeanStep,
     PoolStep,
     RequantizeStep,
@@ -80,7 +81,8 @@ def _op_text(s: Step) -> str:
         return f"{s.kind}pool {s.filter_hw[0]}x{s.filter_hw[1]}/{s.stride[0]}"
     names = {MeanStep: "mean", ConcatPartStep: "concat", AddStep: "add",
              SoftmaxStep: "softmax", FullyConnectedStep: "fully connected",
-             RequantizeStep: "requantize", ConstStep: "load constant"}
+             RequantizeStep: "requantize", ConstStep: "load constant",
+             InputStep: "input rows"}
     return names.get(type(s), type(s).__name__)
 
 
@@ -131,6 +133,8 @@ class Report:
     plan_ascii: str
     stream: str = "off"
     packing: str = "ram"  # sqz-convert --packing
+    input: str = "whole"  # how the input arrives: "whole", or "ring of N rows" (--input)
+    scratch: str = "full"  # the convs' scratch: full or least (--scratch)
     segments: list[SegmentRow] = field(default_factory=list)
     rings: list[RingRow] = field(default_factory=list)
     live_curve: list[int] = field(default_factory=list)  # live bytes per kernel call
@@ -175,6 +179,8 @@ class Report:
             f"| arena without reuse (naive sum) | {self.arena_naive_bytes:,} B |",
             f"| row streaming | {self.stream} |",
             f"| packing (`--packing`) | {self.packing} |",
+            f"| input (`--input`) | {self.input} |",
+            f"| conv scratch (`--scratch`) | {self.scratch} |",
             *([f"| firmware image flash (text + data) | {self.image['flash']:,} B |",
                f"| firmware image RAM (data + bss) | {self.image['ram']:,} B |"]
               if self.image else []),
@@ -292,9 +298,21 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
         arena_place=b.ram_place, ram_limit=b.psram_limit if b.arena_in_psram else b.sram_limit,
         input_shape=list(g.tensor(lw.input).shape), output_shape=list(g.tensor(lw.output).shape),
         plan_ascii=planner.ascii_dump(lay.plan), stream=sched.mode, packing=conv.packing,
+        input=_input_text(lw, lay), scratch=conv.scratch,
         segments=segments,
         rings=rings, live_curve=list(lay.live_bytes),
     )
+
+
+def _input_text(lw, lay) -> str:
+    slots = lay.rows[lw.input].slots
+    rows = rows_of(lw, lw.input)
+    if not any(isinstance(s, InputStep) for s in lw.steps) or slots >= rows:
+        return "whole, in place before the run"
+    cam = next(s.camera for s in lw.steps if isinstance(s, InputStep))
+    source = (f"made on the device from {cam.format_name} camera frames"
+              if cam is not None else "arriving row by row")
+    return f"a ring of {slots} of its {rows} rows, {source}"
 
 
 def plot(report: Report, layout_plan: planner.Plan, path: Path) -> None:
