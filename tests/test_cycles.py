@@ -59,12 +59,12 @@ class Trace:
 
 
 def _region(body: list[str], loop: int = 1) -> Trace:
-    """caller -> sqz_run (entry block, `body` run `loop` times, a return) -> caller."""
+    """caller -> sqz_app_compute (entry block, `body` run `loop` times, a return) -> caller."""
     t = Trace()
     t.block("call", "sqz_app_poll", 0x100, ["bl #0x200"])
-    t.block("entry", "sqz_run", 0x200, ["push {r4, lr}", "b #0x210"])
-    t.block("body", "sqz_run", 0x210, body)
-    t.block("ret", "sqz_run", 0x300, ["pop {r4, pc}"])
+    t.block("entry", "sqz_app_compute", 0x200, ["push {r4, lr}", "b #0x210"])
+    t.block("body", "sqz_app_compute", 0x210, body)
+    t.block("ret", "sqz_app_compute", 0x300, ["pop {r4, pc}"])
     t.block("after", "sqz_app_poll", 0x104, ["movs r0, #0"])
     return t.run("call", "entry", *["body"] * loop, "ret", "after")
 
@@ -130,15 +130,15 @@ def test_it_blocks_and_the_cores_tables_differ_where_their_manuals_do() -> None:
 def test_hook_calls_split_the_run_into_layers_and_are_not_charged() -> None:
     t = Trace()
     t.block("call", "sqz_app_poll", 0x100, ["bl #0x200"])
-    t.block("entry", "sqz_run", 0x200, ["blx r3"])  # a kernel
+    t.block("entry", "sqz_app_compute", 0x200, ["blx r3"])  # a kernel
     t.block("k0", "sqz_kernel_a", 0x400, ["smlad r8, r4, r12, r8", "bx lr"])
     t.block("k1", "sqz_kernel_b", 0x500, ["movs r0, #0", "movs r1, #0", "bx lr"])
-    t.block("back", "sqz_run", 0x204, ["blx r6"])  # the hook
+    t.block("back", "sqz_app_compute", 0x204, ["blx r6"])  # the hook
     t.block("hook", "step_hook", 0x600, ["push {r4, lr}", "bl #0x700"])
     t.block("counter", "sqz_port_counter", 0x700, [*["nop"] * 50, "bx lr"])
     t.block("hook2", "step_hook", 0x608, ["pop {r4, pc}"])
-    t.block("next", "sqz_run", 0x206, ["blx r3"])
-    t.block("ret", "sqz_run", 0x300, ["pop {r4, pc}"])
+    t.block("next", "sqz_app_compute", 0x206, ["blx r3"])
+    t.block("ret", "sqz_app_compute", 0x300, ["pop {r4, pc}"])
     t.block("after", "sqz_app_poll", 0x104, ["movs r0, #0"])
     t.run("call", "entry", "k0", "back", "hook", "counter", "hook2",
           "next", "k1", "back", "hook", "counter", "hook2",
@@ -157,23 +157,48 @@ def test_hook_calls_split_the_run_into_layers_and_are_not_charged() -> None:
         e.per_step([0, 1], 2)
 
 
+def test_every_burst_of_a_ring_input_run_is_counted_and_the_waits_are_not() -> None:
+    """A ring input's run goes on as rows arrive: the region is entered once per row, from
+    different callers, and the hook is called by the executor inside it. Everything between
+    the bursts (the serial link) is left out; the hook is left out until it returns to the
+    executor."""
+    t = Trace()
+    t.block("rx", "take_bytes", 0x100, ["bl #0x200"])
+    t.block("rx2", "take_bytes", 0x104, [*["movs r0, #0"] * 30, "bl #0x200"])
+    t.block("entry", "sqz_app_compute", 0x200, ["push {r4, lr}", "bl #0x800"])
+    t.block("exec", "sqz_exec_continue", 0x800, ["blx r3"])
+    t.block("kernel", "sqz_kernel_a", 0x400, ["smlad r8, r4, r12, r8", "bx lr"])
+    t.block("exec2", "sqz_exec_continue", 0x804, ["blx r6"])  # the hook
+    t.block("hook", "step_hook", 0x600, [*["nop"] * 40, "bx lr"])
+    t.block("exec3", "sqz_exec_continue", 0x808, ["movs r0, #6", "bx lr"])  # waits for a row
+    t.block("ret", "sqz_app_compute", 0x204, ["pop {r4, pc}"])
+    t.block("after", "take_bytes", 0x108, ["movs r0, #0"])
+    burst = ("entry", "exec", "kernel", "exec2", "hook", "exec3", "ret")
+    t.run("rx", *burst, "after", "rx2", *burst, "after")
+    e = t.estimate()
+    # Per burst: PUSH+BL 2, BLX 1, the kernel 2, the BLX to the hook 1 | MOVS+BX 2, POP 1.
+    assert len(e.segment_instructions) == 3  # two hook calls, then the end
+    assert e.segment_instructions == [2 + 1 + 2 + 1, 2 + 1 + 2 + 2 + 1 + 1, 2 + 1]
+    assert e.instructions == sum(e.segment_instructions)  # none of take_bytes' 31, the hook's
+
+
 def test_abandoned_and_rewound_blocks_are_taken_back() -> None:
     body = ["movs r0, #1", "movs r1, #2", "ldr r2, [r3]", "movs r4, #3", "b #0x300"]
     plain = _region(body).estimate()
     t = Trace()
     t.block("call", "sqz_app_poll", 0x100, ["bl #0x200"])
-    t.block("entry", "sqz_run", 0x200, ["push {r4, lr}", "b #0x210"])
-    t.block("body", "sqz_run", 0x210, body)
-    t.block("ret", "sqz_run", 0x300, ["pop {r4, pc}"])
+    t.block("entry", "sqz_app_compute", 0x200, ["push {r4, lr}", "b #0x210"])
+    t.block("body", "sqz_app_compute", 0x210, body)
+    t.block("ret", "sqz_app_compute", 0x300, ["pop {r4, pc}"])
     t.block("after", "sqz_app_poll", 0x104, ["movs r0, #0"])
     t.run("call", "entry", "body")
     # Logged, then stopped before running (icount): it runs again right after.
-    t.raw("Stopped execution of TB chain before 0x7f0000008400 [00000210] sqz_run")
+    t.raw("Stopped execution of TB chain before 0x7f0000008400 [00000210] sqz_app_compute")
     t.run("body")
     # Rewound at the load (an I/O access): only its first two instructions ran; QEMU
     # translates the rest as a new block.
     t.raw("cpu_io_recompile: rewound execution of TB to 00000214")
-    t.block("rest", "sqz_run", 0x214, body[2:])
+    t.block("rest", "sqz_app_compute", 0x214, body[2:])
     t.run("rest", "ret", "after")
     e = t.estimate()
     assert e.instructions == plain.instructions
@@ -183,7 +208,7 @@ def test_abandoned_and_rewound_blocks_are_taken_back() -> None:
 def test_a_trace_that_never_leaves_the_region_is_an_error() -> None:
     t = Trace()
     t.block("call", "sqz_app_poll", 0x100, ["bl #0x200"])
-    t.block("entry", "sqz_run", 0x200, ["b #0x200"])
+    t.block("entry", "sqz_app_compute", 0x200, ["b #0x200"])
     t.run("call", "entry", "entry")
     with pytest.raises(BuildError, match="never entered and left"):
         t.estimate()
@@ -231,7 +256,7 @@ needs_qemu = pytest.mark.skipif(
 
 @needs_qemu
 def test_a_traced_run_counts_what_the_firmware_counts(tmp_path) -> None:
-    """The tiny fixture on mps2-an386: the traced instructions of sqz_run are the firmware's
+    """The tiny fixture on mps2-an386: the traced instructions of sqz_app_compute are the firmware's
     exact count (the counter's own fixed part aside), per layer too, and the estimate is
     ordered and at least one cycle per instruction on the Cortex-M4."""
     from test_qemu import _mps2_model_dir

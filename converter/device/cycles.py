@@ -50,7 +50,10 @@ CORES = ("cortex-m4", "cortex-m7", "cortex-m55")
 #: left out by HOOK_SYMBOL.)
 EXCLUDED_SYMBOLS = frozenset({"sqz_mps2_systick"})
 HOOK_SYMBOL = "step_hook"
-REGION_SYMBOL = "sqz_run"
+# The application's bursts of computing (firmware/src/app/app.c): one per RUN on an input stored
+# whole, one per arriving row on a ring input; everything between them (the serial link) is
+# not counted, as the firmware's own counter does not count it.
+REGION_SYMBOL = "sqz_app_compute"
 TRACE_OPTIONS = ("-d", "in_asm,exec,nochain")
 PARAMS = ("alu", "div", "load", "load_pipelined", "store_imm", "store_reg", "ldrd", "strd",
           "ldm_base", "ldm_per_reg", "branch", "refill", "refill_pc", "tbb", "it", "agu_stall",
@@ -325,8 +328,10 @@ def read_trace(lines: Iterable[str], region: str = REGION_SYMBOL,
                hook: str | None = HOOK_SYMBOL,
                excluded: frozenset[str] = EXCLUDED_SYMBOLS) -> TraceProfile:
     """Reads a ``-d in_asm,exec,nochain`` log (a file or a FIFO, line by line, to the end) into
-    the region's transition counts. Not counted: everything from an entry into ``hook`` until
-    control is back in ``region`` (the hook and whatever it calls), and the blocks of the
+    the region's transition counts. The region may be entered and left many times (a ring
+    input's run goes on as rows arrive): every visit is counted. Not counted: everything from
+    an entry into ``hook`` until control is back in the function that called it (the hook and
+    whatever it calls), everything outside the region, and the blocks of the
     ``excluded`` symbols (interrupt handlers the firmware's own count leaves out): a transition
     into them is recorded as (block, SKIPPED), out of them as (SKIPPED, block)."""
     blocks: list[Block] = []
@@ -336,6 +341,8 @@ def read_trace(lines: Iterable[str], region: str = REGION_SYMBOL,
     prof = TraceProfile(blocks, [Counter()], [Counter()])
     state = 0  # 0 before the region, 1 inside, 2 after
     in_hook = False
+    hook_caller = ""
+    visits = 0
     caller = ""
     prev = -1
     seg = prof.segments[0]
@@ -361,10 +368,11 @@ def read_trace(lines: Iterable[str], region: str = REGION_SYMBOL,
             if state == 1:
                 sym = blocks[tid].symbol
                 if in_hook:
-                    if sym != region:
+                    if sym != hook_caller:
                         continue
                     in_hook = False
                 elif sym == hook:
+                    hook_caller = blocks[prev].symbol if prev >= 0 else region
                     seg[(prev, SKIPPED)] += 1
                     seg = Counter()
                     prof.segments.append(seg)
@@ -379,14 +387,16 @@ def read_trace(lines: Iterable[str], region: str = REGION_SYMBOL,
                     prev = SKIPPED
                     last = None
                     continue
-                if sym == caller:
+                if sym == caller and (prev < 0 or blocks[prev].symbol == region
+                                      or prev == SKIPPED):
                     seg[(prev, END)] += 1  # the region's last block: its return is charged
                     state = 2
+                    visits += 1
                     continue
                 seg[(prev, tid)] += 1
                 last, last_prev = (prev, tid), prev
                 prev = tid
-            elif state == 0:
+            else:
                 if blocks[tid].symbol == region and (prev < 0 or blocks[prev].symbol != region):
                     state = 1
                     caller = blocks[prev].symbol if prev >= 0 else ""
@@ -414,7 +424,7 @@ def read_trace(lines: Iterable[str], region: str = REGION_SYMBOL,
                 addr = int(line.rsplit(" ", 1)[1], 16)
                 prof.cuts[-1][(last[1], addr)] += 1
                 last = None
-    prof.found = state == 2
+    prof.found = state == 2 and visits > 0
     return prof
 
 

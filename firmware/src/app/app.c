@@ -248,17 +248,24 @@ static void cmd_hello(uint16_t seq)
     sqz_frame_tx_end(&tx);
 }
 
-/* Runs the model as far as the input received so far allows; only this time is counted. The
- * function is not inlined, so a trace of the run (converter/device/cycles.py) finds every burst
- * of computing by its name. */
-__attribute__((noinline)) static void compute(void)
+/* One burst of computing: the model as far as the input received so far allows. Not inlined,
+ * and external so that no clone renames it: a trace of the run (converter/device/cycles.py,
+ * REGION_SYMBOL) finds every burst by its name, and counts what the counter around it counts. */
+void sqz_app_compute(void);
+__attribute__((noinline)) void sqz_app_compute(void)
+{
+    st.exec_status = (uint16_t)sqz_exec_continue(&ex);
+}
+
+/* Only the time spent computing is counted, not the time waiting for rows. */
+static void compute(void)
 {
     if (st.exec_status != SQZ_OK && st.exec_status != SQZ_WAIT_INPUT) {
         return; /* a kernel failed: the rest of the input is received and dropped */
     }
     const uint64_t t0 = sqz_port_counter();
     hook_prev = t0;
-    st.exec_status = (uint16_t)sqz_exec_continue(&ex);
+    sqz_app_compute();
     st.exec_total += sqz_port_counter() - t0;
 }
 
