@@ -86,7 +86,7 @@ def exports(tmp_path_factory) -> Exports:
     assert convert_main([str(tfl), "--target", "mps2-an386", "--out", str(root / "m4"),
                          "--export", str(root / "m4-lib" / "sqz_shapes"), "--export-image",
                          sample, "-q"]) == 0
-    assert convert_main([str(tfl), "--target", "esp32s3", "--ram-budget", "16K", "--out",
+    assert convert_main([str(tfl), "--target", "esp32s3", "--ram-budget", "4K", "--out",
                          str(root / "esp"), "--export", str(root / "esp-lib" / "shapes_psram"),
                          "--export-name", "shapes_psram", "--export-version", "2.1.0-rc1",
                          "--export-author", "Jane Doe <jane@example.com>",
@@ -828,7 +828,7 @@ def test_two_models_in_one_firmware(exports, tmp_path):
                           text=True).stdout
     defined = [ln.split()[-1] for ln in syms.splitlines() if re.match(r"\S+ [TtDdRrBb] ", ln)]
     assert defined.count("sqz_run") == 1
-    assert {"sqz_shapes_run", "digits_run", "sqz_shapes_model_def",
+    assert {"sqz_shapes_run_input", "digits_input_end", "sqz_shapes_model_def",
             "digits_model_def"} <= set(defined)
 
 
