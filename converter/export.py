@@ -55,8 +55,9 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 # of sqz_ and one of these words could collide with them (tests/test_export.py checks the list
 # against the runtime's symbols).
 RESERVED_WORDS = frozenset({
-    "add", "app", "arch", "armv7em", "avg", "check", "clamp", "concat", "conv", "crc32", "dims",
-    "exact", "fc", "frame", "fully", "load", "mac", "max", "mean", "min", "model", "mps2", "node",
+    "add", "app", "arch", "armv7em", "avg", "camera", "check", "clamp", "concat", "conv", "crc32",
+    "dims", "exact", "exec", "fc", "feed", "frame", "fully", "load", "mac", "max", "mean", "min",
+    "model", "mps2", "node",
     "packed", "pair", "per", "pie", "pool", "port", "proto", "requantize", "reset", "rounding",
     "row", "rows", "run", "runtime", "s3", "sat", "segment", "softmax", "status", "sxtb16",
     "target", "tensor", "trailing", "validation", "window"})
@@ -257,16 +258,26 @@ def _model_context(model_dir: Path) -> tuple[dict[str, Any], Any]:
     if len(in_shape) != 4 or in_shape[0] != 1:
         raise ModelError(f"{md.tflite_path}: input shape {in_shape} is not one NHWC image")
     classes = int(np.prod(out_shape[1:]))
+    model_h = model_dir / "model.h"
+    if _define(header, "SQZ_MODEL_FRAME_FORMAT", model_h, r"(\d+)") != "0":
+        raise ModelError(f"{model_h}: the model's input is made from camera frames on the "
+                         "device; --export does not offer a frame API yet. Convert it without "
+                         "the camera option to export it (its input is then the int8 image)")
     model = {
         "name": md.name,
         "sha256": md.sha256,
-        "arena_bytes": int(_define(header, "SQZ_MODEL_ARENA_BYTES", model_dir / "model.h",
-                                   r"(\d+)")),
+        "arena_bytes": int(_define(header, "SQZ_MODEL_ARENA_BYTES", model_h, r"(\d+)")),
         "arena_in_psram": _define(target_text, "SQZ_ARENA_IN_PSRAM", target_h) == "1",
         "input": {"height": in_shape[1], "width": in_shape[2], "channels": in_shape[3],
                   "bytes": int(np.prod(in_shape)), "scale": repr(in_scale), "scale_f": in_scale,
                   "zero_point": in_zp,
-                  "q16": _fixed_point(1.0 / (in_scale * 65536.0), "input")},
+                  "q16": _fixed_point(1.0 / (in_scale * 65536.0), "input"),
+                  # A ring (--input ring): the API takes the input row by row and has no
+                  # input buffer; else it is stored whole in the arena (--input whole).
+                  "ring": _define(header, "SQZ_MODEL_INPUT_RING", model_h, r"([01])") == "1",
+                  "row_bytes": int(_define(header, "SQZ_MODEL_INPUT_ROW_BYTES", model_h,
+                                           r"(\d+)")),
+                  },
         "output": {"classes": classes, "scale": repr(out_scale), "scale_f": out_scale,
                    "zero_point": out_zp,
                    "softmax": tflite_edit.final_softmax_input(md.tflite) is not None,
@@ -392,8 +403,10 @@ class ModelCode:
         in_psram = _define(target_h.read_text(errors="replace"), "SQZ_ARENA_IN_PSRAM",
                            target_h) == "1"
         graph = tflite_reader.read_model_bytes(tflite, source=meta["source_name"])
+        # sqz.json records --input since the input ring came; before, it was stored whole.
         lw, layout = passes.run_passes(lower(graph), arch=meta["arch"],
                                        stream_mode=meta["stream_option"], in_place=True,
+                                       input_mode=meta.get("input", "whole"),
                                        packing_mode=meta["packing"])
 
         def render(prefix: str) -> dict[str, str]:
@@ -497,9 +510,9 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
         "runtime": {"name": RUNTIME, "version": __version__},
         "symbols": sym,
         "model": model,
-        "model_macros": ["NAME", "SHA256", "ARENA_BYTES", "N_STEPS", "MACS", "INPUT_BYTES",
-                         "INPUT_ZERO_POINT", "OUTPUT_BYTES", "OUTPUT_ZERO_POINT",
-                         "LOGITS_BYTES"],
+        # Every macro of the generated header, under sqz's default names for the server.
+        "model_macros": re.findall(rf"^#define {re.escape(sym['macro'])}MODEL_(\w+) ",
+                                   code[sym["header"]], re.M),
         "target": {"name": target.name, "description": target.description, "arch": arch_name,
                    "idf_target": IDF_TARGETS.get(target.name)},
         "pixels": pixels_ctx,

@@ -52,9 +52,10 @@ QEMU_CMD = ["qemu-system-arm", "-M", "mps2-an386", "-nodefaults", "-display", "n
 class Exports:
     root: Path
     host_model: Path
-    host: Path  # library exported for the host
+    host: Path  # library exported for the host (the input a ring, the default)
     m4: Path  # for mps2-an386
     esp: Path  # for esp32s3 with the arena in PSRAM
+    whole: Path  # for the host, --input whole: the input stored whole in the arena
 
     def runtime(self, lib: Path) -> Path:
         return lib.parent / export.RUNTIME
@@ -85,15 +86,20 @@ def exports(tmp_path_factory) -> Exports:
     assert convert_main([str(tfl), "--target", "mps2-an386", "--out", str(root / "m4"),
                          "--export", str(root / "m4-lib" / "sqz_shapes"), "--export-image",
                          sample, "-q"]) == 0
-    assert convert_main([str(tfl), "--target", "esp32s3", "--ram-budget", "16K", "--out",
+    assert convert_main([str(tfl), "--target", "esp32s3", "--ram-budget", "4K", "--out",
                          str(root / "esp"), "--export", str(root / "esp-lib" / "shapes_psram"),
                          "--export-name", "shapes_psram", "--export-version", "2.1.0-rc1",
                          "--export-author", "Jane Doe <jane@example.com>",
                          "--export-maintainer", "Acme Firmware <fw@example.com>",
                          "--export-url", "https://example.com/shapes", "--export-license", "MIT",
                          "-q"]) == 0
+    assert convert_main([str(tfl), "--target", "host", "--input", "whole", "--out",
+                         str(root / "whole"), "--export", str(root / "whole-lib" / "shapes_whole"),
+                         "--export-name", "shapes_whole", "--export-image", str(FIRST_IMAGE),
+                         "-q"]) == 0
     return Exports(root, host_model, root / "host-lib" / "sqz_shapes",
-                   root / "m4-lib" / "sqz_shapes", root / "esp-lib" / "shapes_psram")
+                   root / "m4-lib" / "sqz_shapes", root / "esp-lib" / "shapes_psram",
+                   root / "whole-lib" / "shapes_whole")
 
 
 def _reference_top1(model_dir: Path, image: Path) -> tuple[int, int, str]:
@@ -256,19 +262,19 @@ def _api_check(lib: Path, tmp_path: Path) -> list[str]:
     return proc.stdout.splitlines()
 
 
-@pytest.mark.parametrize("which", ["host", "esp"])
-def test_output_survives_writing_the_next_input(exports, which, tmp_path):
-    """The header's promise: the output stays valid until the next run, so an application can
-    write its next frame first. The ESP32-S3 plan used to put the output inside the input (its
-    PIE kernels run on the host as their C twins)."""
+def test_output_survives_writing_the_next_input(exports, tmp_path):
+    """The header's promise for a model that stores its input whole: the output stays valid
+    until the next run, so an application can write its next frame first (to <name>_input()
+    or with <name>_input_write()). The ESP32-S3 plan used to put the output inside the input
+    (its PIE kernels run on the host as their C twins)."""
     _need("cmake", "cc")
-    lines = _api_check(getattr(exports, which), tmp_path)
+    lines = _api_check(exports.whole, tmp_path)
     in_off, in_bytes, out_off, out_bytes = (
         int(v) for v in next(x for x in lines if x.startswith("layout ")).split()[1:])
     assert out_off + out_bytes <= in_off or in_off + in_bytes <= out_off
-    assert "stable 1" in lines
+    assert "stable 1" in lines and "stable_stream 1" in lines
     # The same for the generated model of every export: its input and output never overlap.
-    for lib in (exports.host, exports.m4, exports.esp):
+    for lib in (exports.host, exports.m4, exports.esp, exports.whole):
         name = lib.name
         text = (lib / "src" / f"{name}_model.c").read_text()
         model_def = text[text.index(f"const sqz_model {name}_model_def"):]
@@ -278,17 +284,38 @@ def test_output_survives_writing_the_next_input(exports, which, tmp_path):
         assert b + nb <= a or a + na <= b, (lib, tensors)
 
 
-def test_c_api_against_the_host(exports, tmp_path):
-    """tests/c/export_api_check.c, linked with the library: init's checks, the output, top-k
-    order, and the Q16.16 helpers against exact arithmetic on the host."""
+# What each misuse of the streaming API returns (tests/c/export_api_check.c, in this order):
+# SQZ_ERR_ARG is 1, SQZ_OK 0. After "half", the stream stays open: the rest completes it.
+STREAM_ERRORS = {"write_before_begin": 1, "end_before_begin": 1, "begin": 0, "write_null": 1,
+                 "write_nothing": 0, "too_many_at_once": 1, "half": 0, "end_too_early": 1,
+                 "too_many": 1, "rest": 0, "past_the_end": 1, "end": 0, "end_again": 1,
+                 "write_after_end": 1, "run_input_null": 1}
+
+
+@pytest.mark.parametrize("which", ["host", "whole"])
+def test_c_api_against_the_host(exports, which, tmp_path):
+    """tests/c/export_api_check.c, linked with the library, for a model whose input is a ring
+    and one that stores it whole: init's checks; the output of the whole input
+    (<name>_run_input) and of the streaming API in pieces of 1, 7, a row's and the whole
+    input's bytes (and, stored whole, <name>_input() and <name>_run()) each the reference's;
+    the streaming API's misuse statuses; top-k order; the Q16.16 helpers against exact
+    arithmetic on the host."""
     _need("cmake", "cc")
-    lines = _api_check(exports.host, tmp_path)
+    lib = getattr(exports, which)
+    ring = which == "host"
+    header = (lib / "src" / f"{lib.name}.h").read_text()
+    assert f"#define {lib.name.upper()}_INPUT_RING {int(ring)}" in header
+    assert (f"{lib.name}_run(void)" in header) == (not ring)
+    assert (f"{lib.name}_input(void)" in header) == (not ring)
+    lines = _api_check(lib, tmp_path)
     facts = dict(line.rsplit(" ", 1) for line in lines if line.startswith("init "))
     err_arg, ok = "1", "0"  # SQZ_ERR_ARG, SQZ_OK
-    assert facts == {"init run_before": err_arg, "init misaligned": err_arg,
-                     "init small": err_arg, "init ok": ok, "init arena": "1",
-                     "init run": ok}
-    assert "failed none" in lines
+    assert facts == {"init run_before": err_arg, "init begin_before": err_arg,
+                     "init misaligned": err_arg, "init small": err_arg, "init ok": ok,
+                     "init arena": "1", "init run": ok}
+    assert lines.count("failed none") == 2
+    errors = {x.split()[1]: int(x.split()[2]) for x in lines if x.startswith("error ")}
+    assert errors == STREAM_ERRORS
 
     out = [int(v) for v in next(x for x in lines if x.startswith("output ")).split()[1:]]
     pre = Preprocessing.from_dict(json.loads((exports.host_model / "preprocess.json")
@@ -303,7 +330,16 @@ def test_c_api_against_the_host(exports, tmp_path):
     device_input = [int(v) for v in next(
         x for x in lines if x.startswith("input ")).split()[1:]]
     assert device_input == x.reshape(-1).tolist()
-    assert out == reference.run_reference(tflite, x[None]).outputs.reshape(-1).tolist()
+    want = reference.run_reference(tflite, x[None]).outputs.reshape(-1).tolist()
+    assert out == want
+    row = x.shape[1] * x.shape[2]
+    streams = {x.split()[1]: [int(v) for v in x.split()[2:]] for x in lines
+               if x.startswith("stream ")}
+    assert set(streams) == {"1", "7", str(row), str(x.size), "resumed", "restarted"}
+    for chunk, got in streams.items():
+        assert got == [0, *want], chunk  # SQZ_OK, then the reference's output
+    wholes = [[int(v) for v in x.split()[1:]] for x in lines if x.startswith("whole ")]
+    assert wholes == ([] if ring else [[0, *want]])
 
     topk = [tuple(int(v) for v in p.split(":"))
             for p in next(x for x in lines if x.startswith("topk")).split()[1:]]
@@ -364,7 +400,7 @@ def test_sqz_validate_port_against_a_firmware_built_from_the_library(exports, tm
 
 def test_validation_server_is_only_linked_when_called(host_example):
     syms = subprocess.run(["nm", str(host_example)], capture_output=True, text=True).stdout
-    assert "sqz_run" in syms
+    assert "sqz_exec_continue" in syms
     assert "sqz_shapes_validation_poll" not in syms and "sqz_frame_rx_byte" not in syms
 
 
@@ -643,6 +679,13 @@ def test_export_is_deterministic(exports, tmp_path):
             assert fixture[rel] == data, rel
     api = (a / "src" / "sqz_shapes.c").read_text()
     assert api.startswith("/* DO NOT EDIT. Generated by sqz")
+    # A model converted with --input whole (sqz.json records it) converts again the same.
+    w = tmp_path / "w" / "shapes_whole"
+    export.export_library(exports.root / "whole", w, name="shapes_whole")
+    fixture = _tree(exports.whole)
+    for rel, data in _tree(w).items():
+        if "sample" not in rel and rel not in ("sqz_export.json", "README.md"):
+            assert fixture[rel] == data, rel
 
 
 def test_export_replaces_its_own_export_and_nothing_else(exports, tmp_path, capsys):
@@ -730,10 +773,18 @@ int main(void)
         != SQZ_OK) {
         return 2;
     }
-    sqz_shapes_quantize_pixels(sqz_shapes_sample_pixels, sqz_shapes_input(),
-                               SQZ_SHAPES_INPUT_PIXELS);
-    digits_quantize_pixels(digits_sample_pixels, digits_input(), DIGITS_INPUT_PIXELS);
-    if (sqz_shapes_run() != SQZ_OK || digits_run() != SQZ_OK) {
+    static int8_t x[SQZ_SHAPES_INPUT_BYTES];
+    static int8_t row[DIGITS_INPUT_ROW_BYTES];
+    uint32_t y;
+    /* One model on a whole input, the other fed row by row. */
+    sqz_shapes_quantize_pixels(sqz_shapes_sample_pixels, x, SQZ_SHAPES_INPUT_PIXELS);
+    digits_input_begin();
+    for (y = 0; y < DIGITS_INPUT_HEIGHT; ++y) {
+        digits_quantize_pixels(digits_sample_pixels + y * DIGITS_INPUT_ROW_BYTES, row,
+                               DIGITS_INPUT_WIDTH);
+        digits_input_write(row, sizeof row);
+    }
+    if (sqz_shapes_run_input(x) != SQZ_OK || digits_input_end() != SQZ_OK) {
         return 3;
     }
     sqz_shapes_top_k(1, &a, &sa);
@@ -784,7 +835,7 @@ def test_two_models_in_one_firmware(exports, tmp_path):
                           text=True).stdout
     defined = [ln.split()[-1] for ln in syms.splitlines() if re.match(r"\S+ [TtDdRrBb] ", ln)]
     assert defined.count("sqz_run") == 1
-    assert {"sqz_shapes_run", "digits_run", "sqz_shapes_model_def",
+    assert {"sqz_shapes_run_input", "digits_input_end", "sqz_shapes_model_def",
             "digits_model_def"} <= set(defined)
 
 
