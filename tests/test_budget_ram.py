@@ -286,3 +286,55 @@ def test_the_docs_describe_both_profiles() -> None:
     for name in (SMALL, "nucleo_f411re"):
         assert f"| `{name}` |" in text
     assert "SQZ_RAM_BYTES" in text and "whole firmware's RAM" in text
+
+
+@pytest.fixture(scope="module")
+def pio_offline(tmp_path_factory) -> dict[str, str]:
+    """PlatformIO without its registry, after the documented set-up (as in test_pio_flow)."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("platformio") is None or importlib.util.find_spec("SCons") is None:
+        pytest.skip("PlatformIO or SCons is not installed (pip install -e '.[test]')")
+    core = tmp_path_factory.mktemp("pio-core")
+    env = {k: v for k, v in os.environ.items() if k != "SQZ_PIO_GLUE"}
+    env.update(PLATFORMIO_CORE_DIR=str(core), PLATFORMIO_SETTING_ENABLE_TELEMETRY="No")
+    subprocess.run([sys.executable, str(ROOT / "firmware" / "tools" / "pio_offline_setup.py")],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    return env
+
+
+@needs_qemu
+def test_pio_env_builds_uploads_and_validates(small_squeezenet, pio_offline,
+                                              tmp_path_factory) -> None:
+    """`pio run -e mps2-an386-128k -t upload` with sqz's local platform, offline: the image
+    links within 128 KiB (its map shows the --defsym'd regions) and runs bit-exact."""
+    import json
+
+    from test_pio_flow import URL_RE, _Emulator, _run, _tool
+
+    pio_env = pio_offline
+    root = tmp_path_factory.mktemp("pio-small")
+    shutil.copy(ROOT / "platformio.ini", root / "platformio.ini")
+    shutil.copytree(ROOT / "firmware", root / "firmware",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "build").mkdir()
+    (root / "build" / "sqz_pio.ini").write_text(
+        f"[platformio]\ndefault_envs = {SMALL}\n\n[sqz]\nmodel_dir = {small_squeezenet}\n")
+    upload = _run([_tool("pio"), "run", "-e", SMALL, "-t", "upload"], root, pio_env)
+    state = root / ".pio" / "build" / SMALL / "qemu.json"
+    emulator = _Emulator(root, pio_env, state)
+    try:
+        mapfile = (root / ".pio" / "build" / SMALL / "program.map").read_text()
+        regions = dict(re.findall(r"^(FLASH|RAM)\s+0x[0-9a-f]+\s+(0x[0-9a-f]+)", mapfile, re.M))
+        assert {k: int(v, 16) for k, v in regions.items()} == {"FLASH": 2 << 20,
+                                                              "RAM": 128 << 10}
+        url = URL_RE.search(upload.stdout).group(1)
+        validate = _run([_tool("sqz-validate"), "--port", url, "--model",
+                         str(small_squeezenet), "-n", "2"], root, pio_env)
+        assert "PASS: all 2 outputs bit-exact" in validate.stdout, validate.stdout
+        assert json.loads(state.read_text())["url"] == url
+        assert "Stopped QEMU mps2-an386" in emulator.stop()
+    finally:
+        emulator.kill_leftover()
+
