@@ -139,6 +139,9 @@ class Report:
     rings: list[RingRow] = field(default_factory=list)
     live_curve: list[int] = field(default_factory=list)  # live bytes per kernel call
     image: dict | None = None  # arm-none-eabi-size of the built firmware, where one is built
+    # The whole firmware's RAM as the budget check counted it (passes.budget.app_ram_bytes):
+    # arena, stack, buffers, static, internal (what the SRAM holds) and limit (the SRAM).
+    ram: dict | None = None
     image_note: str = ""
 
     def to_json(self) -> dict:
@@ -156,9 +159,20 @@ class Report:
             f"~{self.code_bytes_estimate:,} B) of {self.flash_limit:,} B\n"
             f"  arena {self.arena_bytes:,} B in {self.arena_place} (lower bound "
             f"{self.arena_lower_bound:,} B, no reuse {self.arena_naive_bytes:,} B)\n"
+            + (f"  whole firmware's RAM ~{self.ram['internal']:,} B of {self.ram['limit']:,} B "
+               f"(stack {self.ram['stack']:,} B, buffers {self.ram['buffers']:,} B, static "
+               f"{self.ram['static']:,} B)\n" if self.ram else "") +
             f"  calibration: {self.calibration}"
             + (f"\n  {self.image_note}" if self.image_note else "")
         )
+
+    def _ram_row(self) -> str:
+        r = self.ram
+        arena = f"arena {r['arena']:,} B" + (" (in PSRAM, not counted)"
+                                             if r["arena_in_psram"] else "")
+        return (f"| whole firmware's RAM (estimate: arena, stack, buffers, static data) | "
+                f"{r['internal']:,} B of {r['limit']:,} B: {arena}, stack {r['stack']:,} B, "
+                f"buffers {r['buffers']:,} B, static {r['static']:,} B |")
 
     def markdown(self) -> str:
         lines = [
@@ -174,6 +188,7 @@ class Report:
             f"{self.flash_limit:,} B |",
             f"| weights, biases, requantization constants | {self.weight_bytes:,} B |",
             f"| peak RAM (arena, in {self.arena_place}) | {self.arena_bytes:,} B |",
+            *([self._ram_row()] if self.ram else []),
             f"| arena lower bound (peak live bytes of this schedule) | "
             f"{self.arena_lower_bound:,} B |",
             f"| arena without reuse (naive sum) | {self.arena_naive_bytes:,} B |",
@@ -300,7 +315,7 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
         plan_ascii=planner.ascii_dump(lay.plan), stream=sched.mode, packing=conv.packing,
         input=_input_text(lw, lay), scratch=conv.scratch,
         segments=segments,
-        rings=rings, live_curve=list(lay.live_bytes),
+        rings=rings, live_curve=list(lay.live_bytes), ram=_ram_row(b),
     )
 
 
@@ -313,6 +328,14 @@ def _input_text(lw, lay) -> str:
     source = (f"made on the device from {cam.format_name} camera frames"
               if cam is not None else "arriving row by row")
     return f"a ring of {slots} of its {rows} rows, {source}"
+
+
+def _ram_row(b) -> dict | None:
+    if b.ram is None:
+        return None
+    r = b.ram
+    return {"arena": r.arena, "stack": r.stack, "buffers": r.buffers, "static": r.static,
+            "arena_in_psram": r.arena_in_psram, "internal": r.internal, "limit": b.sram_limit}
 
 
 def plot(report: Report, layout_plan: planner.Plan, path: Path) -> None:

@@ -1,9 +1,11 @@
 """The firmware on an emulated board: QEMU runs it, UART0 on a TCP socket.
 
-Three boards, each the emulated twin of a target profile (targets/<target>.toml):
+Four boards, each the emulated twin of a target profile (targets/<target>.toml):
 
 - mps2-an386: Arm's MPS2 with the AN386 image (Cortex-M4) in qemu-system-arm, counting
   instructions under -icount (firmware/ports/mps2_an386/);
+- mps2-an386-128k: the same machine and port, linked to use only 2 MiB of flash and 128 KiB of
+  RAM (a small Cortex-M4 such as the STM32F411RE);
 - mps3-an547: Arm's MPS3 with the AN547 image (Corstone SSE-300, a Cortex-M55 with Helium) in
   qemu-system-arm, counting instructions under -icount (firmware/ports/mps3_an547/);
 - esp32s3-qemu: the ESP32-S3 (Xtensa LX7 with the PIE SIMD unit) in Espressif's
@@ -28,6 +30,7 @@ process that started it (PR_SET_PDEATHSIG on Linux).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -163,6 +166,30 @@ MPS2_AN386 = Board(
     elf_machine=ELF_MACHINE_ARM, stderr_noise=("has no peer",),
 )
 
+# ---- mps2-an386-128k -------------------------------------------------------------------------
+
+# The same machine, port and kernels; the linker script's parameters (mps2_an386.ld) give the
+# firmware only what a small Cortex-M4 has, so that a model that needs more fails here as it
+# would on that board. The profile (targets/mps2-an386-128k.toml) says the same to the converter.
+SMALL_TARGET = "mps2-an386-128k"
+SMALL_FLASH_BYTES = 2 * MiB
+SMALL_RAM_BYTES = 128 * 1024
+SMALL_STACK_BYTES = 8 * 1024
+SMALL_DEFSYMS = (f"-Wl,--defsym=SQZ_FLASH_BYTES={SMALL_FLASH_BYTES}",
+                 f"-Wl,--defsym=SQZ_RAM_BYTES={SMALL_RAM_BYTES}",
+                 f"-Wl,--defsym=SQZ_STACK_BYTES={SMALL_STACK_BYTES}")
+
+MPS2_AN386_128K = dataclasses.replace(
+    MPS2_AN386, target=SMALL_TARGET, link_flags=(*LINK_FLAGS, *SMALL_DEFSYMS),
+    regions=(Region("FLASH", SMALL_FLASH_BYTES,
+                    "weights, code and constants (the first 2 MiB of SSRAM1)"),
+             Region("RAM", SMALL_RAM_BYTES,
+                    "arena, buffers and the 8 KiB stack (the first 128 KiB of SSRAM2/3)")),
+    flash_limit=SMALL_FLASH_BYTES, ram_limit=SMALL_RAM_BYTES,
+    fit_advice=(f"this profile stands in for a board with {SMALL_RAM_BYTES // 1024} KiB of RAM "
+                f"(--target {TARGET} has 4 MiB)"),
+)
+
 # ---- mps3-an547 -------------------------------------------------------------------------------
 
 MPS3_TARGET = "mps3-an547"
@@ -236,7 +263,8 @@ ESP32S3_QEMU = Board(
     uses_psram=True,
 )
 
-BOARDS: dict[str, Board] = {b.target: b for b in (MPS2_AN386, MPS3_AN547, ESP32S3_QEMU)}
+BOARDS: dict[str, Board] = {b.target: b for b in (MPS2_AN386, MPS2_AN386_128K, MPS3_AN547,
+                                                   ESP32S3_QEMU)}
 
 
 def esp32s3_tool_dirs() -> list[Path]:
@@ -327,6 +355,11 @@ def board_for_elf(elf: Path) -> Board:
         named = [b for b in candidates
                  if b.elf_cpu is not None and b.elf_cpu.encode() + b"\0" in attributes]
         candidates = named or [b for b in candidates if b.elf_cpu is None]
+    if len(candidates) > 1:
+        # Boards of one machine and CPU (mps2-an386 and its 128 KiB profile): the target name
+        # the firmware reports in HELLO (SQZ_TARGET_NAME, a C string in its image).
+        by_name = [b for b in candidates if b.target.encode() + b"\0" in data]
+        candidates = by_name or candidates
     if candidates:
         return candidates[0]
     raise BuildError(f"{elf} is for ELF machine {machine}, which no emulated board runs")
@@ -379,6 +412,8 @@ def _link_error(log: str, model_dir: Path, board: Board = MPS2_AN386) -> SqzErro
         r = regions.get(name, Region(name, 0, name))
         parts.append(f"{name}: {r.holds} need {r.limit + by:,} B, the board has {r.limit:,} B "
                      f"({r.limit / 1024:,.0f} KiB): over by {by:,} B")
+    # The linker script's ASSERTs say what overflowed in sqz's terms (mps2_an386.ld).
+    parts += sorted({m.strip() for m in re.findall(r"sqz: ([^\n]+)", log)})
     arena = _arena_bytes(model_dir)
     note = f" The model's arena is {arena:,} B." if arena is not None else ""
     return BudgetError(

@@ -1,7 +1,9 @@
 """Does the model fit the board? Decided at conversion time, from the plan and the weights.
 
 Flash holds the weights, folded biases, requantization constants, the schedule and the runtime
-code. RAM holds the arena: in internal SRAM when it fits, else in PSRAM when the board has it.
+code. RAM holds the whole firmware's data (app_ram_bytes): the arena, the stack, the protocol's
+buffers and the rest of .data + .bss. The arena goes in internal SRAM when all of it fits, else
+in PSRAM when the board has it (and the rest must still fit the SRAM).
 """
 
 from __future__ import annotations
@@ -22,6 +24,58 @@ RUNTIME_CODE_BYTES = 14 * 1024
 SCHEDULE_BYTES_PER_STEP = 160
 SCHEDULE_BYTES_PER_RUN = 2  # an sqz_run_entry of a streamed segment's order
 
+# The protocol application's buffers in .bss (firmware/src/app/app.c, frame.h), mirrored here
+# byte for byte for a 32-bit target; tests/test_budget_ram.py reads each symbol's size from a
+# linked Cortex-M4 ELF and holds these to it.
+PROTO_FRAME_OVERHEAD = 32  # SQZ_PROTO_FRAME_OVERHEAD (protocol.h): rx_buf = payload + this
+FRAME_TX_BYTES = 272       # sizeof(sqz_frame_tx): write, ctx, crc, n, block[255], padding
+FRAME_RX_BYTES = 20        # sizeof(sqz_frame_rx): buf, cap, len, raw and four flags
+COUNT_BYTES_PER_STEP = 8   # layer_counts: one uint64_t per step (at least one)
+
+
+@dataclass(frozen=True)
+class RamUse:
+    """The whole firmware's RAM, by part (app_ram_bytes). `arena` is 0 in `internal` when the
+    arena is in PSRAM."""
+
+    arena: int
+    stack: int
+    buffers: int  # the receive frame, the encoder's block, the decoder, the layer counts
+    static: int   # the rest of .data + .bss: the profile's static_bytes
+    arena_in_psram: bool = False
+
+    @property
+    def internal(self) -> int:
+        """What the internal SRAM holds."""
+        return (0 if self.arena_in_psram else self.arena) + self.stack + self.buffers + \
+            self.static
+
+    @property
+    def total(self) -> int:
+        return self.arena + self.stack + self.buffers + self.static
+
+    def text(self) -> str:
+        where = " in PSRAM" if self.arena_in_psram else ""
+        return (f"arena {self.arena:,} B{where}, stack {self.stack:,} B, buffers "
+                f"{self.buffers:,} B, static {self.static:,} B")
+
+
+def protocol_buffer_bytes(max_frame_payload: int, n_steps: int) -> int:
+    """The application's buffers (app.c): rx_buf[SQZ_MAX_FRAME_PAYLOAD +
+    SQZ_PROTO_FRAME_OVERHEAD], the frame encoder and decoder, and layer_counts[max(steps, 1)]."""
+    return (max_frame_payload + PROTO_FRAME_OVERHEAD + FRAME_TX_BYTES + FRAME_RX_BYTES
+            + COUNT_BYTES_PER_STEP * max(n_steps, 1))
+
+
+def app_ram_bytes(t: Target, lw: Lowered, layout: Layout, *,
+                  arena_in_psram: bool = False) -> RamUse:
+    """Everything the firmware of this model keeps in RAM on board `t`: the arena, the stack the
+    port reserves (t.stack_bytes), the protocol's buffers and the rest of its static data
+    (t.static_bytes)."""
+    return RamUse(arena=layout.arena_bytes, stack=t.stack_bytes,
+                  buffers=protocol_buffer_bytes(t.max_frame_payload, len(lw.steps)),
+                  static=t.static_bytes, arena_in_psram=arena_in_psram)
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -33,6 +87,7 @@ class Budget:
     sram_limit: int
     psram_limit: int
     arena_in_psram: bool
+    ram: RamUse | None = None  # the whole firmware's RAM (app_ram_bytes)
 
     @property
     def ram_place(self) -> str:
@@ -89,8 +144,12 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
             f"{t.name} has {_kib(flash_limit)}: over by {_kib(flash_used - flash_limit)}. "
             f"Largest layers: {layers}. Fewer classes or a smaller base_e/incr_e shrink the "
             f"weights{_packing_advice(lw, packing)}; or pick a board with more flash")
-    in_psram = arena > sram and psram > 0
-    if arena > sram and (psram == 0 or arena > psram):
+    ram = app_ram_bytes(t, lw, layout)
+    others = ram.internal - arena  # stack, buffers and static data: always internal SRAM
+    in_psram = ram.internal > sram and psram > 0 and arena <= psram and others <= sram
+    if in_psram:
+        ram = app_ram_bytes(t, lw, layout, arena_in_psram=True)
+    elif ram.internal > sram:
         smaller = ("A smaller --input-size shrinks every activation" if input_size_option else
                    "A smaller input shrinks every activation: build or export the model for a "
                    "smaller input size (--input-size applies to builtin models only)")
@@ -100,17 +159,24 @@ def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | No
         step_live = [layout.step_live_bytes(i) for i in range(len(steps))]
         worst = sorted(range(len(steps)), key=lambda i: -step_live[i])[:3]
         layers = ", ".join(f"{steps[i].name} ({_kib(step_live[i])} live)" for i in worst)
-        where = "SRAM" if psram == 0 else "SRAM and PSRAM"
         unpacked = ("; --packing ram keeps the arena of plain int8 filters"
                     if packing == "flash" and lw.any_packed else "")
-        limit = max(sram, psram)
+        room = sram - others
+        if psram and arena > psram:
+            where = f"; the arena is also over the {_kib(psram)} of PSRAM"
+        else:
+            where = ""
+        frame = (f"; a smaller max_frame_payload in {t.name}'s profile shrinks the buffers"
+                 if t.max_frame_payload > 1024 and others > sram // 8 else "")
         problems.append(
-            f"RAM: the arena needs {_kib(arena)}, {t.name} has {_kib(sram)} of {where}"
-            f"{'' if psram == 0 else f' (PSRAM {_kib(psram)})'}: over by "
-            f"{_kib(arena - limit)}. Peak at step {peak} ({steps[peak].name}); largest: "
-            f"{layers}. {smaller}{unpacked}; or pick a board with more RAM or PSRAM")
+            f"RAM: the arena needs {_kib(arena)}, the whole firmware needs "
+            f"{_kib(ram.internal)} of RAM ({ram.text()}); {t.name} has {_kib(sram)} of SRAM: "
+            f"over by {_kib(ram.internal - sram)}{where}. The arena may take at most "
+            f"{_kib(max(room, 0))} there. Peak at step {peak} ({steps[peak].name}); largest: "
+            f"{layers}. {smaller}{unpacked}{frame}; or pick a board with more RAM"
+            f"{' or PSRAM' if psram else ''}")
     if problems:
         raise BudgetError(f"the model does not fit {t.name}:\n  - " + "\n  - ".join(problems))
     return Budget(flash_used=flash_used, flash_limit=flash_limit, weight_bytes=wb,
                   code_bytes=code, arena_bytes=arena, sram_limit=sram, psram_limit=psram,
-                  arena_in_psram=in_psram)
+                  arena_in_psram=in_psram, ram=ram)
