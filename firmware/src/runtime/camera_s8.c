@@ -8,16 +8,25 @@
 
 #include "sqz/camera.h"
 
+/* The row loop is instantiated per (format, resize, channels) from one body; forcing the inline
+ * lets the compiler fold those constants, so the inner loop has no format switch and its
+ * channel loops unroll (at -Os GCC would otherwise keep calls and switches per pixel). */
+#if defined(__GNUC__)
+#define SQZ_CAM_INLINE static inline __attribute__((always_inline))
+#else
+#define SQZ_CAM_INLINE static inline
+#endif
+
 /* A value in 1/256 units -> 0..255. The sign is tested before shifting: right-shifting a
  * negative int is implementation-defined in C. */
-static inline int32_t sqz_cam_u8(int32_t t)
+SQZ_CAM_INLINE int32_t sqz_cam_u8(int32_t t)
 {
     return t < 0 ? 0 : (t > 0xffff ? 255 : t >> 8);
 }
 
 /* One source pixel at byte `off` of `row` -> c[0..2] RGB, or c[0] gray when gray_out (luma for
  * a colour format; Y itself for YUYV). Matches camera.py's _decode. */
-static inline void sqz_cam_decode(int32_t fmt, int32_t gray_out, const uint8_t *row,
+SQZ_CAM_INLINE void sqz_cam_decode(int32_t fmt, int32_t gray_out, const uint8_t *row,
                                   uint32_t off, int32_t c[3])
 {
     int32_t r;
@@ -72,7 +81,7 @@ static inline void sqz_cam_decode(int32_t fmt, int32_t gray_out, const uint8_t *
 
 /* Normalization and int8 quantization of v (1/65536 pixel levels): unsigned, so every shift
  * is well defined; the high word is taken first because it is free on 32-bit cores. */
-static inline int8_t sqz_cam_quantize(uint32_t v, uint32_t mult, uint64_t bias, int32_t shift,
+SQZ_CAM_INLINE int8_t sqz_cam_quantize(uint32_t v, uint32_t mult, uint64_t bias, int32_t shift,
                                       int32_t offset)
 {
     const uint64_t acc = (uint64_t)v * mult + bias;
@@ -80,10 +89,10 @@ static inline int8_t sqz_cam_quantize(uint32_t v, uint32_t mult, uint64_t bias, 
     return (int8_t)(t < -128 ? -128 : (t > 127 ? 127 : t));
 }
 
-static inline void sqz_cam_row(const sqz_camera_params *p, int32_t fmt, int32_t bilinear,
-                               const uint8_t *top, const uint8_t *bot, int32_t fy, int8_t *out)
+SQZ_CAM_INLINE void sqz_cam_row(const sqz_camera_params *p, int32_t fmt, int32_t bilinear,
+                                int32_t nc, const uint8_t *top, const uint8_t *bot, int32_t fy,
+                                int8_t *out)
 {
-    const int32_t nc = p->out_c;
     const int32_t gray_out = nc == 1;
     const int32_t nsrc = (gray_out || fmt == SQZ_CAMERA_GRAY8) ? 1 : 3;
     const uint32_t *off0 = p->x_off0;
@@ -178,12 +187,18 @@ sqz_status sqz_camera_row_s8(const sqz_camera_params *p, int32_t y,
     const int32_t fy = p->y_frac[y];
     sqz_cam_fill_pad(p, 0, p->x_lo, out);
     sqz_cam_fill_pad(p, p->x_hi, p->out_w, out);
+    const int32_t bilinear = p->resize == SQZ_CAMERA_BILINEAR;
+    const int32_t colour = p->out_c == 3;
 #define SQZ_CAM_FORMAT(F)                                                                     \
     case F:                                                                                   \
-        if (p->resize == SQZ_CAMERA_BILINEAR) {                                               \
-            sqz_cam_row(p, F, 1, top, bot, fy, out);                                          \
+        if (bilinear && colour) {                                                             \
+            sqz_cam_row(p, F, 1, 3, top, bot, fy, out);                                       \
+        } else if (bilinear) {                                                                \
+            sqz_cam_row(p, F, 1, 1, top, bot, fy, out);                                       \
+        } else if (colour) {                                                                  \
+            sqz_cam_row(p, F, 0, 3, top, bot, fy, out);                                       \
         } else {                                                                              \
-            sqz_cam_row(p, F, 0, top, bot, fy, out);                                          \
+            sqz_cam_row(p, F, 0, 1, top, bot, fy, out);                                       \
         }                                                                                     \
         break;
     switch (p->format) {
