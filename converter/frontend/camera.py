@@ -7,15 +7,19 @@ numpy, bit for bit (docs/camera.md describes the arithmetic).
 
 The pipeline for one output pixel, all integer:
 
-1. decode each source pixel to 8-bit channels (RGB565: bit replication; YUYV: limited-range
-   BT.601, ``(298*(Y-16) + 409*(V-128) + 128) >> 8`` etc., clamped to 0..255); a colour pixel
-   for a 1-channel model becomes luma ``(77*R + 150*G + 29*B + 128) >> 8`` (YUYV: its Y,
-   expanded from the limited range), a gray pixel for a 3-channel model is replicated;
+1. decode each source pixel to 8-bit channels (RGB565: bit replication; YUYV: its Y and its
+   pair's U and V); a colour pixel for a 1-channel model becomes luma
+   ``(77*R + 150*G + 29*B + 128) >> 8`` (YUYV: Y), a gray pixel for a 3-channel model is
+   replicated;
 2. interpolate: nearest takes one pixel, bilinear mixes four with 8-bit fractions; the result
-   ``v`` is exact, in units of 1/65536 of a pixel level (0 .. 255*65536);
-3. normalize and quantize in one multiply-add: ``t = ((v*M + bias) >> 32) >> shift`` (unsigned
-   64-bit), ``q = clamp(t - offset, -128, 127)``, where M/2^(32+shift) and bias approximate the
-   float formula ``round((v/65536 * scale - mean) / std / input_scale) + zero_point``.
+   ``v`` is exact, in units of 1/65536 of a pixel level (0 .. 255*65536); YUYV's interpolated
+   Y, U, V then become RGB by limited-range BT.601 (``298*(Y-16) + 409*(V-128)`` etc. in 1/256,
+   clamped), once per output pixel instead of once per source pixel;
+3. normalize and quantize: ``t = ((((v*M) >> 32) + bias) >> shift) - QUANT_OFFSET`` (the high
+   word of an unsigned 32x32-bit product, then 32-bit), ``q = clamp(t, -128, 127)``, where
+   M/2^(32+shift) and bias/2^shift approximate the float formula
+   ``round((v/65536 * scale - mean) / std / input_scale) + zero_point`` (+ QUANT_OFFSET, which
+   keeps every intermediate unsigned).
 
 Geometry: output pixel ``o`` samples the source at ``start + (o + 0.5) * len / n_out`` (pixel
 centres, like Pillow and OpenCV's ``align_corners=False``); bilinear rounds that position to
@@ -177,8 +181,9 @@ class CameraParams:
     1/256.  Per output row y: ``y_first``/``y_last`` the frame rows read ((0, -1) for a pad row),
     ``y_frac`` the weight of row ``y_last`` in 1/256.  Columns outside ``[x_lo, x_hi)`` and rows
     outside ``[y_lo, y_hi)`` are letterbox padding and get ``pad`` (black, quantized).  Per
-    model channel c: ``multiplier``, ``bias``, ``shift``, ``offset`` of the quantization
-    ``clamp((((v*multiplier + bias) >> 32) >> shift) - offset, -128, 127)``.
+    model channel c: ``multiplier`` and ``bias`` of the quantization
+    ``clamp(((((v*multiplier) >> 32) + bias) >> shift) - QUANT_OFFSET, -128, 127)``, ``shift``
+    shared by the channels.
     ``swap_rb`` = 1 for a BGR model.
     """
 
@@ -204,8 +209,7 @@ class CameraParams:
     y_frac: tuple[int, ...]
     multiplier: tuple[int, ...]
     bias: tuple[int, ...]
-    shift: tuple[int, ...]
-    offset: tuple[int, ...]
+    shift: int
     pad: tuple[int, ...]
 
     @property
@@ -228,7 +232,7 @@ class CameraParams:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             data[f.name] = list(value) if isinstance(value, tuple) else value
-        for name in ("multiplier", "bias", "shift", "offset", "pad"):
+        for name in ("multiplier", "bias", "pad"):
             data[name] = data[name] + [0] * (3 - self.out_c)
         return data
 
@@ -279,28 +283,51 @@ def _geometry(camera: Camera, out_h: int, out_w: int):
 
 
 V_MAX = 255 << 16  # the largest interpolated value, 1/65536 pixel units
+# Added to every quantized value so the bias and the sums stay unsigned; subtracted before the
+# clamp (SQZ_CAMERA_OFFSET in sqz/camera.h). Larger than any b + a*v that does not saturate.
+QUANT_OFFSET = 1 << 17
+MIN_SHIFT = 8  # the truncations cost at most 2^-MIN_SHIFT each, in quantization steps
 
 
-def _quantizer(a: float, b: float) -> tuple[int, int, int, int]:
-    """(multiplier, bias, shift, offset) with clamp(floor(a*v + b + 0.5)) ~ the integer form.
+def _quantizers(lines: list[tuple[float, float]]) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(multipliers, biases, shift) for the lines q = a*v + b of the channels.
 
-    t = floor((v*M + bias) / 2^(32+shift)) - offset where M ~ a*2^s, bias ~ (b + 0.5 + offset)
-    * 2^s, s = 32 + shift. offset >= 0 makes bias >= 0 so everything is unsigned on the device.
+    q_int = ((((v*M) >> 32) + bias) >> shift) - QUANT_OFFSET with M ~ a*2^(32+shift) and
+    bias ~ (b + 0.5 + QUANT_OFFSET) * 2^shift, i.e. floor(a*v + b + 0.5) up to two truncations
+    of 2^-shift steps each: within 1 LSB of round(a*v + b). One shift for all channels, the
+    largest that keeps M and the sum in 32 bits.
     """
-    if a * V_MAX + b < -129:  # always -128: any constant below the range will do
-        return 0, 0, 0, 200
-    b = min(b, float(1 << 20))  # b > 2^20 with a >= 0 always saturates at 127 anyway
-    offset = max(0, math.ceil(-(b + 0.5)))
-    base = b + 0.5 + offset  # >= 0
-    for s in range(63, 31, -1):
-        m = round(a * 2.0**s)
-        bias = math.floor(base * 2.0**s)
-        if m < 2**32 and bias + m * V_MAX < 2**64 and ((bias + m * V_MAX) >> s) < 2**30:
-            return m, bias, s - 32, offset
-    raise UsageError(
-        f"{OPTION}: the preprocessing and input quantization amplify one pixel level by "
-        f"{a * 65536:.3g} input steps; no integer form exists (check the preprocessing scale "
-        "and std and the model's input scale)"
+    for a, _ in lines:
+        if a * 65536 >= 256:
+            raise UsageError(
+                f"{OPTION}: the preprocessing and input quantization make one pixel level "
+                f"{a * 65536:.3g} input steps (at most 256 are supported); check the "
+                "preprocessing scale and std and the model's input scale"
+            )
+    fitted: list[tuple[float, float] | None] = []
+    for a, b in lines:
+        if a * V_MAX + b < -129:  # always -128: M = 0, bias = 0 gives -QUANT_OFFSET
+            fitted.append(None)
+        else:  # b > 2^11 with a >= 0 always saturates at 127 anyway
+            fitted.append((a, min(b, float(1 << 11))))
+    for shift in range(24, MIN_SHIFT - 1, -1):
+        mults, biases = [], []
+        for line in fitted:
+            if line is None:
+                mults.append(0)
+                biases.append(0)
+                continue
+            a, b = line
+            m = round(a * 2.0 ** (32 + shift))
+            bias = math.floor((b + 0.5 + QUANT_OFFSET) * 2.0**shift)
+            if m >= 2**32 or bias < 0 or ((V_MAX * m) >> 32) + bias >= 2**32:
+                break
+            mults.append(m)
+            biases.append(bias)
+        else:
+            return tuple(mults), tuple(biases), shift
+    raise UsageError(  # unreachable for a < 2^-8 (checked above); kept as a guard
+        f"{OPTION}: no integer form of the input normalization; check the preprocessing"
     )
 
 
@@ -338,14 +365,12 @@ def camera_params(camera: Camera, pre: Preprocessing, input_scale: float, input_
     y_last = tuple(r[1] if r else -1 for r in rows)
     y_frac = tuple(r[2] if r else 0 for r in rows)
     ring = max([1, *(r[1] - r[0] + 1 for r in rows if r)])
-    quant = []
-    for c in range(out_c):
-        # x = (v/65536 * scale - mean) / std;  q = x / input_scale + zp  =  a*v + b.
-        a = pre.scale / (pre.std[c] * input_scale * 65536.0)
-        b = input_zero_point - pre.mean[c] / (pre.std[c] * input_scale)
-        quant.append(_quantizer(a, b))
-    mult, bias, shift, offset = (tuple(q[i] for q in quant) for i in range(4))
-    pad = tuple(_quantize(np.zeros(1, dtype=np.uint64), *q)[0].item() for q in quant)
+    # x = (v/65536 * scale - mean) / std;  q = x / input_scale + zp  =  a*v + b.
+    mult, bias, shift = _quantizers([
+        (pre.scale / (pre.std[c] * input_scale * 65536.0),
+         input_zero_point - pre.mean[c] / (pre.std[c] * input_scale)) for c in range(out_c)])
+    pad = tuple(_quantize(np.zeros(1, dtype=np.int64), m, b, shift)[0].item()
+                for m, b in zip(mult, bias, strict=True))
     return CameraParams(
         format=FORMATS.index(camera.format), frame_width=camera.width,
         frame_height=camera.height, row_bytes=camera.row_bytes, out_h=out_h, out_w=out_w,
@@ -353,7 +378,7 @@ def camera_params(camera: Camera, pre: Preprocessing, input_scale: float, input_
         swap_rb=int(out_c == 3 and pre.channel_order == "bgr"), ring_rows=ring,
         x_lo=xo, x_hi=xo + xn, y_lo=yo, y_hi=yo + yn, x_off0=x_off0, x_off1=x_off1,
         x_frac=x_frac, y_first=y_first, y_last=y_last, y_frac=y_frac, multiplier=mult,
-        bias=bias, shift=shift, offset=offset, pad=pad)
+        bias=bias, shift=shift, pad=pad)
 
 
 # ---- the host mirror: exactly the device's integer arithmetic ----
@@ -364,7 +389,8 @@ def _u8_from_q8(t: np.ndarray) -> np.ndarray:
 
 
 def _decode(row: np.ndarray, offs: np.ndarray, fmt: str, gray_out: bool) -> np.ndarray:
-    """Pixels at byte offsets ``offs`` of one frame row -> int64 (n, 3) RGB or (n, 1) gray."""
+    """Pixels at byte offsets ``offs`` of one frame row -> int64 (n, 3) RGB or (n, 1) gray;
+    for yuyv (n, 3) Y, U, V or (n, 1) Y, converted by _yuv_to_rgb after the interpolation."""
     row = row.astype(np.int64)
     if fmt == "gray8":
         return row[offs][:, None]
@@ -376,22 +402,32 @@ def _decode(row: np.ndarray, offs: np.ndarray, fmt: str, gray_out: bool) -> np.n
         r5, g6, b5 = u >> 11, (u >> 5) & 63, u & 31
         rgb = np.stack([(r5 << 3) | (r5 >> 2), (g6 << 2) | (g6 >> 4), (b5 << 3) | (b5 >> 2)],
                        axis=1)
-    else:  # yuyv: Y of this pixel, U and V of its pair, limited-range BT.601
-        pair = offs & ~3
-        c = 298 * (row[offs] - 16) + 128
+    else:  # yuyv: Y of this pixel, U and V of its pair; converted after interpolation
         if gray_out:
-            return _u8_from_q8(c)[:, None]
-        d, e = row[pair + 1] - 128, row[pair + 3] - 128
-        rgb = np.stack([_u8_from_q8(c + 409 * e), _u8_from_q8(c - 100 * d - 208 * e),
-                        _u8_from_q8(c + 516 * d)], axis=1)
+            return row[offs][:, None]
+        pair = offs & ~3
+        return np.stack([row[offs], row[pair + 1], row[pair + 3]], axis=1)
     if gray_out:
         return ((rgb @ np.asarray(LUMA, dtype=np.int64)) + 128)[:, None] >> 8
     return rgb
 
 
-def _quantize(v: np.ndarray, mult: int, bias: int, shift: int, offset: int) -> np.ndarray:
-    acc = v.astype(np.uint64) * np.uint64(mult) + np.uint64(bias)
-    t = ((acc >> np.uint64(32)) >> np.uint64(shift)).astype(np.int64) - offset
+def _yuv_to_rgb(v: np.ndarray, gray_out: bool) -> np.ndarray:
+    """Interpolated Y, U, V (or Y) in 1/65536 levels -> RGB (or gray) in 1/65536 levels,
+    limited-range BT.601: the 8-bit matrix (298, 409, -100, -208, 516)/256 applied at 1/256
+    level precision, so the result stays in 1/65536 units without rounding."""
+    q = v >> 8
+    c = 298 * (q[:, :1] - (16 << 8))
+    if gray_out:
+        return np.clip(c, 0, V_MAX)
+    d, e = q[:, 1:2] - (128 << 8), q[:, 2:3] - (128 << 8)
+    return np.clip(np.concatenate([c + 409 * e, c - 100 * d - 208 * e, c + 516 * d], axis=1),
+                   0, V_MAX)
+
+
+def _quantize(v: np.ndarray, mult: int, bias: int, shift: int) -> np.ndarray:
+    hi = (v.astype(np.uint64) * np.uint64(mult)) >> np.uint64(32)
+    t = ((hi + np.uint64(bias)) >> np.uint64(shift)).astype(np.int64) - QUANT_OFFSET
     return np.clip(t, -128, 127).astype(np.int8)
 
 
@@ -431,6 +467,8 @@ def interpolated_row(frame: bytes | np.ndarray, params: CameraParams, y: int) ->
         t = (p00 << 8) + (p01 - p00) * fx
         b = (p10 << 8) + (p11 - p10) * fx
         p = (t << 8) + (b - t) * fy
+    if fmt == "yuyv":
+        p = _yuv_to_rgb(p, gray_out)
     if params.swap_rb:
         p = p[:, ::-1]
     v[lo:hi] = p  # a gray pixel for a 3-channel model broadcasts (replicates)
@@ -442,8 +480,7 @@ def mirror_row(frame: bytes | np.ndarray, params: CameraParams, y: int) -> np.nd
     v = interpolated_row(frame, params, y)
     out = np.empty((params.out_w, params.out_c), dtype=np.int8)
     for c in range(params.out_c):
-        out[:, c] = _quantize(v[:, c], params.multiplier[c], params.bias[c], params.shift[c],
-                              params.offset[c])
+        out[:, c] = _quantize(v[:, c], params.multiplier[c], params.bias[c], params.shift)
     first, last = params.row_span(y)
     if last < first:
         out[:] = params.pad

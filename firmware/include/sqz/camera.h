@@ -21,6 +21,10 @@ enum {
 /* Resize modes, in the order of camera.py's RESIZES. */
 enum { SQZ_CAMERA_NEAREST = 0, SQZ_CAMERA_BILINEAR = 1 };
 
+/* Added to every quantized value by the bias so the sums stay unsigned (camera.py's
+ * QUANT_OFFSET). */
+#define SQZ_CAMERA_OFFSET 131072
+
 typedef struct {
     int32_t format;       /* SQZ_CAMERA_* */
     int32_t frame_width;  /* pixels */
@@ -40,12 +44,12 @@ typedef struct {
     const int32_t *y_first; /* [out_h] first frame row read (0 on a pad row) */
     const int32_t *y_last;  /* [out_h] last frame row read (-1 on a pad row) */
     const uint8_t *y_frac;  /* [out_h] weight of row y_last, 1/256 */
-    /* Per model channel: q = clamp((((v * multiplier + bias) >> 32) >> shift) - offset,
-     * -128, 127) for the interpolated value v in 1/65536 pixel levels, unsigned 64-bit. */
+    /* Per model channel c, for the interpolated value v in 1/65536 pixel levels:
+     * q = clamp(((((uint64)v * multiplier[c]) >> 32) + bias[c]) >> shift) - SQZ_CAMERA_OFFSET,
+     * -128, 127), all unsigned before the subtraction. */
     uint32_t multiplier[3];
-    uint64_t bias[3];
-    int32_t shift[3];
-    int32_t offset[3];
+    uint32_t bias[3];
+    int32_t shift;
     int8_t pad[3];          /* the letterbox padding (black), quantized */
 } sqz_camera_params;
 

@@ -17,29 +17,43 @@
 #define SQZ_CAM_INLINE static inline
 #endif
 
-/* A value in 1/256 units -> 0..255. The sign is tested before shifting: right-shifting a
- * negative int is implementation-defined in C. */
-SQZ_CAM_INLINE int32_t sqz_cam_u8(int32_t t)
+/* 0 .. 255 * 65536, the range of an interpolated value. */
+SQZ_CAM_INLINE uint32_t sqz_cam_clamp_v(int32_t t)
 {
-    return t < 0 ? 0 : (t > 0xffff ? 255 : t >> 8);
+    return t < 0 ? 0u : (t > 255 * 65536 ? 255u * 65536u : (uint32_t)t);
 }
 
-/* One source pixel at byte `off` of `row` -> c[0..2] RGB, or c[0] gray when gray_out (luma for
- * a colour format; Y itself for YUYV). Matches camera.py's _decode. */
-SQZ_CAM_INLINE void sqz_cam_decode(int32_t fmt, int32_t gray_out, const uint8_t *row,
-                                  uint32_t off, int32_t c[3])
+/* Interpolated Y, U, V in 1/65536 levels -> R, G, B in 1/65536 levels, limited-range BT.601:
+ * the 8-bit matrix (298, 409, -100, -208, 516) / 256 at 1/256-level precision, so no rounding
+ * (|sums| < 2^26). Matches camera.py's _yuv_to_rgb. */
+SQZ_CAM_INLINE void sqz_cam_yuv(int32_t gray_out, uint32_t *r, uint32_t *g, uint32_t *b)
 {
-    int32_t r;
-    int32_t g;
-    int32_t b;
+    const int32_t c = 298 * ((int32_t)(*r >> 8) - (16 << 8));
+    if (gray_out) {
+        *r = sqz_cam_clamp_v(c);
+        return;
+    }
+    const int32_t d = (int32_t)(*g >> 8) - (128 << 8);
+    const int32_t e = (int32_t)(*b >> 8) - (128 << 8);
+    *r = sqz_cam_clamp_v(c + 409 * e);
+    *g = sqz_cam_clamp_v(c - 100 * d - 208 * e);
+    *b = sqz_cam_clamp_v(c + 516 * d);
+}
+
+/* One source pixel at byte `off` of `row` -> *r, *g, *b, or the gray value in *r when gray_out
+ * (luma for a colour format). YUYV gives Y, U, V (or Y), converted by sqz_cam_yuv after the
+ * interpolation, once per output pixel. Matches camera.py's _decode. */
+SQZ_CAM_INLINE void sqz_cam_decode(int32_t fmt, int32_t gray_out, const uint8_t *row,
+                                   uint32_t off, int32_t *r, int32_t *g, int32_t *b)
+{
     switch (fmt) {
     case SQZ_CAMERA_GRAY8:
-        c[0] = row[off];
+        *r = row[off];
         return;
     case SQZ_CAMERA_RGB888:
-        r = row[off];
-        g = row[off + 1];
-        b = row[off + 2];
+        *r = row[off];
+        *g = row[off + 1];
+        *b = row[off + 2];
         break;
     case SQZ_CAMERA_RGB565LE:
     case SQZ_CAMERA_RGB565BE: {
@@ -50,43 +64,36 @@ SQZ_CAM_INLINE void sqz_cam_decode(int32_t fmt, int32_t gray_out, const uint8_t 
         const int32_t g6 = (int32_t)((u >> 5) & 63u);
         const int32_t b5 = (int32_t)(u & 31u);
         /* Bit replication maps 0..31 / 0..63 onto 0..255 exactly at both ends. */
-        r = (r5 << 3) | (r5 >> 2);
-        g = (g6 << 2) | (g6 >> 4);
-        b = (b5 << 3) | (b5 >> 2);
+        *r = (r5 << 3) | (r5 >> 2);
+        *g = (g6 << 2) | (g6 >> 4);
+        *b = (b5 << 3) | (b5 >> 2);
         break;
     }
-    default: { /* YUYV: this pixel's Y, its pair's U and V; limited-range BT.601 */
-        const uint32_t pair = off & ~3u;
-        const int32_t y = 298 * ((int32_t)row[off] - 16) + 128;
-        if (gray_out) {
-            c[0] = sqz_cam_u8(y);
-            return;
+    default: /* YUYV: this pixel's Y, its pair's U and V, converted after interpolating */
+        *r = row[off];
+        if (!gray_out) {
+            *g = row[(off & ~3u) + 1u];
+            *b = row[(off & ~3u) + 3u];
         }
-        const int32_t d = (int32_t)row[pair + 1] - 128;
-        const int32_t e = (int32_t)row[pair + 3] - 128;
-        r = sqz_cam_u8(y + 409 * e);
-        g = sqz_cam_u8(y - 100 * d - 208 * e);
-        b = sqz_cam_u8(y + 516 * d);
-        break;
-    }
-    }
-    if (gray_out) {
-        c[0] = (77 * r + 150 * g + 29 * b + 128) >> 8;
         return;
     }
-    c[0] = r;
-    c[1] = g;
-    c[2] = b;
+    if (gray_out) {
+        *r = (77 * *r + 150 * *g + 29 * *b + 128) >> 8;
+    }
 }
 
-/* Normalization and int8 quantization of v (1/65536 pixel levels): unsigned, so every shift
- * is well defined; the high word is taken first because it is free on 32-bit cores. */
-SQZ_CAM_INLINE int8_t sqz_cam_quantize(uint32_t v, uint32_t mult, uint64_t bias, int32_t shift,
-                                      int32_t offset)
+/* Normalization and int8 quantization of v (1/65536 pixel levels): the high word of one
+ * 32x32-bit product (a single UMULL on Cortex-M), then 32-bit unsigned, so every shift is
+ * defined. */
+SQZ_CAM_INLINE int8_t sqz_cam_quantize(uint32_t v, uint32_t mult, uint32_t bias, int32_t shift)
 {
-    const uint64_t acc = (uint64_t)v * mult + bias;
-    const int32_t t = (int32_t)((uint32_t)(acc >> 32) >> shift) - offset;
-    return (int8_t)(t < -128 ? -128 : (t > 127 ? 127 : t));
+    const uint32_t hi = (uint32_t)(((uint64_t)v * mult) >> 32);
+    const int32_t t = (int32_t)((hi + bias) >> shift) - SQZ_CAMERA_OFFSET;
+    /* One compare in the common, unsaturated case. */
+    if ((uint32_t)(t + 128) > 255u) {
+        return (int8_t)(t < 0 ? -128 : 127);
+    }
+    return (int8_t)t;
 }
 
 SQZ_CAM_INLINE void sqz_cam_row(const sqz_camera_params *p, int32_t fmt, int32_t bilinear,
@@ -94,46 +101,75 @@ SQZ_CAM_INLINE void sqz_cam_row(const sqz_camera_params *p, int32_t fmt, int32_t
                                 int8_t *out)
 {
     const int32_t gray_out = nc == 1;
-    const int32_t nsrc = (gray_out || fmt == SQZ_CAMERA_GRAY8) ? 1 : 3;
+    const int32_t gray_in = gray_out || fmt == SQZ_CAMERA_GRAY8;
     const uint32_t *off0 = p->x_off0;
     const uint32_t *off1 = p->x_off1;
     const uint8_t *frac = p->x_frac;
-    for (int32_t x = p->x_lo; x < p->x_hi; ++x) {
-        int32_t a[3] = {0, 0, 0};
-        int32_t v[3] = {0, 0, 0};
-        sqz_cam_decode(fmt, gray_out, top, off0[x], a);
+    /* Local copies: stores through the int8 output may alias anything, so values read through
+     * p would be reloaded after every byte. A BGR model gets R in output channel 2, with
+     * channel 2's constants. */
+    const int32_t swap = p->swap_rb && nc == 3;
+    const int32_t pr = swap ? 2 : 0;
+    const int32_t pb = swap ? 0 : 2;
+    const uint32_t m0 = p->multiplier[pr];
+    const uint32_t m1 = p->multiplier[1];
+    const uint32_t m2 = p->multiplier[pb];
+    const uint32_t b0 = p->bias[pr];
+    const uint32_t b1 = p->bias[1];
+    const uint32_t b2 = p->bias[pb];
+    const int32_t sh = p->shift;
+    const int32_t x_hi = p->x_hi;
+    int8_t *o = out + (size_t)p->x_lo * (size_t)nc;
+    for (int32_t x = p->x_lo; x < x_hi; ++x, o += nc) {
+        int32_t r0 = 0;
+        int32_t g0 = 0;
+        int32_t b0v = 0;
+        uint32_t vr;
+        uint32_t vg;
+        uint32_t vb;
+        sqz_cam_decode(fmt, gray_out, top, off0[x], &r0, &g0, &b0v);
         if (bilinear) {
-            int32_t b[3] = {0, 0, 0};
-            int32_t c[3] = {0, 0, 0};
-            int32_t d[3] = {0, 0, 0};
+            /* Exact, no rounding: t, u <= 255 * 256 and v <= 255 * 65536. One row pair at a
+             * time keeps fewer values live (registers) than decoding all four pixels first. */
+            int32_t r1 = 0;
+            int32_t g1 = 0;
+            int32_t b1v = 0;
             const int32_t fx = frac[x];
-            sqz_cam_decode(fmt, gray_out, top, off1[x], b);
-            sqz_cam_decode(fmt, gray_out, bot, off0[x], c);
-            sqz_cam_decode(fmt, gray_out, bot, off1[x], d);
-            for (int32_t k = 0; k < nsrc; ++k) {
-                /* Exact: t, u <= 255 * 256 and v <= 255 * 65536, no rounding anywhere. */
-                const int32_t t = a[k] * 256 + (b[k] - a[k]) * fx;
-                const int32_t u = c[k] * 256 + (d[k] - c[k]) * fx;
-                v[k] = t * 256 + (u - t) * fy;
+            const uint32_t x0 = off0[x];
+            const uint32_t x1 = off1[x];
+            sqz_cam_decode(fmt, gray_out, top, x1, &r1, &g1, &b1v);
+            const int32_t tr = r0 * 256 + (r1 - r0) * fx;
+            const int32_t tg = gray_in ? 0 : g0 * 256 + (g1 - g0) * fx;
+            const int32_t tb = gray_in ? 0 : b0v * 256 + (b1v - b0v) * fx;
+            sqz_cam_decode(fmt, gray_out, bot, x0, &r0, &g0, &b0v);
+            sqz_cam_decode(fmt, gray_out, bot, x1, &r1, &g1, &b1v);
+            const int32_t ur = r0 * 256 + (r1 - r0) * fx;
+            vr = (uint32_t)(tr * 256 + (ur - tr) * fy);
+            if (gray_in) {
+                vg = vr;
+                vb = vr;
+            } else {
+                const int32_t ug = g0 * 256 + (g1 - g0) * fx;
+                const int32_t ub = b0v * 256 + (b1v - b0v) * fx;
+                vg = (uint32_t)(tg * 256 + (ug - tg) * fy);
+                vb = (uint32_t)(tb * 256 + (ub - tb) * fy);
             }
         } else {
-            for (int32_t k = 0; k < nsrc; ++k) {
-                v[k] = a[k] * 65536;
+            vr = (uint32_t)r0 << 16;
+            vg = gray_in ? vr : (uint32_t)g0 << 16;
+            vb = gray_in ? vr : (uint32_t)b0v << 16;
+        }
+        if (fmt == SQZ_CAMERA_YUYV) {
+            sqz_cam_yuv(gray_out, &vr, &vg, &vb);
+            if (gray_in) {
+                vg = vr;
+                vb = vr;
             }
         }
-        if (nsrc < nc) { /* a gray frame for a colour model */
-            v[1] = v[0];
-            v[2] = v[0];
-        }
-        if (p->swap_rb) {
-            const int32_t s = v[0];
-            v[0] = v[2];
-            v[2] = s;
-        }
-        int8_t *o = out + (size_t)x * (size_t)nc;
-        for (int32_t k = 0; k < nc; ++k) {
-            o[k] = sqz_cam_quantize((uint32_t)v[k], p->multiplier[k], p->bias[k], p->shift[k],
-                                    p->offset[k]);
+        o[pr] = sqz_cam_quantize(vr, m0, b0, sh);
+        if (nc == 3) {
+            o[1] = sqz_cam_quantize(vg, m1, b1, sh);
+            o[pb] = sqz_cam_quantize(vb, m2, b2, sh);
         }
     }
 }
