@@ -1,16 +1,16 @@
 /* Camera frame -> int8 model input, one model row at a time (see sqz/camera.h).
  *
  * Every per-column and per-row quantity (source byte offsets, fractions, padding) is a table the
- * converter computed, so the inner loop over x has no division and no float. The loop body is
- * a static inline function instantiated once per pixel format and resize mode, so the format
- * switch is resolved outside the loop. */
+ * converter computed, so the inner loop over x has no division and no float. Per output pixel:
+ * decode up to four source pixels, interpolate exactly (1/65536 of a level), convert YUV once,
+ * then one 32x32->64-bit multiply and a few 32-bit operations per channel. */
 #include <stddef.h>
 
 #include "sqz/camera.h"
 
 /* The row loop is instantiated per (format, resize, channels) from one body; forcing the inline
- * lets the compiler fold those constants, so the inner loop has no format switch and its
- * channel loops unroll (at -Os GCC would otherwise keep calls and switches per pixel). */
+ * lets the compiler fold those constants, so the inner loop has no format switch (GCC would
+ * otherwise keep a call and a switch per source pixel). */
 #if defined(__GNUC__)
 #define SQZ_CAM_INLINE static inline __attribute__((always_inline))
 #else
