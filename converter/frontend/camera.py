@@ -7,8 +7,9 @@ numpy, bit for bit (docs/camera.md describes the arithmetic).
 
 The pipeline for one output pixel, all integer:
 
-1. decode each source pixel to 8-bit channels (RGB565: bit replication; YUYV: its Y and its
-   pair's U and V); a colour pixel for a 1-channel model becomes luma
+1. decode each source pixel to 8-bit channels (YUYV: its Y and its pair's U and V; RGB565 for
+   3 channels: its 5/6/5-bit fields, scaled to levels by 255/31 and 255/63 inside the
+   multipliers, for 1 channel bit replication); a colour pixel for a 1-channel model becomes luma
    ``(77*R + 150*G + 29*B + 128) >> 8`` (YUYV: Y), a gray pixel for a 3-channel model is
    replicated;
 2. interpolate: nearest takes one pixel, bilinear mixes four with 8-bit fractions; the result
@@ -56,6 +57,9 @@ LUMA = (77, 150, 29)
 GRADIENT_X = (3, 5, 7)
 GRADIENT_Y = (2, 1, 3)
 GRADIENT_SEED = (17, 31, 47)
+# Levels per unit of an RGB565 field (R, G, B): a 3-channel model interpolates the fields and
+# folds this exact scale into its multipliers, instead of widening every source pixel.
+RGB565_LEVELS = (Fraction(255, 31), Fraction(255, 63), Fraction(255, 31))
 
 
 def bytes_per_pixel(format: str) -> int:
@@ -289,27 +293,29 @@ QUANT_OFFSET = 1 << 17
 MIN_SHIFT = 8  # the truncations cost at most 2^-MIN_SHIFT each, in quantization steps
 
 
-def _quantizers(lines: list[tuple[float, float]]) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-    """(multipliers, biases, shift) for the lines q = a*v + b of the channels.
+def _quantizers(lines: list[tuple[float, float, float]]
+                ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(multipliers, biases, shift) for the lines q = a*levels*v + b of the channels (v in
+    units of 1/levels of a pixel level, at most V_MAX / levels).
 
     q_int = ((((v*M) >> 32) + bias) >> shift) - QUANT_OFFSET with M ~ a*2^(32+shift) and
     bias ~ (b + 0.5 + QUANT_OFFSET) * 2^shift, i.e. floor(a*v + b + 0.5) up to two truncations
     of 2^-shift steps each: within 1 LSB of round(a*v + b). One shift for all channels, the
     largest that keeps M and the sum in 32 bits.
     """
-    for a, _ in lines:
+    for a, _, _ in lines:
         if a * 65536 >= 256:
             raise UsageError(
                 f"{OPTION}: the preprocessing and input quantization make one pixel level "
                 f"{a * 65536:.3g} input steps (at most 256 are supported); check the "
                 "preprocessing scale and std and the model's input scale"
             )
-    fitted: list[tuple[float, float] | None] = []
-    for a, b in lines:
+    fitted: list[tuple[float, float, int] | None] = []
+    for a, b, levels in lines:
         if a * V_MAX + b < -129:  # always -128: M = 0, bias = 0 gives -QUANT_OFFSET
             fitted.append(None)
         else:  # b > 2^11 with a >= 0 always saturates at 127 anyway
-            fitted.append((a, min(b, float(1 << 11))))
+            fitted.append((a * levels, min(b, float(1 << 11)), math.ceil(V_MAX / levels)))
     for shift in range(24, MIN_SHIFT - 1, -1):
         mults, biases = [], []
         for line in fitted:
@@ -317,17 +323,19 @@ def _quantizers(lines: list[tuple[float, float]]) -> tuple[tuple[int, ...], tupl
                 mults.append(0)
                 biases.append(0)
                 continue
-            a, b = line
+            a, b, vmax = line
             m = round(a * 2.0 ** (32 + shift))
             bias = math.floor((b + 0.5 + QUANT_OFFSET) * 2.0**shift)
-            if m >= 2**32 or bias < 0 or ((V_MAX * m) >> 32) + bias >= 2**32:
+            if m >= 2**32 or bias < 0 or ((vmax * m) >> 32) + bias >= 2**32:
                 break
             mults.append(m)
             biases.append(bias)
         else:
             return tuple(mults), tuple(biases), shift
-    raise UsageError(  # unreachable for a < 2^-8 (checked above); kept as a guard
-        f"{OPTION}: no integer form of the input normalization; check the preprocessing"
+    raise UsageError(  # only rgb565 (a field step is 8.2 levels) gets here past the check above
+        f"{OPTION}: the preprocessing and input quantization make one pixel level too many "
+        "input steps for an integer form; check the preprocessing scale and std and the "
+        "model's input scale"
     )
 
 
@@ -365,17 +373,22 @@ def camera_params(camera: Camera, pre: Preprocessing, input_scale: float, input_
     y_last = tuple(r[1] if r else -1 for r in rows)
     y_frac = tuple(r[2] if r else 0 for r in rows)
     ring = max([1, *(r[1] - r[0] + 1 for r in rows if r)])
-    # x = (v/65536 * scale - mean) / std;  q = x / input_scale + zp  =  a*v + b.
+    # x = (v/65536 * scale - mean) / std;  q = x / input_scale + zp  =  a*v + b. An rgb565
+    # model channel's v counts field units: a includes the field's levels per unit.
+    swap = out_c == 3 and pre.channel_order == "bgr"
+    rgb565 = camera.format in ("rgb565le", "rgb565be") and out_c == 3
+    levels = (RGB565_LEVELS[::-1] if swap else RGB565_LEVELS) if rgb565 else (1,) * out_c
     mult, bias, shift = _quantizers([
         (pre.scale / (pre.std[c] * input_scale * 65536.0),
-         input_zero_point - pre.mean[c] / (pre.std[c] * input_scale)) for c in range(out_c)])
+         input_zero_point - pre.mean[c] / (pre.std[c] * input_scale),
+         float(levels[c])) for c in range(out_c)])
     pad = tuple(_quantize(np.zeros(1, dtype=np.int64), m, b, shift)[0].item()
                 for m, b in zip(mult, bias, strict=True))
     return CameraParams(
         format=FORMATS.index(camera.format), frame_width=camera.width,
         frame_height=camera.height, row_bytes=camera.row_bytes, out_h=out_h, out_w=out_w,
         out_c=out_c, resize=RESIZES.index(camera.resize),
-        swap_rb=int(out_c == 3 and pre.channel_order == "bgr"), ring_rows=ring,
+        swap_rb=int(swap), ring_rows=ring,
         x_lo=xo, x_hi=xo + xn, y_lo=yo, y_hi=yo + yn, x_off0=x_off0, x_off1=x_off1,
         x_frac=x_frac, y_first=y_first, y_last=y_last, y_frac=y_frac, multiplier=mult,
         bias=bias, shift=shift, pad=pad)
@@ -390,7 +403,8 @@ def _u8_from_q8(t: np.ndarray) -> np.ndarray:
 
 def _decode(row: np.ndarray, offs: np.ndarray, fmt: str, gray_out: bool) -> np.ndarray:
     """Pixels at byte offsets ``offs`` of one frame row -> int64 (n, 3) RGB or (n, 1) gray;
-    for yuyv (n, 3) Y, U, V or (n, 1) Y, converted by _yuv_to_rgb after the interpolation."""
+    for yuyv (n, 3) Y, U, V or (n, 1) Y, converted by _yuv_to_rgb after the interpolation; for
+    rgb565 to 3 channels the 5/6/5-bit fields, scaled to levels by the quantization."""
     row = row.astype(np.int64)
     if fmt == "gray8":
         return row[offs][:, None]
@@ -400,6 +414,8 @@ def _decode(row: np.ndarray, offs: np.ndarray, fmt: str, gray_out: bool) -> np.n
         lo, hi = (row[offs], row[offs + 1]) if fmt == "rgb565le" else (row[offs + 1], row[offs])
         u = lo | (hi << 8)
         r5, g6, b5 = u >> 11, (u >> 5) & 63, u & 31
+        if not gray_out:  # the fields themselves; RGB565_LEVELS scales them in the multipliers
+            return np.stack([r5, g6, b5], axis=1)
         rgb = np.stack([(r5 << 3) | (r5 >> 2), (g6 << 2) | (g6 >> 4), (b5 << 3) | (b5 >> 2)],
                        axis=1)
     else:  # yuyv: Y of this pixel, U and V of its pair; converted after interpolation
@@ -442,9 +458,24 @@ def _frame_array(frame: bytes | np.ndarray, params: CameraParams) -> np.ndarray:
     return data.reshape(params.frame_height, params.row_bytes)
 
 
+def _field_levels(params: CameraParams) -> tuple[float, ...]:
+    """Pixel levels per unit of each model channel's interpolated value (rgb565 to 3 channels
+    interpolates its 5/6/5-bit fields: 255/31, 255/63; everything else: 1)."""
+    if params.format_name in ("rgb565le", "rgb565be") and params.out_c == 3:
+        levels = RGB565_LEVELS[::-1] if params.swap_rb else RGB565_LEVELS
+        return tuple(float(v) for v in levels)
+    return (1.0,) * params.out_c
+
+
 def interpolated_row(frame: bytes | np.ndarray, params: CameraParams, y: int) -> np.ndarray:
-    """Model row y before normalization: int64 (out_w, out_c) in 1/65536 pixel-level units,
-    channels in the model's order; pad pixels are 0 (black)."""
+    """Model row y before normalization: float64 (out_w, out_c) in 1/65536 pixel levels,
+    channels in the model's order; pad pixels are 0 (black). Integers (exact) except for
+    rgb565 to 3 channels, whose interpolated fields are scaled by 255/31 and 255/63."""
+    return _raw_row(frame, params, y) * np.asarray(_field_levels(params))
+
+
+def _raw_row(frame: bytes | np.ndarray, params: CameraParams, y: int) -> np.ndarray:
+    """interpolated_row as the device has it: int64, rgb565 fields not scaled."""
     data = _frame_array(frame, params)
     first, last = params.row_span(y)
     v = np.zeros((params.out_w, params.out_c), dtype=np.int64)
@@ -477,7 +508,7 @@ def interpolated_row(frame: bytes | np.ndarray, params: CameraParams, y: int) ->
 
 def mirror_row(frame: bytes | np.ndarray, params: CameraParams, y: int) -> np.ndarray:
     """Model row y as the device computes it: int8 (out_w, out_c)."""
-    v = interpolated_row(frame, params, y)
+    v = _raw_row(frame, params, y)
     out = np.empty((params.out_w, params.out_c), dtype=np.int8)
     for c in range(params.out_c):
         out[:, c] = _quantize(v[:, c], params.multiplier[c], params.bias[c], params.shift)

@@ -42,7 +42,8 @@ SQZ_CAM_INLINE void sqz_cam_yuv(int32_t gray_out, uint32_t *r, uint32_t *g, uint
 
 /* One source pixel at byte `off` of `row` -> *r, *g, *b, or the gray value in *r when gray_out
  * (luma for a colour format). YUYV gives Y, U, V (or Y), converted by sqz_cam_yuv after the
- * interpolation, once per output pixel. Matches camera.py's _decode. */
+ * interpolation, once per output pixel; RGB565 for 3 channels gives its 5/6/5-bit fields,
+ * which the channels' multipliers scale to levels. Matches camera.py's _decode. */
 SQZ_CAM_INLINE void sqz_cam_decode(int32_t fmt, int32_t gray_out, const uint8_t *row,
                                    uint32_t off, int32_t *r, int32_t *g, int32_t *b)
 {
@@ -63,7 +64,13 @@ SQZ_CAM_INLINE void sqz_cam_decode(int32_t fmt, int32_t gray_out, const uint8_t 
         const int32_t r5 = (int32_t)(u >> 11);
         const int32_t g6 = (int32_t)((u >> 5) & 63u);
         const int32_t b5 = (int32_t)(u & 31u);
-        /* Bit replication maps 0..31 / 0..63 onto 0..255 exactly at both ends. */
+        if (!gray_out) { /* the fields; the multipliers scale them by 255/31 and 255/63 */
+            *r = r5;
+            *g = g6;
+            *b = b5;
+            return;
+        }
+        /* For luma, bit replication maps 0..31 / 0..63 onto 0..255 exactly at both ends. */
         *r = (r5 << 3) | (r5 >> 2);
         *g = (g6 << 2) | (g6 >> 4);
         *b = (b5 << 3) | (b5 >> 2);
