@@ -3,6 +3,7 @@ host mirror bit for bit, the mirror against the float formula, and the user-faci
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from converter import codegen
-from converter.device import build
+from converter.device import build, cycles, qemu
 from converter.errors import InputFileError, UsageError
 from converter.frontend import camera as cm
 from converter.frontend.preprocess import Preprocessing
@@ -152,6 +153,42 @@ def test_gradient_c_twin(workdir):
                                 str(camera.row_bytes), str(camera.height)],
                                capture_output=True, check=True).stdout
             assert c == cm.frame_gradient(camera, seed), (fmt, seed)
+
+
+# The speed budget: on the emulated Cortex-M4, a 320x240 frame to SqueezeNet's 224x224x3 input
+# takes well under 3% of a 400 M-instruction inference (counted exactly in a QEMU trace).
+@pytest.mark.parametrize(("spec", "per_byte"), [("rgb565le:320x240:bilinear:crop", 40),
+                                                ("yuyv:320x240:bilinear:crop", 50),
+                                                ("rgb565le:320x240:nearest:crop", 20)])
+def test_cortex_m4_instructions_per_output_byte(tmp_path, spec, per_byte):
+    missing = [t for t in (qemu.QEMU, qemu.CC) if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: {qemu.APT_HINT}")
+    camera = cm.Camera.parse(spec)
+    p = cm.camera_params(camera, Preprocessing.imagenet(224), 0.0186, -14, 224, 224, 3)
+    env = _environment()
+    (tmp_path / "cases.c").write_text(env.get_template("camera_cases.c.j2").render(
+        cases=[p.to_template()]))
+    (tmp_path / "frame.c").write_text(env.get_template("camera_frame.c.j2").render(
+        frame=list(cm.frame_gradient(camera, 1))))
+    elf = tmp_path / "bench.elf"
+    subprocess.run([qemu.CC, *qemu.CPU_FLAGS, "-O2", *build.WARN_FLAGS, "-I",
+                    str(FIRMWARE / "include"), *qemu.LINK_FLAGS, "-T", str(qemu.linker_script()),
+                    str(HERE / "c" / "camera_bench.c"), str(tmp_path / "cases.c"),
+                    str(tmp_path / "frame.c"), str(FIRMWARE / "src" / "runtime" / "camera_s8.c"),
+                    "-o", str(elf)], check=True, capture_output=True)
+    log = tmp_path / "trace.log"
+    subprocess.run([qemu.QEMU, "-M", qemu.TARGET, "-nographic", "-no-reboot", "-monitor",
+                    "none", "-serial", "none", "-kernel", str(elf), *cycles.TRACE_OPTIONS,
+                    "-D", str(log)], capture_output=True, timeout=120)
+    with log.open() as lines:
+        prof = cycles.read_trace(lines, region="camera_bench_rows", hook=None)
+    assert prof.found
+    count = cycles.estimate(prof, cycles.load_timing(
+        "cortex-m4", HERE.parent / "targets" / "cycles")).instructions
+    out_bytes = 224 * 224 * 3
+    assert 5 < count / out_bytes < per_byte, count / out_bytes
+    assert count < 0.03 * 400e6
 
 
 # (b) The integer result is within 1 LSB of the float formula on the same interpolated pixels.
