@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "sqz/runtime.h"
 #include "sqz/status.h"
 
 /* Pixel formats, in the order of camera.py's FORMATS. */
@@ -25,7 +26,7 @@ enum { SQZ_CAMERA_NEAREST = 0, SQZ_CAMERA_BILINEAR = 1 };
  * QUANT_OFFSET). */
 #define SQZ_CAMERA_OFFSET 131072
 
-typedef struct {
+typedef struct sqz_camera_params {
     int32_t format;       /* SQZ_CAMERA_* */
     int32_t frame_width;  /* pixels */
     int32_t frame_height;
@@ -62,6 +63,11 @@ void sqz_camera_row_span(const sqz_camera_params *p, int32_t y, int32_t *first, 
  * pad row). SQZ_ERR_ARG for a NULL pointer or y outside 0..out_h-1. */
 sqz_status sqz_camera_row_s8(const sqz_camera_params *p, int32_t y,
                              const uint8_t *const *frame_rows, int8_t *out);
+
+/* A camera model run on a whole frame in any memory (PSRAM included): every frame row is there,
+ * so the executor runs to the end. SQZ_ERR_ARG for a model without a camera input node. */
+sqz_status sqz_run_frame(const sqz_model *model, uint8_t *arena, const uint8_t *frame,
+                         sqz_node_hook hook, void *user, uint16_t *failed_node);
 
 /* Byte x_byte of frame row y of camera.py's frame_gradient(camera, seed) in `format` (the
  * width does not matter): a synthetic test frame without storing one. */

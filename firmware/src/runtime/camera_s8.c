@@ -6,7 +6,9 @@
  * then one 32x32->64-bit multiply and a few 32-bit operations per channel. */
 #include <stddef.h>
 
+#include "node.h"
 #include "sqz/camera.h"
+#include "sqz/runtime.h"
 
 /* The row loop is instantiated per (format, resize, channels) from one body; forcing the inline
  * lets the compiler fold those constants, so the inner loop has no format switch (GCC would
@@ -296,4 +298,58 @@ uint8_t sqz_camera_gradient_byte(int32_t format, uint32_t seed, int32_t x_byte, 
         }
     }
     }
+}
+
+/* The input node of a camera model: model row `row` once the frame rows it reads have arrived
+ * (ex->rows_ready counts frame rows), made from them straight into its slot of the input ring.
+ * Frame row r is at ex->src + (r % ex->src_slots) * ex->src_pitch: the whole frame (src_slots =
+ * its height) or a ring of ring_rows frame rows the application fills as they come. */
+sqz_status sqz_feed_camera(const sqz_node *nd, int32_t row, sqz_exec *ex, int *ready)
+{
+    const sqz_camera_params *p = nd->layer.input ? nd->layer.input->camera : NULL;
+    if (!p || !ex->src || p->out_h <= 0 || ex->src_slots == 0) {
+        return SQZ_ERR_ARG;
+    }
+    const int32_t y = row % p->out_h; /* batch-major rows: one frame per batch item */
+    int32_t first = 0;
+    int32_t last = -1;
+    sqz_camera_row_span(p, y, &first, &last);
+    if (last >= ex->rows_ready) {
+        *ready = 0;
+        return SQZ_OK;
+    }
+    *ready = 1;
+    if (last - first + 1 > 2 || (uint32_t)(last - first + 1) > ex->src_slots) {
+        return SQZ_ERR_ARG; /* the frame ring is smaller than one model row reads */
+    }
+    const uint8_t *rows[2] = {NULL, NULL};
+    for (int32_t r = first; r <= last; ++r) {
+        rows[r - first] = ex->src + ((uint32_t)r % ex->src_slots) * ex->src_pitch;
+    }
+    return sqz_camera_row_s8(p, y, rows, (int8_t *)sqz_row_at(ex->arena, &nd->output, row));
+}
+
+sqz_status sqz_run_frame(const sqz_model *model, uint8_t *arena, const uint8_t *frame,
+                         sqz_node_hook hook, void *user, uint16_t *failed_node)
+{
+    if (!model || !arena || !frame || model->input_node >= model->n_nodes) {
+        return SQZ_ERR_ARG;
+    }
+    const sqz_node *nd = &model->nodes[model->input_node];
+    const sqz_camera_params *p = nd->layer.input ? nd->layer.input->camera : NULL;
+    if (!p || p->frame_height <= 0 || p->row_bytes <= 0) {
+        return SQZ_ERR_ARG;
+    }
+    sqz_exec ex;
+    sqz_exec_begin(&ex, model, arena, hook, user);
+    sqz_exec_source(&ex, frame, (uint32_t)p->row_bytes, (uint32_t)p->frame_height,
+                    p->frame_height);
+    sqz_status st = sqz_exec_continue(&ex);
+    if (st == SQZ_WAIT_INPUT) {
+        st = SQZ_ERR_ARG; /* every frame row was there: the schedule is inconsistent */
+    }
+    if (st != SQZ_OK && failed_node) {
+        *failed_node = ex.failed_node;
+    }
+    return st;
 }
