@@ -14,8 +14,10 @@ from . import arch, atomic, codegen, passes
 from .arch import portable
 from .errors import BudgetError, UsageError
 from .frontend import tflite_reader
+from .frontend.camera import Camera, CameraParams, camera_params
+from .frontend.preprocess import Preprocessing
 from .ir.lower import lower
-from .ir.steps import ConvStep, Lowered, PoolStep
+from .ir.steps import ConvStep, Dims, InputStep, Lowered, PoolStep
 from .passes.budget import Budget, check_budget
 from .passes.memory import Layout
 from .targets import Target
@@ -35,6 +37,8 @@ class Conversion:
     stream: str = "auto"  # the --stream option (layout.schedule.mode is what it chose)
     input_mode: str = "ring"  # the --input option (passes.INPUT_MODES)
     scratch: str = "full"  # the scratch the convs got: full or least (--scratch auto chooses)
+    camera: Camera | None = None  # --camera: the frames the device makes its input from
+    preprocessing: Preprocessing | None = None  # what the camera path normalizes with
 
     def render(self, prefix: str) -> dict[str, str]:
         """The generated files again with another symbol prefix (codegen.symbols): the same
@@ -60,14 +64,16 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                    ram_budget: int | None = None, psram_budget: int | None = None,
                    flash_budget: int | None = None, input_size_option: bool = True,
                    rows_per_call: int | None = None, decode_block: int | None = None,
-                   input_mode: str = "ring", camera=None, scratch: str = "auto"
+                   input_mode: str = "ring", camera: Camera | None = None,
+                   preprocessing: Preprocessing | None = None, scratch: str = "auto"
                    ) -> Conversion:
     """Everything up to the rendered files; raises BudgetError before rendering anything.
     `arch` overrides the target's kernel architecture (tests run variants on the host);
     `prefix` names the model's global symbols and files (codegen.symbols); `packing`: which
     filters are stored packed (passes.PACKING_MODES; 'off' measures what decoding costs);
     `input_mode`: the input arrives row by row into a ring ('ring') or whole ('whole');
-    `camera`: the input is made on the device from camera frames (converter.ir.camera);
+    `camera`: the input is made on the device from camera frames, normalized as
+    `preprocessing` says (converter.frontend.camera);
     `scratch`: passes.SCRATCH_MODES; 'auto' gives the convs their full scratch, or the least
     they run with when the full plan does not fit the board (the budget check);
     `rows_per_call` and `decode_block` fix the rows per call and decoded blocks of the packed
@@ -75,6 +81,7 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     input_size_option: --input-size can change the model (a builtin), for the budget advice."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lowered = lower(graph)
+    cam_params = _camera_params(lowered, camera, preprocessing, input_mode)
     if scratch not in passes.SCRATCH_MODES:
         raise UsageError(f"--scratch must be one of {', '.join(passes.SCRATCH_MODES)}, not "
                          f"'{scratch}'")
@@ -82,7 +89,8 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     for n, mode in enumerate(modes, 1):
         lw, layout = passes.run_passes(lowered, arch=arch or target.arch, stream_mode=stream,
                                        in_place=in_place, packing_mode=packing,
-                                       input_mode=input_mode, camera=camera, scratch=mode,
+                                       input_mode=input_mode, camera=cam_params,
+                                       scratch=mode,
                                        rows_per_call=rows_per_call, decode_block=decode_block)
         try:
             budget = check_budget(lw, layout, target, ram_budget=ram_budget,
@@ -98,7 +106,31 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,
                       arch=arch or target.arch, packing=packing, model_name=model_name,
                       source_name=source_name, stream=stream, input_mode=input_mode,
-                      scratch=mode)
+                      scratch=mode, camera=camera, preprocessing=preprocessing)
+
+
+def _camera_params(lw: Lowered, camera: Camera | None, pre: Preprocessing | None,
+                   input_mode: str) -> CameraParams | None:
+    """The device's constants for --camera, from the model's input quantization."""
+    if camera is None:
+        return None
+    if input_mode != "ring":
+        raise UsageError("--camera makes the input from frame rows as they arrive: it needs "
+                         "--input ring (the default), not --input whole")
+    if pre is None:
+        raise UsageError("--camera: the model records no preprocessing, so the device cannot "
+                         "normalize frames as the host does; give --preprocess imagenet, "
+                         "simple or a preprocessing JSON file")
+    t = lw.graph.tensor(lw.input)
+    if t.quant is None:
+        raise UsageError("--camera: the model's input is not int8; convert a full-integer "
+                         "model")
+    scale, zp = t.quant.single()
+    d = Dims.of(t.shape)
+    if d.n != 1:
+        raise UsageError(f"--camera: the model takes a batch of {d.n}; camera frames feed a "
+                         "batch of 1")
+    return camera_params(camera, pre, scale, zp, d.h, d.w, d.c)
 
 
 def runtime_sources_used(lw: Lowered) -> list[str]:
@@ -109,6 +141,8 @@ def runtime_sources_used(lw: Lowered) -> list[str]:
     files = set(portable.RUNTIME_CORE)
     for s in lw.steps:
         files.update(portable.NODE_ADAPTERS[node_op(s)][1])
+        if isinstance(s, InputStep) and s.camera is not None:
+            files.add("runtime/camera_s8.c")
         if isinstance(s, ConvStep):
             files.update(arch.conv_kernel(s.kernel).sources)
         elif isinstance(s, PoolStep):
@@ -119,7 +153,8 @@ def runtime_sources_used(lw: Lowered) -> list[str]:
 # Names sqz-convert wrote before output directories carried a manifest (and the temporaries
 # of that time), so that such a directory is recognised as sqz's own and replaced.
 LEGACY_OUTPUTS = (*codegen.OUTPUTS, "model.tflite", "sqz.json", "classes.json",
-                  "preprocess.json", "float_model.keras", "report.md", "report.json",
+                  "preprocess.json", "camera.json", "float_model.keras", "report.md",
+                  "report.json",
                   "report.png", "bench")
 LEGACY_NAMES = (*LEGACY_OUTPUTS, *(f".{n}.tmp" for n in LEGACY_OUTPUTS),
                 *(f"host/{n}" for n in LEGACY_OUTPUTS))  # sqz-bench's host build
@@ -158,6 +193,9 @@ def write(conv: Conversion, buf: bytes, out: Path | atomic.Staging,
     payload = {**{name: text.encode() for name, text in conv.files.items()},
                "model.tflite": buf,
                "sqz.json": (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()}
+    if conv.camera is not None:
+        payload["camera.json"] = (json.dumps(conv.camera.to_dict(), indent=2, sort_keys=True)
+                                  + "\n").encode()
     payload.update(extra or {})
     for name, data in payload.items():
         out.write_bytes(name, data)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import atomic
-from .errors import InputFileError, ModelMismatchError
+from .errors import InputFileError, ModelMismatchError, UsageError
+from .frontend.camera import Camera
 from .frontend.preprocess import Preprocessing
 
 _SHA_RE = re.compile(r'#define\s+SQZ_MODEL_SHA256\s+"([0-9a-f]{64})"')
@@ -28,6 +29,7 @@ class ModelDir:
     preprocessing: Preprocessing | None
     keras_path: Path | None
     class_names: list[str] | None  # output index -> name (classes.json), when recorded
+    camera: Camera | None = None  # camera.json: the model is fed camera frames (--camera)
 
 
 def load_model_dir(path: Path, tflite: Path | None) -> ModelDir:
@@ -81,6 +83,15 @@ def _load_model_dir(path: Path, tflite: Path | None) -> ModelDir:
     keras = path / "float_model.keras"
     cls_p = path / "classes.json"
     classes = json.loads(cls_p.read_text()) if cls_p.is_file() else None
+    cam_p = path / "camera.json"
+    camera = None
+    if cam_p.is_file():
+        try:
+            camera = Camera.from_dict(json.loads(cam_p.read_text()))
+        except (ValueError, UsageError) as exc:
+            raise InputFileError(f"{cam_p}: not a camera description written by sqz-convert "
+                                 f"({exc}); convert again") from None
     return ModelDir(path=path, sha256=m.group(1), name=name_m.group(1) if name_m else "",
                     tflite=buf, tflite_path=tpath, meta=meta, preprocessing=pre,
-                    keras_path=keras if keras.is_file() else None, class_names=classes)
+                    keras_path=keras if keras.is_file() else None, class_names=classes,
+                    camera=camera)

@@ -42,6 +42,81 @@ class Inputs:
     class_names: list[str] | None
     names: list[str]
     kind: str
+    # Camera models: the raw frames the device gets; int8 is the host mirror's bytes of them
+    # (converter/frontend/camera.py), which the reference runs on. floats, when given, are the
+    # original images through the host's own preprocessing (for the float model).
+    frames: list[bytes] | None = None
+
+
+FRAME_SUFFIXES = frozenset({".raw", ".bin", ".rgb565", ".rgb", ".yuv", ".yuyv", ".gray"})
+
+
+def load_camera_inputs(spec: str | None, n: int | None, seed: int, camera, params,
+                       pre: Preprocessing | None, model_classes: list[str] | None = None,
+                       n_outputs: int | None = None) -> Inputs:
+    """Inputs of a model fed by camera frames: raw frame files (a file or a folder), ordinary
+    images (a folder, labelled by subfolders or not; each converted to a frame of the camera's
+    format and size first), a .npy of uint8 frames, or seeded random frames."""
+    from .frontend.camera import frame_from_image, mirror, read_frame
+    from .frontend.preprocess import IMAGE_SUFFIXES, load_image
+
+    what = f"{camera} frames ({camera.frame_bytes:,} bytes each)"
+
+    def done(frames: list[bytes], names: list[str], how: str, floats=None, labels=None,
+             classes=None) -> Inputs:
+        x = np.stack([mirror(f, params) for f in frames]).astype(np.int8)
+        return Inputs(x, floats, labels, classes, names, how, frames=frames)
+
+    if spec is None:
+        count = n or DEFAULT_RANDOM_INPUTS
+        rng = np.random.default_rng(seed)
+        frames = [rng.integers(0, 256, camera.frame_bytes, dtype=np.uint8).tobytes()
+                  for _ in range(count)]
+        return done(frames, [f"random#{i}" for i in range(count)],
+                    f"{count} random {what} (seed {seed})")
+    p = Path(spec)
+    if p.is_file() and p.suffix.lower() == ".npy":
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputFileError(f"{p}: not a readable .npy array ({exc})") from None
+        if arr.dtype != np.uint8 or arr.ndim < 1 or arr[0].size != camera.frame_bytes:
+            raise InputFileError(f"{p}: the model takes {what}; give uint8 frames, one per "
+                                 f"row of the array, not {arr.dtype} of shape {arr.shape}")
+        arr = arr[:n] if n else arr
+        return done([a.tobytes() for a in arr], [f"{p.name}[{i}]" for i in range(len(arr))],
+                    f"{len(arr)} {what} from {p.name}")
+    if p.is_file():
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            return done([frame_from_image(p, camera)], [p.name], f"{p.name} as a {what[:-21]}",
+                        floats=None if pre is None else load_image(p, pre)[None])
+        return done([read_frame(p, camera)], [p.name], f"1 of {what} from {p.name}")
+    if not p.is_dir():
+        raise InputFileError(f"{p}: no such file or folder; give raw frames, images or a .npy")
+    raw = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in FRAME_SUFFIXES)
+    if raw:
+        raw = raw[:n] if n else raw
+        return done([read_frame(f, camera) for f in raw], [f.name for f in raw],
+                    f"{len(raw)} {what} from {p}")
+    if pre is None:
+        raise UsageError(f"{p}: images need the preprocessing recorded at conversion "
+                         "(preprocess.json in the model directory), and there is none")
+    subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    if subdirs:
+        xf, y, classes, files = load_labelled_folder(p, pre)
+        y, classes = _to_model_labels(p, y, classes, model_classes, n_outputs)
+    else:
+        xf, files = load_image_folder(p, pre)
+        y, classes = None, None
+    keep = np.arange(len(files))
+    if n and n < len(files):
+        keep = stratified_selection(y, n, seed) if y is not None else np.arange(n)
+    files = [files[i] for i in keep]
+    frames = [frame_from_image(f, camera) for f in files]
+    names = [str(f.relative_to(p)) if f.is_relative_to(p) else f.name for f in files]
+    return done(frames, names, f"{len(files)} images from {p}, each made a {camera} frame "
+                "(the float model sees the original images)", floats=xf[keep],
+                labels=None if y is None else y[keep], classes=classes)
 
 
 def _to_model_labels(folder: Path, y: np.ndarray, folder_classes: list[str],
@@ -194,6 +269,13 @@ def run_device(args, md: ModelDir, inputs: Inputs, out: Console
         if info.input.bytes != inputs.int8[0].nbytes:
             raise ModelMismatchError(f"the device takes {info.input.bytes} input bytes, the "
                                      f"model {inputs.int8[0].nbytes}")
+        if inputs.frames is not None and info.frame_bytes != len(inputs.frames[0]):
+            takes = (f"frames of {info.frame_bytes:,} bytes" if info.frame_bytes else
+                     "no camera frames")
+            raise ModelMismatchError(
+                f"the device takes {takes}, the model in {md.path} frames of "
+                f"{len(inputs.frames[0]):,} bytes: flash the firmware converted from this "
+                "model")
         out.print(f"Device: [bold]{info.target_name}[/] ({where}), firmware "
                   f"{info.firmware_version}, model {info.model_name}, arena "
                   f"{info.arena_bytes:,} B, counter in {info.counter_unit}")
@@ -205,7 +287,11 @@ def run_device(args, md: ModelDir, inputs: Inputs, out: Console
                       TimeElapsedColumn(), console=out, transient=True) as bar:
             task = bar.add_task("infer", total=len(inputs.int8))
             for i, x in enumerate(inputs.int8):
-                r = dev.infer(x.tobytes(), per_layer=args.per_layer and i == 0)
+                if inputs.frames is not None:  # the device makes x from the frame itself
+                    r = dev.infer(inputs.frames[i], per_layer=args.per_layer and i == 0,
+                                  frame=True)
+                else:
+                    r = dev.infer(x.tobytes(), per_layer=args.per_layer and i == 0)
                 outputs.append(np.frombuffer(r.output, np.int8))
                 if r.logits is not None:
                     logits.append(np.frombuffer(r.logits, np.int8))

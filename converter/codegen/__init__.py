@@ -105,7 +105,13 @@ def _tensor_info(lw: Lowered, layout: Layout, t: int | None) -> dict[str, Any]:
 
 def _camera_info(lw: Lowered) -> dict[str, Any] | None:
     cam = next((s.camera for s in lw.steps if isinstance(s, InputStep)), None)
-    return None if cam is None else cam.to_template()
+    if cam is None:
+        return None
+    # Frame format codes on the wire and in model.h: 1 + the index in camera.FORMATS (0: none).
+    return {"format_code": cam.format + 1, "format_name": cam.format_name,
+            "frame_w": cam.frame_width, "frame_h": cam.frame_height,
+            "row_bytes": cam.row_bytes, "frame_bytes": cam.frame_bytes,
+            "ring_rows": cam.ring_rows, "params": cam.to_template()}
 
 
 def _row_bytes(lw: Lowered) -> int:

@@ -115,6 +115,11 @@ def convert_command(args, out: Console, err: Console) -> int:
     from ..frontend.quantize import captured_output
     from ..report import build_report, write_reports
 
+    camera = None
+    if args.camera is not None:
+        from ..frontend.camera import Camera
+
+        camera = Camera.parse(args.camera)  # a bad spec fails before the slow work
     # --out is checked and locked before the slow work, and written as a whole at the end.
     with convert.output_directory(out_dir) as stage:
         with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
@@ -129,7 +134,8 @@ def convert_command(args, out: Console, err: Console) -> int:
             conv = convert.convert_tflite(src.tflite, target, model_name=src.name,
                                           source_name=src.source_name, stream=args.stream,
                                           packing=args.packing, input_mode=args.input,
-                                          scratch=args.scratch,
+                                          scratch=args.scratch, camera=camera,
+                                          preprocessing=src.preprocessing,
                                           arch=getattr(args, "arch", None),
                                           ram_budget=args.ram_budget,
                                           psram_budget=args.psram_budget,
@@ -229,6 +235,11 @@ def _convert_parser() -> argparse.ArgumentParser:
                    help="ring: the input arrives row by row and is kept only as long as the "
                         "layers still read each row (default); whole: stored whole before the "
                         "run")
+    p.add_argument("--camera", metavar="FORMAT:WxH[:RESIZE][:FIT]",
+                   help="feed the model from camera frames, converted on the device row by row: "
+                        "FORMAT rgb565le, rgb565be, rgb888, gray8 or yuyv; the frame's size; "
+                        "RESIZE bilinear (default) or nearest; FIT crop (default), letterbox "
+                        "or stretch. E.g. rgb565le:320x240 (docs/camera.md)")
     p.add_argument("--scratch", choices=["auto", "full", "least"], default="auto",
                    help="conv scratch: full (each kernel's fastest blocks), least (the "
                         "smallest blocks the kernel runs with: a smaller arena, a little "

@@ -25,6 +25,7 @@ from ..validate import (
     dequantize,
     float_outputs,
     layer_macs,
+    load_camera_inputs,
     load_inputs,
     per_layer_rows,
     run_device,
@@ -47,7 +48,10 @@ def _validate_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=None,
                    help="number of inputs (default 10 random, or all given inputs)")
     p.add_argument("--inputs", help="a .npy array (float, preprocessed; or int8) or an image "
-                   "folder (preprocessed as at conversion; subfolders = labels)")
+                   "folder (preprocessed as at conversion; subfolders = labels). A model "
+                   "converted with --camera takes raw frame files (a file or a folder of "
+                   ".raw/.bin/...), a .npy of uint8 frames, or images, each made a frame of "
+                   "the camera's format and size")
     p.add_argument("--tflite", type=Path, help="reference model (default MODEL/model.tflite)")
     p.add_argument("--keras", type=Path, help="float Keras model to compare against as well")
     p.add_argument("--report", type=Path, help="write a JSON report here")
@@ -102,8 +106,20 @@ def validate_command(args, out: Console, err: Console) -> int:
             f"{md.path / 'classes.json'} names {len(md.class_names)} classes, but the model "
             f"has {n_outputs} outputs: the class names belong to another model. Convert "
             "again into this directory (sqz-convert replaces it as a whole)")
-    inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
-                         md.preprocessing, md.class_names, n_outputs)
+    if md.camera is not None:
+        from ..frontend.camera import camera_params
+        from ..ir.steps import Dims
+
+        if md.preprocessing is None:
+            raise ModelMismatchError(f"{md.path / 'camera.json'} is there but no "
+                                     "preprocess.json: convert again")
+        d = Dims.of(in_t.shape)
+        params = camera_params(md.camera, md.preprocessing, s_in, zp_in, d.h, d.w, d.c)
+        inputs = load_camera_inputs(args.inputs, args.n, args.seed, md.camera, params,
+                                    md.preprocessing, md.class_names, n_outputs)
+    else:
+        inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
+                             md.preprocessing, md.class_names, n_outputs)
     out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "
               f"{inputs.kind}")
     devrun, ref = run_device(args, md, inputs, out)

@@ -13,8 +13,17 @@
 #include "sqz/runtime.h"
 
 static uint8_t arena[SQZ_MODEL_ARENA_BYTES + 16] __attribute__((aligned(16)));
-/* The whole input, outside the arena: the model may keep only a ring of its rows. */
-static uint8_t input[SQZ_MODEL_INPUT_BYTES];
+/* The whole input, outside the arena: the model may keep only a ring of its rows. A camera
+ * model takes a camera frame instead, converted on the way in. */
+#if SQZ_MODEL_FRAME_FORMAT
+#include "sqz/camera.h"
+#define INPUT_BYTES SQZ_MODEL_FRAME_BYTES
+#define RUN_INPUT sqz_run_frame
+#else
+#define INPUT_BYTES SQZ_MODEL_INPUT_BYTES
+#define RUN_INPUT sqz_run_input
+#endif
+static uint8_t input[INPUT_BYTES];
 
 static void after_step(void *user, uint16_t step)
 {
@@ -26,14 +35,14 @@ static void after_step(void *user, uint16_t step)
 int main(void)
 {
     const sqz_model *m = &sqz_model_def;
-    if (fread(input, 1, m->input.bytes, stdin) != m->input.bytes) {
+    if (fread(input, 1, INPUT_BYTES, stdin) != INPUT_BYTES) {
         fprintf(stderr, "bench: short input\n");
         return 2;
     }
     uint16_t failed = 0;
     CALLGRIND_ZERO_STATS;
     CALLGRIND_TOGGLE_COLLECT;
-    const sqz_status st = sqz_run_input(m, arena, input, after_step, NULL, &failed);
+    const sqz_status st = RUN_INPUT(m, arena, input, after_step, NULL, &failed);
     CALLGRIND_TOGGLE_COLLECT;
     if (st != SQZ_OK) {
         fprintf(stderr, "bench: step %u failed: %s\n", (unsigned)failed, sqz_status_str(st));

@@ -1,6 +1,7 @@
 /* Batch runner for tests and benchmarks on the host: no serial link, no port.
  *
- * stdin:  the raw int8 inputs, one after the other (model input bytes each)
+ * stdin:  the raw int8 inputs, one after the other (model input bytes each), or for a camera
+ *         model the raw camera frames
  * stdout: for each input, the output bytes, then the logits bytes when run with --logits
  * Exit status: 0, or 2 with a message on stderr naming the failing step.
  */
@@ -12,8 +13,17 @@
 #include "sqz/runtime.h"
 
 static uint8_t arena[SQZ_MODEL_ARENA_BYTES + 16] __attribute__((aligned(16)));
-/* The whole input, outside the arena: the model may keep only a ring of its rows. */
-static uint8_t input[SQZ_MODEL_INPUT_BYTES];
+/* The whole input, outside the arena: the model may keep only a ring of its rows. A camera
+ * model takes a camera frame instead, converted on the way in. */
+#if SQZ_MODEL_FRAME_FORMAT
+#include "sqz/camera.h"
+#define INPUT_BYTES SQZ_MODEL_FRAME_BYTES
+#define RUN_INPUT sqz_run_frame
+#else
+#define INPUT_BYTES SQZ_MODEL_INPUT_BYTES
+#define RUN_INPUT sqz_run_input
+#endif
+static uint8_t input[INPUT_BYTES];
 
 int main(int argc, char **argv)
 {
@@ -26,17 +36,17 @@ int main(int argc, char **argv)
     const sqz_model *m = &sqz_model_def;
     uint8_t *in = input;
     for (;;) {
-        const size_t got = fread(in, 1, m->input.bytes, stdin);
+        const size_t got = fread(in, 1, INPUT_BYTES, stdin);
         if (got == 0) {
             break;
         }
-        if (got != m->input.bytes) {
+        if (got != INPUT_BYTES) {
             fprintf(stderr, "runner: short input (%zu of %u bytes)\n", got,
-                    (unsigned)m->input.bytes);
+                    (unsigned)INPUT_BYTES);
             return 2;
         }
         uint16_t failed = 0;
-        const sqz_status st = sqz_run_input(m, arena, in, NULL, NULL, &failed);
+        const sqz_status st = RUN_INPUT(m, arena, in, NULL, NULL, &failed);
         if (st != SQZ_OK) {
             fprintf(stderr, "runner: step %u (%s) failed: %s\n", (unsigned)failed,
                     m->node_names[failed], sqz_status_str(st));
