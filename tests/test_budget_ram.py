@@ -75,12 +75,14 @@ def test_app_ram_bytes_adds_up_every_part() -> None:
     from tflbuild import maxpool_model
 
     t = targets.load(SMALL)
-    conv = convert.convert_tflite(maxpool_model(), t, model_name="m", source_name="m")
+    conv = convert.convert_tflite(maxpool_model(), t, model_name="m", source_name="m",
+                                  input_mode="whole")
     ram = budget.app_ram_bytes(t, conv.lowered, conv.layout)
     assert ram.arena == conv.layout.arena_bytes == 10240
     assert ram.stack == t.stack_bytes and ram.static == t.static_bytes
-    # rx_buf (payload + 32), the encoder, the decoder, one u64 per step (one step here).
-    assert ram.buffers == t.max_frame_payload + 32 + 272 + 20 + 8
+    # rx_buf (payload + 32), the encoder, the decoder, one u64 per step (one step here), the
+    # executor's place.
+    assert ram.buffers == t.max_frame_payload + 32 + 272 + 20 + 8 + 296
     assert ram.internal == ram.total == ram.arena + ram.stack + ram.buffers + ram.static
     assert conv.budget.ram == ram
     wider = dataclasses.replace(t, max_frame_payload=4096)
@@ -95,7 +97,8 @@ def test_the_fit_check_counts_more_than_the_arena() -> None:
     from tflbuild import maxpool_model
 
     t = targets.load(SMALL)
-    conv = convert.convert_tflite(maxpool_model(), t, model_name="m", source_name="m")
+    conv = convert.convert_tflite(maxpool_model(), t, model_name="m", source_name="m",
+                                  input_mode="whole")
     need = conv.budget.ram.internal
     with pytest.raises(BudgetError) as e:
         budget.check_budget(conv.lowered, conv.layout, t, ram_budget=need - 1)
@@ -160,7 +163,8 @@ def test_the_estimate_covers_the_linked_elf(small_squeezenet, tmp_path) -> None:
     assert sizes["rx_buf"] == t.max_frame_payload + budget.PROTO_FRAME_OVERHEAD
     assert sizes["tx"] == budget.FRAME_TX_BYTES and sizes["rx"] == budget.FRAME_RX_BYTES
     assert sizes["layer_counts"] == budget.COUNT_BYTES_PER_STEP * steps
-    mirrored = {"arena", "rx_buf", "tx", "rx", "layer_counts"}
+    assert sizes["ex"] == budget.EXEC_BYTES
+    mirrored = {"arena", "rx_buf", "tx", "rx", "layer_counts", "ex"}
     rest = sum(v for k, v in sizes.items() if k not in mirrored)
     assert rest <= t.static_bytes, {k: v for k, v in sizes.items() if k not in mirrored}
 
@@ -222,14 +226,16 @@ def test_a_firmware_that_does_not_fit_fails_at_link_time(tmp_path) -> None:
 
 
 def test_a_model_too_big_for_128k_is_refused_at_conversion() -> None:
-    """SqueezeNet 1.1 at 192: its arena (125.8 KiB) alone would fit 128 KiB, the whole
-    firmware does not."""
+    """SqueezeNet 1.1 at 192 with its input stored whole and full scratch: its arena
+    (125.8 KiB) alone would fit 128 KiB, the whole firmware does not. (The input ring and the
+    least scratch make it fit: --input ring, --scratch auto, the defaults.)"""
     from converter.frontend import sources
 
     t = targets.load(SMALL)
     src = sources.resolve("squeezenet1_1", input_size=(192, 192), classes=10, calib_samples=1)
     with pytest.raises(BudgetError) as e:
-        convert.convert_tflite(src.tflite, t, model_name="m", source_name="m")
+        convert.convert_tflite(src.tflite, t, model_name="m", source_name="m",
+                               input_mode="whole", scratch="full")
     text = str(e.value)
     arena = int(re.search(r"the arena needs [\d.]+ KiB \(([\d,]+) B\)", text)
                 .group(1).replace(",", ""))

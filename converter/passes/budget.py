@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import BudgetError
-from ..ir.steps import Lowered
+from ..ir.steps import InputStep, Lowered
 from ..targets import Target
 from .memory import Layout
 from .pack import encodings
@@ -31,6 +31,9 @@ PROTO_FRAME_OVERHEAD = 32  # SQZ_PROTO_FRAME_OVERHEAD (protocol.h): rx_buf = pay
 FRAME_TX_BYTES = 272       # sizeof(sqz_frame_tx): write, ctx, crc, n, block[255], padding
 FRAME_RX_BYTES = 20        # sizeof(sqz_frame_rx): buf, cap, len, raw and four flags
 COUNT_BYTES_PER_STEP = 8   # layer_counts: one uint64_t per step (at least one)
+# sizeof(sqz_exec) on a 32-bit core (firmware/include/sqz/runtime.h): 8 pointers and counters,
+# segment/entry/call/finished/failed_node, and one int32 per node of a segment (64).
+EXEC_BYTES = 8 * 4 + 8 + 4 * 64
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,9 @@ class RamUse:
 
     arena: int
     stack: int
-    buffers: int  # the receive frame, the encoder's block, the decoder, the layer counts
+    # the receive frame, the encoder's block, the decoder, the layer counts, the executor's
+    # place, and a camera model's frame ring
+    buffers: int
     static: int   # the rest of .data + .bss: the profile's static_bytes
     arena_in_psram: bool = False
 
@@ -60,11 +65,18 @@ class RamUse:
                 f"{self.buffers:,} B, static {self.static:,} B")
 
 
-def protocol_buffer_bytes(max_frame_payload: int, n_steps: int) -> int:
+def protocol_buffer_bytes(max_frame_payload: int, n_steps: int, frame_ring: int = 0) -> int:
     """The application's buffers (app.c): rx_buf[SQZ_MAX_FRAME_PAYLOAD +
-    SQZ_PROTO_FRAME_OVERHEAD], the frame encoder and decoder, and layer_counts[max(steps, 1)]."""
+    SQZ_PROTO_FRAME_OVERHEAD], the frame encoder and decoder, layer_counts[max(steps, 1)], the
+    executor's place (ex) and a camera model's frame_ring (SQZ_MODEL_FRAME_RING_ROWS rows)."""
     return (max_frame_payload + PROTO_FRAME_OVERHEAD + FRAME_TX_BYTES + FRAME_RX_BYTES
-            + COUNT_BYTES_PER_STEP * max(n_steps, 1))
+            + COUNT_BYTES_PER_STEP * max(n_steps, 1) + EXEC_BYTES + frame_ring)
+
+
+def frame_ring_bytes(lw: Lowered) -> int:
+    """A camera model's frame ring in the serial application: ring_rows frame rows."""
+    cam = next((s.camera for s in lw.steps if isinstance(s, InputStep)), None)
+    return 0 if cam is None else cam.ring_rows * cam.row_bytes
 
 
 def app_ram_bytes(t: Target, lw: Lowered, layout: Layout, *,
@@ -73,7 +85,8 @@ def app_ram_bytes(t: Target, lw: Lowered, layout: Layout, *,
     port reserves (t.stack_bytes), the protocol's buffers and the rest of its static data
     (t.static_bytes)."""
     return RamUse(arena=layout.arena_bytes, stack=t.stack_bytes,
-                  buffers=protocol_buffer_bytes(t.max_frame_payload, len(lw.steps)),
+                  buffers=protocol_buffer_bytes(t.max_frame_payload, len(lw.steps),
+                                                frame_ring_bytes(lw)),
                   static=t.static_bytes, arena_in_psram=arena_in_psram)
 
 
