@@ -86,7 +86,7 @@ def exports(tmp_path_factory) -> Exports:
     assert convert_main([str(tfl), "--target", "mps2-an386", "--out", str(root / "m4"),
                          "--export", str(root / "m4-lib" / "sqz_shapes"), "--export-image",
                          sample, "-q"]) == 0
-    assert convert_main([str(tfl), "--target", "esp32s3", "--ram-budget", "4K", "--out",
+    assert convert_main([str(tfl), "--target", "esp32s3", "--ram-budget", "8K", "--out",
                          str(root / "esp"), "--export", str(root / "esp-lib" / "shapes_psram"),
                          "--export-name", "shapes_psram", "--export-version", "2.1.0-rc1",
                          "--export-author", "Jane Doe <jane@example.com>",
