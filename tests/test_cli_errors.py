@@ -109,7 +109,7 @@ def test_too_small_ram_budget(tmp_path, capsys):
     m.write_bytes(maxpool_model())
     out = tmp_path / "o"
     rc, err = _run(convert_main, [str(m), "--target", "host", "--ram-budget", "4K",
-                                  "--out", str(out)], capsys)
+                                  "--input", "whole", "--out", str(out)], capsys)
     assert rc == 6
     assert "the model does not fit host" in err
     assert "RAM: the arena needs 10.0 KiB (10,240 B)" in err

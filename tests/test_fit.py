@@ -98,8 +98,10 @@ def test_report_files(tmp_path, capsys):
     assert rep["arena_lower_bound"] <= rep["arena_bytes"] <= rep["arena_naive_bytes"]
     assert rep["macs"] == sum(r["macs"] for r in rep["layers"])
     assert rep["flash_bytes"] == rep["weight_bytes"] + rep["code_bytes_estimate"]
-    assert len(rep["layers"]) == 31
-    row = rep["layers"][4]
+    assert len(rep["layers"]) == 32  # the input's rows, then SqueezeNet's 31 steps
+    assert rep["layers"][0]["name"] == "input" and rep["layers"][0]["op"] == "input rows"
+    assert rep["input"].startswith("a ring of ")
+    row = rep["layers"][5]
     assert row["name"] == "fire2_expand3x3" and row["op"] == "conv 3x3/1"
     assert set(row) >= {"inputs", "output", "macs", "weight_bytes", "arena_offset",
                         "arena_bytes", "live_bytes", "kernel", "segment", "ring_rows"}
@@ -108,10 +110,12 @@ def test_report_files(tmp_path, capsys):
     # pool's output is worth storing whole), then the softmax alone.
     assert rep["stream"] == "full"
     segs = rep["segments"]
-    assert sum(len(seg["layers"]) for seg in segs) == 31 and segs[-1]["layers"] == ["softmax"]
-    assert segs[0]["layers"][:2] == ["conv1", "pool1"]
+    assert sum(len(seg["layers"]) for seg in segs) == 32 and segs[-1]["layers"] == ["softmax"]
+    assert segs[0]["layers"][:3] == ["input", "conv1", "pool1"]
     assert len(rep["live_curve"]) == segs[-1]["last_tick"] + 1
-    rings = {r["tensor"].split("/")[1]: r for r in rep["rings"]}
+    rings = {r["tensor"].split("/")[1] if "/" in r["tensor"] else "input": r
+             for r in rep["rings"]}
+    assert rings["input"]["slots"] == 3 and rings["input"]["rows"] == 64
     assert rings["conv1_1"]["slots"] == 1 and rings["conv1_1"]["rows"] == 31
     assert all(r["bytes"] < r["whole_bytes"] for r in rep["rings"])
     md = (out / "report.md").read_text()
@@ -122,7 +126,7 @@ def test_report_files(tmp_path, capsys):
 
 def test_psram_budget_zero_keeps_the_arena_out_of_psram(tmp_path, capsys):
     argv = ["squeezenet1_1", "--target", "esp32s3", "--input-size", "64", "--classes", "3",
-            "--ram-budget", "16K", "-q"]
+            "--ram-budget", "16K", "--input", "whole", "-q"]
     assert convert_main([*argv, "--out", str(tmp_path / "a")]) == 0
     assert "#define SQZ_ARENA_IN_PSRAM 1" in (tmp_path / "a" / "sqz_target.h").read_text()
     rc = convert_main([*argv, "--psram-budget", "0", "--out", str(tmp_path / "b")])

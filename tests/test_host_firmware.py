@@ -284,7 +284,7 @@ def test_every_bad_request_gets_its_error(fw: HostFirmware) -> None:
     assert (e.code, e.command, e.detail) == (E.UNKNOWN_COMMAND, 0x42, 0x42)
     assert err(P.request(P.Cmd.HELLO, 2, b"x"), 2).code == E.BAD_LENGTH
     e = err(P.request(P.Cmd.HELLO, 3, version=1), 3)
-    assert (e.code, e.detail, e.detail2) == (E.UNSUPPORTED_VERSION, 2, 1)
+    assert (e.code, e.detail, e.detail2) == (E.UNSUPPORTED_VERSION, P.PROTOCOL_VERSION, 1)
     # BAD_LENGTH counts body bytes in both details: received / longest allowed (4 + 1024).
     e = err(P.request(W, 4, struct.pack("<I", 0)), 4)
     assert (e.code, e.detail, e.detail2) == (E.BAD_LENGTH, 4, 1028)

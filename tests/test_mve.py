@@ -375,7 +375,8 @@ def test_the_real_board_profile_converts_for_the_helium_kernels(tmp_path) -> Non
 
     buf, _ = ONE_OP["3x3-c16-same-relu6"]()
     conv = convert_tflite(buf, t, model_name="m", source_name="m.tflite")
-    assert {s.kernel for s in conv.lowered.steps} == {"sqz_conv_s8_mve_row"}
+    assert {s.kernel for s in conv.lowered.steps if hasattr(s, "kernel")} == {
+        "sqz_conv_s8_mve_row"}
     ini = (ROOT / "platformio.ini").read_text()
     env = ini[ini.index("[env:ek_ra8m1]"):]
     assert "board = ek_ra8m1" in env and "armv8.1-m.main+mve" in env
