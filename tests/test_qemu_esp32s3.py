@@ -315,7 +315,8 @@ def test_squeezenet1_1_96_bit_exact_with_counts_per_layer_and_per_mac(tmp_path) 
     assert {row["kernel"] for row in conv["layers"] if row["op"].startswith("conv")} == \
         {"sqz_conv_s8_pie_row"}
     layers = report["per_layer"]
-    assert len(layers) == 31 and layers[0]["name"].startswith("conv1")
+    assert len(layers) == 32 and layers[0]["name"] == "input"  # the input rows arriving
+    assert layers[1]["name"].startswith("conv1")
     assert all(row["count"] > 0 for row in layers)
     assert sum(row["macs"] for row in layers) == conv["macs"]
     per_mac = {row["name"]: row["count"] / row["macs"] for row in layers if row["macs"]}

@@ -266,7 +266,12 @@ static void compute(void)
     const uint64_t t0 = sqz_port_counter();
     hook_prev = t0;
     sqz_app_compute();
-    st.exec_total += sqz_port_counter() - t0;
+    const uint64_t t1 = sqz_port_counter();
+    st.exec_total += t1 - t0;
+    if (st.exec_status == SQZ_WAIT_INPUT && ex.hook && model->input_node < st.n_counts) {
+        /* From the last kernel call to the wait: the input node's, which the run stopped at. */
+        layer_counts[model->input_node] += t1 - hook_prev;
+    }
 }
 
 static uint32_t input_total(void)
