@@ -168,23 +168,7 @@ class DeviceClient:
         payload."""
         info = self._require_info()
         data = bytes(data)
-        if frame:
-            if info.input_mode != P.InputMode.CAMERA:
-                raise UsageError(f"the model on {self.port_name} takes no camera frames: "
-                                 "convert it with --camera FORMAT:WxH")
-            if len(data) != info.frame_bytes:
-                raise UsageError(
-                    f"frame of {len(data)} bytes does not fit the model on the device, which "
-                    f"takes {info.frame_width}x{info.frame_height} frames of "
-                    f"{info.frame_bytes} bytes")
-        elif info.input_mode == P.InputMode.CAMERA:
-            raise UsageError(f"the model on {self.port_name} takes camera frames "
-                             f"({info.frame_width}x{info.frame_height}, {info.frame_bytes} "
-                             "bytes), not model inputs: send frames (sqz-validate --frames)")
-        elif len(data) != info.input.bytes:
-            raise UsageError(
-                f"input of {len(data)} bytes does not fit the model on the device, which takes "
-                f"{'x'.join(map(str, info.input.dims))} int8 = {info.input.bytes} bytes")
+        self._check_input(info, data, frame)
         step = info.max_payload
         for off in range(0, len(data), step):
             piece = data[off:off + step]
@@ -200,13 +184,36 @@ class DeviceClient:
                     f"{off + len(piece)} with {ack.filled} of {ack.total} bytes received; "
                     "this client and the firmware disagree, rebuild both from one sqz version")
 
-    def begin(self, per_layer: bool = False, frame: bool = False) -> None:
+    def _check_input(self, info: P.DeviceInfo, data: bytes, frame: bool) -> None:
+        """The bytes fit what the device takes (a camera frame or a model input)."""
+        if frame:
+            if info.input_mode != P.InputMode.CAMERA:
+                raise UsageError(f"the model on {self.port_name} takes no camera frames: "
+                                 "convert it with --camera FORMAT:WxH")
+            if len(data) != info.frame_bytes:
+                raise UsageError(
+                    f"frame of {len(data)} bytes does not fit the model on the device, which "
+                    f"takes {info.frame_width}x{info.frame_height} frames of "
+                    f"{info.frame_bytes} bytes")
+        elif info.input_mode == P.InputMode.CAMERA:
+            raise UsageError(f"the model on {self.port_name} takes camera frames "
+                             f"({info.frame_width}x{info.frame_height}, {info.frame_bytes} "
+                             "bytes), not model inputs: send frames (sqz-validate --inputs FRAMES)")
+        elif len(data) != info.input.bytes:
+            raise UsageError(
+                f"input of {len(data)} bytes does not fit the model on the device, which takes "
+                f"{'x'.join(map(str, info.input.dims))} int8 = {info.input.bytes} bytes")
+
+    def begin(self, per_layer: bool = False, frame: tuple[int, int, int] | None = None
+              ) -> None:
         """Starts a new input: needed where the device runs as the input's rows arrive (its
-        run starts with the first rows, so per-layer counting is decided here)."""
+        run starts with the first rows, so per-layer counting is decided here). `frame`:
+        (format code, width, height) of the camera frames that follow."""
         flags = (P.BeginFlag.LAYER_COUNTS if per_layer else 0) | (P.BeginFlag.FRAME if frame
                                                                    else 0)
-        self._transact(lambda seq: P.begin_request(seq, flags), P.Resp.ACK, "BEGIN",
-                       self.timeout, 1 + self.retries)
+        fmt, w, h = frame or (0, 0, 0)
+        self._transact(lambda seq: P.begin_request(seq, flags, fmt, w, h), P.Resp.ACK,
+                       "BEGIN", self.timeout, 1 + self.retries)
 
     def run(self, per_layer: bool = False) -> P.RunResult:
         """Runs one inference on the input written last (which RUN consumes)."""
@@ -247,8 +254,11 @@ class DeviceClient:
         self.inference_count += 1
         self._activity = f"inference {self.inference_count}"
         try:
+            self._check_input(info, bytes(input_bytes), frame)
             if frame or info.input_mode != P.InputMode.WHOLE:
-                self.begin(per_layer=per_layer, frame=frame)
+                self.begin(per_layer=per_layer,
+                           frame=(info.frame_format, info.frame_width, info.frame_height)
+                           if frame else None)
             self.write_input(input_bytes, frame=frame)
             run = self.run(per_layer=per_layer)
             output = self.read_output()

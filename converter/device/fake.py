@@ -224,7 +224,7 @@ class FakeDevice:
             self._error(req.seq, req.cmd, P.ErrorCode.BAD_LENGTH, len(req.body), P.BEGIN_BYTES)
             return
         flags = req.body[0]
-        if flags & ~int(P.BeginFlag.LAYER_COUNTS) or any(req.body[1:]):
+        if flags & ~int(P.BeginFlag.LAYER_COUNTS) or any(req.body[1:]):  # no camera here
             self._error(req.seq, req.cmd, P.ErrorCode.BAD_ARGUMENT, flags, 3,
                         "unknown BEGIN flags" if not flags & P.BeginFlag.FRAME else
                         "this model takes no camera frames: convert it with --camera")

@@ -30,7 +30,7 @@ MAX_STRING = 63
 
 WRITE_HEADER_BYTES = 4
 RUN_BYTES = 1
-BEGIN_BYTES = 4
+BEGIN_BYTES = 8
 READ_BYTES = 12
 INFO_FIXED_BYTES = 184
 TENSOR_BYTES = 28
@@ -258,8 +258,11 @@ def write_input_request(seq: int, offset: int, data: bytes) -> bytes:
     return request(Cmd.WRITE_INPUT, seq, struct.pack("<I", offset) + data)
 
 
-def begin_request(seq: int, flags: int = 0) -> bytes:
-    return request(Cmd.BEGIN, seq, struct.pack("<B3x", flags))
+def begin_request(seq: int, flags: int = 0, frame_format: int = 0, width: int = 0,
+                  height: int = 0) -> bytes:
+    """BEGIN: a new input; with FRAME, the frame's format code and size, which the device
+    checks against its own."""
+    return request(Cmd.BEGIN, seq, struct.pack("<BB2xHH", flags, frame_format, width, height))
 
 
 def run_request(seq: int, flags: int = 0) -> bytes:

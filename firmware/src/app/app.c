@@ -358,13 +358,20 @@ static void cmd_begin(uint16_t seq, const uint8_t *body, uint32_t len)
     const uint8_t cmd = SQZ_PROTO_CMD_BEGIN;
     if (len != SQZ_PROTO_BEGIN_BYTES) {
         send_error(seq, cmd, SQZ_PROTO_ERR_BAD_LENGTH, len, SQZ_PROTO_BEGIN_BYTES,
-                   "BEGIN takes u8 flags and 3 zero bytes");
+                   "BEGIN takes u8 flags, u8 format, u16 0, u16 width, u16 height");
         return;
     }
     const uint8_t flags = body[0];
+    const uint8_t format = body[1];
+    const uint32_t size = get_u32(body + 4); /* width | height << 16 */
     const uint8_t known = SQZ_PROTO_RUNF_LAYER_COUNTS | SQZ_PROTO_BEGINF_FRAME;
-    if ((flags & ~known) || body[1] || body[2] || body[3]) {
+    if ((flags & ~known) || body[2] || body[3]) {
         send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, flags, known, "unknown BEGIN flags");
+        return;
+    }
+    if (!(flags & SQZ_PROTO_BEGINF_FRAME) && (format || size)) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, format, size,
+                   "a frame's format and size go with the FRAME flag only");
         return;
     }
     if ((flags & SQZ_PROTO_BEGINF_FRAME) && !SQZ_MODEL_FRAME_FORMAT) {
@@ -375,6 +382,18 @@ static void cmd_begin(uint16_t seq, const uint8_t *body, uint32_t len)
     if (!(flags & SQZ_PROTO_BEGINF_FRAME) && SQZ_MODEL_FRAME_FORMAT) {
         send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, flags, SQZ_PROTO_BEGINF_FRAME,
                    "this model takes camera frames: BEGIN with the FRAME flag");
+        return;
+    }
+    if ((flags & SQZ_PROTO_BEGINF_FRAME) && format != SQZ_MODEL_FRAME_FORMAT) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, format, SQZ_MODEL_FRAME_FORMAT,
+                   "frame format differs from the model's (detail: given, detail2: its own)");
+        return;
+    }
+    if ((flags & SQZ_PROTO_BEGINF_FRAME) &&
+        size != ((uint32_t)SQZ_MODEL_FRAME_WIDTH | ((uint32_t)SQZ_MODEL_FRAME_HEIGHT << 16))) {
+        send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, size,
+                   (uint32_t)SQZ_MODEL_FRAME_WIDTH | ((uint32_t)SQZ_MODEL_FRAME_HEIGHT << 16),
+                   "frame size differs from the model's (width | height << 16)");
         return;
     }
     if (!st.arena) {

@@ -41,7 +41,7 @@
 #define SQZ_PROTO_CMD_WRITE_INPUT 2 /* body: u32 offset, data[1..max]      -> ACK */
 #define SQZ_PROTO_CMD_RUN 3         /* body: u8 flags                      -> RESULT */
 #define SQZ_PROTO_CMD_READ 4        /* body: u8 what, u8[3] 0, u32 offset, u32 len -> DATA */
-#define SQZ_PROTO_CMD_BEGIN 5       /* body: u8 flags, u8[3] 0             -> ACK */
+#define SQZ_PROTO_CMD_BEGIN 5 /* body: u8 flags, u8 format, u16 0, u16 width, u16 height -> ACK */
 
 /* ---- responses (device -> host) ---- */
 #define SQZ_PROTO_RESP_INFO 129
@@ -54,7 +54,7 @@
 /* ---- body sizes ---- */
 #define SQZ_PROTO_WRITE_HEADER_BYTES 4
 #define SQZ_PROTO_RUN_BYTES 1
-#define SQZ_PROTO_BEGIN_BYTES 4
+#define SQZ_PROTO_BEGIN_BYTES 8
 #define SQZ_PROTO_READ_BYTES 12
 #define SQZ_PROTO_INFO_FIXED_BYTES 184
 #define SQZ_PROTO_TENSOR_BYTES 28
