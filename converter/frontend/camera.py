@@ -265,11 +265,17 @@ def _axis(n_out: int, n_src: int, src_start: Fraction, src_len: Fraction, out_st
     return out
 
 
-def _geometry(camera: Camera, out_h: int, out_w: int):
+def _geometry(camera: Camera, out_h: int, out_w: int, pre: Preprocessing | None = None):
     """Per axis: (source start, source length, output start, output length)."""
     W, H = camera.width, camera.height
     if camera.fit == "stretch":
         return (Fraction(0), Fraction(W), 0, out_w), (Fraction(0), Fraction(H), 0, out_h)
+    if camera.fit == "crop" and pre is not None and pre.resize_mode == "short_side_crop":
+        # The model's own framing: the host scales the short side to resize_short and takes
+        # the centred out_h x out_w, so the frame's region is that crop scaled back.
+        zoom = Fraction(min(W, H), pre.resize_short)
+        sw, sh = out_w * zoom, out_h * zoom
+        return ((W - sw) / 2, sw, 0, out_w), ((H - sh) / 2, sh, 0, out_h)
     if camera.fit == "crop":
         # The largest centred frame region with the model's aspect ratio.
         if out_w * H >= out_h * W:  # model relatively wider: full width, rows cropped
@@ -362,7 +368,7 @@ def camera_params(camera: Camera, pre: Preprocessing, input_scale: float, input_
     if not -128 <= input_zero_point <= 127:
         raise UsageError(f"{OPTION}: model input zero point {input_zero_point} is not int8")
     bilinear = camera.resize == "bilinear"
-    (xs, xl, xo, xn), (ys, yl, yo, yn) = _geometry(camera, out_h, out_w)
+    (xs, xl, xo, xn), (ys, yl, yo, yn) = _geometry(camera, out_h, out_w, pre)
     cols = _axis(out_w, camera.width, xs, xl, xo, xn, bilinear)
     rows = _axis(out_h, camera.height, ys, yl, yo, yn, bilinear)
     bpp = camera.bytes_per_pixel
