@@ -162,6 +162,16 @@ def test_bench_camera_options(tmp_path, capsys):
     assert "--camera" in capsys.readouterr().err
     assert bench_main(["squeezenet1_1", "--camera", "rgb565le:64", "--out",
                        str(tmp_path / "z")]) == 2
+    # --input whole: no input step, the arena is the whole input's
+    wj = tmp_path / "whole.json"
+    assert bench_main(["squeezenet1_1", "--input-size", "40", "--classes", "3", "--input",
+                       "whole", "--no-board", "--out", str(tmp_path / "wh"),
+                       "--json", str(wj)]) == 0
+    w = json.loads(wj.read_text())
+    assert w["input_mode"] == "whole" and w["layers"][0]["name"] == "conv1"
+    assert w["input_instructions"] is None and w["arena_input_whole_bytes"] is None
+    assert w["arena_bytes"] > a["arena_bytes"]
+    assert "input stored whole" in capsys.readouterr().out
 
 
 def test_bench_camera_on_the_emulated_esp32s3(tmp_path, capsys):
