@@ -12,6 +12,9 @@
   by default; mps3-an547, a Cortex-M55 with Helium; esp32s3-qemu), with the kernel variants of
   the board's architecture: the firmware's own counter, exact executed instructions (not
   cycles), in total and per layer.
+* With `--camera`: the model converted to take raw camera frames, a seeded frame fed on the host
+  and on the board, and the input step's cost (the frame rows converted to the model's input:
+  decode, resize, normalize, quantize) reported on its own, with its share of the inference.
 * Estimated cycles on Cortex-M boards: one more run, traced instruction by instruction
   (device/cycles.py), costed with the timing tables of targets/cycles/ (Cortex-M4, M7, M55;
   optimistic, base and pessimistic assumptions), in total and per layer. An estimate: a static
@@ -40,14 +43,20 @@ from .atomic import Staging
 from .device import cycles
 from .device.build import FIRMWARE, compile_c, runtime_sources
 from .errors import BuildError, DeviceError, UsageError
+from .frontend.camera import Camera, frame_gradient
+from .frontend.preprocess import Preprocessing
 from .frontend.tflite_reader import read_model_bytes
 from .ir.lower import lower
+from .ir.steps import InputStep
 from .passes import run_passes
 from .paths import TARGETS
 
 BENCH_TARGET = "mps2-an386"
 BENCH_CFLAGS = ("-std=gnu99", "-Wall", "-Wextra", "-Werror")  # callgrind.h needs GNU C
 BENCH_SEED = 0
+FRAMES = ("random", "gradient")  # --frame: seeded random bytes, or camera.frame_gradient
+INPUT_LAYER = "input"
+CAMERA_INPUT_LAYER = "input (camera preprocessing)"
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,20 @@ class BenchResult:
     # "optimistic", "base", "pessimistic"}; the board's own core first.
     cycles: dict[str, dict] | None = None
     cycles_note: str = ""
+    input_mode: str = "ring"  # --input
+    scratch: str = ""  # the conversion's conv scratch: full or least
+    # --camera: the spec, the frame fed (FRAMES), its bytes, and the ring of frame rows the
+    # firmware keeps outside the arena.
+    camera: str | None = None
+    frame: str = ""
+    frame_bytes: int | None = None
+    frame_ring_bytes: int | None = None
+    # The input step: with --camera the preprocessing, else the copies of the input's rows.
+    # Host: callgrind; board: the per-layer run (its total is the layers' sum).
+    input_instructions: int | None = None
+    input_share: float | None = None
+    board_input_instructions: int | None = None
+    board_input_share: float | None = None
 
     @property
     def instructions_per_mac(self) -> float:
@@ -145,7 +168,16 @@ def _board_size(model_dir: Path, weight_bytes: int) -> tuple[int | None, int | N
     return flash, flash - weight_bytes, size["ram"], "-Os, linked with --gc-sections"
 
 
-def _board_counts(model_dir: Path, x: np.ndarray) -> tuple[int, list[int]]:
+@dataclass(frozen=True)
+class Feed:
+    """What one inference is fed: the model's int8 input, or (`frame`) a camera frame the
+    device converts to it."""
+
+    data: bytes
+    frame: bool = False
+
+
+def _board_counts(model_dir: Path, feed: Feed) -> tuple[int, list[int]]:
     """One inference on the emulated board: the exact total, then the per-layer split (a
     second run: the per-layer hook costs a few instructions per call of its own)."""
     from .device.client import DeviceClient
@@ -154,8 +186,8 @@ def _board_counts(model_dir: Path, x: np.ndarray) -> tuple[int, list[int]]:
     with start_qemu_firmware(model_dir) as fw:
         dev = DeviceClient(fw.port, run_timeout=3600)
         dev.hello()
-        total = dev.infer(x.tobytes()).run.total_count
-        layers = dev.infer(x.tobytes(), per_layer=True).layer_counts or []
+        total = dev.infer(feed.data, frame=feed.frame).run.total_count
+        layers = dev.infer(feed.data, per_layer=True, frame=feed.frame).layer_counts or []
     return total, layers
 
 
@@ -165,8 +197,8 @@ def _core_of(cpu: str) -> str:
     return key if key in cycles.CORES else ""
 
 
-def trace_profile(model_dir: Path, x: np.ndarray, timeout: float = 3600.0, per_layer: bool = True
-                  ) -> cycles.TraceProfile:
+def trace_profile(model_dir: Path, x: np.ndarray | Feed, timeout: float = 3600.0,
+                  per_layer: bool = True) -> cycles.TraceProfile:
     """One inference on the emulated Cortex-M board with per-layer counts, QEMU logging every
     translation block and every execution of one (``-d in_asm,exec,nochain``) into a FIFO that
     a thread reads as it is written (the log of a SqueezeNet run is gigabytes)."""
@@ -203,7 +235,8 @@ def trace_profile(model_dir: Path, x: np.ndarray, timeout: float = 3600.0, per_l
             q.start()
             dev = DeviceClient(q.port, run_timeout=timeout)
             dev.hello()
-            dev.infer(x.tobytes(), per_layer=per_layer)
+            feed = x if isinstance(x, Feed) else Feed(x.tobytes())
+            dev.infer(feed.data, per_layer=per_layer, frame=feed.frame)
         finally:
             q.close()
             if reader.is_alive():
@@ -219,7 +252,7 @@ def trace_profile(model_dir: Path, x: np.ndarray, timeout: float = 3600.0, per_l
     return done["profile"]  # type: ignore[return-value]
 
 
-def _board_cycles(model_dir: Path, x: np.ndarray, ticks: Sequence[int], n_steps: int,
+def _board_cycles(model_dir: Path, x: Feed, ticks: Sequence[int], n_steps: int,
                   cpu: str) -> tuple[dict[str, dict], list[dict[str, float]]]:
     """Estimated cycles per core for the whole run, and per step for the board's own core."""
     prof = trace_profile(model_dir, x)
@@ -237,12 +270,27 @@ def _board_cycles(model_dir: Path, x: np.ndarray, ticks: Sequence[int], n_steps:
     return out, per_step
 
 
-def _host_counts(tflite: bytes, name: str, out_dir: Path, console: Console, stream: str,
-                 x: np.ndarray, packing: str = "ram") -> list[int]:
+@dataclass(frozen=True)
+class ConvertOptions:
+    """The conversion options every conversion of one benchmark shares (sqz-convert's)."""
+
+    stream: str = "auto"
+    input_mode: str = "ring"
+    scratch: str = "auto"
+    camera: Camera | None = None
+    preprocessing: Preprocessing | None = None
+
+    def kwargs(self) -> dict:
+        return {"stream": self.stream, "input_mode": self.input_mode, "scratch": self.scratch,
+                "camera": self.camera, "preprocessing": self.preprocessing}
+
+
+def _host_counts(tflite: bytes, name: str, out_dir: Path, console: Console,
+                 opts: ConvertOptions, feed: Feed, packing: str = "ram") -> list[int]:
     """callgrind instructions per layer of the host build with the portable kernels."""
     conv = convert.convert_tflite(tflite, targets.load("host"), model_name=name,
-                                  source_name=name, stream=stream, flash_budget=2**31,
-                                  packing=packing)
+                                  source_name=name, flash_budget=2**31, packing=packing,
+                                  **opts.kwargs())
     host_dir = out_dir / ("host-unpacked" if packing == "off" else "host")
     convert.write(conv, tflite, host_dir)
     with console.status("Building the host benchmark (-O2)..."):
@@ -251,7 +299,7 @@ def _host_counts(tflite: bytes, name: str, out_dir: Path, console: Console, stre
                         includes=[host_dir], warn=BENCH_CFLAGS)
     ticks = conv.layout.schedule.ticks
     with console.status("Counting instructions with callgrind..."):
-        per_call = _callgrind_counts(exe, x.tobytes(), len(ticks))
+        per_call = _callgrind_counts(exe, feed.data, len(ticks))
     # bench.c dumps after every kernel call; a streamed layer is the sum of its calls.
     counts = [0] * len(conv.lowered.steps)
     for step, c in zip(ticks, per_call, strict=True):
@@ -266,16 +314,44 @@ def _weights_text(s) -> str:
     return f"{e.kind} {e.bits}-bit"
 
 
+def _feed(shape: Sequence[int], camera: Camera | None, frame: str) -> Feed:
+    """The seeded input of every run: the model's int8 input, or a camera frame."""
+    if frame not in FRAMES:
+        raise UsageError(f"--frame must be one of {', '.join(FRAMES)}, not '{frame}'")
+    if camera is not None and frame == "gradient":
+        return Feed(frame_gradient(camera, seed=BENCH_SEED), frame=True)
+    rng = np.random.default_rng(BENCH_SEED)
+    if camera is not None:
+        return Feed(rng.integers(0, 256, size=camera.frame_bytes, dtype=np.uint8).tobytes(),
+                    frame=True)
+    return Feed(rng.integers(-128, 128, size=tuple(shape), dtype=np.int8).tobytes())
+
+
+def _share(part: int | None, counts: Sequence[int | None] | None) -> float | None:
+    """``part``'s share of the run whose layers are ``counts`` (None if not measured)."""
+    if part is None or not counts or any(c is None for c in counts):
+        return None
+    total = sum(counts)  # type: ignore[arg-type]
+    return part / total if total else None
+
+
 def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console, *,
                 stream: str = "auto", packing: str = "ram", target: str = BENCH_TARGET,
-                board_counts: bool = True, board_cycles: bool = True) -> BenchResult:
+                board_counts: bool = True, board_cycles: bool = True,
+                input_mode: str = "ring", scratch: str = "auto", camera: Camera | None = None,
+                preprocessing: Preprocessing | None = None, frame: str = "random"
+                ) -> BenchResult:
     """Converts, builds and measures in ``out``: a staging directory, or a path that is then
-    written as a whole when the measurement succeeded (converter/atomic.py)."""
+    written as a whole when the measurement succeeded (converter/atomic.py). `input_mode`,
+    `scratch`, `camera` and `preprocessing` are sqz-convert's; with a camera every run is fed
+    one seeded frame (`frame`: FRAMES)."""
     if not isinstance(out, Staging):
         with convert.output_directory(Path(out)) as stage:
             return bench_model(tflite, name, stage, console, stream=stream, packing=packing,
                                target=target, board_counts=board_counts,
-                               board_cycles=board_cycles)
+                               board_cycles=board_cycles, input_mode=input_mode,
+                               scratch=scratch, camera=camera, preprocessing=preprocessing,
+                               frame=frame)
     out_dir = out.path
     board = targets.load(target)
     if board.counter_unit != "instructions":
@@ -283,25 +359,32 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
 
         raise UsageError(f"--target {target}: sqz-bench runs on an emulated board that counts "
                          f"instructions; choose {', '.join(sorted(BOARDS))}")
+    if frame not in FRAMES:
+        raise UsageError(f"--frame must be one of {', '.join(FRAMES)}, not '{frame}'")
+    opts = ConvertOptions(stream=stream, input_mode=input_mode, scratch=scratch, camera=camera,
+                          preprocessing=preprocessing)
     with console.status("Converting..."):
         conv = convert.convert_tflite(tflite, board, model_name=name, source_name=name,
-                                      stream=stream, packing=packing, ram_budget=2**31,
-                                      psram_budget=0, flash_budget=2**31)
+                                      packing=packing, ram_budget=2**31, psram_budget=0,
+                                      flash_budget=2**31, **opts.kwargs())
         convert.write(conv, tflite, out)
-        _, whole_in = run_passes(lower(read_model_bytes(tflite)), arch=conv.arch,
-                                    stream_mode=stream, input_mode="whole",
-                                    packing_mode=packing)
+        whole_in = None
+        if input_mode != "whole":
+            # The same model with its int8 input stored whole (and no camera: a frame only
+            # arrives row by row), the conv scratch as chosen above.
+            _, whole_in = run_passes(lower(read_model_bytes(tflite)), arch=conv.arch,
+                                     stream_mode=stream, input_mode="whole",
+                                     packing_mode=packing, scratch=conv.scratch)
     lw = conv.lowered
     g = lw.graph
     shape = g.tensor(lw.input).shape
-    rng = np.random.default_rng(BENCH_SEED)
-    x = rng.integers(-128, 128, size=shape, dtype=np.int8)
-    counts = _host_counts(tflite, name, out_dir, console, stream, x, packing)
+    feed = _feed(shape, camera, frame)
+    counts = _host_counts(tflite, name, out_dir, console, opts, feed, packing)
     board_total, board_layers, note = None, None, ""
     if board_counts:
         try:
             with console.status(f"Running on the emulated {board.name}..."):
-                board_total, board_layers = _board_counts(out_dir, x)
+                board_total, board_layers = _board_counts(out_dir, feed)
         except (BuildError, DeviceError) as exc:
             note = f"not run: {str(exc).splitlines()[0]}"
     est_cycles, step_cycles, cycles_note = None, None, ""
@@ -319,7 +402,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
             with console.status(f"Tracing one inference on the emulated {board.name} "
                                 "for the cycle estimate..."):
                 est_cycles, step_cycles = _board_cycles(
-                    out_dir, x, conv.layout.schedule.ticks, len(lw.steps), emulated.cpu)
+                    out_dir, feed, conv.layout.schedule.ticks, len(lw.steps), emulated.cpu)
         except (BuildError, DeviceError) as exc:
             cycles_note = f"not estimated: {str(exc).splitlines()[0]}"
     with console.status(f"Building for {board.name} (-Os) to measure flash..."):
@@ -329,15 +412,15 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
     unpacked_board_total: int | None = None
     if lw.any_packed:
         # What decoding costs: the same model with every filter plain int8.
-        unpacked_host = _host_counts(tflite, name, out_dir, console, stream, x, "off")
+        unpacked_host = _host_counts(tflite, name, out_dir, console, opts, feed, "off")
         if board_layers:
             plain = convert.convert_tflite(tflite, board, model_name=name, source_name=name,
-                                           stream=stream, ram_budget=2**31, psram_budget=0,
-                                           flash_budget=2**31, packing="off")
+                                           ram_budget=2**31, psram_budget=0,
+                                           flash_budget=2**31, packing="off", **opts.kwargs())
             plain_dir = out_dir / "unpacked"
             convert.write(plain, tflite, plain_dir)
             with console.status(f"Running the unpacked model on the emulated {board.name}..."):
-                unpacked_board_total, unpacked_board = _board_counts(plain_dir, x)
+                unpacked_board_total, unpacked_board = _board_counts(plain_dir, feed)
 
     def at(values: list[int] | None, i: int) -> int | None:
         return values[i] if values and i < len(values) else None
@@ -346,6 +429,11 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
                         _weights_text(s), s.weight_bytes, at(unpacked_host, i),
                         at(unpacked_board, i), at(step_cycles, i))
               for i, (s, c) in enumerate(zip(lw.steps, counts, strict=True))]
+    # The input step (ring input): the copies of its rows, or a camera's preprocessing.
+    first = next((i for i, s in enumerate(lw.steps) if isinstance(s, InputStep)), None)
+    cam = lw.steps[first].camera if first is not None else None
+    host_in = counts[first] if first is not None else None
+    board_in = at(board_layers, first) if first is not None else None
     return BenchResult(
         model=name, input_shape=list(shape), macs=sum(s.macs for s in lw.steps),
         arena_bytes=conv.layout.arena_bytes, weight_bytes=conv.budget.weight_bytes,
@@ -355,8 +443,15 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
         board_instructions=board_total, board_note=note, stream=conv.layout.schedule.mode,
         packing=packing,
         unpacked_board_instructions=unpacked_board_total,
-        arena_input_whole_bytes=whole_in.arena_bytes,
+        arena_input_whole_bytes=whole_in.arena_bytes if whole_in is not None else None,
         cycles=est_cycles, cycles_note=cycles_note,
+        input_mode=input_mode, scratch=conv.scratch,
+        camera=str(camera) if camera is not None else None,
+        frame=frame if camera is not None else "",
+        frame_bytes=camera.frame_bytes if camera is not None else None,
+        frame_ring_bytes=cam.ring_rows * cam.row_bytes if cam is not None else None,
+        input_instructions=host_in, input_share=_share(host_in, counts),
+        board_input_instructions=board_in, board_input_share=_share(board_in, board_layers),
     )
 
 
@@ -369,6 +464,18 @@ def _extra(packed: int | None, plain: int | None) -> str:
     if packed is None or plain is None or packed == plain:
         return "-"
     return f"{packed - plain:+,} ({packed / plain:.2f}x)"
+
+
+def _layer_name(r: BenchResult, layer: LayerCost) -> str:
+    if r.camera and layer.name == INPUT_LAYER and layer.index == 0:
+        return CAMERA_INPUT_LAYER
+    return layer.name
+
+
+def _share_text(n: int | None, share: float | None, missing: str = "not measured") -> str:
+    if n is None or share is None:
+        return missing
+    return f"{n:,} instructions, {100 * share:.2f}% of the inference"
 
 
 def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
@@ -396,7 +503,8 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
             t.add_column(f"decoding ({r.board})", justify="right")
         for layer in r.layers:
             board = "-" if layer.board_instructions is None else f"{layer.board_instructions:,}"
-            row = [str(layer.index), layer.name, f"{layer.macs:,}", f"{layer.instructions:,}",
+            row = [str(layer.index), _layer_name(r, layer), f"{layer.macs:,}",
+                   f"{layer.instructions:,}",
                    _per_mac(layer.instructions, layer.macs), board,
                    _per_mac(layer.board_instructions, layer.macs), layer.kernel]
             if est:
@@ -412,11 +520,16 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
     s = Table(title=f"sqz-bench {r.model} ({'x'.join(map(str, r.input_shape))})",
               show_header=False)
     s.add_row("MACs per inference", f"{r.macs:,}")
-    s.add_row("peak arena", f"{r.arena_bytes:,} B (input a ring of rows, row streaming: "
-              f"{r.stream}, packing: {r.packing})")
+    how = ("input made from camera frame rows" if r.camera else
+           "input a ring of rows" if r.input_mode == "ring" else "input stored whole")
+    s.add_row("peak arena", f"{r.arena_bytes:,} B ({how}, row streaming: {r.stream}, "
+              f"scratch: {r.scratch}, packing: {r.packing})")
     if r.arena_input_whole_bytes is not None:
         s.add_row("peak arena, input stored whole", f"{r.arena_input_whole_bytes:,} B "
-                  "(--input whole)")
+                  "(--input whole" + (", the int8 input, no camera)" if r.camera else ")"))
+    if r.camera:
+        s.add_row("camera", f"{r.camera}: a {r.frame} frame of {r.frame_bytes:,} B fed; the "
+                  f"firmware keeps {r.frame_ring_bytes:,} B of its rows (outside the arena)")
     s.add_row("flash: weights", f"{r.weight_bytes:,} B")
     if r.cm4_code_bytes is not None:
         s.add_row("flash: code", f"{r.cm4_code_bytes:,} B ({r.cm4_note})")
@@ -440,6 +553,11 @@ def print_result(r: BenchResult, out: Console, per_layer: bool = True) -> None:
         s.add_row(f"instructions per MAC ({r.board})", f"{r.board_instructions_per_mac:.2f}")
     else:
         s.add_row(f"instructions per inference ({r.board})", r.board_note or "not run")
+    if r.camera:
+        s.add_row("preprocessing (host)", _share_text(r.input_instructions, r.input_share))
+        s.add_row(f"preprocessing ({r.board})",
+                  _share_text(r.board_input_instructions, r.board_input_share,
+                              r.board_note or "not run"))
     for i, c in enumerate((r.cycles or {}).values()):
         what = ("the same instructions timed as" if i else
                 f"ESTIMATED cycles per inference ({r.board}:")
