@@ -102,6 +102,14 @@ def validate_command(args, out: Console, err: Console) -> int:
             f"{md.path / 'classes.json'} names {len(md.class_names)} classes, but the model "
             f"has {n_outputs} outputs: the class names belong to another model. Convert "
             "again into this directory (sqz-convert replaces it as a whole)")
+    if args.inputs is not None and Path(args.inputs).is_file():
+        # The data gate: NaN, inf or absurd values would otherwise pass as "cosine nan".
+        from ..errors import InputFileError
+        from ..frontend import datagate
+
+        datagate.validation_inputs(
+            datagate.load_npy(Path(args.inputs), InputFileError, "--inputs"),
+            f"--inputs {args.inputs}")
     inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
                          md.preprocessing, md.class_names, n_outputs)
     out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "

@@ -78,10 +78,9 @@ def load_calibration_npy(path: Path, input_shape: tuple[int, ...]) -> np.ndarray
     if not path.is_file():
         raise InputFileError(f"{path}: calibration file not found; give a .npy array or an "
                              "image folder with --calib")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise CalibrationError(f"{path}: not a readable .npy array ({exc})") from None
+    from . import datagate
+
+    arr = datagate.load_npy(path, CalibrationError, "--calib")
     if arr.ndim == len(input_shape):
         arr = arr[None]
     if arr.ndim != len(input_shape) + 1 or tuple(arr.shape[1:]) != tuple(input_shape):
@@ -92,11 +91,7 @@ def load_calibration_npy(path: Path, input_shape: tuple[int, ...]) -> np.ndarray
         )
     if arr.shape[0] == 0:
         raise CalibrationError(f"{path}: calibration array is empty")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise CalibrationError(
-            f"{path}: calibration data is {arr.dtype}; give float inputs preprocessed exactly as "
-            "for the float model"
-        )
+    datagate.calibration(arr, f"--calib {path}")
     return arr.astype(np.float32)
 
 

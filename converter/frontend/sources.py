@@ -104,6 +104,9 @@ def calibration_data(calib: str | None, input_shape: tuple[int, int, int],
                 f"{p}: preprocessing gives {pre.input_shape} images but the model input is "
                 f"{input_shape}")
         x, files = load_image_folder(p, pre, limit=limit)
+        from . import datagate
+
+        datagate.calibration(x, f"--calib {p} (after preprocessing)")
         return x, f"{len(files)} images from {p.name}", []
     if p.suffix == ".npy" or p.is_file():
         arr = load_calibration_npy(p, input_shape)
@@ -151,6 +154,13 @@ def load_keras(path: Path, what: str = ""):
                              "with model.save()") from None
 
 
+def _check_weights(path: Path) -> None:
+    from . import datagate
+
+    if path.is_file():
+        datagate.weights_npz(path)
+
+
 def float_model(model: str, *, weights: str | None = None,
                 input_size: tuple[int, int] | None = None, channels: int | None = None,
                 classes: int | None = None) -> tuple[object, Path | None, str, str]:
@@ -175,6 +185,7 @@ def float_model(model: str, *, weights: str | None = None,
         cfg = squeezenet.config_for_builtin(model, **overrides)
         km = squeezenet.build_squeezenet(cfg)
         if weights:
+            _check_weights(Path(weights))
             load_weights_npz(km, Path(weights))
         source_name = model if not weights else f"{model}+{Path(weights).name}"
         return km, None, model, source_name
@@ -186,6 +197,7 @@ def float_model(model: str, *, weights: str | None = None,
                              "models; a Keras file has its own shapes")
         km = load_keras(path)
         if weights:
+            _check_weights(Path(weights))
             load_weights_npz(km, Path(weights))
         return km, path, _stem(path), path.name
     if path.exists():

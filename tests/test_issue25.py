@@ -1,0 +1,114 @@
+"""Issue 25: bad data never reaches TensorFlow, no input is checked after --out is replaced,
+every writer locks, usage errors up front, Ctrl-C, clearer model errors, output for people.
+Every test asserts the message the user reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tflbuild import GraphBuilder, add_conv
+
+from converter.commands.convert import convert_main
+from converter.commands.validate import validate_main
+from converter.errors import CalibrationError, InputFileError
+from converter.frontend import datagate
+from converter.frontend.preprocess import Preprocessing
+
+BUILTIN = ["squeezenet1_1", "--input-size", "40", "--classes", "3", "--target", "host"]
+
+
+def _run(main, argv, capsys) -> tuple[int, str, str]:
+    rc = main(argv)
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.err
+    return rc, cap.out, cap.err
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def conv_model() -> bytes:
+    g = GraphBuilder()
+    x = g.tensor("image", (1, 12, 12, 3), "int8", 1 / 255, -128)
+    y, _ = add_conv(g, x, (1, 12, 12, 3), (1 / 255, -128), 4, (3, 3), (1, 1), "same", "relu",
+                    [0.01, 0.02, 0.015, 0.01], (0.1, -128), np.random.default_rng(5))
+    return g.build([x], [y])
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("m")
+    m = d / "conv.tflite"
+    m.write_bytes(conv_model())
+    (d / "conv.tflite.preprocess.json").write_text(
+        json.dumps(Preprocessing.simple((12, 12), channels=3).to_dict()))
+    out = d / "out"
+    assert convert_main([str(m), "--target", "host", "--out", str(out), "-q"]) == 0
+    return out
+
+
+def _leftovers(out: Path) -> list[str]:
+    return [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.sqz-")]
+
+
+# ---- 1, 2: the data gate ---------------------------------------------------------------------
+
+def test_gate_names_first_bad_index_and_count():
+    a = np.zeros((4, 2, 2, 1), np.float32)
+    a[2, 1, 0, 0] = np.inf
+    a[3, 0, 0, 0] = -np.inf
+    with pytest.raises(CalibrationError) as e:
+        datagate.calibration(a, "c.npy")
+    assert str(e.value).startswith("c.npy: +inf at sample 2, index (2, 1, 0, 0) "
+                                   "(2 infinite values in all); calibration data must be finite")
+    a[:] = 0
+    a[1, 1, 1, 0] = 3e7
+    with pytest.raises(CalibrationError, match=r"value 3e\+07 at sample 1, index \(1, 1, 1, 0\) "
+                                               r"is beyond \+-1e\+06"):
+        datagate.calibration(a, "c.npy")
+    with pytest.raises(CalibrationError, match="c.npy: calibration data is int64"):
+        datagate.calibration(np.zeros((2, 2), np.int64), "c.npy")
+    ok = np.ones((2, 2), np.float32)
+    assert datagate.calibration(ok, "c.npy") is ok
+
+
+@pytest.mark.parametrize("bad,text", [(np.inf, "+inf at sample 1, index (1, 3, 4, 0)"),
+                                      (np.nan, "NaN at sample 1, index (1, 3, 4, 0)")])
+def test_calib_with_inf_or_nan_is_refused_before_quantizing(bad, text, tmp_path, capsys):
+    calib = np.random.default_rng(0).random((3, 40, 40, 3), dtype=np.float32)
+    calib[1, 3, 4, 0] = bad
+    np.save(tmp_path / "calib.npy", calib)
+    out = tmp_path / "out"
+    rc, _, err = _run(convert_main, [*BUILTIN, "--calib", str(tmp_path / "calib.npy"),
+                                     "--out", str(out), "-q"], capsys)
+    assert rc == CalibrationError.exit_code, err
+    err = _flat(err)
+    assert f"--calib {tmp_path / 'calib.npy'}: {text}" in err
+    assert "fix or drop those samples" in err
+    assert not out.exists() and not _leftovers(out)
+
+
+def test_validate_inputs_with_nan_refused(model_dir, tmp_path, capsys):
+    x = np.zeros((3, 12, 12, 3), np.float32)
+    x[2, 0, 5, 1] = np.nan
+    np.save(tmp_path / "in.npy", x)
+    rc, _, err = _run(validate_main, ["--sim", "host", "--model", str(model_dir), "--inputs",
+                                      str(tmp_path / "in.npy")], capsys)
+    assert rc == InputFileError.exit_code, err
+    err = _flat(err)
+    assert f"--inputs {tmp_path / 'in.npy'}: NaN at sample 2, index (2, 0, 5, 1)" in err
+    assert "RuntimeWarning" not in err and "cosine" not in err
+
+
+def test_weights_with_nan_refused(tmp_path, capsys):
+    w = tmp_path / "w.npz"
+    np.savez(w, conv1_kernel=np.array([[1.0, np.nan]], np.float32))
+    rc, _, err = _run(convert_main, [*BUILTIN, "--weights", str(w), "--out",
+                                     str(tmp_path / "o"), "-q"], capsys)
+    assert rc == InputFileError.exit_code, err
+    assert (f"weights file {w}, key 'conv1_kernel': NaN at index (0, 1) (1 NaN value in all); "
+            "the weights are damaged") in _flat(err)
