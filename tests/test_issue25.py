@@ -112,3 +112,20 @@ def test_weights_with_nan_refused(tmp_path, capsys):
     assert rc == InputFileError.exit_code, err
     assert (f"weights file {w}, key 'conv1_kernel': NaN at index (0, 1) (1 NaN value in all); "
             "the weights are damaged") in _flat(err)
+
+
+# ---- 7: class count, two inputs, depthwise, --port /dev/null ---------------------------------
+
+def test_labelled_folder_with_fewer_classes_warns(model_dir, tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b", "c"):
+        (tmp_path / "lab" / c).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(
+            tmp_path / "lab" / c / "0.png")
+    rc, _, err = _run(validate_main, ["--sim", "host", "--model", str(model_dir), "--inputs",
+                                      str(tmp_path / "lab")], capsys)
+    assert rc == 0, err
+    assert (f"warning: {tmp_path / 'lab'}: 3 class folders (a, b, c) but the model has 4 "
+            "outputs and records no class names (classes.json)") in _flat(err)

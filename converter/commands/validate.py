@@ -112,6 +112,15 @@ def validate_command(args, out: Console, err: Console) -> int:
             f"--inputs {args.inputs}")
     inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
                          md.preprocessing, md.class_names, n_outputs)
+    if (inputs.class_names is not None and md.class_names is None
+            and len(inputs.class_names) != n_outputs):
+        err.print(f"[bold yellow]warning:[/] {args.inputs}: {len(inputs.class_names)} class "
+                  f"folders ({', '.join(inputs.class_names)}) but the model has {n_outputs} "
+                  "outputs and "
+                  "records no class names (classes.json): folder k is taken as output k in "
+                  "sorted order, so the accuracy below means something only if that is the "
+                  "model's order. Convert from a model with its .classes.json (sqz-train "
+                  "writes one) to match by name", soft_wrap=True)
     out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "
               f"{inputs.kind}")
     devrun, ref = run_device(args, md, inputs, out)
