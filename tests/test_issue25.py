@@ -129,3 +129,29 @@ def test_labelled_folder_with_fewer_classes_warns(model_dir, tmp_path, capsys):
     assert rc == 0, err
     assert (f"warning: {tmp_path / 'lab'}: 3 class folders (a, b, c) but the model has 4 "
             "outputs and records no class names (classes.json)") in _flat(err)
+
+
+# ---- 3: --export-image is read before --out is replaced ----------------------------------------
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*"))
+            if p.is_file()}
+
+
+def test_export_image_not_an_image_leaves_out_alone(tmp_path, capsys):
+    m = tmp_path / "conv.tflite"
+    m.write_bytes(conv_model())
+    (tmp_path / "conv.tflite.preprocess.json").write_text(
+        json.dumps(Preprocessing.simple((12, 12), channels=3).to_dict()))
+    out = tmp_path / "out"
+    assert convert_main([str(m), "--target", "host", "--out", str(out), "-q"]) == 0
+    before, inode = _tree(out), out.stat().st_ino
+    bad = tmp_path / "photo.png"
+    bad.write_text("this is not an image\n")
+    rc, _, err = _run(convert_main, [str(m), "--target", "host", "--out", str(out), "-q",
+                                     "--export", str(tmp_path / "lib"), "--export-image",
+                                     str(bad)], capsys)
+    assert rc == InputFileError.exit_code, err
+    assert f"--export-image {bad}: not an image sqz can read" in _flat(err)
+    assert out.stat().st_ino == inode and _tree(out) == before
+    assert not (tmp_path / "lib").exists() and not _leftovers(out)

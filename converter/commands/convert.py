@@ -99,6 +99,10 @@ def convert_command(args, out: Console, err: Console) -> int:
             ("url", args.export_url), ("license", args.export_license)) if v is not None})
         check_options(export_to, name=args.export_name, version=args.export_version,
                       out_dir=out_dir, image=args.export_image, authors=authors)
+        if args.export_image is not None:
+            from ..frontend.preprocess import check_image
+
+            check_image(args.export_image, "--export-image")
     elif any(getattr(args, k, None) for k in export_options):
         raise UsageError("--export-name, --export-image, --export-author, --export-maintainer, "
                          "--export-url and --export-license go with --export DIR")
@@ -157,13 +161,19 @@ def convert_command(args, out: Console, err: Console) -> int:
             # Kept so that sqz-validate can compare the board with the float model too.
             src.keras_model.save(stage.file("float_model.keras"))
             atomic.checkpoint("staged float_model.keras")
+        sample = None
+        if export_to is not None:
+            # Every input of the export is read before --out is swapped: a bad --export-image
+            # must leave the previous conversion in place.
+            from ..export import pick_sample
+
+            shape = conv.lowered.graph.tensor(conv.lowered.input).shape[1:]
+            sample = pick_sample(args.export_image, args.calib, src.preprocessing, tuple(shape))
     glue = write_pio_glue(target, out_dir)
     lib = None
     if export_to is not None:
-        from ..export import export_library, pick_sample
+        from ..export import export_library
 
-        shape = conv.lowered.graph.tensor(conv.lowered.input).shape[1:]
-        sample = pick_sample(args.export_image, args.calib, src.preprocessing, tuple(shape))
         with out.status("Exporting the library (and running the reference on its sample)..."):
             lib = export_library(out_dir, export_to, name=args.export_name,
                                  version=args.export_version, sample=sample, conv=conv,
