@@ -320,6 +320,26 @@ class OutputLock:
             self.fd = None
 
 
+@contextlib.contextmanager
+def output_file_lock(path: str | Path, what: str) -> Iterator[Path]:
+    """The lock of :func:`output_directory` for a tool whose output is a file and its sidecars
+    (sqz-compress, sqz-train): taken before the slow work, so that a second run writing the
+    same file fails at once with OutputBusyError instead of one result silently replacing the
+    other; released (and its file removed) when the block ends."""
+    given = Path(path)
+    final = Path(os.path.realpath(given)) if given.is_symlink() else given.absolute()
+    lock = OutputLock(final, what)
+    try:
+        lock.acquire(wait=False)
+    except OSError as exc:  # e.g. a read-only or pseudo file system
+        raise InputFileError(f"{what} {given}: cannot write beside it ({exc.strerror or exc}); "
+                             f"choose another {what}") from None
+    try:
+        yield given
+    finally:
+        lock.release()
+
+
 # ---- directories ------------------------------------------------------------------------------
 
 def _leftovers(final: Path) -> list[Path]:

@@ -155,3 +155,40 @@ def test_export_image_not_an_image_leaves_out_alone(tmp_path, capsys):
     assert f"--export-image {bad}: not an image sqz can read" in _flat(err)
     assert out.stat().st_ino == inode and _tree(out) == before
     assert not (tmp_path / "lib").exists() and not _leftovers(out)
+
+
+# ---- 4: sqz-compress and sqz-train lock their output like sqz-convert -------------------------
+
+def test_compress_refuses_an_output_another_run_writes(tmp_path, capsys):
+    from converter import atomic
+    from converter.commands.compress import compress_main
+    from converter.errors import OutputBusyError
+
+    out = tmp_path / "c.keras"
+    held = atomic.OutputLock(out.absolute(), "-o")
+    held.acquire()  # "another run" writing the same -o
+    try:
+        rc, _, err = _run(compress_main, ["squeezenet1_1", "--input-size", "40", "-o",
+                                          str(out), "-q"], capsys)
+    finally:
+        held.release()
+    assert rc == OutputBusyError.exit_code, err
+    assert f"-o {out} is being written by another sqz run (pid " in _flat(err)
+    assert "give this run another -o" in _flat(err)
+    assert not out.exists()
+
+
+def test_train_refuses_an_output_another_run_writes(tmp_path, capsys):
+    from converter import atomic
+    from converter.commands.train import train_main
+    from converter.errors import OutputBusyError
+
+    out = tmp_path / "t.keras"
+    held = atomic.OutputLock(out.absolute(), "--output")
+    held.acquire()
+    try:
+        rc, _, err = _run(train_main, [str(tmp_path), "-o", str(out), "-q"], capsys)
+    finally:
+        held.release()
+    assert rc == OutputBusyError.exit_code, err
+    assert f"--output {out} is being written by another sqz run" in _flat(err)

@@ -113,8 +113,6 @@ def _finetune_options(args) -> FinetuneOptions | None:
 
 
 def compress_command(args, out: Console) -> dict[str, Any]:
-    from ..frontend import sources
-    from ..training.core import load_training_folder
 
     output: Path = args.output
     if output.suffix != ".keras":
@@ -129,6 +127,15 @@ def compress_command(args, out: Console) -> dict[str, Any]:
                              "subfolder of images per class")
     if not output.parent.is_dir():
         raise InputFileError(f"-o {output}: folder {output.parent} does not exist")
+    with atomic.output_file_lock(output, "-o"):
+        return _compress_locked(args, out, output, ft)
+
+
+def _compress_locked(args, out: Console, output: Path, ft: FinetuneOptions | None
+                     ) -> dict[str, Any]:
+    from ..frontend import sources
+    from ..training.core import load_training_folder
+
     with out.status("Loading the model (TensorFlow)..."):
         from ..frontend.quantize import captured_output, model_input_shape
 

@@ -70,7 +70,12 @@ def _train(argv: Sequence[str] | None) -> int:
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["version"] = args.net_version
     opts = TrainOptions(**values)
-    record = train(opts, console=None if args.quiet else out)
+    from .. import atomic
+
+    if str(opts.output).endswith(".keras"):  # else train() says what is wrong with it
+        atomic.check_writable_file(opts.output, "--output")
+    with atomic.output_file_lock(opts.output, "--output"):
+        record = train(opts, console=None if args.quiet else out)
     m = record["metrics"]
     out.print(f"[bold]held-out accuracy {m['heldout_accuracy']:.2%}[/] on "
               f"{m['heldout_images']} images (best epoch {m['best_epoch']} of "
