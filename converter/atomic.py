@@ -180,12 +180,35 @@ def _stale_temps(final: Path) -> Iterator[Path]:
                 yield p
 
 
+# ---- where outputs may go -----------------------------------------------------------------------
+
+# Kernel interfaces, not storage: writing there fails in odd ways (EACCES, EINVAL, ENOENT for a
+# lock file) or, worse, changes the system. /dev/shm is a real (memory) file system.
+_PSEUDO_ROOTS = ("/proc", "/sys", "/dev")
+_REAL_UNDER_PSEUDO = ("/dev/shm",)
+
+
+def check_output_location(path: str | Path, what: str) -> None:
+    """UsageError, up front, for an output under /proc, /sys or /dev: no sqz output belongs
+    there, and the failure would otherwise come late and unexplained."""
+    real = os.path.realpath(Path(path).absolute())
+
+    def under(root: str) -> bool:
+        return real == root or real.startswith(root + "/")
+
+    for root in _PSEUDO_ROOTS:
+        if under(root) and not any(under(r) for r in _REAL_UNDER_PSEUDO):
+            raise UsageError(f"{what} {path}: {root} is a kernel interface, not a place for "
+                             f"files; give a {what} on a disk, e.g. in your project folder")
+
+
 # ---- single files -----------------------------------------------------------------------------
 
 def check_writable_file(path: str | Path, what: str) -> Path:
     """Up-front check for an output file named by option ``what``: creates its directory if
     needed and makes sure it can be written there. Raises InputFileError naming ``what``."""
     path = Path(path)
+    check_output_location(path, what)
     if path.is_dir():
         raise InputFileError(f"{what} {path}: this is a directory; give a file name")
     parent = path.parent
@@ -327,6 +350,7 @@ def output_file_lock(path: str | Path, what: str) -> Iterator[Path]:
     same file fails at once with OutputBusyError instead of one result silently replacing the
     other; released (and its file removed) when the block ends."""
     given = Path(path)
+    check_output_location(given, what)
     final = Path(os.path.realpath(given)) if given.is_symlink() else given.absolute()
     lock = OutputLock(final, what)
     try:
@@ -480,6 +504,7 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
     versions that kept no manifest. ``manifest=None`` writes none, for outputs that list their
     files themselves (pass that list as ``legacy_names`` and its file as ``legacy_marker``)."""
     given = Path(path)
+    check_output_location(given, what)
     final = Path(os.path.realpath(given)) if given.is_symlink() else given.absolute()
     if os.path.lexists(final) and not final.is_dir():
         raise InputFileError(f"{what} {given}: exists and is not a directory; choose another "
@@ -494,7 +519,11 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
         raise InputFileError(f"{what} {given}: cannot write in {parent} (permission denied); "
                              f"choose another {what}")
     lock = OutputLock(final, what)
-    lock.acquire(wait=wait)
+    try:
+        lock.acquire(wait=wait)
+    except OSError as exc:  # the lock file cannot be made: a read-only or odd file system
+        raise InputFileError(f"{what} {given}: cannot write beside it in {parent} "
+                             f"({exc.strerror or exc}); choose another {what}") from None
     try:
         _recover_locked(final)
         if final.is_dir():

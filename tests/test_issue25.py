@@ -192,3 +192,32 @@ def test_train_refuses_an_output_another_run_writes(tmp_path, capsys):
         held.release()
     assert rc == OutputBusyError.exit_code, err
     assert f"--output {out} is being written by another sqz run" in _flat(err)
+
+
+# ---- 5: impossible sizes and pseudo file systems are usage errors, found up front -------------
+
+def test_huge_input_size_is_a_usage_error(tmp_path, capsys):
+    from converter.commands.compress import compress_main
+    from converter.commands.train import train_main
+
+    for main, argv in ((convert_main, ["squeezenet1_1", "--target", "host", "--out",
+                                       str(tmp_path / "o")]),
+                       (compress_main, ["squeezenet1_1", "-o", str(tmp_path / "c.keras")]),
+                       (train_main, [str(tmp_path), "-o", str(tmp_path / "t.keras")])):
+        rc, _, err = _run(main, [*argv, "--input-size", "100000", "-q"], capsys)
+        assert rc == 2, err
+        assert "--input-size '100000': at most 1024 pixels a side" in _flat(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["/proc/sqz-x", "/sys/kernel/sqz-x", "/proc/self/sqz"])
+def test_out_in_a_kernel_file_system_is_a_usage_error(where, capsys):
+    from converter.commands.compress import compress_main
+
+    rc, _, err = _run(convert_main, ["squeezenet1_1", "--target", "host", "--out", where, "-q"],
+                      capsys)
+    assert rc == 2, err
+    root = "/" + where.split("/")[1]
+    assert f"--out {where}: {root} is a kernel interface, not a place for files" in _flat(err)
+    rc, _, err = _run(compress_main, ["squeezenet1_1", "-o", where + ".keras", "-q"], capsys)
+    assert rc == 2 and f"-o {where}.keras: {root} is a kernel interface" in _flat(err), err

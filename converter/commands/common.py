@@ -100,6 +100,11 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+# Far beyond any board's memory already, and small enough that building the float model (which
+# happens before the budget check) cannot exhaust the host's memory (MemoryError, exit 70).
+MAX_INPUT_SIDE = 1024
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'96' or '96x128' (height x width)."""
     try:
@@ -110,6 +115,10 @@ def parse_size(text: str) -> tuple[int, int]:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 1:
         raise UsageError(f"--input-size '{text}': give N or HxW with positive numbers")
+    if max(parts) > MAX_INPUT_SIDE:
+        raise UsageError(f"--input-size '{text}': at most {MAX_INPUT_SIDE} pixels a side: "
+                         "already at 1024 the first layer's activations of a SqueezeNet are many "
+                         "megabytes, more than a microcontroller holds; give e.g. 96 or 224")
     return parts[0], parts[1]
 
 
