@@ -107,9 +107,19 @@ def _fsync_tree(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Holds SIGINT and SIGTERM back (they are delivered right after) so that Ctrl-C cannot
-    stop a swap half-way; SIGKILL cannot be held, which is what recover() is for."""
+def _signals_held(final: bool = False) -> Iterator[None]:
+    """Holds SIGINT and SIGTERM back (they take effect right after) so that Ctrl-C cannot stop
+    a swap half-way; SIGKILL cannot be held, which is what recover() is for.
+
+    Blocking the signals covers this thread only; a signal for the process may go to another
+    thread (a progress display, TensorFlow's) and Python would still run its handler here. So
+    recording handlers are installed for the duration too, and what they or the mask caught is
+    acted on when the swap is done.
+
+    ``final``: this swap puts the run's last output in place. A Ctrl-C held back during it, or
+    arriving later in the run (only its summary is left to print), no longer interrupts: the
+    new output is complete, so reporting the run as interrupted (exit 130) would mislead. It is
+    counted instead (:data:`late_interrupts`) and the tool says so (commands/common.py)."""
     block = getattr(signal, "pthread_sigmask", None)
     if block is None or sys.platform == "win32":
         yield
@@ -119,11 +129,55 @@ def _signals_held() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = block(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in held}
+    old = block(signal.SIG_BLOCK, set(held))
     try:
         yield
     finally:
+        for sig in set(signal.sigpending()) & set(held):  # consumed while still blocked
+            if signal.sigtimedwait([sig], 0) is not None:
+                caught.append(sig)
         block(signal.SIG_SETMASK, old)
+        for sig in held:
+            signal.signal(sig, previous[sig] if previous[sig] is not None else signal.SIG_DFL)
+    if signal.SIGTERM in caught:
+        signal.raise_signal(signal.SIGTERM)
+    if final:
+        _absorb_interrupts(caught.count(signal.SIGINT))
+    elif signal.SIGINT in caught:
+        signal.raise_signal(signal.SIGINT)  # as if it came now, through the usual handler
+
+
+# Ctrl-C presses that came once the run's final output was in place (see _signals_held).
+late_interrupts = 0
+_before_absorbing: object = None
+
+
+def _late_interrupt(signum, frame) -> None:
+    global late_interrupts
+    late_interrupts += 1
+
+
+def _absorb_interrupts(count: int) -> None:
+    global _before_absorbing, late_interrupts
+    late_interrupts += count
+    if _before_absorbing is None:
+        _before_absorbing = signal.signal(signal.SIGINT, _late_interrupt)
+
+
+def end_of_run() -> int:
+    """Called by the CLI handler when a tool returns: puts back the SIGINT handler that a final
+    swap replaced and returns how many Ctrl-C came after the output was in place."""
+    global _before_absorbing, late_interrupts
+    count = late_interrupts
+    if _before_absorbing is not None:
+        signal.signal(signal.SIGINT, _before_absorbing)  # type: ignore[arg-type]
+        _before_absorbing = None
+    late_interrupts = 0
+    return count
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -235,10 +289,11 @@ def replacing(path: str | Path, *, bulk: bool = False) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def replacing_group(paths: Sequence[str | Path], *, bulk: bool = False
-                    ) -> Iterator[list[Path]]:
+def replacing_group(paths: Sequence[str | Path], *, bulk: bool = False,
+                    last_output: bool = False) -> Iterator[list[Path]]:
     """Like :func:`replacing` for files that belong together: all temporaries are written
-    first, then replaced in the order given with SIGINT/SIGTERM held back."""
+    first, then replaced in the order given with SIGINT/SIGTERM held back. ``last_output``:
+    these are the run's last output (see :func:`_signals_held`)."""
     finals = [Path(p) for p in paths]
     fsync = not bulk
     for final in finals if not bulk else ():
@@ -253,7 +308,7 @@ def replacing_group(paths: Sequence[str | Path], *, bulk: bool = False
             if fsync:
                 _fsync_path(tmp)
             checkpoint(f"file staged {final.name}")
-        with _signals_held():
+        with _signals_held(final=last_output):
             for tmp, final in zip(temps, finals, strict=True):
                 os.replace(tmp, final)
                 checkpoint(f"file replaced {final.name}")
@@ -435,8 +490,10 @@ def _foreign_files(final: Path, manifest: str | None, legacy_marker: str | None,
 class Staging:
     """The directory being built; becomes ``final`` when the ``output_directory`` block ends."""
 
-    def __init__(self, final: Path, path: Path, manifest: str | None = MANIFEST) -> None:
+    def __init__(self, final: Path, path: Path, manifest: str | None = MANIFEST,
+                 last_output: bool = False) -> None:
         self.final = final
+        self.last_output = last_output
         self.path = path
         self.manifest = manifest
 
@@ -467,7 +524,7 @@ class Staging:
         final = self.final
         swapped_out: Path | None = None
         try:
-            with _signals_held():
+            with _signals_held(final=self.last_output):
                 if os.path.lexists(final):
                     if _exchange(self.path, final):
                         swapped_out = self.path  # now holds the previous directory
@@ -494,7 +551,8 @@ class Staging:
 @contextlib.contextmanager
 def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: str | None = None,
                      legacy_names: Iterable[str] = (), wait: bool = False,
-                     manifest: str | None = MANIFEST) -> Iterator[Staging]:
+                     manifest: str | None = MANIFEST, last_output: bool = False
+                     ) -> Iterator[Staging]:
     """Builds a whole output directory and swaps it into place atomically (module doc).
 
     Checks ``path`` before anything else so that a bad ``what`` option fails before any slow
@@ -502,7 +560,8 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
     be writable. Takes the lock (``wait``: block until it is free, else fail at once with
     OutputBusyError). ``legacy_marker``/``legacy_names`` recognise directories written by sqz
     versions that kept no manifest. ``manifest=None`` writes none, for outputs that list their
-    files themselves (pass that list as ``legacy_names`` and its file as ``legacy_marker``)."""
+    files themselves (pass that list as ``legacy_names`` and its file as ``legacy_marker``).
+    ``last_output``: nothing but a summary follows the swap (see :func:`_signals_held`)."""
     given = Path(path)
     check_output_location(given, what)
     final = Path(os.path.realpath(given)) if given.is_symlink() else given.absolute()
@@ -539,7 +598,7 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
                     f"{what} {given} holds files that sqz did not write ({shown}); sqz replaces "
                     f"the directory as a whole and would delete them: move them elsewhere or "
                     f"give another {what}")
-        stage = Staging(final, _helper_name(final, "new"), manifest)
+        stage = Staging(final, _helper_name(final, "new"), manifest, last_output)
         stage.path.mkdir()
         try:
             yield stage

@@ -221,3 +221,60 @@ def test_out_in_a_kernel_file_system_is_a_usage_error(where, capsys):
     assert f"--out {where}: {root} is a kernel interface, not a place for files" in _flat(err)
     rc, _, err = _run(compress_main, ["squeezenet1_1", "-o", where + ".keras", "-q"], capsys)
     assert rc == 2 and f"-o {where}.keras: {root} is a kernel interface" in _flat(err), err
+
+
+# ---- 6: Ctrl-C -------------------------------------------------------------------------------
+
+def _convert_cmd(model: Path, out: Path) -> list[str]:
+    from clirun import cli
+
+    return [*cli("sqz-convert"), str(model), "--target", "host", "--out", str(out), "-q"]
+
+
+def _checkpoints(cmd: list[str], tmp_path: Path) -> list[str]:
+    import os
+    import subprocess
+
+    log = tmp_path / "checkpoints.log"
+    subprocess.run(cmd, check=True, capture_output=True,
+                   env={**os.environ, "SQZ_TEST_CHECKPOINT_LOG": str(log)})
+    return log.read_text().splitlines()
+
+
+@pytest.mark.parametrize("at", ["swapped", "previous removed"])
+def test_ctrl_c_during_the_final_swap_is_not_reported_as_interrupted(at, tmp_path):
+    """The swap holds Ctrl-C back; once the new output is in place, the run is not 'interrupted':
+    exit 0 with a note, and the output is the new one, whole."""
+    import os
+    import subprocess
+
+    m = tmp_path / "conv.tflite"
+    m.write_bytes(conv_model())
+    out = tmp_path / "out"
+    lines = _checkpoints(_convert_cmd(m, out), tmp_path)  # the first run: out is new
+    lines = _checkpoints(_convert_cmd(m, out), tmp_path / ".." / tmp_path.name)
+    n = next(int(ln.split()[0]) for ln in lines if ln.split(" ", 1)[1] == at)
+    (out / "model.c").write_text("old\n")  # marks the previous conversion
+    proc = subprocess.run(_convert_cmd(m, out), capture_output=True, text=True,
+                          env={**os.environ, "SQZ_TEST_INTERRUPT": str(n)})
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert ("sqz: Ctrl-C came when the new output was already in place; it is complete, so the "
+            "run finished normally") in _flat(proc.stderr)
+    assert (out / "model.c").read_text() != "old\n" and not _leftovers(out)
+
+
+def test_ctrl_c_before_the_swap_is_exit_130_with_a_message(tmp_path):
+    import os
+    import subprocess
+
+    m = tmp_path / "conv.tflite"
+    m.write_bytes(conv_model())
+    out = tmp_path / "out"
+    lines = _checkpoints(_convert_cmd(m, out), tmp_path)
+    n = next(int(ln.split()[0]) for ln in lines if "staging complete" in ln)
+    (out / "model.c").write_text("old\n")
+    proc = subprocess.run(_convert_cmd(m, out), capture_output=True, text=True,
+                          env={**os.environ, "SQZ_TEST_INTERRUPT": str(n)})
+    assert proc.returncode == 130 and proc.stderr.strip() == "sqz: interrupted", proc.stderr
+    assert (out / "model.c").read_text() == "old\n" and not _leftovers(out)

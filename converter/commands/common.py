@@ -58,7 +58,17 @@ def run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | Non
     set up, and some then crash at shutdown ("Fatal Python error: ... finalizing", SIGABRT,
     seen once in 176 interruptions at random moments). Everything sqz cleans up is done by
     then: the with-blocks have run."""
-    rc = _run_cli(fn, argv)
+    late: list[int] = []
+    rc = _run_cli(fn, argv, late)
+    if sum(late) and rc != INTERRUPTED:
+        # The swap held Ctrl-C back and then let the run finish: its output is whole and new.
+        print("sqz: Ctrl-C came when the new output was already in place; it is complete, so "
+              "the run finished normally", file=sys.stderr)
+    if argv is None and rc != INTERRUPTED:
+        # The work is done and reported: a Ctrl-C during the interpreter's shutdown must not
+        # turn that into "interrupted" (exit 130) or kill it without a word.
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     if rc == INTERRUPTED and argv is None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
@@ -67,10 +77,16 @@ def run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | Non
     return rc
 
 
-def _run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+def _run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None,
+             late: list[int]) -> int:
+    from .. import atomic
+
     with _SigintSeen() as sigint:
         try:
-            return fn(argv)
+            try:
+                return fn(argv)
+            finally:  # before _SigintSeen puts its predecessor back
+                late.append(atomic.end_of_run())
         except SqzError as exc:
             if sigint.seen:  # e.g. a load that Ctrl-C broke, reported as a bad file
                 print("sqz: interrupted", file=sys.stderr)

@@ -209,7 +209,7 @@ def _compress_locked(args, out: Console, output: Path, ft: FinetuneOptions | Non
     if class_names is not None:
         files[output.with_name(output.name + CLASSES_SIDECAR)] = (
             json.dumps(class_names, indent=2) + "\n").encode()
-    with atomic.replacing_group([output, *files]) as temps:
+    with atomic.replacing_group([output, *files], last_output=True) as temps:
         with captured_output():
             km.save(temps[0])  # a temporary with the .keras suffix Keras insists on
         for tmp, data in zip(temps[1:], files.values(), strict=True):

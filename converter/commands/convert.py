@@ -121,6 +121,9 @@ def convert_command(args, out: Console, err: Console) -> int:
 
     # --out is checked and locked before the slow work, and written as a whole at the end.
     with convert.output_directory(out_dir) as stage:
+        # Without an export, nothing but the summary follows the swap: a Ctrl-C during or after
+        # it no longer turns a complete new output into "interrupted" (atomic._signals_held).
+        stage.last_output = export_to is None
         with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
             src = sources.resolve(model, weights=args.weights, input_size=args.input_size,
                                   channels=args.channels, classes=args.classes,
