@@ -278,3 +278,46 @@ def test_ctrl_c_before_the_swap_is_exit_130_with_a_message(tmp_path):
                           env={**os.environ, "SQZ_TEST_INTERRUPT": str(n)})
     assert proc.returncode == 130 and proc.stderr.strip() == "sqz: interrupted", proc.stderr
     assert (out / "model.c").read_text() == "old\n" and not _leftovers(out)
+
+
+def test_two_input_keras_model_is_a_clear_error(tmp_path, capsys):
+    import keras
+
+    a, b = keras.Input((8, 8, 3), name="left"), keras.Input((8, 8, 3), name="right")
+    y = keras.layers.Add()([keras.layers.Conv2D(2, 3)(a), keras.layers.Conv2D(2, 3)(b)])
+    keras.Model([a, b], keras.layers.GlobalAveragePooling2D()(y), name="twin").save(
+        tmp_path / "two.keras")
+    rc, _, err = _run(convert_main, [str(tmp_path / "two.keras"), "--target", "host", "--out",
+                                     str(tmp_path / "o"), "-q"], capsys)
+    assert rc == 4, err
+    assert ("model 'twin' has 2 inputs ('left' (None, 8, 8, 3), 'right' (None, 8, 8, 3)); sqz "
+            "supports one input (an image)") in _flat(err)
+    assert "Invalid input shapes" not in err
+
+
+def test_depthwise_layer_named_without_a_quantization_prefix(tmp_path, capsys):
+    import keras
+
+    i = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(i)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw1")(x)
+    x = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(i, x).save(tmp_path / "dw.keras")
+    rc, _, err = _run(convert_main, [str(tmp_path / "dw.keras"), "--target", "host", "--out",
+                                     str(tmp_path / "o"), "-q"], capsys)
+    assert rc == 4, err
+    err = _flat(err)
+    assert ("dw.keras: layer 'dw1' (DepthwiseConv2D) becomes the TFLite op DEPTHWISE_CONV_2D, "
+            "which sqz has no kernel for. Supported ops: ADD,") in err
+    assert "did not give a full-integer model" not in err
+
+
+def test_port_dev_null_gets_advice(model_dir, tmp_path, capsys):
+    rc, _, err = _run(validate_main, ["--port", "/dev/null", "--model", str(model_dir)], capsys)
+    assert rc == 2, err
+    assert ("--port /dev/null is not a serial port (/dev/null is a system device that no board "
+            "answers on); give the board's serial port (Linux /dev/ttyACM0") in _flat(err)
+    (tmp_path / "f").write_text("")
+    rc, _, err = _run(validate_main, ["--port", str(tmp_path / "f"), "--model", str(model_dir)],
+                      capsys)
+    assert rc == 2 and "is not a serial port (it is a file, not a device)" in _flat(err), err

@@ -71,6 +71,35 @@ def validate_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_validate, argv)
 
 
+_NOT_SERIAL = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+               "/dev/tty", "/dev/stdin", "/dev/stdout", "/dev/stderr"}
+_PORT_ADVICE = ("give the board's serial port (Linux /dev/ttyACM0 or /dev/ttyUSB0, macOS "
+                "/dev/cu.usbmodem..., Windows COM3; list them with 'python -m "
+                "serial.tools.list_ports'), a pyserial URL (socket://host:port), or run without "
+                "a board: --sim host or --sim qemu")
+
+
+def check_port(port: str) -> None:
+    """Up front, without opening it (opening resets many boards): a path that is surely not a
+    serial port gets advice instead of pyserial's "Inappropriate ioctl for device"."""
+    import os
+    import stat
+
+    if "://" in port or not port.startswith("/"):
+        return  # a URL, or COM3 and the like: pyserial words its own errors
+    real = os.path.realpath(port)
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        return  # missing: the opening error says so, with its own advice
+    if real in _NOT_SERIAL or port in _NOT_SERIAL:
+        raise UsageError(f"--port {port} is not a serial port ({real} is a system device that "
+                         f"no board answers on); {_PORT_ADVICE}")
+    if not stat.S_ISCHR(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a file, not a device"
+        raise UsageError(f"--port {port} is not a serial port (it is {kind}); {_PORT_ADVICE}")
+
+
 def validate_command(args, out: Console, err: Console) -> int:
     started = time.monotonic()
     if args.model is None:
@@ -80,6 +109,8 @@ def validate_command(args, out: Console, err: Console) -> int:
             raise UsageError("give the directory written by sqz-convert with --model")
     if args.n is not None and args.n < 1:
         raise UsageError("-n must be at least 1")
+    if args.port:
+        check_port(args.port)
     # Checked (and their directories made) now, not after a passing run that then cannot be
     # recorded: hardware CI relies on these files.
     for option, value in (("--report", args.report), ("--junit", args.junit)):

@@ -65,6 +65,13 @@ def captured_output():
 
 
 def model_input_shape(model) -> tuple[int, int, int]:
+    for kind, tensors in (("input", model.inputs), ("output", model.outputs)):
+        if len(tensors) != 1:
+            names = ", ".join(f"'{getattr(t, 'name', '?')}' {tuple(t.shape)}" for t in tensors)
+            raise ModelError(
+                f"model '{model.name}' has {len(tensors)} {kind}s ({names}); sqz supports one "
+                f"{kind}{' (an image)' if kind == 'input' else ''}: give a model with one "
+                f"{kind}, e.g. a copy that keeps only the branch you want on the device")
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or any(d is None for d in shape):
         raise ModelError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,28 @@ def float_model(model: str, *, weights: str | None = None,
         f"{', '.join(squeezenet.builtin_names())}")
 
 
+_UNSUPPORTED = re.compile(r"unsupported op: (.+?) at op #\d+ \(output tensor '([^']*)'\)\. ?(.*)",
+                          re.S)
+
+
+def _unsupported_layer(message: str, km, source_name: str) -> str | None:
+    """The reader's "unsupported op" error in terms of the Keras model: which layer (found by
+    the name TensorFlow gives the op's output tensor) became which op."""
+    m = _UNSUPPORTED.search(message)
+    if m is None:
+        return None
+    op, tensor, rest = m.groups()
+    parts = [re.sub(r"_\d+$", "", p) for p in tensor.split("/")]
+    layers = {layer.name: layer for layer in getattr(km, "layers", [])}
+    hit = next((layers[p] for p in parts if p in layers), None)
+    if hit is None:
+        hit = next((layers[n] for p in tensor.split("/") for n in layers if n == p), None)
+    what = (f"layer '{hit.name}' ({type(hit).__name__})" if hit is not None
+            else f"the layer that makes tensor '{tensor}'")
+    return (f"{source_name}: {what} becomes the TFLite op {op}, which sqz has no kernel for. "
+            f"{rest.strip()}")
+
+
 def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, int] | None = None,
             channels: int | None = None, classes: int | None = None,
             calib: str | None = None, calib_samples: int = 100,
@@ -251,6 +274,9 @@ def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, in
     try:
         _check_tflite(buf, source_name)
     except ModelError as exc:
+        unsupported = _unsupported_layer(str(exc), km, source_name)
+        if unsupported is not None:  # not a quantization problem: a layer sqz cannot run
+            raise ModelError(unsupported) from None
         raise ModelError(f"quantization did not give a full-integer model: {exc}") from None
     if comp is not None:
         comp.check_quantized(buf, km)
