@@ -321,3 +321,68 @@ def test_port_dev_null_gets_advice(model_dir, tmp_path, capsys):
     rc, _, err = _run(validate_main, ["--port", str(tmp_path / "f"), "--model", str(model_dir)],
                       capsys)
     assert rc == 2 and "is not a serial port (it is a file, not a device)" in _flat(err), err
+
+
+# ---- 8: output for people ----------------------------------------------------------------------
+
+def test_next_command_is_one_line_and_shell_quoted(tmp_path, capsys):
+    import shlex
+
+    m = tmp_path / "conv.tflite"
+    m.write_bytes(conv_model())
+    out = tmp_path / ("a folder with spaces [and brackets] " + "x" * 60) / "out"
+    rc, stdout, _ = _run(convert_main, [str(m), "--target", "host", "--out", str(out)], capsys)
+    assert rc == 0
+    lines = stdout.splitlines()
+    want = f"Next: sqz-validate --sim host --model {shlex.quote(str(out))}"
+    assert want in lines, stdout
+    assert shlex.split(want)[-1] == str(out)
+    assert f"Wrote {out}: model.c, model_data.c" in stdout  # not wrapped at 80 columns
+
+
+def test_every_tool_prints_its_version_with_v_and_version(capsys):
+    from converter import __version__
+    from converter.commands.bench import bench_main
+    from converter.commands.compress import compress_main
+    from converter.commands.train import train_main
+
+    for main in (convert_main, validate_main, bench_main, compress_main, train_main):
+        for flag in ("-V", "--version"):
+            with pytest.raises(SystemExit) as e:
+                main([flag])
+            assert e.value.code in (0, None)
+            assert capsys.readouterr().out.strip() == f"sqz {__version__}", (main, flag)
+
+
+def test_train_old_version_spelling_still_selects_the_network(tmp_path, capsys):
+    from converter.commands.train import train_main
+
+    rc, _, err = _run(train_main, [str(tmp_path), "-o", str(tmp_path / "t.keras"), "--version",
+                                   "1.0", "--val-split", "5"], capsys)
+    assert rc == 2
+    assert ("note: --version 1.0 is the old spelling of --net-version 1.0 (--version alone now "
+            "prints sqz's version, as in the other sqz tools)") in _flat(err)
+    rc, _, err = _run(train_main, [str(tmp_path), "-o", str(tmp_path / "t.keras"), "--version",
+                                   "2.0"], capsys)
+    assert rc == 2 and ("--version 2.0: --version alone prints sqz's version; the SqueezeNet "
+                        "version is --net-version 1.0 or 1.1") in _flat(err)
+
+
+def test_train_keeps_tensorflow_start_up_lines_off_stderr(tmp_path):
+    import subprocess
+
+    from clirun import cli
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(
+                tmp_path / "data" / c / f"{i}.png")
+    proc = subprocess.run([*cli("sqz-train"), str(tmp_path / "data"), "-o",
+                           str(tmp_path / "t.keras"), "--input-size", "32", "--epochs", "1",
+                           "--batch-size", "4", "-q"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "absl" not in proc.stderr and "cuda" not in proc.stderr.lower()
+    assert proc.stderr == "", proc.stderr

@@ -15,12 +15,43 @@ from rich.console import Console
 
 from ..errors import INTERNAL_ERROR, INTERRUPTED, SqzError, UsageError
 
+# Where the output is not a terminal (a log, a pipe, CI), lines are never wrapped: rich would
+# cut them at 80 columns, in the middle of a path or of a command to copy. Tables get this
+# width to lay themselves out in.
+UNWRAPPED_WIDTH = 400
+
+
+def _console(stream, **kw) -> Console:
+    terminal = hasattr(stream, "isatty") and stream.isatty()
+    return Console(file=stream, highlight=False, soft_wrap=True,
+                   width=None if terminal else UNWRAPPED_WIDTH, **kw)
+
 
 def consoles(quiet: bool) -> tuple[Console, Console]:
     # Bound to the streams of this call, so the tools' own output survives when TensorFlow's
     # chatter is redirected away during quantization.
-    return (Console(file=sys.stdout, highlight=False, quiet=quiet),
-            Console(file=sys.stderr, highlight=False))
+    return _console(sys.stdout, quiet=quiet), _console(sys.stderr)
+
+
+def shell_word(path: object) -> str:
+    """A path as one word of a shell command the user can paste (quoted if it has spaces or
+    other special characters), escaped for rich markup."""
+    import shlex
+
+    from rich.markup import escape
+
+    return escape(shlex.quote(str(path)))
+
+
+def quiet_tensorflow() -> None:
+    """Imports TensorFlow and Keras with file descriptor 2 captured: their C++ start-up lines
+    ("All log messages before absl::InitializeLog() ...", "Could not find cuda drivers ...")
+    come before any Python setting can silence them, and mean nothing to sqz's users."""
+    from ..frontend.quantize import _quiet_tensorflow, captured_output
+
+    with captured_output():
+        _quiet_tensorflow()
+        import keras  # noqa: F401
 
 
 class _SigintSeen:
@@ -91,7 +122,7 @@ def _run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | No
             if sigint.seen:  # e.g. a load that Ctrl-C broke, reported as a bad file
                 print("sqz: interrupted", file=sys.stderr)
                 return INTERRUPTED
-            err = Console(file=sys.stderr, highlight=False)
+            err = _console(sys.stderr)
             err.print(f"[bold red]sqz: {exc.label}:[/] {exc}", markup=True, soft_wrap=True)
             return exc.exit_code
         except KeyboardInterrupt:

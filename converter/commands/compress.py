@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of each class held out to pick the best epoch (default 0.1)")
     f.add_argument("--seed", type=int, help="seed for the split and shuffling (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    p.add_argument("--version", action="version", version=f"sqz {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"sqz {__version__}")
     return p
 
 
@@ -247,7 +247,9 @@ def _print_summary(out: Console, report: dict[str, Any], output: Path, md: Path)
                   f"pruning -> {ft['heldout_accuracy_after']:.2%} compressed (float)")
     out.print(f"wrote {output} (+ {sidecar_path(output).name}), {md.name} and "
               f"{md.with_suffix('.json').name}", soft_wrap=True)
-    out.print(f"Next: [bold]sqz-convert {output}[/] (it quantizes "
+    from .common import shell_word
+
+    out.print(f"Next: [bold]sqz-convert {shell_word(output)}[/] (it quantizes "
               f"{report['weight_quantization']}, as {sidecar_path(output).name} says)")
 
 

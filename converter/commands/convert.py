@@ -22,6 +22,7 @@ from .common import (
     parse_size,
     positive_int,
     run_cli,
+    shell_word,
 )
 
 PIO_GLUE = CHECKOUT / "build" / "sqz_pio.ini" if CHECKOUT else None
@@ -183,26 +184,29 @@ def convert_command(args, out: Console, err: Console) -> int:
                                  authors=authors)
 
     out.print(report.summary_text())
-    out.print(f"Wrote [bold]{out_dir}[/]: model.c, model_data.c, model.h, sqz_target.h, "
-              "model.tflite, report.md/json/png")
+    from rich.markup import escape
+
+    out.print(f"Wrote [bold]{escape(str(out_dir))}[/]: model.c, model_data.c, model.h, "
+              "sqz_target.h, model.tflite, report.md/json/png")
     if lib is not None:
         out.print(f"Exported [bold]{lib.name}[/] {lib.version} to [bold]{lib.path}[/], its "
                   f"runtime to [bold]{_shown(lib.runtime)}[/]: PlatformIO/Arduino libraries, "
                   "ESP-IDF components and CMake libraries, with examples (see its README.md)")
+    shown_out = shell_word(out_dir)
     if glue is not None and board is not None:
         # Both build and run the same firmware on QEMU: --sim qemu by itself, PlatformIO with
         # sqz's local platform (firmware/tools/pio_qemu: the upload prints the UART's URL).
-        out.print(f"Next: [bold]sqz-validate --sim qemu --model {out_dir}[/]; or with "
+        out.print(f"Next: [bold]sqz-validate --sim qemu --model {shown_out}[/]; or with "
                   f"PlatformIO: [bold]pio run -t upload[/] (env {target.pio_env}: starts QEMU "
                   f"and prints its port), then [bold]sqz-validate --port "
-                  f"socket://127.0.0.1:PORT --model {out_dir}[/]")
+                  f"socket://127.0.0.1:PORT --model {shown_out}[/]")
     elif glue is not None:
         out.print(f"Next: [bold]pio run -t upload[/] (env {target.pio_env}), then "
-                  f"[bold]sqz-validate --port /dev/ttyACM0 --model {out_dir}[/]")
+                  f"[bold]sqz-validate --port /dev/ttyACM0 --model {shown_out}[/]")
     elif target.name == "host":
-        out.print(f"Next: [bold]sqz-validate --sim host --model {out_dir}[/]")
+        out.print(f"Next: [bold]sqz-validate --sim host --model {shown_out}[/]")
     elif board is not None:
-        out.print(f"Next: [bold]sqz-validate --sim qemu --model {out_dir}[/]")
+        out.print(f"Next: [bold]sqz-validate --sim qemu --model {shown_out}[/]")
     elif lib is None:
         out.print("Next: add [bold]--export DIR[/] to get the model as a library for your "
                   "firmware")
@@ -276,7 +280,7 @@ def _convert_parser() -> argparse.ArgumentParser:
                      help="the library's license as an SPDX identifier, e.g. MIT (default: "
                           "none stated)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    p.add_argument("--version", action="version", version=f"sqz {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"sqz {__version__}")
     return p
 
 

@@ -58,7 +58,7 @@ def _validate_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-layer", action="store_true", help="print per-layer counts")
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="print the verdict only")
-    p.add_argument("--version", action="version", version=f"sqz {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"sqz {__version__}")
     return p
 
 
