@@ -386,3 +386,23 @@ def test_train_keeps_tensorflow_start_up_lines_off_stderr(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "absl" not in proc.stderr and "cuda" not in proc.stderr.lower()
     assert proc.stderr == "", proc.stderr
+
+
+def test_report_png_explains_its_bottom_panel(tmp_path, capsys, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    m = tmp_path / "conv.tflite"
+    m.write_bytes(conv_model())
+    assert convert_main([str(m), "--target", "host", "--out", str(tmp_path / "o"), "-q"]) == 0
+    (fig,) = figures
+    top, bottom = fig.axes
+    assert bottom.get_title().startswith("arena layout: each block is one buffer")
+    assert [t.get_text() for t in bottom.get_legend().get_texts()] == [
+        "tensor (layer input or output)", "scratch or state (kernel working memory)"]
+    assert "live bytes" in [t.get_text() for t in top.get_legend().get_texts()]
+    plt.close(fig)
