@@ -588,10 +588,13 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
         if final.is_dir():
             foreign = _foreign_files(final, manifest, legacy_marker, legacy_names)
             if foreign is None:
+                present = _manifest_files(final, None)
+                shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
                 raise UsageError(
-                    f"{what} {given} is a directory with files that sqz did not write; sqz "
-                    f"replaces its output directory as a whole, so give a new or empty "
-                    f"directory, or one an earlier sqz run wrote")
+                    f"{what} {given} holds files that sqz did not write ({shown}); sqz "
+                    f"replaces its output directory as a whole and would delete them: move "
+                    f"them elsewhere or give a new or empty {what}, or one an earlier sqz run "
+                    f"wrote")
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
                 raise UsageError(

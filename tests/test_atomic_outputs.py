@@ -311,8 +311,10 @@ def test_out_with_foreign_files_is_not_replaced(models, tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     assert convert_main([str(models["A"]), "--target", "host", "--out", str(out)]) == 2
-    assert (f"--out {out} is a directory with files that sqz did not write; sqz replaces its "
-            "output directory as a whole") in capsys.readouterr().err
+    # A plain folder (no sqz manifest) names the user's files too, as docs/errors.md promises.
+    assert (f"--out {out} holds files that sqz did not write (notes.txt); sqz replaces its "
+            "output directory as a whole and would delete them: move them elsewhere or give a "
+            "new or empty --out") in capsys.readouterr().err
     assert convert_main([str(models["A"]), "--target", "host", "--out", str(tmp_path / "o"),
                          "-q"]) == 0
     (tmp_path / "o" / "notes.txt").write_text("mine")
