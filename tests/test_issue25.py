@@ -406,3 +406,40 @@ def test_report_png_explains_its_bottom_panel(tmp_path, capsys, monkeypatch):
         "tensor (layer input or output)", "scratch or state (kernel working memory)"]
     assert "live bytes" in [t.get_text() for t in top.get_legend().get_texts()]
     plt.close(fig)
+
+
+# ---- 1: TensorFlow's quantizer runs in a child process: a native crash is a message ------------
+
+def test_quantizer_crash_is_a_clear_error():
+    """inf reaches TensorFlow here only because the data gate is bypassed (the API, not the CLI);
+    its converter then dies with SIGSEGV, which used to take sqz (and pytest) with it."""
+    import keras
+
+    from converter.errors import ModelError
+    from converter.frontend.quantize import quantize_keras
+
+    i = keras.Input((12, 12, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(i))
+    model = keras.Model(i, keras.layers.Dense(3)(x))
+    calib = np.random.default_rng(0).random((4, 12, 12, 3), dtype=np.float32)
+    good = quantize_keras(model, calib)
+    assert good[4:8] == b"TFL3"
+    calib[1, 2, 3, 0] = np.inf
+    with pytest.raises(ModelError) as e:
+        quantize_keras(model, calib)
+    assert str(e.value).startswith("TensorFlow's quantizer crashed (SIGSEGV) while converting "
+                                   "the model to int8")
+    assert "try another --calib set or fewer --calib-samples" in str(e.value)
+
+
+def test_model_the_child_cannot_load_is_quantized_in_process():
+    import keras
+
+    from converter.frontend.quantize import quantize_keras
+
+    i = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 0.5)(i)  # not loadable in safe mode: no child
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(x))
+    model = keras.Model(i, keras.layers.Dense(2)(x))
+    calib = np.random.default_rng(0).random((3, 8, 8, 3), dtype=np.float32)
+    assert quantize_keras(model, calib)[4:8] == b"TFL3"
