@@ -588,7 +588,7 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
         if final.is_dir():
             foreign = _foreign_files(final, manifest, legacy_marker, legacy_names)
             if foreign is None:
-                present = _manifest_files(final, None)
+                present = sorted(p.name + ("/" if p.is_dir() else "") for p in final.iterdir())
                 shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
                 raise UsageError(
                     f"{what} {given} holds files that sqz did not write ({shown}); sqz "

@@ -395,7 +395,8 @@ def test_output_directory_api(tmp_path):
         stage.write_text("c.txt", "3")
     assert tree(out).keys() == {"c.txt", atomic.MANIFEST}
     assert helpers_beside(out) == []
-    with pytest.raises(UsageError, match="give a new or empty directory"), \
+    with pytest.raises(UsageError, match=r"holds files that sqz did not write \(d/\); .* give a "
+                                         "new or empty --out"), \
             atomic.output_directory(tmp_path):
         pass
     with pytest.raises(InputFileError, match="--export .*exists and is not a directory"), \
