@@ -151,6 +151,18 @@ def _signals_held(final: bool = False) -> Iterator[None]:
         signal.raise_signal(signal.SIGINT)  # as if it came now, through the usual handler
 
 
+# Set by the CLI's SIGINT handler (commands/common.py) for the run under way. A library may
+# catch the KeyboardInterrupt a Ctrl-C raises inside it (TensorFlow turns one in its data
+# pipeline into the end of an epoch), and the run would go on to replace its output as if
+# nothing had happened: every swap checks this first and stops the run instead.
+interrupt_seen = False
+
+
+def _stop_if_interrupted() -> None:
+    if interrupt_seen:
+        raise KeyboardInterrupt
+
+
 # Ctrl-C presses that came once the run's final output was in place (see _signals_held).
 late_interrupts = 0
 _before_absorbing: object = None
@@ -308,7 +320,9 @@ def replacing_group(paths: Sequence[str | Path], *, bulk: bool = False,
             if fsync:
                 _fsync_path(tmp)
             checkpoint(f"file staged {final.name}")
+        _stop_if_interrupted()
         with _signals_held(final=last_output):
+            _stop_if_interrupted()  # (one that came after the check above)
             for tmp, final in zip(temps, finals, strict=True):
                 os.replace(tmp, final)
                 checkpoint(f"file replaced {final.name}")
@@ -523,8 +537,10 @@ class Staging:
         checkpoint("staging complete")
         final = self.final
         swapped_out: Path | None = None
+        _stop_if_interrupted()
         try:
             with _signals_held(final=self.last_output):
+                _stop_if_interrupted()
                 if os.path.lexists(final):
                     if _exchange(self.path, final):
                         swapped_out = self.path  # now holds the previous directory

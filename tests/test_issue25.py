@@ -443,3 +443,40 @@ def test_model_the_child_cannot_load_is_quantized_in_process():
     model = keras.Model(i, keras.layers.Dense(2)(x))
     calib = np.random.default_rng(0).random((3, 8, 8, 3), dtype=np.float32)
     assert quantize_keras(model, calib)[4:8] == b"TFL3"
+
+
+def test_ctrl_c_swallowed_by_a_library_still_stops_the_run(tmp_path, capsys, monkeypatch):
+    """TensorFlow may catch the KeyboardInterrupt of a Ctrl-C in its own code and carry on
+    (sqz-train then wrote its model anyway); the swap notices and the run ends as
+    interrupted, its output untouched."""
+    import os
+    import signal
+    import time
+
+    import converter.report as report
+
+    m = tmp_path / "conv.tflite"
+    m.write_bytes(conv_model())
+    out = tmp_path / "out"
+    assert convert_main([str(m), "--target", "host", "--out", str(out), "-q"]) == 0
+    before = _tree(out)
+    real = report.build_report
+
+    def swallowing(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass  # what a library that "handles" it does
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report, "build_report", swallowing)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        rc = convert_main([str(m), "--target", "host", "--out", str(out), "--stream", "off",
+                           "-q"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert rc == 130
+    assert capsys.readouterr().err == "sqz: interrupted\n"
+    assert _tree(out) == before and not _leftovers(out)

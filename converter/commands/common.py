@@ -65,11 +65,16 @@ class _SigintSeen:
         self.previous = None
 
     def __call__(self, signum, frame):
+        from .. import atomic
+
         self.seen = True
+        atomic.interrupt_seen = True  # no output is replaced after this (atomic.py)
         raise KeyboardInterrupt
 
     def __enter__(self) -> _SigintSeen:
-        from .. import _interrupted_while_starting
+        from .. import _interrupted_while_starting, atomic
+
+        atomic.interrupt_seen = False  # a new run (tests run several in one process)
 
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
@@ -78,6 +83,9 @@ class _SigintSeen:
         return self
 
     def __exit__(self, *exc) -> None:
+        from .. import atomic
+
+        atomic.interrupt_seen = False
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
 
