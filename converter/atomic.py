@@ -107,9 +107,19 @@ def _fsync_tree(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Holds SIGINT and SIGTERM back (they are delivered right after) so that Ctrl-C cannot
-    stop a swap half-way; SIGKILL cannot be held, which is what recover() is for."""
+def _signals_held(final: bool = False) -> Iterator[None]:
+    """Holds SIGINT and SIGTERM back (they take effect right after) so that Ctrl-C cannot stop
+    a swap half-way; SIGKILL cannot be held, which is what recover() is for.
+
+    Blocking the signals covers this thread only; a signal for the process may go to another
+    thread (a progress display, TensorFlow's) and Python would still run its handler here. So
+    recording handlers are installed for the duration too, and what they or the mask caught is
+    acted on when the swap is done.
+
+    ``final``: this swap puts the run's last output in place. A Ctrl-C held back during it, or
+    arriving later in the run (only its summary is left to print), no longer interrupts: the
+    new output is complete, so reporting the run as interrupted (exit 130) would mislead. It is
+    counted instead (:data:`late_interrupts`) and the tool says so (commands/common.py)."""
     block = getattr(signal, "pthread_sigmask", None)
     if block is None or sys.platform == "win32":
         yield
@@ -119,11 +129,67 @@ def _signals_held() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = block(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in held}
+    old = block(signal.SIG_BLOCK, set(held))
     try:
         yield
     finally:
+        for sig in set(signal.sigpending()) & set(held):  # consumed while still blocked
+            if signal.sigtimedwait([sig], 0) is not None:
+                caught.append(sig)
         block(signal.SIG_SETMASK, old)
+        for sig in held:
+            signal.signal(sig, previous[sig] if previous[sig] is not None else signal.SIG_DFL)
+    if signal.SIGTERM in caught:
+        signal.raise_signal(signal.SIGTERM)
+    if final:
+        _absorb_interrupts(caught.count(signal.SIGINT))
+    elif signal.SIGINT in caught:
+        signal.raise_signal(signal.SIGINT)  # as if it came now, through the usual handler
+
+
+# Set by the CLI's SIGINT handler (commands/common.py) for the run under way. A library may
+# catch the KeyboardInterrupt a Ctrl-C raises inside it (TensorFlow turns one in its data
+# pipeline into the end of an epoch), and the run would go on to replace its output as if
+# nothing had happened: every swap checks this first and stops the run instead.
+interrupt_seen = False
+
+
+def _stop_if_interrupted() -> None:
+    if interrupt_seen:
+        raise KeyboardInterrupt
+
+
+# Ctrl-C presses that came once the run's final output was in place (see _signals_held).
+late_interrupts = 0
+_before_absorbing: object = None
+
+
+def _late_interrupt(signum, frame) -> None:
+    global late_interrupts
+    late_interrupts += 1
+
+
+def _absorb_interrupts(count: int) -> None:
+    global _before_absorbing, late_interrupts
+    late_interrupts += count
+    if _before_absorbing is None:
+        _before_absorbing = signal.signal(signal.SIGINT, _late_interrupt)
+
+
+def end_of_run() -> int:
+    """Called by the CLI handler when a tool returns: puts back the SIGINT handler that a final
+    swap replaced and returns how many Ctrl-C came after the output was in place."""
+    global _before_absorbing, late_interrupts
+    count = late_interrupts
+    if _before_absorbing is not None:
+        signal.signal(signal.SIGINT, _before_absorbing)  # type: ignore[arg-type]
+        _before_absorbing = None
+    late_interrupts = 0
+    return count
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -180,12 +246,35 @@ def _stale_temps(final: Path) -> Iterator[Path]:
                 yield p
 
 
+# ---- where outputs may go -----------------------------------------------------------------------
+
+# Kernel interfaces, not storage: writing there fails in odd ways (EACCES, EINVAL, ENOENT for a
+# lock file) or, worse, changes the system. /dev/shm is a real (memory) file system.
+_PSEUDO_ROOTS = ("/proc", "/sys", "/dev")
+_REAL_UNDER_PSEUDO = ("/dev/shm",)
+
+
+def check_output_location(path: str | Path, what: str) -> None:
+    """UsageError, up front, for an output under /proc, /sys or /dev: no sqz output belongs
+    there, and the failure would otherwise come late and unexplained."""
+    real = os.path.realpath(Path(path).absolute())
+
+    def under(root: str) -> bool:
+        return real == root or real.startswith(root + "/")
+
+    for root in _PSEUDO_ROOTS:
+        if under(root) and not any(under(r) for r in _REAL_UNDER_PSEUDO):
+            raise UsageError(f"{what} {path}: {root} is a kernel interface, not a place for "
+                             f"files; give a {what} on a disk, e.g. in your project folder")
+
+
 # ---- single files -----------------------------------------------------------------------------
 
 def check_writable_file(path: str | Path, what: str) -> Path:
     """Up-front check for an output file named by option ``what``: creates its directory if
     needed and makes sure it can be written there. Raises InputFileError naming ``what``."""
     path = Path(path)
+    check_output_location(path, what)
     if path.is_dir():
         raise InputFileError(f"{what} {path}: this is a directory; give a file name")
     parent = path.parent
@@ -212,10 +301,11 @@ def replacing(path: str | Path, *, bulk: bool = False) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def replacing_group(paths: Sequence[str | Path], *, bulk: bool = False
-                    ) -> Iterator[list[Path]]:
+def replacing_group(paths: Sequence[str | Path], *, bulk: bool = False,
+                    last_output: bool = False) -> Iterator[list[Path]]:
     """Like :func:`replacing` for files that belong together: all temporaries are written
-    first, then replaced in the order given with SIGINT/SIGTERM held back."""
+    first, then replaced in the order given with SIGINT/SIGTERM held back. ``last_output``:
+    these are the run's last output (see :func:`_signals_held`)."""
     finals = [Path(p) for p in paths]
     fsync = not bulk
     for final in finals if not bulk else ():
@@ -230,7 +320,9 @@ def replacing_group(paths: Sequence[str | Path], *, bulk: bool = False
             if fsync:
                 _fsync_path(tmp)
             checkpoint(f"file staged {final.name}")
-        with _signals_held():
+        _stop_if_interrupted()
+        with _signals_held(final=last_output):
+            _stop_if_interrupted()  # (one that came after the check above)
             for tmp, final in zip(temps, finals, strict=True):
                 os.replace(tmp, final)
                 checkpoint(f"file replaced {final.name}")
@@ -320,6 +412,27 @@ class OutputLock:
             self.fd = None
 
 
+@contextlib.contextmanager
+def output_file_lock(path: str | Path, what: str) -> Iterator[Path]:
+    """The lock of :func:`output_directory` for a tool whose output is a file and its sidecars
+    (sqz-compress, sqz-train): taken before the slow work, so that a second run writing the
+    same file fails at once with OutputBusyError instead of one result silently replacing the
+    other; released (and its file removed) when the block ends."""
+    given = Path(path)
+    check_output_location(given, what)
+    final = Path(os.path.realpath(given)) if given.is_symlink() else given.absolute()
+    lock = OutputLock(final, what)
+    try:
+        lock.acquire(wait=False)
+    except OSError as exc:  # e.g. a read-only or pseudo file system
+        raise InputFileError(f"{what} {given}: cannot write beside it ({exc.strerror or exc}); "
+                             f"choose another {what}") from None
+    try:
+        yield given
+    finally:
+        lock.release()
+
+
 # ---- directories ------------------------------------------------------------------------------
 
 def _leftovers(final: Path) -> list[Path]:
@@ -391,8 +504,10 @@ def _foreign_files(final: Path, manifest: str | None, legacy_marker: str | None,
 class Staging:
     """The directory being built; becomes ``final`` when the ``output_directory`` block ends."""
 
-    def __init__(self, final: Path, path: Path, manifest: str | None = MANIFEST) -> None:
+    def __init__(self, final: Path, path: Path, manifest: str | None = MANIFEST,
+                 last_output: bool = False) -> None:
         self.final = final
+        self.last_output = last_output
         self.path = path
         self.manifest = manifest
 
@@ -422,8 +537,10 @@ class Staging:
         checkpoint("staging complete")
         final = self.final
         swapped_out: Path | None = None
+        _stop_if_interrupted()
         try:
-            with _signals_held():
+            with _signals_held(final=self.last_output):
+                _stop_if_interrupted()
                 if os.path.lexists(final):
                     if _exchange(self.path, final):
                         swapped_out = self.path  # now holds the previous directory
@@ -450,7 +567,8 @@ class Staging:
 @contextlib.contextmanager
 def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: str | None = None,
                      legacy_names: Iterable[str] = (), wait: bool = False,
-                     manifest: str | None = MANIFEST) -> Iterator[Staging]:
+                     manifest: str | None = MANIFEST, last_output: bool = False
+                     ) -> Iterator[Staging]:
     """Builds a whole output directory and swaps it into place atomically (module doc).
 
     Checks ``path`` before anything else so that a bad ``what`` option fails before any slow
@@ -458,8 +576,10 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
     be writable. Takes the lock (``wait``: block until it is free, else fail at once with
     OutputBusyError). ``legacy_marker``/``legacy_names`` recognise directories written by sqz
     versions that kept no manifest. ``manifest=None`` writes none, for outputs that list their
-    files themselves (pass that list as ``legacy_names`` and its file as ``legacy_marker``)."""
+    files themselves (pass that list as ``legacy_names`` and its file as ``legacy_marker``).
+    ``last_output``: nothing but a summary follows the swap (see :func:`_signals_held`)."""
     given = Path(path)
+    check_output_location(given, what)
     final = Path(os.path.realpath(given)) if given.is_symlink() else given.absolute()
     if os.path.lexists(final) and not final.is_dir():
         raise InputFileError(f"{what} {given}: exists and is not a directory; choose another "
@@ -474,23 +594,30 @@ def output_directory(path: str | Path, *, what: str = "--out", legacy_marker: st
         raise InputFileError(f"{what} {given}: cannot write in {parent} (permission denied); "
                              f"choose another {what}")
     lock = OutputLock(final, what)
-    lock.acquire(wait=wait)
+    try:
+        lock.acquire(wait=wait)
+    except OSError as exc:  # the lock file cannot be made: a read-only or odd file system
+        raise InputFileError(f"{what} {given}: cannot write beside it in {parent} "
+                             f"({exc.strerror or exc}); choose another {what}") from None
     try:
         _recover_locked(final)
         if final.is_dir():
             foreign = _foreign_files(final, manifest, legacy_marker, legacy_names)
             if foreign is None:
+                present = sorted(p.name + ("/" if p.is_dir() else "") for p in final.iterdir())
+                shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
                 raise UsageError(
-                    f"{what} {given} is a directory with files that sqz did not write; sqz "
-                    f"replaces its output directory as a whole, so give a new or empty "
-                    f"directory, or one an earlier sqz run wrote")
+                    f"{what} {given} holds files that sqz did not write ({shown}); sqz "
+                    f"replaces its output directory as a whole and would delete them: move "
+                    f"them elsewhere or give a new or empty {what}, or one an earlier sqz run "
+                    f"wrote")
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
                 raise UsageError(
                     f"{what} {given} holds files that sqz did not write ({shown}); sqz replaces "
                     f"the directory as a whole and would delete them: move them elsewhere or "
                     f"give another {what}")
-        stage = Staging(final, _helper_name(final, "new"), manifest)
+        stage = Staging(final, _helper_name(final, "new"), manifest, last_output)
         stage.path.mkdir()
         try:
             yield stage

@@ -353,13 +353,15 @@ def plot(report: Report, layout_plan: planner.Plan, path: Path) -> None:
     ax1.axhline(report.arena_bytes / 1024, color="#cc3311", linestyle="--",
                 label=f"arena {report.arena_bytes / 1024:,.1f} KiB")
     ax1.set_ylabel("live KiB")
-    ax1.legend(loc="upper right")
     ax1.set_title(f"{Path(report.model).name} on {report.target}: arena use per kernel call "
                   f"(streaming {report.stream})")
+    streamed = False
     for seg in report.segments:
         if len(seg.layers) > 1:
             ax1.axvspan(seg.first_tick - 0.5, seg.last_tick + 0.5, color="#ccddaa", alpha=0.4,
-                        zorder=0)
+                        zorder=0, label=None if streamed else "layers streamed row by row")
+            streamed = True
+    ax1.legend(loc="upper right")  # again: the shaded segments joined the handles
     for b in layout_plan.buffers:
         off = layout_plan.offsets[b.name]
         color = "#66ccee" if b.name.startswith("t") else "#ee6677"
@@ -377,6 +379,18 @@ def plot(report: Report, layout_plan: planner.Plan, path: Path) -> None:
     ax2.set_ylim(0, max(report.arena_bytes / 1024, 1))
     ax2.set_xlabel("kernel call (tick)")
     ax2.set_ylabel("arena offset (KiB)")
+    # The bottom panel is the arena's map: each block a buffer at its offset, from the call
+    # that writes it first to the one that reads it last; its colour says what it holds.
+    from matplotlib.patches import Patch
+
+    ax2.set_title("arena layout: each block is one buffer, at its offset, while it is live",
+                  fontsize="medium")
+    ax2.legend(handles=[Patch(facecolor="#66ccee", edgecolor="black", linewidth=0.4,
+                              label="tensor (layer input or output)"),
+                        Patch(facecolor="#ee6677", edgecolor="black", linewidth=0.4,
+                              label="scratch or state (kernel working memory)")],
+               loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize="small",
+               frameon=False)  # below the axis: the blocks fill the panel
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)

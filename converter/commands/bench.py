@@ -10,9 +10,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+<<<<<<< HEAD
 from .. import atomic, convert
 from ..bench import BENCH_TARGET, FRAMES, bench_model, print_result
 from ..errors import UsageError
+=======
+from .. import __version__, atomic, convert
+from ..bench import BENCH_TARGET, bench_model, print_result
+>>>>>>> rob
 from ..frontend import sources
 from .common import Parser, consoles, parse_size, positive_int, run_cli
 
@@ -56,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip the run on the emulated board (host figures and flash only)")
     p.add_argument("--no-cycles", action="store_true",
                    help="skip the traced run that estimates Cortex-M cycles")
+    p.add_argument("-V", "--version", action="version", version=f"sqz {__version__}")
     return p
 
 

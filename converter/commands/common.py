@@ -15,12 +15,43 @@ from rich.console import Console
 
 from ..errors import INTERNAL_ERROR, INTERRUPTED, SqzError, UsageError
 
+# Where the output is not a terminal (a log, a pipe, CI), lines are never wrapped: rich would
+# cut them at 80 columns, in the middle of a path or of a command to copy. Tables get this
+# width to lay themselves out in.
+UNWRAPPED_WIDTH = 400
+
+
+def _console(stream, **kw) -> Console:
+    terminal = hasattr(stream, "isatty") and stream.isatty()
+    return Console(file=stream, highlight=False, soft_wrap=True,
+                   width=None if terminal else UNWRAPPED_WIDTH, **kw)
+
 
 def consoles(quiet: bool) -> tuple[Console, Console]:
     # Bound to the streams of this call, so the tools' own output survives when TensorFlow's
     # chatter is redirected away during quantization.
-    return (Console(file=sys.stdout, highlight=False, quiet=quiet),
-            Console(file=sys.stderr, highlight=False))
+    return _console(sys.stdout, quiet=quiet), _console(sys.stderr)
+
+
+def shell_word(path: object) -> str:
+    """A path as one word of a shell command the user can paste (quoted if it has spaces or
+    other special characters), escaped for rich markup."""
+    import shlex
+
+    from rich.markup import escape
+
+    return escape(shlex.quote(str(path)))
+
+
+def quiet_tensorflow() -> None:
+    """Imports TensorFlow and Keras with file descriptor 2 captured: their C++ start-up lines
+    ("All log messages before absl::InitializeLog() ...", "Could not find cuda drivers ...")
+    come before any Python setting can silence them, and mean nothing to sqz's users."""
+    from ..frontend.quantize import _quiet_tensorflow, captured_output
+
+    with captured_output():
+        _quiet_tensorflow()
+        import keras  # noqa: F401
 
 
 class _SigintSeen:
@@ -34,11 +65,16 @@ class _SigintSeen:
         self.previous = None
 
     def __call__(self, signum, frame):
+        from .. import atomic
+
         self.seen = True
+        atomic.interrupt_seen = True  # no output is replaced after this (atomic.py)
         raise KeyboardInterrupt
 
     def __enter__(self) -> _SigintSeen:
-        from .. import _interrupted_while_starting
+        from .. import _interrupted_while_starting, atomic
+
+        atomic.interrupt_seen = False  # a new run (tests run several in one process)
 
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
@@ -47,6 +83,9 @@ class _SigintSeen:
         return self
 
     def __exit__(self, *exc) -> None:
+        from .. import atomic
+
+        atomic.interrupt_seen = False
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
 
@@ -58,7 +97,17 @@ def run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | Non
     set up, and some then crash at shutdown ("Fatal Python error: ... finalizing", SIGABRT,
     seen once in 176 interruptions at random moments). Everything sqz cleans up is done by
     then: the with-blocks have run."""
-    rc = _run_cli(fn, argv)
+    late: list[int] = []
+    rc = _run_cli(fn, argv, late)
+    if sum(late) and rc != INTERRUPTED:
+        # The swap held Ctrl-C back and then let the run finish: its output is whole and new.
+        print("sqz: Ctrl-C came when the new output was already in place; it is complete, so "
+              "the run finished normally", file=sys.stderr)
+    if argv is None and rc != INTERRUPTED:
+        # The work is done and reported: a Ctrl-C during the interpreter's shutdown must not
+        # turn that into "interrupted" (exit 130) or kill it without a word.
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     if rc == INTERRUPTED and argv is None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
@@ -67,15 +116,21 @@ def run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | Non
     return rc
 
 
-def _run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+def _run_cli(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None,
+             late: list[int]) -> int:
+    from .. import atomic
+
     with _SigintSeen() as sigint:
         try:
-            return fn(argv)
+            try:
+                return fn(argv)
+            finally:  # before _SigintSeen puts its predecessor back
+                late.append(atomic.end_of_run())
         except SqzError as exc:
             if sigint.seen:  # e.g. a load that Ctrl-C broke, reported as a bad file
                 print("sqz: interrupted", file=sys.stderr)
                 return INTERRUPTED
-            err = Console(file=sys.stderr, highlight=False)
+            err = _console(sys.stderr)
             err.print(f"[bold red]sqz: {exc.label}:[/] {exc}", markup=True, soft_wrap=True)
             return exc.exit_code
         except KeyboardInterrupt:
@@ -100,6 +155,11 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+# Far beyond any board's memory already, and small enough that building the float model (which
+# happens before the budget check) cannot exhaust the host's memory (MemoryError, exit 70).
+MAX_INPUT_SIDE = 1024
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'96' or '96x128' (height x width)."""
     try:
@@ -110,6 +170,10 @@ def parse_size(text: str) -> tuple[int, int]:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 1:
         raise UsageError(f"--input-size '{text}': give N or HxW with positive numbers")
+    if max(parts) > MAX_INPUT_SIDE:
+        raise UsageError(f"--input-size '{text}': at most {MAX_INPUT_SIDE} pixels a side: "
+                         "already at 1024 the first layer's activations of a SqueezeNet are many "
+                         "megabytes, more than a microcontroller holds; give e.g. 96 or 224")
     return parts[0], parts[1]
 
 

@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of each class held out to pick the best epoch (default 0.1)")
     f.add_argument("--seed", type=int, help="seed for the split and shuffling (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    p.add_argument("--version", action="version", version=f"sqz {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"sqz {__version__}")
     return p
 
 
@@ -113,8 +113,6 @@ def _finetune_options(args) -> FinetuneOptions | None:
 
 
 def compress_command(args, out: Console) -> dict[str, Any]:
-    from ..frontend import sources
-    from ..training.core import load_training_folder
 
     output: Path = args.output
     if output.suffix != ".keras":
@@ -129,6 +127,15 @@ def compress_command(args, out: Console) -> dict[str, Any]:
                              "subfolder of images per class")
     if not output.parent.is_dir():
         raise InputFileError(f"-o {output}: folder {output.parent} does not exist")
+    with atomic.output_file_lock(output, "-o"):
+        return _compress_locked(args, out, output, ft)
+
+
+def _compress_locked(args, out: Console, output: Path, ft: FinetuneOptions | None
+                     ) -> dict[str, Any]:
+    from ..frontend import sources
+    from ..training.core import load_training_folder
+
     with out.status("Loading the model (TensorFlow)..."):
         from ..frontend.quantize import captured_output, model_input_shape
 
@@ -202,7 +209,7 @@ def compress_command(args, out: Console) -> dict[str, Any]:
     if class_names is not None:
         files[output.with_name(output.name + CLASSES_SIDECAR)] = (
             json.dumps(class_names, indent=2) + "\n").encode()
-    with atomic.replacing_group([output, *files]) as temps:
+    with atomic.replacing_group([output, *files], last_output=True) as temps:
         with captured_output():
             km.save(temps[0])  # a temporary with the .keras suffix Keras insists on
         for tmp, data in zip(temps[1:], files.values(), strict=True):
@@ -240,7 +247,9 @@ def _print_summary(out: Console, report: dict[str, Any], output: Path, md: Path)
                   f"pruning -> {ft['heldout_accuracy_after']:.2%} compressed (float)")
     out.print(f"wrote {output} (+ {sidecar_path(output).name}), {md.name} and "
               f"{md.with_suffix('.json').name}", soft_wrap=True)
-    out.print(f"Next: [bold]sqz-convert {output}[/] (it quantizes "
+    from .common import shell_word
+
+    out.print(f"Next: [bold]sqz-convert {shell_word(output)}[/] (it quantizes "
               f"{report['weight_quantization']}, as {sidecar_path(output).name} says)")
 
 

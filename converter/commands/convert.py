@@ -22,6 +22,7 @@ from .common import (
     parse_size,
     positive_int,
     run_cli,
+    shell_word,
 )
 
 PIO_GLUE = CHECKOUT / "build" / "sqz_pio.ini" if CHECKOUT else None
@@ -99,6 +100,10 @@ def convert_command(args, out: Console, err: Console) -> int:
             ("url", args.export_url), ("license", args.export_license)) if v is not None})
         check_options(export_to, name=args.export_name, version=args.export_version,
                       out_dir=out_dir, image=args.export_image, authors=authors)
+        if args.export_image is not None:
+            from ..frontend.preprocess import check_image
+
+            check_image(args.export_image, "--export-image")
     elif any(getattr(args, k, None) for k in export_options):
         raise UsageError("--export-name, --export-image, --export-author, --export-maintainer, "
                          "--export-url and --export-license go with --export DIR")
@@ -122,6 +127,9 @@ def convert_command(args, out: Console, err: Console) -> int:
         camera = Camera.parse(args.camera)  # a bad spec fails before the slow work
     # --out is checked and locked before the slow work, and written as a whole at the end.
     with convert.output_directory(out_dir) as stage:
+        # Without an export, nothing but the summary follows the swap: a Ctrl-C during or after
+        # it no longer turns a complete new output into "interrupted" (atomic._signals_held).
+        stage.last_output = export_to is None
         with out.status("Loading and quantizing the model (TensorFlow)..."), captured_output():
             src = sources.resolve(model, weights=args.weights, input_size=args.input_size,
                                   channels=args.channels, classes=args.classes,
@@ -163,39 +171,48 @@ def convert_command(args, out: Console, err: Console) -> int:
             # Kept so that sqz-validate can compare the board with the float model too.
             src.keras_model.save(stage.file("float_model.keras"))
             atomic.checkpoint("staged float_model.keras")
+        sample = None
+        if export_to is not None:
+            # Every input of the export is read before --out is swapped: a bad --export-image
+            # must leave the previous conversion in place.
+            from ..export import pick_sample
+
+            shape = conv.lowered.graph.tensor(conv.lowered.input).shape[1:]
+            sample = pick_sample(args.export_image, args.calib, src.preprocessing, tuple(shape))
     glue = write_pio_glue(target, out_dir)
     lib = None
     if export_to is not None:
-        from ..export import export_library, pick_sample
+        from ..export import export_library
 
-        shape = conv.lowered.graph.tensor(conv.lowered.input).shape[1:]
-        sample = pick_sample(args.export_image, args.calib, src.preprocessing, tuple(shape))
         with out.status("Exporting the library (and running the reference on its sample)..."):
             lib = export_library(out_dir, export_to, name=args.export_name,
                                  version=args.export_version, sample=sample, conv=conv,
                                  authors=authors)
 
     out.print(report.summary_text())
-    out.print(f"Wrote [bold]{out_dir}[/]: model.c, model_data.c, model.h, sqz_target.h, "
-              "model.tflite, report.md/json/png")
+    from rich.markup import escape
+
+    out.print(f"Wrote [bold]{escape(str(out_dir))}[/]: model.c, model_data.c, model.h, "
+              "sqz_target.h, model.tflite, report.md/json/png")
     if lib is not None:
         out.print(f"Exported [bold]{lib.name}[/] {lib.version} to [bold]{lib.path}[/], its "
                   f"runtime to [bold]{_shown(lib.runtime)}[/]: PlatformIO/Arduino libraries, "
                   "ESP-IDF components and CMake libraries, with examples (see its README.md)")
+    shown_out = shell_word(out_dir)
     if glue is not None and board is not None:
         # Both build and run the same firmware on QEMU: --sim qemu by itself, PlatformIO with
         # sqz's local platform (firmware/tools/pio_qemu: the upload prints the UART's URL).
-        out.print(f"Next: [bold]sqz-validate --sim qemu --model {out_dir}[/]; or with "
+        out.print(f"Next: [bold]sqz-validate --sim qemu --model {shown_out}[/]; or with "
                   f"PlatformIO: [bold]pio run -t upload[/] (env {target.pio_env}: starts QEMU "
                   f"and prints its port), then [bold]sqz-validate --port "
-                  f"socket://127.0.0.1:PORT --model {out_dir}[/]")
+                  f"socket://127.0.0.1:PORT --model {shown_out}[/]")
     elif glue is not None:
         out.print(f"Next: [bold]pio run -t upload[/] (env {target.pio_env}), then "
-                  f"[bold]sqz-validate --port /dev/ttyACM0 --model {out_dir}[/]")
+                  f"[bold]sqz-validate --port /dev/ttyACM0 --model {shown_out}[/]")
     elif target.name == "host":
-        out.print(f"Next: [bold]sqz-validate --sim host --model {out_dir}[/]")
+        out.print(f"Next: [bold]sqz-validate --sim host --model {shown_out}[/]")
     elif board is not None:
-        out.print(f"Next: [bold]sqz-validate --sim qemu --model {out_dir}[/]")
+        out.print(f"Next: [bold]sqz-validate --sim qemu --model {shown_out}[/]")
     elif lib is None:
         out.print("Next: add [bold]--export DIR[/] to get the model as a library for your "
                   "firmware")
@@ -274,7 +291,7 @@ def _convert_parser() -> argparse.ArgumentParser:
                      help="the library's license as an SPDX identifier, e.g. MIT (default: "
                           "none stated)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    p.add_argument("--version", action="version", version=f"sqz {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"sqz {__version__}")
     return p
 
 

@@ -11,6 +11,20 @@ from .. import __version__
 from ..training.core import AUGMENTATIONS, DEFAULT_AUGMENT, parse_augment
 from ..training.train import TrainOptions, sidecar_paths, train
 
+NET_VERSIONS = ("1.0", "1.1")
+_SHOW = object()  # --version without a value
+
+
+class _VersionOrNet(argparse.Action):
+    """-V/--version alone prints sqz's version at once (before the required arguments are
+    checked, like argparse's own version action); with a value it is kept for _train."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values is _SHOW:
+            print(f"sqz {__version__}")
+            parser.exit()
+        setattr(namespace, self.dest, values)
+
 
 def _parser() -> argparse.ArgumentParser:
     from .common import Parser, parse_size
@@ -22,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="training images: one subfolder per class")
     p.add_argument("-o", "--output", required=True, help="model file to write (.keras)")
     net = p.add_argument_group("network (SqueezeNet builder meta-parameters)")
-    net.add_argument("--version", dest="net_version", default="1.1", choices=["1.0", "1.1"],
-                     help="SqueezeNet version (default 1.1)")
+    net.add_argument("--net-version", dest="net_version", default=None,
+                     choices=NET_VERSIONS, help="SqueezeNet version (default 1.1)")
     net.add_argument("--bypass", default="none", choices=["none", "simple", "complex"],
                      help="bypass connections (default none)")
     net.add_argument("--base-e", type=int, default=128, help="expand filters of fire2 (128)")
@@ -57,20 +71,47 @@ def _parser() -> argparse.ArgumentParser:
                      help="also report accuracy on this labelled folder (same classes)")
     fit.add_argument("--seed", type=int, default=0, help="seed for split, init, shuffling (0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
-    p.add_argument("-V", action="version", version=f"sqz {__version__}")
+    # As in every sqz tool, -V/--version prints sqz's version. Before --net-version existed,
+    # `--version 1.0` chose the SqueezeNet version: that spelling still works (with a note).
+    p.add_argument("-V", "--version", dest="version_or_net", nargs="?", const=_SHOW,
+                   action=_VersionOrNet,
+                   default=None, metavar="",
+                   help="print sqz's version and exit (--version 1.0/1.1, the old spelling of "
+                        "--net-version, still selects the SqueezeNet version)")
     return p
 
 
 def _train(argv: Sequence[str] | None) -> int:
+    from ..errors import UsageError
     from .common import consoles
 
     args = _parser().parse_args(argv)
-    out, _ = consoles(args.quiet)
+    out, err = consoles(args.quiet)
+    legacy = args.version_or_net
+    if legacy is not None:
+        if legacy not in NET_VERSIONS:
+            raise UsageError(f"--version {legacy}: --version alone prints sqz's version; the "
+                             f"SqueezeNet version is --net-version {' or '.join(NET_VERSIONS)}")
+        if args.net_version is not None and args.net_version != legacy:
+            raise UsageError(f"--version {legacy} and --net-version {args.net_version} disagree; "
+                             "give --net-version only")
+        err.print(f"[bold yellow]note:[/] --version {legacy} is the old spelling of "
+                  f"--net-version {legacy} (--version alone now prints sqz's version, as in "
+                  "the other sqz tools)", soft_wrap=True)
+        args.net_version = legacy
+    args.net_version = args.net_version or "1.1"
     fields = {f.name for f in dataclasses.fields(TrainOptions)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["version"] = args.net_version
     opts = TrainOptions(**values)
-    record = train(opts, console=None if args.quiet else out)
+    from .. import atomic
+    from .common import quiet_tensorflow
+
+    quiet_tensorflow()
+    if str(opts.output).endswith(".keras"):  # else train() says what is wrong with it
+        atomic.check_writable_file(opts.output, "--output")
+    with atomic.output_file_lock(opts.output, "--output"):
+        record = train(opts, console=None if args.quiet else out)
     m = record["metrics"]
     out.print(f"[bold]held-out accuracy {m['heldout_accuracy']:.2%}[/] on "
               f"{m['heldout_images']} images (best epoch {m['best_epoch']} of "

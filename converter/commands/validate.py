@@ -62,7 +62,7 @@ def _validate_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-layer", action="store_true", help="print per-layer counts")
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="print the verdict only")
-    p.add_argument("--version", action="version", version=f"sqz {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"sqz {__version__}")
     return p
 
 
@@ -75,6 +75,35 @@ def validate_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_validate, argv)
 
 
+_NOT_SERIAL = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+               "/dev/tty", "/dev/stdin", "/dev/stdout", "/dev/stderr"}
+_PORT_ADVICE = ("give the board's serial port (Linux /dev/ttyACM0 or /dev/ttyUSB0, macOS "
+                "/dev/cu.usbmodem..., Windows COM3; list them with 'python -m "
+                "serial.tools.list_ports'), a pyserial URL (socket://host:port), or run without "
+                "a board: --sim host or --sim qemu")
+
+
+def check_port(port: str) -> None:
+    """Up front, without opening it (opening resets many boards): a path that is surely not a
+    serial port gets advice instead of pyserial's "Inappropriate ioctl for device"."""
+    import os
+    import stat
+
+    if "://" in port or not port.startswith("/"):
+        return  # a URL, or COM3 and the like: pyserial words its own errors
+    real = os.path.realpath(port)
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        return  # missing: the opening error says so, with its own advice
+    if real in _NOT_SERIAL or port in _NOT_SERIAL:
+        raise UsageError(f"--port {port} is not a serial port ({real} is a system device that "
+                         f"no board answers on); {_PORT_ADVICE}")
+    if not stat.S_ISCHR(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a file, not a device"
+        raise UsageError(f"--port {port} is not a serial port (it is {kind}); {_PORT_ADVICE}")
+
+
 def validate_command(args, out: Console, err: Console) -> int:
     started = time.monotonic()
     if args.model is None:
@@ -84,6 +113,8 @@ def validate_command(args, out: Console, err: Console) -> int:
             raise UsageError("give the directory written by sqz-convert with --model")
     if args.n is not None and args.n < 1:
         raise UsageError("-n must be at least 1")
+    if args.port:
+        check_port(args.port)
     # Checked (and their directories made) now, not after a passing run that then cannot be
     # recorded: hardware CI relies on these files.
     for option, value in (("--report", args.report), ("--junit", args.junit)):
@@ -106,6 +137,15 @@ def validate_command(args, out: Console, err: Console) -> int:
             f"{md.path / 'classes.json'} names {len(md.class_names)} classes, but the model "
             f"has {n_outputs} outputs: the class names belong to another model. Convert "
             "again into this directory (sqz-convert replaces it as a whole)")
+    if (md.camera is None and args.inputs is not None and Path(args.inputs).is_file()
+            and Path(args.inputs).suffix.lower() == ".npy"):
+        # The data gate: NaN, inf or absurd values would otherwise pass as "cosine nan".
+        from ..errors import InputFileError
+        from ..frontend import datagate
+
+        datagate.validation_inputs(
+            datagate.load_npy(Path(args.inputs), InputFileError, "--inputs"),
+            f"--inputs {args.inputs}")
     if md.camera is not None:
         from ..frontend.camera import camera_params
         from ..ir.steps import Dims
@@ -120,6 +160,15 @@ def validate_command(args, out: Console, err: Console) -> int:
     else:
         inputs = load_inputs(args.inputs, args.n, args.seed, in_t.shape, s_in, zp_in,
                              md.preprocessing, md.class_names, n_outputs)
+    if (inputs.class_names is not None and md.class_names is None
+            and len(inputs.class_names) != n_outputs):
+        err.print(f"[bold yellow]warning:[/] {args.inputs}: {len(inputs.class_names)} class "
+                  f"folders ({', '.join(inputs.class_names)}) but the model has {n_outputs} "
+                  "outputs and "
+                  "records no class names (classes.json): folder k is taken as output k in "
+                  "sorted order, so the accuracy below means something only if that is the "
+                  "model's order. Convert from a model with its .classes.json (sqz-train "
+                  "writes one) to match by name", soft_wrap=True)
     out.print(f"Model [bold]{md.name or md.path.name}[/] ({md.sha256[:12]}...), "
               f"{inputs.kind}")
     devrun, ref = run_device(args, md, inputs, out)

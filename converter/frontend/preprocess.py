@@ -237,6 +237,20 @@ def load_pixels(path: str | Path, pre: Preprocessing) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
+def check_image(path: str | Path, what: str) -> None:
+    """Decodes the image file named by option ``what`` and forgets it: an up-front check, so
+    that a file that is not an image fails before any slow work or any output is replaced."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{what} {path}: no such image file; check the path")
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InputFileError(f"{what} {path}: not an image sqz can read ({exc}); give a PNG, "
+                             "JPEG or BMP file") from None
+
+
 def normalize(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
     """uint8 pixels as load_pixels gives them -> the float32 model input. Element-wise, so a
     table of the 256 values of each channel gives exactly what a whole image gives."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,9 @@ def calibration_data(calib: str | None, input_shape: tuple[int, int, int],
                 f"{p}: preprocessing gives {pre.input_shape} images but the model input is "
                 f"{input_shape}")
         x, files = load_image_folder(p, pre, limit=limit)
+        from . import datagate
+
+        datagate.calibration(x, f"--calib {p} (after preprocessing)")
         return x, f"{len(files)} images from {p.name}", []
     if p.suffix == ".npy" or p.is_file():
         arr = load_calibration_npy(p, input_shape)
@@ -151,6 +155,13 @@ def load_keras(path: Path, what: str = ""):
                              "with model.save()") from None
 
 
+def _check_weights(path: Path) -> None:
+    from . import datagate
+
+    if path.is_file():
+        datagate.weights_npz(path)
+
+
 def float_model(model: str, *, weights: str | None = None,
                 input_size: tuple[int, int] | None = None, channels: int | None = None,
                 classes: int | None = None) -> tuple[object, Path | None, str, str]:
@@ -175,6 +186,7 @@ def float_model(model: str, *, weights: str | None = None,
         cfg = squeezenet.config_for_builtin(model, **overrides)
         km = squeezenet.build_squeezenet(cfg)
         if weights:
+            _check_weights(Path(weights))
             load_weights_npz(km, Path(weights))
         source_name = model if not weights else f"{model}+{Path(weights).name}"
         return km, None, model, source_name
@@ -186,6 +198,7 @@ def float_model(model: str, *, weights: str | None = None,
                              "models; a Keras file has its own shapes")
         km = load_keras(path)
         if weights:
+            _check_weights(Path(weights))
             load_weights_npz(km, Path(weights))
         return km, path, _stem(path), path.name
     if path.exists():
@@ -194,6 +207,28 @@ def float_model(model: str, *, weights: str | None = None,
     raise InputFileError(
         f"{model}: no such model file or builtin model. Builtin models: "
         f"{', '.join(squeezenet.builtin_names())}")
+
+
+_UNSUPPORTED = re.compile(r"unsupported op: (.+?) at op #\d+ \(output tensor '([^']*)'\)\. ?(.*)",
+                          re.S)
+
+
+def _unsupported_layer(message: str, km, source_name: str) -> str | None:
+    """The reader's "unsupported op" error in terms of the Keras model: which layer (found by
+    the name TensorFlow gives the op's output tensor) became which op."""
+    m = _UNSUPPORTED.search(message)
+    if m is None:
+        return None
+    op, tensor, rest = m.groups()
+    parts = [re.sub(r"_\d+$", "", p) for p in tensor.split("/")]
+    layers = {layer.name: layer for layer in getattr(km, "layers", [])}
+    hit = next((layers[p] for p in parts if p in layers), None)
+    if hit is None:
+        hit = next((layers[n] for p in tensor.split("/") for n in layers if n == p), None)
+    what = (f"layer '{hit.name}' ({type(hit).__name__})" if hit is not None
+            else f"the layer that makes tensor '{tensor}'")
+    return (f"{source_name}: {what} becomes the TFLite op {op}, which sqz has no kernel for. "
+            f"{rest.strip()}")
 
 
 def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, int] | None = None,
@@ -239,6 +274,9 @@ def resolve(model: str, *, weights: str | None = None, input_size: tuple[int, in
     try:
         _check_tflite(buf, source_name)
     except ModelError as exc:
+        unsupported = _unsupported_layer(str(exc), km, source_name)
+        if unsupported is not None:  # not a quantization problem: a layer sqz cannot run
+            raise ModelError(unsupported) from None
         raise ModelError(f"quantization did not give a full-integer model: {exc}") from None
     if comp is not None:
         comp.check_quantized(buf, km)

@@ -313,7 +313,8 @@ def train(opts: TrainOptions, console: Console | None = None) -> dict[str, Any]:
     }
     # The model and its sidecars are replaced together, so they always belong to each other.
     group = [paths["preprocess"], paths["classes"], paths["train"], output]
-    with atomic.replacing_group(group) as (t_pre, t_classes, t_train, t_model):
+    with atomic.replacing_group(group, last_output=True) as (t_pre, t_classes, t_train,
+                                                            t_model):
         _write_json(t_pre, pre.to_dict())
         _write_json(t_classes, list(classes))
         _write_json(t_train, record)
