@@ -10,14 +10,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-<<<<<<< HEAD
-from .. import atomic, convert
+from .. import __version__, atomic, convert
 from ..bench import BENCH_TARGET, FRAMES, bench_model, print_result
 from ..errors import UsageError
-=======
-from .. import __version__, atomic, convert
-from ..bench import BENCH_TARGET, bench_model, print_result
->>>>>>> rob
 from ..frontend import sources
 from .common import Parser, consoles, parse_size, positive_int, run_cli
 
