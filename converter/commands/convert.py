@@ -99,6 +99,10 @@ def convert_command(args, out: Console, err: Console) -> int:
             ("url", args.export_url), ("license", args.export_license)) if v is not None})
         check_options(export_to, name=args.export_name, version=args.export_version,
                       out_dir=out_dir, image=args.export_image, authors=authors)
+        if args.export_image is not None and getattr(args, "camera", None) is not None:
+            raise UsageError("--export-image goes with plain models: a camera model's examples "
+                             "classify a synthetic frame made on the device; leave out "
+                             "--export-image (or convert without --camera)")
     elif any(getattr(args, k, None) for k in export_options):
         raise UsageError("--export-name, --export-image, --export-author, --export-maintainer, "
                          "--export-url and --export-license go with --export DIR")
@@ -169,7 +173,9 @@ def convert_command(args, out: Console, err: Console) -> int:
         from ..export import export_library, pick_sample
 
         shape = conv.lowered.graph.tensor(conv.lowered.input).shape[1:]
-        sample = pick_sample(args.export_image, args.calib, src.preprocessing, tuple(shape))
+        # A camera model's examples classify a synthetic frame (export_library makes it).
+        sample = None if conv.camera is not None else pick_sample(
+            args.export_image, args.calib, src.preprocessing, tuple(shape))
         with out.status("Exporting the library (and running the reference on its sample)..."):
             lib = export_library(out_dir, export_to, name=args.export_name,
                                  version=args.export_version, sample=sample, conv=conv,
