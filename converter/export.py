@@ -645,7 +645,8 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
         files[path] = env.get_template(template).render(**ctx).encode()
     # The reference and the report, so sqz-validate --model can point here.
     extras = {"model.h": model_dir / "model.h", "model.tflite": md.tflite_path}
-    for optional in ("sqz.json", "preprocess.json", "classes.json", "report.md", "report.json"):
+    for optional in ("sqz.json", "preprocess.json", "camera.json", "classes.json", "report.md",
+                     "report.json"):
         if (model_dir / optional).is_file():
             extras[optional] = model_dir / optional
     for fname, path in extras.items():
