@@ -1121,3 +1121,31 @@ def test_export_image_with_a_camera_is_a_usage_error(exports, tmp_path, capsys):
     assert rc == 2
     assert "--export-image goes with plain models" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_docs_camera_code_compiles_against_a_camera_export(camera_exports, tmp_path):
+    """docs/export.md's camera-driver block, compiled with a camera model's library and fed the
+    synthetic frame row by row: it prints the reference's class."""
+    _need("cmake", "cc")
+    text = (REPO / "docs" / "export.md").read_text()
+    code = re.search(r"## Camera frames\n.*?```c\n(.*?)```", text, re.S).group(1)
+    project = tmp_path / "docs"
+    project.mkdir()
+    (project / "driver.c").write_text(
+        "#include <stdio.h>\n" + code + "\nint main(void)\n{\n"
+        "    static uint8_t row[SQZ_CAM_FRAME_ROW_BYTES];\n    uint32_t x, y;\n"
+        "    if (sqz_cam_init(NULL, 0) != SQZ_OK) {\n        return 2;\n    }\n"
+        "    sqz_cam_frame_begin();\n"
+        "    for (y = 0; y < SQZ_CAM_FRAME_HEIGHT; ++y) {\n"
+        "        for (x = 0; x < SQZ_CAM_FRAME_ROW_BYTES; ++x) {\n"
+        "            row[x] = sqz_cam_frame_gradient_byte(0, x, y);\n        }\n"
+        "        on_camera_row(row);\n    }\n    on_frame_done();\n    return 0;\n}\n")
+    lib = camera_exports.libs["rgb565"]
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(docs C)\n"
+        f"add_subdirectory({lib.as_posix()} lib)\n"
+        "add_executable(driver driver.c)\ntarget_link_libraries(driver PRIVATE sqz_cam)\n")
+    build = _cmake_build(project, tmp_path / "b")
+    proc = subprocess.run([str(build / "driver")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == _camera_label(camera_exports.models["rgb565"])[0] + "\n"
