@@ -81,7 +81,7 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     input_size_option: --input-size can change the model (a builtin), for the budget advice."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lowered = lower(graph)
-    cam_params = _camera_params(lowered, camera, preprocessing, input_mode)
+    cam_params = camera_device_params(lowered, camera, preprocessing, input_mode)
     if scratch not in passes.SCRATCH_MODES:
         raise UsageError(f"--scratch must be one of {', '.join(passes.SCRATCH_MODES)}, not "
                          f"'{scratch}'")
@@ -109,7 +109,7 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                       scratch=mode, camera=camera, preprocessing=preprocessing)
 
 
-def _camera_params(lw: Lowered, camera: Camera | None, pre: Preprocessing | None,
+def camera_device_params(lw: Lowered, camera: Camera | None, pre: Preprocessing | None,
                    input_mode: str) -> CameraParams | None:
     """The device's constants for --camera, from the model's input quantization."""
     if camera is None:

@@ -32,7 +32,7 @@ import numpy as np
 from . import __version__, arch, atomic, targets
 from .device.build import runtime_sources
 from .errors import InputFileError, ModelError, UsageError
-from .frontend import tflite_edit, tflite_reader
+from .frontend import camera, tflite_edit, tflite_reader
 from .frontend.preprocess import (
     Preprocessing,
     load_image_folder,
@@ -64,6 +64,7 @@ RESERVED_WORDS = frozenset({
 # Semantic versioning without build metadata, which not every registry accepts.
 VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
 ROW = 24  # values per line in generated arrays
+FRAME_SEED = 0  # of the synthetic camera frame a camera model's examples classify
 
 # ESP-IDF's name for the chips sqz has profiles for (keyed by profile name).
 IDF_TARGETS = {"esp32s3": "esp32s3", "esp32": "esp32", "esp32s3-qemu": "esp32s3"}
@@ -259,10 +260,27 @@ def _model_context(model_dir: Path) -> tuple[dict[str, Any], Any]:
         raise ModelError(f"{md.tflite_path}: input shape {in_shape} is not one NHWC image")
     classes = int(np.prod(out_shape[1:]))
     model_h = model_dir / "model.h"
-    if _define(header, "SQZ_MODEL_FRAME_FORMAT", model_h, r"(\d+)") != "0":
-        raise ModelError(f"{model_h}: the model's input is made from camera frames on the "
-                         "device; --export does not offer a frame API yet. Convert it without "
-                         "the camera option to export it (its input is then the int8 image)")
+    frame_format = int(_define(header, "SQZ_MODEL_FRAME_FORMAT", model_h, r"(\d+)"))
+    frame = None
+    if frame_format:  # 1 + the format's index in camera.FORMATS (0: no camera input)
+        if md.camera is None or md.preprocessing is None:
+            raise InputFileError(f"{model_dir}: model.h says the input is made from camera "
+                                 "frames but camera.json or preprocess.json is missing; "
+                                 "convert the model again")
+        frame = {"format": frame_format, "format_name": md.camera.format,
+                 "width": int(_define(header, "SQZ_MODEL_FRAME_WIDTH", model_h, r"(\d+)")),
+                 "height": int(_define(header, "SQZ_MODEL_FRAME_HEIGHT", model_h, r"(\d+)")),
+                 "row_bytes": int(_define(header, "SQZ_MODEL_FRAME_ROW_BYTES", model_h,
+                                          r"(\d+)")),
+                 "bytes": int(_define(header, "SQZ_MODEL_FRAME_BYTES", model_h, r"(\d+)")),
+                 "ring_rows": int(_define(header, "SQZ_MODEL_FRAME_RING_ROWS", model_h,
+                                          r"(\d+)")),
+                 "resize": md.camera.resize, "fit": md.camera.fit,
+                 "spec": str(md.camera)}
+        if frame["format_name"] != camera.FORMATS[frame_format - 1] or (
+                frame["width"], frame["height"]) != (md.camera.width, md.camera.height):
+            raise InputFileError(f"{model_h} and {model_dir / 'camera.json'} describe different "
+                                 "camera frames; convert the model again")
     model = {
         "name": md.name,
         "sha256": md.sha256,
@@ -278,6 +296,8 @@ def _model_context(model_dir: Path) -> tuple[dict[str, Any], Any]:
                   "row_bytes": int(_define(header, "SQZ_MODEL_INPUT_ROW_BYTES", model_h,
                                            r"(\d+)")),
                   },
+        # The camera frame the input is made from on the device (--camera), or None.
+        "frame": frame,
         "output": {"classes": classes, "scale": repr(out_scale), "scale_f": out_scale,
                    "zero_point": out_zp,
                    "softmax": tflite_edit.final_softmax_input(md.tflite) is not None,
@@ -386,6 +406,7 @@ class ModelCode:
     def _reconverted(model_dir: Path, target: targets.Target, tflite: bytes):
         from . import codegen, convert, passes
         from .ir.lower import lower
+        from .modeldir import load_model_dir
 
         meta_path = model_dir / "sqz.json"
         try:
@@ -403,11 +424,16 @@ class ModelCode:
         in_psram = _define(target_h.read_text(errors="replace"), "SQZ_ARENA_IN_PSRAM",
                            target_h) == "1"
         graph = tflite_reader.read_model_bytes(tflite, source=meta["source_name"])
+        lowered = lower(graph)
         # sqz.json records --input since the input ring came; before, it was stored whole.
-        lw, layout = passes.run_passes(lower(graph), arch=meta["arch"],
+        input_mode = meta.get("input", "whole")
+        md = load_model_dir(model_dir, None)  # camera.json and preprocess.json (--camera)
+        cam = convert.camera_device_params(lowered, md.camera, md.preprocessing, input_mode)
+        lw, layout = passes.run_passes(lowered, arch=meta["arch"],
                                        stream_mode=meta["stream_option"], in_place=True,
-                                       input_mode=meta.get("input", "whole"),
-                                       packing_mode=meta["packing"])
+                                       input_mode=input_mode, camera=cam,
+                                       packing_mode=meta["packing"],
+                                       scratch=meta.get("scratch", "full"))
 
         def render(prefix: str) -> dict[str, str]:
             return convert.render_files(lw, layout, target, arch=meta["arch"],
@@ -443,7 +469,22 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
     check_options(dest, name=name, version=version, authors=authors)
     inp = model["input"]
     shape = (inp["height"], inp["width"], inp["channels"])
+    frame = model["frame"]
     pre = md.preprocessing if _preprocessing_fits(md.preprocessing, shape) else None
+    if frame is not None:
+        # A camera model takes frames only: its examples make a synthetic frame row by row on
+        # the device (sqz_camera_gradient_byte), and the host runs the reference on what the
+        # device makes of it (camera.mirror, bit-exact with the device).
+        if sample is not None:
+            raise UsageError("a camera model's examples classify a synthetic "
+                             f"{frame['format_name']} frame made on the device: give no sample")
+        params = camera.camera_params(md.camera, md.preprocessing, inp["scale_f"],
+                                      inp["zero_point"], *shape)
+        sample = Sample(camera.mirror(camera.frame_gradient(md.camera, FRAME_SEED), params),
+                        False, f"the synthetic {frame['format_name']} gradient frame "
+                        f"{frame['width']}x{frame['height']} (seed {FRAME_SEED}), made on "
+                        "the device row by row")
+        pre = None  # no pixel helper: the library takes frames, not the model's input
     if sample is None:
         sample = pick_sample(None, None, pre, shape)
     if sample.pixels and pre is None:
@@ -519,7 +560,8 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
         "classes": {"known": names is not None,
                     "names": names or [str(i) for i in range(model["output"]["classes"])]},
         "sample": {"pixels": sample.pixels, "description": sample.description,
-                   "count": int(x.size), "rows": _rows(sample.data),
+                   "frame": frame is not None, "seed": FRAME_SEED,
+                   "count": int(x.size), "rows": [] if frame is not None else _rows(sample.data),
                    "expected_class": expected_class, "expected_score": expected_score},
         "sources": {"library": [f"src/{name}.c", f"src/{sym['source']}", f"src/{sym['data']}"],
                     "validation": [f"{validation_dir}/app.c"]},
@@ -603,7 +645,8 @@ def export_library(model_dir: Path, dest: Path, *, name: str | None = None,
         files[path] = env.get_template(template).render(**ctx).encode()
     # The reference and the report, so sqz-validate --model can point here.
     extras = {"model.h": model_dir / "model.h", "model.tflite": md.tflite_path}
-    for optional in ("sqz.json", "preprocess.json", "classes.json", "report.md", "report.json"):
+    for optional in ("sqz.json", "preprocess.json", "camera.json", "classes.json", "report.md",
+                     "report.json"):
         if (model_dir / optional).is_file():
             extras[optional] = model_dir / optional
     for fname, path in extras.items():

@@ -177,7 +177,8 @@ def test_cortex_m4_instructions_per_output_byte(tmp_path, spec, per_byte):
                     str(FIRMWARE / "include"), *qemu.LINK_FLAGS, "-T", str(qemu.linker_script()),
                     str(HERE / "c" / "camera_bench.c"), str(tmp_path / "cases.c"),
                     str(tmp_path / "frame.c"), str(FIRMWARE / "src" / "runtime" / "camera_s8.c"),
-                    str(FIRMWARE / "src" / "runtime" / "exec.c"), "-o", str(elf)], check=True, capture_output=True)
+                    str(FIRMWARE / "src" / "runtime" / "exec.c"), "-o", str(elf)],
+                   check=True, capture_output=True)
     log = tmp_path / "trace.log"
     subprocess.run([qemu.QEMU, "-M", qemu.TARGET, "-nographic", "-no-reboot", "-monitor",
                     "none", "-serial", "none", "-kernel", str(elf), *cycles.TRACE_OPTIONS,

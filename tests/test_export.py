@@ -935,3 +935,217 @@ def test_cmake_asks_for_optimization_without_a_build_type(exports, tmp_path):
         assert {Path(c["file"]).name for c in libs} >= {"sqz_shapes.c", "exec.c", "conv_s8.c"}
         for c in libs:
             assert ("-O2" in c["command"].split()) == want, c
+
+
+# --- camera models: the frame API ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CameraExports:
+    models: dict[str, Path]  # spec -> model directory
+    libs: dict[str, Path]  # spec -> library
+
+
+# Host libraries: a landscape RGB565 frame (centre crop drops columns) and a portrait YUYV one
+# with nearest resizing (the crop drops the frame's first and last rows, which the library takes
+# and drops); the Cortex-M4 library runs on QEMU.
+CAMERAS = {"rgb565": ("host", "rgb565le:40x30"), "yuyv": ("host", "yuyv:30x40:nearest"),
+           "m4": ("mps2-an386", "rgb565le:40x30")}
+
+
+@pytest.fixture(scope="module")
+def camera_exports(exports) -> CameraExports:
+    """The bundled example's int8 model (with its preprocessing and classes beside it),
+    converted with --camera and exported."""
+    tfl = exports.root / "shapes.tflite"
+    models, libs = {}, {}
+    for key, (target, spec) in CAMERAS.items():
+        models[key] = exports.root / f"cam-{key}"
+        libs[key] = exports.root / f"cam-{key}-lib" / "sqz_cam"
+        assert convert_main([str(tfl), "--target", target, "--camera", spec, "--out",
+                             str(models[key]), "--export", str(libs[key]), "--export-name",
+                             "sqz_cam", "-q"]) == 0
+    return CameraExports(models, libs)
+
+
+def _camera_reference(model_dir: Path, seed: int) -> tuple[bytes, list[int]]:
+    """The synthetic frame, and LiteRT's output on what the host mirror makes of it."""
+    from converter.frontend import camera, tflite_reader
+    from converter.modeldir import load_model_dir
+
+    md = load_model_dir(model_dir, None)
+    g = tflite_reader.read_model_bytes(md.tflite)
+    t = g.tensor(g.inputs[0])
+    scale, zp = t.quant.single()
+    params = camera.camera_params(md.camera, md.preprocessing, scale, zp, *t.shape[1:])
+    frame = camera.frame_gradient(md.camera, seed)
+    x = camera.mirror(frame, params)
+    return frame, reference.run_reference(md.tflite, x[None]).outputs.reshape(-1).tolist()
+
+
+# What each misuse of the frame API returns (tests/c/export_frame_check.c): SQZ_ERR_ARG is 1.
+FRAME_ERRORS = {**{k: v for k, v in STREAM_ERRORS.items() if k != "run_input_null"},
+                "write_after_run_frame": 1, "run_frame_null": 1}
+
+
+@pytest.mark.parametrize("which,seed", [("rgb565", 0), ("yuyv", 5)])
+def test_frame_api_against_the_reference(camera_exports, which, seed, tmp_path):
+    """tests/c/export_frame_check.c, linked with a camera model's library (warnings as errors,
+    AddressSanitizer and UBSan): the synthetic frame is frame_gradient's; LIB_run_frame and the
+    streaming API in pieces of 1, 7, a row, a row and one, and the whole frame's bytes each give
+    LiteRT's output on the host mirror's input; the misuse statuses; the plain input functions
+    are not offered."""
+    _need("cmake", "cc")
+    lib = camera_exports.libs[which]
+    header = (lib / "src" / "sqz_cam.h").read_text()
+    for absent in ("input_begin", "input_write", "input_end", "run_input", "quantize_pixels",
+                   "input", "run"):
+        assert not re.search(rf"^\w.*\bsqz_cam_{absent}\(", header, re.M), absent  # declared
+    for present in ("run_frame", "frame_begin", "frame_write", "frame_end"):
+        assert f"sqz_status sqz_cam_{present}(" in header
+    project = tmp_path / "check"
+    project.mkdir()
+    shutil.copy(REPO / "tests" / "c" / "export_frame_check.c", project / "check.c")
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(check C)\n"
+        f"add_subdirectory({lib.as_posix()} lib)\n"
+        "add_executable(check check.c)\n"
+        "target_compile_definitions(check PRIVATE LIB=sqz_cam LIBU=SQZ_CAM "
+        f"SQZ_API_HEADER=\"sqz_cam.h\" SEED={seed}u)\n"
+        "target_link_libraries(check PRIVATE sqz_cam)\n")
+    sanitize = "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+    build = _cmake_build(project, tmp_path / "b", cflags=f"{WARN} {sanitize}")
+    proc = subprocess.run([str(build / "check")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    lines = proc.stdout.splitlines()
+
+    from converter.frontend import camera
+
+    cam = camera.Camera.parse(CAMERAS[which][1])
+    assert lines[0].split()[1:] == [str(camera.FORMATS.index(cam.format) + 1), cam.format,
+                                    str(cam.width), str(cam.height), str(cam.row_bytes),
+                                    str(cam.frame_bytes), lines[0].split()[-1]]
+    assert 1 <= int(lines[0].split()[-1]) <= 2
+    facts = dict(x.rsplit(" ", 1) for x in lines if x.startswith("init "))
+    assert facts == {"init run_before": "1", "init begin_before": "1",
+                     "init write_before": "1", "init ok": "0"}
+    frame, want = _camera_reference(camera_exports.models[which], seed)
+    device_frame = bytes(int(v) for v in next(
+        x for x in lines if x.startswith("frame ")).split()[1:])
+    assert device_frame == frame
+    outputs = [[int(v) for v in x.split()[1:]] for x in lines if x.startswith("whole ")]
+    assert outputs == [[0, *want], [0, *want]]
+    streams = {x.split()[1]: [int(v) for v in x.split()[2:]] for x in lines
+               if x.startswith("stream ")}
+    assert set(streams) == {"1", "7", "row", "row+1", "frame", "resumed", "restarted"}
+    for chunk, got in streams.items():
+        assert got == [0, *want], chunk  # SQZ_OK, then the reference's output
+    errors = {x.split()[1]: int(x.split()[2]) for x in lines if x.startswith("error ")}
+    assert errors == FRAME_ERRORS
+    assert lines.count("failed none") == 2
+
+
+def _camera_label(model_dir: Path) -> tuple[str, int, int]:
+    _, out = _camera_reference(model_dir, export.FRAME_SEED)
+    names = json.loads((model_dir / "classes.json").read_text())
+    top = int(np.argmax(out))
+    return names[top], top, out[top]
+
+
+def test_camera_cmake_example_classifies_a_synthetic_frame(camera_exports, tmp_path):
+    """The CMake example of a camera model makes a synthetic RGB565 frame row by row and feeds
+    it row by row: it prints the class LiteRT gives on the host mirror's input, on the host and,
+    cross-compiled, on QEMU's mps2-an386."""
+    _need("cmake", "cc")
+    lib = camera_exports.libs["rgb565"]
+    main = (lib / "examples" / "cmake" / "main.c").read_text()
+    assert "sqz_cam_frame_gradient_byte(FRAME_SEED, x, y)" in main
+    assert "sqz_cam_frame_write(row, SQZ_CAM_FRAME_ROW_BYTES)" in main
+    assert "sample_pixels" not in main and "input_write" not in main
+    build = _cmake_build(lib / "examples" / "cmake", tmp_path / "host")
+    proc = subprocess.run([str(build / "classify")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    label, cls, score, expected, _ = _parse(proc.stdout)
+    want = _camera_label(camera_exports.models["rgb565"])
+    assert (label, cls, score) == want and expected == want[1]
+
+    _need("arm-none-eabi-gcc", "qemu-system-arm")
+    lib = camera_exports.libs["m4"]
+    cmake_dir = lib / "examples" / "cmake"
+    build = _cmake_build(cmake_dir, tmp_path / "m4", "-DCMAKE_TOOLCHAIN_FILE="
+                         f"{cmake_dir / 'mps2_an386' / 'toolchain.cmake'}")
+    proc = subprocess.run([*QEMU_CMD, str(build / "classify")], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    label, cls, score, expected, micros = _parse(proc.stdout)
+    want = _camera_label(camera_exports.models["m4"])
+    assert (label, cls, score) == want and expected == want[1]
+    assert 0 < micros < 1_000_000
+
+
+def test_camera_examples_compile_against_stubs(camera_exports):
+    """The Arduino/PlatformIO sketch and the ESP-IDF example of a camera model, against the
+    stub cores: they feed the frame API."""
+    _need("cc", "g++")
+    lib = camera_exports.libs["rgb565"]
+    includes = ["-I", str(lib / "src"), "-I", str(lib.parent / export.RUNTIME / "src")]
+    sketch = lib / "examples" / "platformio" / "src" / "main.cpp"
+    assert "sqz_cam_frame_write" in sketch.read_text()
+    _compile(["g++", "-std=gnu++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-x", "c++",
+              "-I", str(STUBS / "arduino"), *includes, str(sketch)])
+    idf = lib / "examples" / "esp_idf" / "main" / "main.c"
+    assert "sqz_cam_frame_write" in idf.read_text()
+    _compile(["cc", "-std=gnu99", *WARN.split(), "-Wno-pedantic", "-fsyntax-only", "-I",
+              str(STUBS / "esp_idf"), *includes, str(idf)])
+    for c in sorted((lib / "src").rglob("*.c")):
+        _compile(["cc", "-std=c99", *WARN.split(), "-fsyntax-only", *includes, str(c)])
+
+
+def test_camera_export_from_the_model_directory_is_the_same(camera_exports, tmp_path):
+    """Exporting a camera model from its directory alone converts it again with its
+    camera.json: the same code as the export sqz-convert wrote from the conversion."""
+    key = "yuyv"
+    dest = tmp_path / "again" / "sqz_cam"
+    export.export_library(camera_exports.models[key], dest, name="sqz_cam")
+    again, first = _tree(dest), _tree(camera_exports.libs[key])
+    assert again.keys() == first.keys()
+    for rel, data in again.items():
+        if rel not in ("sqz_export.json", "README.md"):
+            assert first[rel] == data, rel
+    assert "extras/sqz/camera.json" in again
+
+
+def test_export_image_with_a_camera_is_a_usage_error(exports, tmp_path, capsys):
+    rc = convert_main([str(exports.root / "shapes.tflite"), "--target", "host", "--camera",
+                       "rgb565le:40x30", "--out", str(tmp_path / "out"), "--export",
+                       str(tmp_path / "lib"), "--export-image", str(FIRST_IMAGE), "-q"])
+    assert rc == 2
+    assert "--export-image goes with plain models" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_docs_camera_code_compiles_against_a_camera_export(camera_exports, tmp_path):
+    """docs/export.md's camera-driver block, compiled with a camera model's library and fed the
+    synthetic frame row by row: it prints the reference's class."""
+    _need("cmake", "cc")
+    text = (REPO / "docs" / "export.md").read_text()
+    code = re.search(r"## Camera frames\n.*?```c\n(.*?)```", text, re.S).group(1)
+    project = tmp_path / "docs"
+    project.mkdir()
+    (project / "driver.c").write_text(
+        "#include <stdio.h>\n" + code + "\nint main(void)\n{\n"
+        "    static uint8_t row[SQZ_CAM_FRAME_ROW_BYTES];\n    uint32_t x, y;\n"
+        "    if (sqz_cam_init(NULL, 0) != SQZ_OK) {\n        return 2;\n    }\n"
+        "    sqz_cam_frame_begin();\n"
+        "    for (y = 0; y < SQZ_CAM_FRAME_HEIGHT; ++y) {\n"
+        "        for (x = 0; x < SQZ_CAM_FRAME_ROW_BYTES; ++x) {\n"
+        "            row[x] = sqz_cam_frame_gradient_byte(0, x, y);\n        }\n"
+        "        on_camera_row(row);\n    }\n    on_frame_done();\n    return 0;\n}\n")
+    lib = camera_exports.libs["rgb565"]
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(docs C)\n"
+        f"add_subdirectory({lib.as_posix()} lib)\n"
+        "add_executable(driver driver.c)\ntarget_link_libraries(driver PRIVATE sqz_cam)\n")
+    build = _cmake_build(project, tmp_path / "b")
+    proc = subprocess.run([str(build / "driver")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == _camera_label(camera_exports.models["rgb565"])[0] + "\n"

@@ -149,15 +149,21 @@ def test_convert_upload_validate_stop(target, project, pio_env):
     assert "No emulator of this env is running" in emulator.stop()
 
 
-@pytest.mark.parametrize("target", TARGETS)
-def test_export_platformio_example_runs_on_the_emulated_board(target, project, pio_env,
+@pytest.mark.parametrize("target,camera", [*((t, None) for t in TARGETS),
+                                           ("mps2-an386", "rgb565le:40x30")])
+def test_export_platformio_example_runs_on_the_emulated_board(target, camera, project, pio_env,
                                                               tmp_path):
     """The exported library's PlatformIO example for an emulated board: sqz's validation
     firmware built from the library and its runtime with the platform shipped in the example,
-    started by `pio run -t upload`, checked bit for bit against the library's extras/sqz."""
+    started by `pio run -t upload`, checked bit for bit against the library's extras/sqz (for a
+    camera model: frames sent as rows, against LiteRT on the host mirror's input)."""
     _need_board(target)
     model_dir = project / "build" / target
-    if not (model_dir / "sqz.json").is_file():
+    if camera is not None:
+        model_dir = tmp_path / "camera-model"
+        _run([_tool("sqz-convert"), "--target", target, "--camera", camera, "--out",
+              str(model_dir), "-q"], project, pio_env)
+    elif not (model_dir / "sqz.json").is_file():
         env = {**pio_env, "SQZ_PIO_GLUE": str(project / "build" / "sqz_pio.ini")}
         _run([_tool("sqz-convert"), "--target", target], project, env)
     lib = tmp_path / "lib" / "sqz_shapes"

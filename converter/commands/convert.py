@@ -100,6 +100,10 @@ def convert_command(args, out: Console, err: Console) -> int:
             ("url", args.export_url), ("license", args.export_license)) if v is not None})
         check_options(export_to, name=args.export_name, version=args.export_version,
                       out_dir=out_dir, image=args.export_image, authors=authors)
+        if args.export_image is not None and getattr(args, "camera", None) is not None:
+            raise UsageError("--export-image goes with plain models: a camera model's examples "
+                             "classify a synthetic frame made on the device; leave out "
+                             "--export-image (or convert without --camera)")
         if args.export_image is not None:
             from ..frontend.preprocess import check_image
 
@@ -178,7 +182,9 @@ def convert_command(args, out: Console, err: Console) -> int:
             from ..export import pick_sample
 
             shape = conv.lowered.graph.tensor(conv.lowered.input).shape[1:]
-            sample = pick_sample(args.export_image, args.calib, src.preprocessing, tuple(shape))
+            # A camera model's examples classify a synthetic frame (export_library makes it).
+            sample = None if conv.camera is not None else pick_sample(
+                args.export_image, args.calib, src.preprocessing, tuple(shape))
     glue = write_pio_glue(target, out_dir)
     lib = None
     if export_to is not None:
