@@ -556,3 +556,35 @@ def test_app_builds_for_cortex_m4(tmp_path: Path) -> None:
                "-o", str(tmp_path / (src.stem + ".o"))]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         assert proc.returncode == 0 and proc.stderr == "", f"{src.name}: {proc.stderr}"
+
+
+def test_a_late_retry_of_chunk_0_after_the_run_keeps_the_results(fw: HostFirmware) -> None:
+    """Issue 25, item 8: chunk 0 re-sent with its seq after the RUN that consumed its input is a
+    retry (docs/protocol.md): ACKed again, the results kept, the retried RUN answered from
+    memory; a RUN with a new seq finds the input consumed (INPUT_INCOMPLETE, the input kept)."""
+    DeviceClient(fw.port).hello()
+    fw.port.reset_input_buffer()
+    link = RawLink(fw.port)
+    x = random_input(11)
+    link.send(P.write_input_request(900, 0, x[:1000]))
+    assert link.expect(900).header.type == P.Resp.ACK
+    link.send(P.write_input_request(901, 1000, x[1000:2000]))
+    link.expect(901)
+    link.send(P.write_input_request(902, 2000, x[2000:3000]))
+    link.expect(902)
+    link.send(P.write_input_request(906, 3000, x[3000:]))
+    link.expect(906)
+    link.send(P.run_request(903))
+    first = link.expect(903)
+    assert first.header.type == P.Resp.RESULT
+    link.send(P.write_input_request(900, 0, x[:1000]))  # the late retry
+    ack = link.expect(900).message
+    assert (ack.filled, ack.total) == (1000, 3072)
+    link.send(P.run_request(903))  # the retried RUN: the same outcome, not run again
+    again = link.expect(903)
+    assert again.message == first.message
+    link.send(P.read_request(904, P.ReadWhat.OUTPUT, 0, 1024))
+    assert link.expect(904).header.type == P.Resp.DATA  # the results are still there
+    link.send(P.run_request(905))
+    e = link.error(905)
+    assert (e.code, e.detail, e.detail2) == (E.INPUT_INCOMPLETE, 0, 3072)

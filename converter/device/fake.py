@@ -109,6 +109,7 @@ class FakeDevice:
         self.input = bytearray(self.model.input_bytes)
         self.input_started = False
         self.begun = False
+        self.consumed_seq: int | None = None
         self.input_filled = 0
         self.input_seq = -1
         self.result: tuple[bytes, bytes] | None = None
@@ -234,6 +235,7 @@ class FakeDevice:
             return
         self.input_started, self.input_seq, self.input_filled = True, req.seq, 0
         self.begun = True
+        self.consumed_seq = None
         self.result = self.counts = self.run_cache = None
         self._reply(P.Resp.ACK, req.seq, P.ack_body(0, self.model.input_bytes))
 
@@ -256,8 +258,13 @@ class FakeDevice:
             self._error(req.seq, req.cmd, P.ErrorCode.BAD_OFFSET, self.input_filled, total,
                         "chunk leaves a gap")
             return
+        if offset == 0 and not self.input_started and self.consumed_seq == req.seq:
+            # A late retry of the chunk that began the input the last RUN took: ACKed again.
+            self._reply(P.Resp.ACK, req.seq, P.ack_body(len(data), total))
+            return
         if offset == 0 and not self.begun and not (self.input_started
                                                    and self.input_seq == req.seq):
+            self.consumed_seq = None
             self.input_started, self.input_seq, self.input_filled = True, req.seq, 0
             self.result = self.counts = self.run_cache = None
         if offset == 0 and self.begun:
@@ -294,6 +301,7 @@ class FakeDevice:
             return
         self.run_count += 1
         x = bytes(self.input)
+        self.consumed_seq = self.input_seq
         self.input_started, self.input_filled, self.begun = False, 0, False
         if self.run_status:
             payload = self._error(req.seq, req.cmd, P.ErrorCode.RUN_FAILED, self.run_status, 1,

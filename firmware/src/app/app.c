@@ -42,6 +42,8 @@ static struct {
     uint8_t input_started;
     uint8_t input_flags; /* BEGIN's flags: LAYER_COUNTS, FRAME */
     uint8_t begun;       /* BEGIN received and no WRITE_INPUT yet */
+    uint8_t consumed_valid; /* consumed_seq: the chunk that began the input the last RUN took */
+    uint16_t consumed_seq;
     uint16_t exec_status; /* of the run under way (a ring input runs as its rows arrive) */
     uint64_t exec_total;  /* counter ticks spent computing in this run */
     uint8_t result_valid; /* output and logits hold the result of the last RUN */
@@ -289,6 +291,7 @@ static int runs_as_rows_arrive(void)
  * once, so the flags (per-layer counts, frame) are fixed here. */
 static void begin_input(uint16_t seq, uint8_t flags)
 {
+    st.consumed_valid = 0;
     st.input_started = 1;
     st.input_seq = seq;
     st.input_filled = 0;
@@ -441,6 +444,15 @@ static void cmd_write_input(uint16_t seq, const uint8_t *body, uint32_t len)
                    "chunk leaves a gap: write the input in order from offset 0");
         return;
     }
+    if (offset == 0 && !st.input_started && st.consumed_valid && st.consumed_seq == seq) {
+        /* A late retry of the chunk that began the input the last RUN consumed: acknowledged
+         * again, and nothing changes (the results stay). */
+        begin_response(SQZ_PROTO_RESP_ACK, seq);
+        sqz_frame_tx_u32(&tx, n);
+        sqz_frame_tx_u32(&tx, total);
+        sqz_frame_tx_end(&tx);
+        return;
+    }
     if (offset == 0 && !st.begun && !(st.input_started && st.input_seq == seq)) {
         /* Not a retry of the chunk that began this input: a new input, with the flags of the
          * last BEGIN (none after a RUN). */
@@ -535,6 +547,8 @@ static void cmd_run(uint16_t seq, const uint8_t *body, uint32_t len)
     }
     st.run_count++;
     /* The planner reuses the input's memory, so every RUN consumes its input. */
+    st.consumed_valid = 1;
+    st.consumed_seq = st.input_seq;
     st.input_started = 0;
     st.input_filled = 0;
     st.begun = 0;
