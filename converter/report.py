@@ -139,6 +139,8 @@ class Report:
     rings: list[RingRow] = field(default_factory=list)
     live_curve: list[int] = field(default_factory=list)  # live bytes per kernel call
     image: dict | None = None  # arm-none-eabi-size of the built firmware, where one is built
+    # The picture written beside report.md: live bytes per kernel call and the arena layout.
+    picture: str = "report.png"
     # The whole firmware's RAM as the budget check counted it (passes.budget.app_ram_bytes):
     # arena, stack, buffers, static, internal (what the SRAM holds) and limit (the SRAM).
     ram: dict | None = None
@@ -263,7 +265,12 @@ class Report:
                              f"{ring.bytes:,} | {ring.whole_bytes:,} |")
         lines += ["", "## Arena map", "",
                   "One line per run of kernel calls (ticks) with the same picture.", "",
-                  "```", self.plan_ascii.rstrip(), "```", ""]
+                  "```", self.plan_ascii.rstrip(), "```", "",
+                  f"The same as a picture: [{self.picture}]({self.picture}), the live bytes "
+                  "per kernel call against the lower bound (top; shaded: the row-streamed "
+                  "spans) and where each buffer sits in the arena (bottom; tensors and "
+                  "scratch or state in their own colours, as its legends say).",
+                  "", f"![live bytes and arena layout]({self.picture})", ""]
         return "\n".join(lines)
 
 

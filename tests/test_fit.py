@@ -122,6 +122,8 @@ def test_report_files(tmp_path, capsys):
     assert "| # | layer | op |" in md and "## Arena map" in md and "legend:" in md
     assert "## Segments" in md and "## Rings" in md
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # report.md and report.json name the picture (issue 25: they did not).
+    assert rep["picture"] == "report.png" and "![live bytes and arena layout](report.png)" in md
 
 
 def test_psram_budget_zero_keeps_the_arena_out_of_psram(tmp_path, capsys):
