@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,11 @@ from golden import SqzRunner
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PRETRAINED = SHARED / "pretrained"
+
+
+# TensorFlow's quantizer in this process, not in a child per conversion (a TensorFlow start-up,
+# 3-4 s, each): converter/frontend/quantize.py. The child's own tests clear it.
+os.environ.setdefault("SQZ_QUANTIZE_IN_PROCESS", "1")
 
 
 @pytest.fixture(autouse=True)

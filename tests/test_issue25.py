@@ -410,20 +410,33 @@ def test_report_png_explains_its_bottom_panel(tmp_path, capsys, monkeypatch):
 
 # ---- 1: TensorFlow's quantizer runs in a child process: a native crash is a message ------------
 
-def test_quantizer_crash_is_a_clear_error():
+def test_quantizer_crash_is_a_clear_error(monkeypatch):
     """inf reaches TensorFlow here only because the data gate is bypassed (the API, not the CLI);
     its converter then dies with SIGSEGV, which used to take sqz (and pytest) with it."""
     import keras
 
     from converter.errors import ModelError
-    from converter.frontend.quantize import quantize_keras
+    from converter.frontend.quantize import IN_PROCESS_ENV, quantize_keras
 
+    monkeypatch.delenv(IN_PROCESS_ENV, raising=False)  # the child, as users get it
     i = keras.Input((12, 12, 3))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(i))
     model = keras.Model(i, keras.layers.Dense(3)(x))
     calib = np.random.default_rng(0).random((4, 12, 12, 3), dtype=np.float32)
     good = quantize_keras(model, calib)
     assert good[4:8] == b"TFL3"
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")  # the suite's way (tests/conftest.py)
+    here = quantize_keras(model, calib)
+    monkeypatch.delenv(IN_PROCESS_ENV)
+    # The same int8 model: tensors, weights, quantization and ops; only the input's name
+    # differs (the child reloads the model from its .keras).
+    from converter.frontend.tflite_reader import read_model_bytes
+
+    def facts(buf: bytes) -> list[tuple]:
+        return [(t.shape, t.dtype, t.quant, t.data) for t in read_model_bytes(buf).tensors]
+
+    assert facts(good) == facts(here)
+    assert read_model_bytes(good).ops == read_model_bytes(here).ops
     calib[1, 2, 3, 0] = np.inf
     with pytest.raises(ModelError) as e:
         quantize_keras(model, calib)
@@ -432,11 +445,12 @@ def test_quantizer_crash_is_a_clear_error():
     assert "try another --calib set or fewer --calib-samples" in str(e.value)
 
 
-def test_model_the_child_cannot_load_is_quantized_in_process():
+def test_model_the_child_cannot_load_is_quantized_in_process(monkeypatch):
     import keras
 
-    from converter.frontend.quantize import quantize_keras
+    from converter.frontend.quantize import IN_PROCESS_ENV, quantize_keras
 
+    monkeypatch.delenv(IN_PROCESS_ENV, raising=False)
     i = keras.Input((8, 8, 3))
     x = keras.layers.Lambda(lambda t: t * 0.5)(i)  # not loadable in safe mode: no child
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(x))

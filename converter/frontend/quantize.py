@@ -117,6 +117,12 @@ _RUN_CHILD = ("import runpy, sys; sys.argv = sys.argv[1:]; "
               "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
+# "1": quantize in this process. The test suite sets it (tests/conftest.py): a child costs a
+# TensorFlow start-up (3-4 s) per conversion, and the child's own tests (tests/test_issue25.py)
+# clear it. Users never need it.
+IN_PROCESS_ENV = "SQZ_QUANTIZE_IN_PROCESS"
+
+
 def quantize_keras(model, calib: np.ndarray, per_channel: bool = True) -> bytes:
     """Convert to a full-integer int8 .tflite (int8 input and output).
 
@@ -134,6 +140,8 @@ def quantize_keras(model, calib: np.ndarray, per_channel: bool = True) -> bytes:
             f"(N, {', '.join(map(str, shape))})"
         )
     calib = np.ascontiguousarray(calib, dtype=np.float32)
+    if os.environ.get(IN_PROCESS_ENV) == "1":
+        return _quantize_here(model, calib, per_channel)
     with tempfile.TemporaryDirectory(prefix="sqz-quant-") as tmp:
         d = Path(tmp)
         try:
