@@ -80,7 +80,8 @@ def load_camera_inputs(spec: str | None, n: int | None, seed: int, camera, param
             arr = np.load(p, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise InputFileError(f"{p}: not a readable .npy array ({exc})") from None
-        if arr.dtype != np.uint8 or arr.ndim < 1 or arr[0].size != camera.frame_bytes:
+        if arr.dtype != np.uint8 or arr.ndim < 1 or len(arr) == 0 or \
+                arr[0].size != camera.frame_bytes:
             raise InputFileError(f"{p}: the model takes {what}; give uint8 frames, one per "
                                  f"row of the array, not {arr.dtype} of shape {arr.shape}")
         arr = arr[:n] if n else arr

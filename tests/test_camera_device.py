@@ -191,3 +191,41 @@ def test_the_whole_frame_runs_from_memory_in_the_host_runner(tmp_path) -> None:
     n = len(proc.stdout) // 2
     for i, f in enumerate(frames):
         assert proc.stdout[i * n:(i + 1) * n] == _expected(out, f)
+
+
+def test_a_late_retry_of_a_frames_first_chunk_is_acknowledged_again(tmp_path) -> None:
+    """docs/protocol.md: chunk 0 re-sent with its seq after the RUN that consumed it is a retry,
+    on a camera model too (it is checked before the 'BEGIN first' refusal)."""
+    from test_host_firmware import RawLink
+
+    out = _convert(tmp_path, "rgb565le:40x30")
+    cam = Camera.parse("rgb565le:40x30")
+    frame = frame_gradient(cam, 2)
+    with start_host_firmware(out) as fw:
+        info = DeviceClient(fw.port).hello()
+        link = RawLink(fw.port)
+        link.send(P.begin_request(700, int(P.BeginFlag.FRAME), info.frame_format, 40, 30))
+        link.expect(700)
+        half = len(frame) // 2
+        link.send(P.write_input_request(701, 0, frame[:half]))
+        link.expect(701)
+        link.send(P.write_input_request(702, half, frame[half:]))
+        link.expect(702)
+        link.send(P.run_request(703))
+        assert link.expect(703).header.type == P.Resp.RESULT
+        link.send(P.write_input_request(701, 0, frame[:half]))  # the late retry
+        ack = link.expect(701).message
+        assert (ack.filled, ack.total) == (half, cam.frame_bytes)
+        link.send(P.read_request(704, P.ReadWhat.OUTPUT, 0, 1024))
+        data = link.expect(704)
+        assert data.header.type == P.Resp.DATA and data.message.data == _expected(out, frame)
+
+
+def test_an_empty_array_of_frames_is_a_clear_error(tmp_path, capsys) -> None:
+    out = _convert(tmp_path, "rgb565le:40x30")
+    empty = tmp_path / "none.npy"
+    np.save(empty, np.zeros((0, 2400), np.uint8))
+    rc = validate_main(["--sim", "host", "--model", str(out), "--inputs", str(empty)])
+    err = capsys.readouterr().err
+    assert rc == 3 and "none.npy" in err and "give uint8 frames" in err
+    assert "Traceback" not in err

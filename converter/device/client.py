@@ -170,12 +170,18 @@ class DeviceClient:
         data = bytes(data)
         self._check_input(info, data, frame)
         step = info.max_payload
+        # A ring or camera model computes on each chunk's rows before it ACKs (with --stream
+        # off, the whole run on the last chunk): such a chunk may take as long as a RUN.
+        computes = info.input_mode != P.InputMode.WHOLE
         for off in range(0, len(data), step):
             piece = data[off:off + step]
+            wait = self._timeout_for(len(piece))
+            if computes:
+                wait = max(wait, self.current_run_timeout())
             resp = self._transact(
                 lambda seq, off=off, piece=piece: P.write_input_request(seq, off, piece),
-                P.Resp.ACK, f"WRITE_INPUT at offset {off}", self._timeout_for(len(piece)),
-                1 + self.retries)
+                P.Resp.ACK, f"WRITE_INPUT at offset {off}", wait, 1 + self.retries,
+                run_timeout=computes)
             ack = resp.message
             assert isinstance(ack, P.WriteAck)
             if ack.total != len(data) or ack.filled < off + len(piece):

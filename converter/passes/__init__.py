@@ -93,6 +93,10 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
         raise UsageError(f"--input must be one of {', '.join(INPUT_MODES)}, not '{input_mode}'")
     if input_mode == "ring" or camera is not None:
         lw = with_input_step(lw, camera)
+        if camera is not None and not any(isinstance(s, InputStep) for s in lw.steps):
+            raise UsageError("--camera: the model reshapes its input before the first layer, "
+                             "so it is not read row by row and cannot be fed from frame rows; "
+                             "convert without --camera")
     if packing_mode == "flash":
         lw = pack_weights(lw)
     lw = select_kernels(lw, arch)

@@ -426,14 +426,25 @@ static void cmd_write_input(uint16_t seq, const uint8_t *body, uint32_t len)
         send_error(seq, cmd, SQZ_PROTO_ERR_NO_ARENA, 0, 0, "no arena for the model");
         return;
     }
+    const uint32_t offset = get_u32(body);
+    const uint32_t n = len - SQZ_PROTO_WRITE_HEADER_BYTES;
+    if (offset == 0 && !st.input_started && st.consumed_valid && st.consumed_seq == seq &&
+        n <= input_total()) {
+        /* A late retry of the chunk that began the input the last RUN consumed: acknowledged
+         * again, and nothing changes (the results stay). input_flags survive the RUN, so the
+         * total is the frame's for a frame. */
+        begin_response(SQZ_PROTO_RESP_ACK, seq);
+        sqz_frame_tx_u32(&tx, n);
+        sqz_frame_tx_u32(&tx, input_total());
+        sqz_frame_tx_end(&tx);
+        return;
+    }
     if (!st.input_started && SQZ_MODEL_FRAME_FORMAT) {
         send_error(seq, cmd, SQZ_PROTO_ERR_BAD_ARGUMENT, 0, SQZ_PROTO_BEGINF_FRAME,
                    "this model takes camera frames: BEGIN with the FRAME flag first");
         return;
     }
     const uint32_t total = st.input_started ? input_total() : model->input.bytes;
-    const uint32_t offset = get_u32(body);
-    const uint32_t n = len - SQZ_PROTO_WRITE_HEADER_BYTES;
     if (offset > total || n > total - offset) {
         send_error(seq, cmd, SQZ_PROTO_ERR_BAD_OFFSET, st.input_filled, total,
                    "chunk ends past the input");
@@ -442,15 +453,6 @@ static void cmd_write_input(uint16_t seq, const uint8_t *body, uint32_t len)
     if (offset != 0 && (!st.input_started || offset > st.input_filled)) {
         send_error(seq, cmd, SQZ_PROTO_ERR_BAD_OFFSET, st.input_filled, total,
                    "chunk leaves a gap: write the input in order from offset 0");
-        return;
-    }
-    if (offset == 0 && !st.input_started && st.consumed_valid && st.consumed_seq == seq) {
-        /* A late retry of the chunk that began the input the last RUN consumed: acknowledged
-         * again, and nothing changes (the results stay). */
-        begin_response(SQZ_PROTO_RESP_ACK, seq);
-        sqz_frame_tx_u32(&tx, n);
-        sqz_frame_tx_u32(&tx, total);
-        sqz_frame_tx_end(&tx);
         return;
     }
     if (offset == 0 && !st.begun && !(st.input_started && st.input_seq == seq)) {

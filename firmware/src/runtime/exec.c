@@ -96,6 +96,7 @@ sqz_status sqz_exec_continue(sqz_exec *ex)
                 if (nd->op == SQZ_OP_INPUT) {
                     int ready = 0;
                     if (!nd->layer.input || !nd->layer.input->feed) {
+                        ex->failed_node = index;
                         return SQZ_ERR_OP;
                     }
                     st = nd->layer.input->feed(nd, ex->done[run.node], ex, &ready);
@@ -105,6 +106,7 @@ sqz_status sqz_exec_continue(sqz_exec *ex)
                 } else if (nd->run) {
                     st = nd->run(nd, ex->done[run.node], ex->arena);
                 } else {
+                    ex->failed_node = index;
                     return SQZ_ERR_OP;
                 }
                 if (st != SQZ_OK) {
@@ -150,9 +152,11 @@ sqz_status sqz_run_input(const sqz_model *model, uint8_t *arena, const uint8_t *
         memcpy(arena + model->input.offset, input, model->input.bytes);
         return sqz_run(model, arena, hook, user, failed_node);
     }
+    if (model->input_node >= model->n_nodes) {
+        return SQZ_ERR_ARG;
+    }
     const sqz_node *nd = &model->nodes[model->input_node];
-    if (model->input_node >= model->n_nodes || !nd->layer.input || nd->layer.input->camera ||
-        model->input_row_bytes == 0) {
+    if (!nd->layer.input || nd->layer.input->camera || model->input_row_bytes == 0) {
         return SQZ_ERR_ARG; /* a camera model takes frames: sqz_exec_source with the frame */
     }
     const int32_t rows = model->input.dims.n * model->input.dims.h;
