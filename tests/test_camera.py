@@ -114,7 +114,7 @@ def workdir(tmp_path_factory) -> Path:
 
 # (a) C == mirror, bit for bit: 6 batches of 20 cases, one sanitized binary per batch. No
 # shrinking: each step compiles a binary, and the assertion names the failing case anyway.
-@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck),
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck),
           phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(st.lists(cases(), min_size=20, max_size=20))
 def test_c_kernel_matches_the_mirror(workdir, batch):
@@ -158,9 +158,9 @@ def test_gradient_c_twin(workdir):
 
 # The speed budget: on the emulated Cortex-M4, a 320x240 frame to SqueezeNet's 224x224x3 input
 # takes well under 3% of a 400 M-instruction inference (counted exactly in a QEMU trace).
-@pytest.mark.parametrize(("spec", "per_byte"), [("rgb565le:320x240:bilinear:crop", 40),
-                                                ("yuyv:320x240:bilinear:crop", 50),
-                                                ("rgb565le:320x240:nearest:crop", 20)])
+# (One traced frame: the trace costs CI time; yuyv, 45, and nearest, 16, were measured the same
+# way: docs/camera.md.)
+@pytest.mark.parametrize(("spec", "per_byte"), [("rgb565le:320x240:bilinear:crop", 40)])
 def test_cortex_m4_instructions_per_output_byte(tmp_path, spec, per_byte):
     missing = [t for t in (qemu.QEMU, qemu.CC) if shutil.which(t) is None]
     if missing:
