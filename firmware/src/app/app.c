@@ -287,6 +287,17 @@ static int runs_as_rows_arrive(void)
     return model->input_node != SQZ_NO_INPUT_NODE;
 }
 
+/* A run starts: the executor at the first call, nothing computed or counted yet. */
+static void start_run(int per_layer)
+{
+    sqz_exec_begin(&ex, model, st.arena, per_layer ? step_hook : NULL, NULL);
+    st.exec_status = SQZ_WAIT_INPUT;
+    st.exec_total = 0;
+    for (uint16_t i = 0; i < st.n_counts; ++i) {
+        layer_counts[i] = 0;
+    }
+}
+
 /* A new input: whatever the arena held is no longer a result. A ring input starts the run at
  * once, so the flags (per-layer counts, frame) are fixed here. */
 static void begin_input(uint16_t seq, uint8_t flags)
@@ -299,14 +310,8 @@ static void begin_input(uint16_t seq, uint8_t flags)
     st.result_valid = 0;
     st.counts_valid = 0;
     st.run_cached = 0;
-    st.exec_status = SQZ_WAIT_INPUT;
-    st.exec_total = 0;
-    for (uint16_t i = 0; i < st.n_counts; ++i) {
-        layer_counts[i] = 0;
-    }
+    start_run((flags & SQZ_PROTO_RUNF_LAYER_COUNTS) != 0);
     if (runs_as_rows_arrive()) {
-        sqz_exec_begin(&ex, model, st.arena,
-                       (flags & SQZ_PROTO_RUNF_LAYER_COUNTS) ? step_hook : NULL, NULL);
 #if SQZ_MODEL_FRAME_FORMAT
         sqz_exec_source(&ex, frame_ring, SQZ_MODEL_FRAME_ROW_BYTES, SQZ_MODEL_FRAME_RING_ROWS,
                         0);
@@ -535,12 +540,7 @@ static void cmd_run(uint16_t seq, const uint8_t *body, uint32_t len)
     }
     const int per_layer = (flags & SQZ_PROTO_RUNF_LAYER_COUNTS) != 0;
     if (!runs_as_rows_arrive()) {
-        sqz_exec_begin(&ex, model, st.arena, per_layer ? step_hook : NULL, NULL);
-        st.exec_status = SQZ_WAIT_INPUT;
-        st.exec_total = 0;
-        for (uint16_t i = 0; i < st.n_counts; ++i) {
-            layer_counts[i] = 0;
-        }
+        start_run(per_layer);
         compute();
     }
     sqz_status status = (sqz_status)st.exec_status;
