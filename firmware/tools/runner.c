@@ -10,19 +10,10 @@
 #include <string.h>
 
 #include "model.h"
+#include "run_input.h"
 #include "sqz/runtime.h"
 
 static uint8_t arena[SQZ_MODEL_ARENA_BYTES + 16] __attribute__((aligned(16)));
-/* The whole input, outside the arena: the model may keep only a ring of its rows. A camera
- * model takes a camera frame instead, converted on the way in. */
-#if SQZ_MODEL_FRAME_FORMAT
-#include "sqz/camera.h"
-#define INPUT_BYTES SQZ_MODEL_FRAME_BYTES
-#define RUN_INPUT sqz_run_frame
-#else
-#define INPUT_BYTES SQZ_MODEL_INPUT_BYTES
-#define RUN_INPUT sqz_run_input
-#endif
 static uint8_t input[INPUT_BYTES];
 
 int main(int argc, char **argv)
