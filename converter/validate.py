@@ -102,13 +102,7 @@ def load_camera_inputs(spec: str | None, n: int | None, seed: int, camera, param
     if pre is None:
         raise UsageError(f"{p}: images need the preprocessing recorded at conversion "
                          "(preprocess.json in the model directory), and there is none")
-    subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    if subdirs:
-        xf, y, classes, files = load_labelled_folder(p, pre)
-        y, classes = _to_model_labels(p, y, classes, model_classes, n_outputs)
-    else:
-        xf, files = load_image_folder(p, pre)
-        y, classes = None, None
+    xf, y, classes, files = _image_folder(p, pre, model_classes, n_outputs)
     keep = np.arange(len(files))
     if n and n < len(files):
         keep = stratified_selection(y, n, seed) if y is not None else np.arange(n)
@@ -140,6 +134,19 @@ def _to_model_labels(folder: Path, y: np.ndarray, folder_classes: list[str],
             f"{model_classes} (classes.json); name the subfolders after the model's classes")
     index = np.array([model_classes.index(c) for c in folder_classes])
     return index[y], model_classes
+
+
+def _image_folder(p: Path, pre: Preprocessing, model_classes: list[str] | None,
+                  n_outputs: int | None):
+    """An image folder's floats, labels (one subfolder per class, matched to the model's
+    outputs) or None, class names and files."""
+    subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    if subdirs:
+        xf, y, classes, files = load_labelled_folder(p, pre)
+        y, classes = _to_model_labels(p, y, classes, model_classes, n_outputs)
+        return xf, y, classes, files
+    xf, files = load_image_folder(p, pre)
+    return xf, None, None, files
 
 
 def stratified_selection(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -176,13 +183,7 @@ def load_inputs(spec: str | None, n: int | None, seed: int, shape: tuple[int, ..
         if tuple(pre.input_shape) != per:
             raise InputFileError(f"{p}: preprocessing gives {pre.input_shape}, the model input "
                                  f"is {per}")
-        subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-        if subdirs:
-            xf, y, classes, files = load_labelled_folder(p, pre)
-            y, classes = _to_model_labels(p, y, classes, model_classes, n_outputs)
-        else:
-            xf, files = load_image_folder(p, pre)
-            y, classes = None, None
+        xf, y, classes, files = _image_folder(p, pre, model_classes, n_outputs)
         total = len(files)
         how = f"{total} images from {p}"
         if n and n < total:
