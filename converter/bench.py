@@ -286,7 +286,7 @@ class ConvertOptions:
 
 
 def _host_counts(tflite: bytes, name: str, out_dir: Path, console: Console,
-                 opts: ConvertOptions, feed: Feed, packing: str = "ram") -> list[int]:
+                 opts: ConvertOptions, feed: Feed, packing: str = "auto") -> list[int]:
     """callgrind instructions per layer of the host build with the portable kernels."""
     conv = convert.convert_tflite(tflite, targets.load("host"), model_name=name,
                                   source_name=name, flash_budget=2**31, packing=packing,
@@ -336,7 +336,7 @@ def _share(part: int | None, counts: Sequence[int | None] | None) -> float | Non
 
 
 def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console, *,
-                stream: str = "auto", packing: str = "ram", target: str = BENCH_TARGET,
+                stream: str = "auto", packing: str = "auto", target: str = BENCH_TARGET,
                 board_counts: bool = True, board_cycles: bool = True,
                 input_mode: str = "ring", scratch: str = "auto", camera: Camera | None = None,
                 preprocessing: Preprocessing | None = None, frame: str = "random"

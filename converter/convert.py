@@ -18,7 +18,7 @@ from .frontend.camera import Camera, CameraParams, camera_params
 from .frontend.preprocess import Preprocessing
 from .ir.lower import lower
 from .ir.steps import ConvStep, Dims, InputStep, Lowered, PoolStep
-from .passes.budget import Budget, check_budget
+from .passes.budget import Budget, arena_room, check_budget
 from .passes.memory import Layout
 from .targets import Target
 
@@ -31,7 +31,10 @@ class Conversion:
     budget: Budget
     files: dict[str, str]
     arch: str
-    packing: str = "ram"  # passes.PACKING_MODES
+    packing: str = "auto"  # passes.PACKING_MODES
+    # --packing auto's bound on the arena (budget.arena_room; 0 for the other modes), in
+    # sqz.json so that converter/export.py plans the same filters packed.
+    packing_room: int = 0
     model_name: str = ""
     source_name: str = ""
     stream: str = "auto"  # the --stream option (layout.schedule.mode is what it chose)
@@ -60,7 +63,7 @@ def render_files(lw: Lowered, layout: Layout, target: Target, *, arch: str, mode
 
 def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: str,
                    stream: str = "auto", in_place: bool = True, arch: str | None = None,
-                   prefix: str = codegen.DEFAULT_PREFIX, packing: str = "ram",
+                   prefix: str = codegen.DEFAULT_PREFIX, packing: str = "auto",
                    ram_budget: int | None = None, psram_budget: int | None = None,
                    flash_budget: int | None = None, input_size_option: bool = True,
                    rows_per_call: int | None = None, decode_block: int | None = None,
@@ -70,7 +73,8 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     """Everything up to the rendered files; raises BudgetError before rendering anything.
     `arch` overrides the target's kernel architecture (tests run variants on the host);
     `prefix` names the model's global symbols and files (codegen.symbols); `packing`: which
-    filters are stored packed (passes.PACKING_MODES; 'off' measures what decoding costs);
+    filters are stored packed (passes.PACKING_MODES; 'auto' packs while the whole firmware's
+    RAM fits the board's internal SRAM, or `ram_budget`; 'off' measures what decoding costs);
     `input_mode`: the input arrives row by row into a ring ('ring') or whole ('whole');
     `camera`: the input is made on the device from camera frames, normalized as
     `preprocessing` says (converter.frontend.camera);
@@ -86,11 +90,18 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
         raise UsageError(f"--scratch must be one of {', '.join(passes.SCRATCH_MODES)}, not "
                          f"'{scratch}'")
     modes = ("full", "least") if scratch == "auto" else (scratch,)
+    rooms: list[int] = []
+
+    def room(lw: Lowered) -> int:
+        rooms.append(arena_room(target, lw, ram_budget))
+        return rooms[-1]
+
     for n, mode in enumerate(modes, 1):
+        rooms.clear()
         lw, layout = passes.run_passes(lowered, arch=arch or target.arch, stream_mode=stream,
                                        in_place=in_place, packing_mode=packing,
                                        input_mode=input_mode, camera=cam_params,
-                                       scratch=mode,
+                                       scratch=mode, packing_room=room,
                                        rows_per_call=rows_per_call, decode_block=decode_block)
         try:
             budget = check_budget(lw, layout, target, ram_budget=ram_budget,
@@ -104,7 +115,8 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                          source_name=source_name, arena_in_psram=budget.arena_in_psram,
                          prefix=prefix)
     return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,
-                      arch=arch or target.arch, packing=packing, model_name=model_name,
+                      arch=arch or target.arch, packing=packing,
+                      packing_room=rooms[-1] if rooms else 0, model_name=model_name,
                       source_name=source_name, stream=stream, input_mode=input_mode,
                       scratch=mode, camera=camera, preprocessing=preprocessing)
 
@@ -183,6 +195,7 @@ def write(conv: Conversion, buf: bytes, out: Path | atomic.Staging,
         # What converting again needs to give the same code (converter/export.py re-renders
         # it under the library's own names).
         "packing": conv.packing,
+        "packing_room": conv.packing_room,
         "stream_option": conv.stream,
         "input": conv.input_mode,
         "scratch": conv.scratch,

@@ -433,7 +433,8 @@ class ModelCode:
                                        stream_mode=meta["stream_option"], in_place=True,
                                        input_mode=input_mode, camera=cam,
                                        packing_mode=meta["packing"],
-                                       scratch=meta.get("scratch", "full"))
+                                       scratch=meta.get("scratch", "full"),
+                                       packing_room=lambda _: int(meta.get("packing_room", 0)))
 
         def render(prefix: str) -> dict[str, str]:
             return convert.render_files(lw, layout, target, arch=meta["arch"],

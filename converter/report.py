@@ -132,7 +132,11 @@ class Report:
     output_shape: list[int]
     plan_ascii: str
     stream: str = "off"
-    packing: str = "ram"  # sqz-convert --packing
+    packing: str = "auto"  # sqz-convert --packing
+    # The arena with every filter plain int8 (0: packing was not weighed against it), and
+    # --packing auto's bound (0 for the other modes): what packing added, and what it could.
+    plain_arena_bytes: int = 0
+    packing_room: int = 0
     input: str = "whole"  # how the input arrives: "whole", or "ring of N rows" (--input)
     scratch: str = "full"  # the convs' scratch: full or least (--scratch)
     segments: list[SegmentRow] = field(default_factory=list)
@@ -168,6 +172,18 @@ class Report:
             + (f"\n  {self.image_note}" if self.image_note else "")
         )
 
+    def _packing_text(self) -> str:
+        """The mode, and what packing did to the arena where it was weighed."""
+        packable = any(r.weights not in ("", "int8") or r.kept_plain_saving
+                       for r in self.layers)
+        if self.packing != "auto" or not self.plain_arena_bytes or not packable:
+            return self.packing  # ram keeps plain filters' arena; flash does not weigh it
+        grew = self.arena_bytes - self.plain_arena_bytes
+        what = (f"the arena grew by {grew:,} B over plain int8 filters' "
+                f"{self.plain_arena_bytes:,} B" if grew > 0 else
+                "the arena is that of plain int8 filters")
+        return f"auto: {what} (the board's RAM leaves it {self.packing_room:,} B)"
+
     def _ram_row(self) -> str:
         r = self.ram
         arena = f"arena {r['arena']:,} B" + (" (in PSRAM, not counted)"
@@ -195,7 +211,7 @@ class Report:
             f"{self.arena_lower_bound:,} B |",
             f"| arena without reuse (naive sum) | {self.arena_naive_bytes:,} B |",
             f"| row streaming | {self.stream} |",
-            f"| packing (`--packing`) | {self.packing} |",
+            f"| packing (`--packing`) | {self._packing_text()} |",
             f"| input (`--input`) | {self.input} |",
             f"| conv scratch (`--scratch`) | {self.scratch} |",
             *([f"| firmware image flash (text + data) | {self.image['flash']:,} B |",
@@ -229,10 +245,14 @@ class Report:
                       "output channels at a time: rows per call and larger blocks are chosen "
                       "where the arena has room for them.", ""]
             if kept:
+                why = ("would take the arena past the "
+                       f"{max(self.packing_room, self.plain_arena_bytes):,} B the board's RAM "
+                       "leaves it (`--packing auto`)" if self.packing == "auto" else
+                       "would raise the peak arena, and `--packing ram` keeps it that of "
+                       "plain filters")
                 lines += [f"{len(kept)} filter(s) stay plain int8 although packing shrinks "
                           f"them ({', '.join(r.name for r in kept)}): their decoded block "
-                          "would raise the peak arena, and `--packing ram` keeps it that of "
-                          "plain filters. `--packing flash` packs them "
+                          f"{why}. `--packing flash` packs them "
                           f"({sum(r.kept_plain_saving for r in kept):,} B less flash) and "
                           "lets the arena grow (by what each added when tried, below).", ""]
             lines += ["| # | layer | stored as | filter B | as int8 B | rows per call | "
@@ -320,6 +340,7 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
         arena_place=b.ram_place, ram_limit=b.psram_limit if b.arena_in_psram else b.sram_limit,
         input_shape=list(g.tensor(lw.input).shape), output_shape=list(g.tensor(lw.output).shape),
         plan_ascii=planner.ascii_dump(lay.plan), stream=sched.mode, packing=conv.packing,
+        plain_arena_bytes=lw.plain_arena, packing_room=conv.packing_room,
         input=_input_text(lw, lay), scratch=conv.scratch,
         segments=segments,
         rings=rings, live_curve=list(lay.live_bytes), ram=_ram_row(b),

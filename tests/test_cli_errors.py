@@ -96,7 +96,7 @@ def test_missing_calibration_file(tmp_path, capsys):
     (["squeezenet1_1", "--ram-budget", "lots"], 2, "'lots' is not a size"),
     (["--bogus"], 2, "unrecognized arguments: --bogus"),
     (["squeezenet1_1", "--packing", "most"], 2,
-     "argument --packing: invalid choice: 'most' (choose from 'ram', 'flash', 'off')"),
+     "argument --packing: invalid choice: 'most' (choose from 'auto', 'ram', 'flash', 'off')"),
 ])
 def test_usage_errors(argv, code, text, capsys):
     rc, err = _run(convert_main, argv, capsys)

@@ -280,9 +280,10 @@ def test_litert_reference_and_sqz_run_it_bit_exact(compressed, sqz_runner):
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547", "esp32s3-qemu"])
 def test_compressed_network_bit_exact_on_the_boards(compressed, board, tmp_path):
     """The whole compressed network on each emulated board, with its packed kernels: as
-    sqz-convert packs it by default (--packing ram), and with every filter packed (rows per
-    call and blocks as the converter chooses them, fixed at 3 rows and 64-channel blocks, and
-    one row per call unstreamed)."""
+    sqz-convert packs it by default (--packing auto: every filter, as these boards have the
+    RAM), as --packing ram packs it (conv1 kept plain), and with every filter packed at fixed
+    rows per call and blocks (3 rows and 64-channel blocks, and one row per call
+    unstreamed)."""
     from qemu_batch import QemuBatch, missing_tools
 
     from converter.device import qemu
@@ -296,7 +297,7 @@ def test_compressed_network_bit_exact_on_the_boards(compressed, board, tmp_path)
     q = quantize_input(np.random.default_rng(5).random((2, SIZE, SIZE, 3)).astype(np.float32),
                        scale, zp)
     batch = QemuBatch(board, tmp_path)
-    for kw in ({}, {"packing": "flash"},
+    for kw in ({}, {"packing": "ram"},
                {"packing": "flash", "rows_per_call": 3, "decode_block": 64},
                {"packing": "flash", "stream": "off", "rows_per_call": 1}):
         batch.add(buf, q, **kw)
@@ -310,7 +311,7 @@ def test_compressed_network_bit_exact_on_the_boards(compressed, board, tmp_path)
 
 @pytest.mark.parametrize("target", ["host", "mps2-an386", "mps3-an547", "esp32s3-qemu"])
 def test_packing_keeps_the_peak_arena_of_plain_filters(compressed, target):
-    """--packing ram (the default) packs a filter only where the peak arena stays that of plain
+    """--packing ram packs a filter only where the peak arena stays that of plain
     filters: here conv1's decoded block would raise it on every board, so conv1 stays int8 and
     says so in the report and the flash advice; --packing flash packs it and the arena grows."""
     from converter.errors import BudgetError
@@ -361,6 +362,57 @@ def test_packing_keeps_the_peak_arena_of_plain_filters(compressed, target):
         check_budget(conv["off"].lowered, conv["off"].layout, c.target, flash_budget=1000,
                      packing="off")
     assert "filter(s) with few distinct values would be stored packed" in str(e.value)
+
+
+def test_auto_packing_packs_what_the_boards_ram_allows(compressed, tmp_path):
+    """--packing auto (the default) packs every filter packing shrinks while the whole
+    firmware's RAM fits the board's SRAM: on mps2-an386 (4 MiB) all of them, as --packing
+    flash, and the report says what the arena grew by; with a RAM budget that leaves the arena
+    less than that, the filters whose blocks would not fit stay plain, and the report says
+    why. sqz.json records the bound, so the export plans the same filters packed."""
+    from converter.export import ModelCode
+    from converter.passes.budget import arena_room
+    from converter.report import build_report
+
+    buf, _ = _quantized(compressed)
+    board = targets.load("mps2-an386")
+
+    def conv(mode: str, **kw):
+        return convert.convert_tflite(buf, board, model_name="m", source_name="m.tflite",
+                                      packing=mode, psram_budget=0, **kw)
+
+    plain, ram, flash, auto = conv("off"), conv("ram"), conv("flash"), conv("auto")
+    assert auto.packing_room == arena_room(board, auto.lowered)
+    assert [s.packed is not None for s in auto.lowered.steps if isinstance(s, ConvStep)] == \
+        [s.packed is not None for s in flash.lowered.steps if isinstance(s, ConvStep)]
+    assert auto.budget.weight_bytes == flash.budget.weight_bytes < ram.budget.weight_bytes
+    grew = auto.layout.arena_bytes - plain.layout.arena_bytes
+    assert grew > 0 and auto.lowered.plain_arena == plain.layout.arena_bytes
+    text = build_report(auto, calibration="test").markdown()
+    assert (f"| packing (`--packing`) | auto: the arena grew by {grew:,} B over plain int8 "
+            f"filters' {plain.layout.arena_bytes:,} B (the board's RAM leaves it "
+            f"{auto.packing_room:,} B) |") in text
+
+    # A budget whose room lies between plain filters' arena and every filter packed.
+    others = -arena_room(board, auto.lowered, ram_budget=0)
+    room = (ram.layout.arena_bytes + flash.layout.arena_bytes) // 2
+    tight = conv("auto", ram_budget=others + room)
+    assert tight.packing_room == room
+    assert ram.layout.arena_bytes <= tight.layout.arena_bytes <= room
+    assert flash.budget.weight_bytes <= tight.budget.weight_bytes <= ram.budget.weight_bytes
+    kept = [s for s in tight.lowered.steps if getattr(s, "kept_plain", None)]
+    assert kept and all(s.kept_plain.arena_bound == room for s in kept)
+    text = build_report(tight, calibration="test").markdown()
+    assert (f"their decoded block would take the arena past the {room:,} B the board's RAM "
+            "leaves it (`--packing auto`)") in text
+    assert tight.budget.ram.internal <= others + room
+
+    out = tmp_path / "m"
+    convert.write(tight, buf, out)
+    meta = json.loads((out / "sqz.json").read_text())
+    assert (meta["packing"], meta["packing_room"]) == ("auto", room)
+    again = ModelCode(out, None, board, buf).render("lib_")
+    assert again == tight.render("lib_")
 
 
 # --- determinism, sidecars, report ------------------------------------------------------------

@@ -14,6 +14,7 @@ from .. import __version__, atomic, convert
 from ..bench import BENCH_TARGET, FRAMES, bench_model, print_result
 from ..errors import UsageError
 from ..frontend import sources
+from ..passes import PACKING_MODES
 from .common import Parser, consoles, parse_size, positive_int, run_cli
 
 
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-layers", action="store_true", help="totals only")
     p.add_argument("--stream", choices=["auto", "off", "full"], default="auto",
                    help="row streaming, as sqz-convert --stream")
-    p.add_argument("--packing", choices=["ram", "flash", "off"], default="ram",
+    p.add_argument("--packing", choices=list(PACKING_MODES), default="auto",
                    help="which filters are stored packed, as sqz-convert --packing")
     p.add_argument("--input", choices=["ring", "whole"], default="ring",
                    help="the input arrives row by row into a ring (default) or is stored "

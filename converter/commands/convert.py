@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .. import __version__, arch, atomic, convert, targets
+from .. import __version__, arch, atomic, convert, passes, targets
 from ..errors import UsageError
 from ..paths import CHECKOUT
 from .common import (
@@ -267,11 +267,12 @@ def _convert_parser() -> argparse.ArgumentParser:
                    help="conv scratch: full (each kernel's fastest blocks), least (the "
                         "smallest blocks the kernel runs with: a smaller arena, a little "
                         "slower), auto (full, or least when full does not fit; default)")
-    p.add_argument("--packing", choices=["ram", "flash", "off"], default="ram",
+    p.add_argument("--packing", choices=list(passes.PACKING_MODES), default="auto",
                    help="filters with few distinct values (sqz-compress) stored as codebook "
-                        "indices: ram (where the peak arena stays that of plain int8 filters, "
-                        "default), flash (every one packing shrinks, even if the arena grows), "
-                        "off (plain int8)")
+                        "indices: auto (every one packing shrinks while the whole firmware's "
+                        "RAM fits the board's SRAM; default), ram (only where the peak arena "
+                        "stays that of plain int8 filters), flash (every one packing shrinks, "
+                        "even if the arena grows), off (plain int8)")
     p.add_argument("--arch", choices=arch.available(), default=None,
                    help="kernel variants to build in (default: the board profile's, e.g. "
                         "armv7em for mps2-an386; portable: the portable C kernels only)")

@@ -103,8 +103,9 @@ def report_markdown(record: dict[str, Any]) -> str:
         "Flash for the weights on the device with every filter packed, as "
         "`sqz-convert --packing flash` stores them (per output channel: an int32 bias, "
         f"{BIAS_BYTES} B, and a requantization multiplier and shift, {REQUANT_BYTES} B). The "
-        "default, `--packing ram`, may keep a few filters plain int8 so that the peak arena "
-        "stays that of plain filters: its report.md names them.",
+        "default, `--packing auto`, packs them all while the whole firmware's RAM fits the "
+        "board's SRAM and keeps plain int8 the filters whose decoded blocks would not fit: "
+        "its report.md names them and says what the arena grew by.",
         "",
         "| | compressed | dense int8 |",
         "|---|---:|---:|",

@@ -77,11 +77,12 @@ class Step:
 @dataclass(frozen=True)
 class KeptPlain:
     """A filter packing would shrink, kept plain int8 because the packed kernel's decoded
-    block would raise the peak arena (passes.pack_within)."""
+    block would take the peak arena past its bound (passes.pack_within)."""
 
     encoding: packing.Encoding = field(repr=False)
     flash_saving: int  # weight bytes (filter, bias, requantization) packing would save
     arena_growth: int  # bytes the arena grew when this filter was tried packed
+    arena_bound: int = 0  # the arena packing had to stay within: plain filters', or the room
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,9 @@ class Lowered:
     input: int
     output: int
     logits: int | None  # tensor feeding a final SOFTMAX
+    # The peak arena with every filter plain int8, when packing was decided against it
+    # (passes.pack_within; 0 otherwise): the report says what packing added to it.
+    plain_arena: int = 0
 
     @property
     def any_packed(self) -> bool:

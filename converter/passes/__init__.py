@@ -65,12 +65,15 @@ def with_input_step(lw: Lowered, camera=None) -> Lowered:
                      output=lw.input, dims=Dims.of(t.shape), camera=camera)
     return dataclasses.replace(lw, steps=(step, *lw.steps))
 MAX_EVALUATIONS = 200
+# --packing auto without a board: nothing bounds the arena (every filter packing shrinks).
+UNBOUNDED_ROOM = 1 << 62
 
 
 def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto",
                in_place: bool = True, input_mode: str = "whole", camera=None,
-               packing_mode: str = "ram", scratch: str = "full",
-               rows_per_call: int | None = None, decode_block: int | None = None
+               packing_mode: str = "auto", scratch: str = "full",
+               rows_per_call: int | None = None, decode_block: int | None = None,
+               packing_room: Callable[[Lowered], int] | None = None
                ) -> tuple[Lowered, Layout]:
     """`stream_mode`: 'off' (today's schedule: whole tensors, conv+max-pool fused), 'full'
     (stream every run of row-wise layers) or 'auto' (whichever needs the smaller arena; the
@@ -78,8 +81,10 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     row by row into a ring, each row just before the first call reading it (an InputStep, fed
     by the executor; with `camera`, made from camera frame rows on the device); 'whole': it is
     in place before the run.
-    `packing_mode`: 'ram' packs the filters that packing shrinks where the peak arena stays
-    that of plain filters (pack_within), 'flash' packs them all, 'off' none.
+    `packing_mode`: 'auto' packs the filters that packing shrinks while the peak arena stays
+    within `packing_room(lw)` (what the board's RAM leaves it; no bound without one) or that
+    of plain filters if larger, 'ram' while it stays that of plain filters (pack_within),
+    'flash' packs them all, 'off' none.
     `rows_per_call`: every conv that can make several rows per call makes this many (at most
     its kernel's bound) instead of choose_rows' choice; `decode_block` likewise fixes the
     packed kernels' largest offered block (channels) at or under it, or their least."""
@@ -182,9 +187,12 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
         return dataclasses.replace(s, rows_per_call=r, decode_block=offered[0] if offered else 0)
 
     schedules = [(lay, planner_for(lay, cuts)) for lay, cuts in ties.values()]
-    if packing_mode == "ram":
+    if packing_mode in ("ram", "auto"):
         # Forced values are tried with each filter: they take arena too.
-        lw, schedules = pack_within(lw, arch, schedules, force)
+        room = None
+        if packing_mode == "auto":
+            room = packing_room(lw) if packing_room is not None else UNBOUNDED_ROOM
+        lw, schedules = pack_within(lw, arch, schedules, force, room=room)
     if forced:
         lw = dataclasses.replace(lw, steps=tuple(force(s) for s in lw.steps))
         return lw, schedules[0][1](lw)

@@ -90,6 +90,14 @@ def app_ram_bytes(t: Target, lw: Lowered, layout: Layout, *,
                   static=t.static_bytes, arena_in_psram=arena_in_psram)
 
 
+def arena_room(t: Target, lw: Lowered, ram_budget: int | None = None) -> int:
+    """What board `t`'s internal SRAM (or `ram_budget`) leaves the arena of `lw` once the stack,
+    the protocol's buffers and the static data have theirs: --packing auto's bound."""
+    sram = ram_budget if ram_budget is not None else t.sram_bytes
+    return sram - t.stack_bytes - t.static_bytes - protocol_buffer_bytes(
+        t.max_frame_payload, len(lw.steps), frame_ring_bytes(lw))
+
+
 @dataclass(frozen=True)
 class Budget:
     flash_used: int
@@ -134,7 +142,7 @@ def _packing_advice(lw: Lowered, packing: str) -> str:
 
 def check_budget(lw: Lowered, layout: Layout, t: Target, *, ram_budget: int | None = None,
                  psram_budget: int | None = None, flash_budget: int | None = None,
-                 input_size_option: bool = True, packing: str = "ram") -> Budget:
+                 input_size_option: bool = True, packing: str = "auto") -> Budget:
     """ram_budget overrides the board's internal SRAM for data, psram_budget its PSRAM (0: do
     not use PSRAM) and flash_budget its flash. input_size_option: the model came from a builtin
     name, so --input-size can be advised (a .keras or .tflite model has its own shape).
