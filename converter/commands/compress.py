@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 
 from .. import __version__, atomic
-from ..compress.algorithm import plan_layers, prune_model, share_model, weight_codes
+from ..compress.algorithm import Plan, plan_layers, prune_model, share_model, weight_codes
 from ..compress.finetune import FinetuneOptions, finetune
 from ..compress.options import (
     CODEBOOKS,
@@ -26,6 +26,7 @@ from ..compress.options import (
     parse_sparsity,
 )
 from ..compress.report import layer_rows, paper_modules, pct, report_markdown, totals
+from ..compress.sensitivity import DEFAULT_MAX_DROP, analyse
 from ..compress.sidecar import json_bytes, report_paths, sidecar_record
 from ..errors import InputFileError, UsageError
 from ..frontend.compression import sidecar_path
@@ -52,9 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     c = p.add_argument_group("compression")
     c.add_argument("--sparsity", type=parse_sparsity, default=LayerValues(None),
                    help="fraction of each layer's weights set to zero: 'paper' (Table 1 of "
-                        "the SqueezeNet paper, default), 'none', a fraction for every layer "
-                        "(e.g. 0.6), and/or per-layer overrides LAYER=FRACTION, where LAYER "
-                        "may be a glob; comma-separated, e.g. paper,conv10=0.9")
+                        "the SqueezeNet paper, default), 'auto' (from each layer's measured "
+                        "sensitivity on --val images, within --max-drop), 'none', a fraction "
+                        "for every layer (e.g. 0.6), and/or per-layer overrides "
+                        "LAYER=FRACTION, where LAYER may be a glob; comma-separated, e.g. "
+                        "paper,conv10=0.9")
+    c.add_argument("--val", metavar="DATA_DIR",
+                   help="held-out labelled images, one subfolder per class, never trained on: "
+                        "--sparsity auto measures and checks on them; the report gives the "
+                        "accuracy on them before and after")
+    c.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="accuracy --sparsity auto may lose on --val, in percentage points "
+                        f"(default {DEFAULT_MAX_DROP:g})")
     c.add_argument("--bits", type=parse_bits, default=LayerValues(DEFAULT_BITS),
                    help=f"codebook size 2^bits, zero included ({MIN_BITS}..{MAX_BITS}, default "
                         f"{DEFAULT_BITS}), and/or LAYER=BITS overrides, e.g. 4,conv1=8")
@@ -112,6 +122,28 @@ def _finetune_options(args) -> FinetuneOptions | None:
     return opts
 
 
+def _check_val_options(args, ft: FinetuneOptions | None) -> None:
+    if args.sparsity.auto and args.val is None:
+        raise UsageError("--sparsity auto measures each layer's accuracy as it is pruned: give "
+                         "--val DATA_DIR, labelled images the model was not trained on (one "
+                         "subfolder per class)")
+    if args.max_drop is not None:
+        if not args.sparsity.auto:
+            raise UsageError("--max-drop bounds what --sparsity auto may lose; add --sparsity "
+                             "auto or drop --max-drop")
+        if not (math.isfinite(args.max_drop) and 0.0 <= args.max_drop < 100.0):
+            raise UsageError(f"--max-drop {args.max_drop:g}: give the accuracy --sparsity auto "
+                             "may lose in percentage points, from 0 up to 100, e.g. 1")
+    if args.val is None:
+        return
+    if not Path(args.val).is_dir():
+        raise InputFileError(f"--val {args.val}: no such folder; give a folder with one "
+                             "subfolder of images per class")
+    if ft is not None and Path(args.val).resolve() == Path(ft.data).resolve():
+        raise UsageError(f"--val {args.val} is also --finetune's folder: held-out images must "
+                         "be ones fine-tuning does not train on; give another folder")
+
+
 def compress_command(args, out: Console) -> dict[str, Any]:
 
     output: Path = args.output
@@ -125,6 +157,7 @@ def compress_command(args, out: Console) -> dict[str, Any]:
     if ft is not None and not Path(ft.data).is_dir():
         raise InputFileError(f"--finetune {ft.data}: no such folder; give a folder with one "
                              "subfolder of images per class")
+    _check_val_options(args, ft)
     if not output.parent.is_dir():
         raise InputFileError(f"-o {output}: folder {output.parent} does not exist")
     with atomic.output_file_lock(output, "-o"):
@@ -150,25 +183,30 @@ def _compress_locked(args, out: Console, output: Path, ft: FinetuneOptions | Non
     pre = None
     had_sidecar = keras_path is not None and keras_path.with_name(
         keras_path.name + sources.PREPROCESS_SIDECAR).is_file()
-    if args.preprocess or had_sidecar or ft is not None:
+    if args.preprocess or had_sidecar or ft is not None or args.val is not None:
         pre = sources.preprocessing_for(args.preprocess, keras_path, shape)
     class_names = sources.class_names_beside(keras_path) if keras_path else None
+    val = None
+    if args.val is not None:
+        vx, vy, vclasses = load_training_folder(args.val, pre)
+        _check_classes(km, "--val", args.val, vclasses, class_names)
+        val = (vx, vy)
 
     data = None
     if ft is not None:
         x, y, classes = load_training_folder(ft.data, pre)
-        units = int(km.outputs[0].shape[-1])
-        if len(classes) != units:
-            raise InputFileError(f"--finetune {ft.data}: {len(classes)} class subfolders but the "
-                                 f"model has {units} outputs; give a folder with one subfolder "
-                                 "per class of the model")
-        if class_names is not None and class_names != classes:
-            raise InputFileError(f"--finetune {ft.data}: its classes ({', '.join(classes)}) "
-                                 f"differ from the model's ({', '.join(class_names)})")
+        _check_classes(km, "--finetune", ft.data, classes, class_names)
         class_names = classes
         data = (x, y, classes)
 
     console = None if args.quiet else out
+    sens = None
+    if val is not None:
+        from ..training.core import accuracy
+
+        val_before = accuracy(km, *val)
+    if args.sparsity.auto:
+        plans, sens = _auto_plans(km, plans, args, val, per_channel, out)
     with out.status("Pruning..."):
         masks = prune_model(km, plans)
     tuned = None
@@ -192,6 +230,11 @@ def _compress_locked(args, out: Console, output: Path, ft: FinetuneOptions | Non
     t = totals(rows)
     meta = {"model": name, "source": source_name, "sparsity": _spec_text(args.sparsity),
             "bits": _spec_text(args.bits), "codebook": args.codebook, "finetune": tuned}
+    if val is not None:
+        meta["val"] = {"data": str(args.val), "images": int(len(val[1])),
+                       "accuracy_before": val_before, "accuracy_after": accuracy(km, *val)}
+    if sens is not None:
+        meta["sensitivity"] = sens.to_dict()
     record = sidecar_record(codes, **meta)
     report = {**meta, "tool": record["tool"],
               "weight_quantization": record["weight_quantization"], "layers": rows,
@@ -218,8 +261,41 @@ def _compress_locked(args, out: Console, output: Path, ft: FinetuneOptions | Non
     return report
 
 
+def _check_classes(km, option: str, folder, classes: list[str],
+                   class_names: list[str] | None) -> None:
+    units = int(km.outputs[0].shape[-1])
+    if len(classes) != units:
+        raise InputFileError(f"{option} {folder}: {len(classes)} class subfolders but the "
+                             f"model has {units} outputs; give a folder with one subfolder "
+                             "per class of the model")
+    if class_names is not None and class_names != classes:
+        raise InputFileError(f"{option} {folder}: its classes ({', '.join(classes)}) "
+                             f"differ from the model's ({', '.join(class_names)})")
+
+
+def _auto_plans(km, plans: list[Plan], args, val, per_channel: bool, out: Console):
+    """--sparsity auto: the layers without a --sparsity override get the densities their
+    measured sensitivity allows (converter.compress.sensitivity)."""
+    import fnmatch
+
+    from ..training.core import accuracy
+
+    overridden = {p.name for p in plans
+                  if any(fnmatch.fnmatchcase(p.name, pat) for pat in args.sparsity.patterns())}
+    probe = [p.name for p in plans if p.name not in overridden]
+    fixed = {p.name: p.density for p in plans if p.name in overridden}
+    max_drop = (DEFAULT_MAX_DROP if args.max_drop is None else args.max_drop) / 100.0
+    with out.status("Measuring each layer's sensitivity to pruning...") as status:
+        sens = analyse(km, probe, fixed, {p.name: p.bits for p in plans}, per_channel,
+                       lambda: accuracy(km, *val), max_drop, len(val[1]),
+                       progress=lambda text: status.update(text))
+    chosen = {**fixed, **sens.chosen}
+    return [dataclasses.replace(p, density=chosen[p.name]) for p in plans], sens
+
+
 def _spec_text(spec: LayerValues) -> str:
-    head = "paper" if spec.default is None else f"{spec.default:g}"
+    head = ("auto" if spec.auto else "paper" if spec.default is None
+            else f"{spec.default:g}")
     return ",".join([head] + [f"{p}={v:g}" for p, v in spec.overrides])
 
 

@@ -73,6 +73,9 @@ class LayerValues:
 
     default: float | None
     overrides: tuple[tuple[str, float], ...] = ()
+    # --sparsity auto: the layers without an override get densities from their measured
+    # sensitivity (converter.compress.sensitivity), not from `default`.
+    auto: bool = False
 
     def patterns(self) -> list[str]:
         return [p for p, _ in self.overrides]
@@ -123,10 +126,17 @@ def _sparsity_number(text: str, where: str) -> float:
 
 
 def parse_sparsity(text: str) -> LayerValues:
-    """``paper`` (default), ``none``, a fraction for every layer, and/or LAYER=FRACTION
-    overrides (LAYER may be a glob such as ``fire*_expand3x3``); comma-separated."""
-    return _parse_items(text, "--sparsity", _sparsity_number, {"paper": None, "none": 0.0},
-                        "paper,conv10=0.9 or 0.6,conv1=0 or fire*_expand3x3=0.67")
+    """``paper`` (default), ``none``, ``auto`` (measured, --val), a fraction for every layer,
+    and/or LAYER=FRACTION overrides (LAYER may be a glob such as ``fire*_expand3x3``);
+    comma-separated."""
+    items = [t.strip().lower() for t in text.split(",")]
+    auto = "auto" in items
+    if auto:
+        # The other items are overrides; "auto" takes the place of the value for all layers.
+        text = ",".join("paper" if t.strip().lower() == "auto" else t for t in text.split(","))
+    spec = _parse_items(text, "--sparsity", _sparsity_number, {"paper": None, "none": 0.0},
+                        "paper,conv10=0.9 or 0.6,conv1=0 or fire*_expand3x3=0.67 or auto")
+    return dataclasses.replace(spec, auto=True) if auto else spec
 
 
 def _bits_number(text: str, where: str) -> float:
