@@ -40,7 +40,7 @@ def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classe
              centroids: bool = True) -> dict[str, Any]:
     """Train the centroids (and biases) of ``model`` on (x, y) with the masks and assignments
     fixed, on the int8 grid (``centroids``), or the kept weights of ``weight_codes`` (not);
-    keeps the epoch with the lowest held-out loss."""
+    keeps the epoch with the best held-out accuracy, then loss, the starting point included."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
@@ -119,7 +119,11 @@ def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classe
 
     batches = Batches(x[train_idx], y[train_idx], opts.seed, opts.augment, pre)
     loss0, acc0 = evaluate()
-    best: dict[str, Any] = {"epoch": 0, "val_loss": math.inf}
+    # The best epoch by held-out accuracy (then loss), the starting point included: fine-tuning
+    # that only makes the held-out images worse keeps what it started from.
+    best: dict[str, Any] = {"epoch": 0, "val_loss": loss0, "val_accuracy": acc0,
+                            "weights": model.get_weights(),
+                            "books": [list(c.codebooks) for c in codes]}
     history = [{"epoch": 0, "val_loss": loss0, "val_accuracy": acc0}]
     with Progress(console, epochs, steps) as progress:
         what = "centroids" if centroids else "kept weights"
@@ -141,9 +145,10 @@ def finetune(model, codes: list[LayerCode], x: np.ndarray, y: np.ndarray, classe
             val_loss, val_acc = evaluate()
             logs = {"loss": float(np.mean(losses)), "accuracy": correct / len(yb),
                     "val_loss": val_loss, "val_accuracy": val_acc}
-            better = val_loss < best["val_loss"]
+            better = (val_acc, -val_loss) > (best["val_accuracy"], -best["val_loss"])
             if better:
-                best = {"epoch": epoch + 1, "val_loss": val_loss, "weights": model.get_weights(),
+                best = {"epoch": epoch + 1, "val_loss": val_loss, "val_accuracy": val_acc,
+                        "weights": model.get_weights(),
                         "books": [list(c.codebooks) for c in codes]}
             history.append({"epoch": epoch + 1, **logs})
             progress.epoch_done(epoch, logs, time.monotonic() - tick, better)
