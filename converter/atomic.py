@@ -44,6 +44,7 @@ import secrets
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -75,7 +76,10 @@ def checkpoint(label: str) -> None:
     if spec:
         n, _, sig = spec.partition(":")
         if int(n) == _checkpoints:
-            os.kill(os.getpid(), getattr(signal, f"SIG{sig or 'INT'}"))
+            # To this very thread, not the process: a process-directed signal may be taken by
+            # another thread (TensorFlow's) and reach Python's handler only after the next
+            # steps have run, on a loaded machine past the swap (a flaky test).
+            signal.pthread_kill(threading.get_ident(), getattr(signal, f"SIG{sig or 'INT'}"))
 
 
 # ---- low-level helpers ------------------------------------------------------------------------
