@@ -66,25 +66,24 @@ def test_choose_stays_within_the_budget_and_stops_only_when_nothing_fits(layers,
 
 
 def test_analyse_undoes_steps_until_the_check_fits():
-    """Losses that add up faster than the curves predict: the check undoes the last steps
-    until the pruned and shared model is within --max-drop, and the model comes back as it
+    """Losses that add up faster than the curves predict: the check keeps the longest prefix
+    of the steps whose pruned model is within --max-drop, and the model comes back as it
     was."""
     model = _tiny()
     names = [la.name for la in compressible_layers(model)][:4]
     before = {n: model.get_layer(n).get_weights()[0].copy() for n in names}
 
     def accuracy() -> float:  # 2 points per pruned layer alone, 8 for two, 18 for three
-        # Pruned: a fifth or more zeros (shared weights may snap a few to zero).
         pruned = sum(float(np.mean(model.get_layer(n).get_weights()[0] == 0)) > 0.1
                      for n in names)
         return 0.9 - 0.02 * pruned ** 2
 
-    sens = analyse(model, names, {}, {n: 6 for n in names}, False, accuracy, max_drop=0.05,
-                   images=10)
+    sens = analyse(model, names, {}, accuracy, max_drop=0.05, images=10)
     assert sens.baseline == pytest.approx(0.9)
     assert sens.undone, "the check should have undone steps"
     assert sens.baseline - sens.checked <= 0.05 + 1e-9
-    assert sum(d < 1.0 for d in sens.chosen.values()) <= 1
+    assert sum(d < 1.0 for d in sens.chosen.values()) == 1
+    assert len(sens.steps) + len(sens.undone) > len(sens.steps) > 0
     for n in names:
         assert np.array_equal(model.get_layer(n).get_weights()[0], before[n])
         assert [p[0] for p in next(c for c in sens.curves if c.layer == n).points] == \

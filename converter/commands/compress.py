@@ -206,7 +206,7 @@ def _compress_locked(args, out: Console, output: Path, ft: FinetuneOptions | Non
 
         val_before = accuracy(km, *val)
     if args.sparsity.auto:
-        plans, sens = _auto_plans(km, plans, args, val, per_channel, out)
+        plans, sens = _auto_plans(km, plans, args, val, out)
     with out.status("Pruning..."):
         masks = prune_model(km, plans)
     tuned = None
@@ -273,7 +273,7 @@ def _check_classes(km, option: str, folder, classes: list[str],
                              f"differ from the model's ({', '.join(class_names)})")
 
 
-def _auto_plans(km, plans: list[Plan], args, val, per_channel: bool, out: Console):
+def _auto_plans(km, plans: list[Plan], args, val, out: Console):
     """--sparsity auto: the layers without a --sparsity override get the densities their
     measured sensitivity allows (converter.compress.sensitivity)."""
     import fnmatch
@@ -286,8 +286,7 @@ def _auto_plans(km, plans: list[Plan], args, val, per_channel: bool, out: Consol
     fixed = {p.name: p.density for p in plans if p.name in overridden}
     max_drop = (DEFAULT_MAX_DROP if args.max_drop is None else args.max_drop) / 100.0
     with out.status("Measuring each layer's sensitivity to pruning...") as status:
-        sens = analyse(km, probe, fixed, {p.name: p.bits for p in plans}, per_channel,
-                       lambda: accuracy(km, *val), max_drop, len(val[1]),
+        sens = analyse(km, probe, fixed, lambda: accuracy(km, *val), max_drop, len(val[1]),
                        progress=lambda text: status.update(text))
     chosen = {**fixed, **sens.chosen}
     return [dataclasses.replace(p, density=chosen[p.name]) for p in plans], sens

@@ -172,8 +172,8 @@ def _val_lines(record: dict[str, Any]) -> list[str]:
         f"Each layer pruned alone to each density, the accuracy on the held-out images "
         f"(baseline {base:.2%}); probing a layer stops once it has lost 10 points. The "
         f"densities were then chosen for the fewest weights within {100 * sens['max_drop']:g} "
-        f"point(s) of predicted loss, and checked with every layer pruned and its weights "
-        f"shared: {sens['checked_accuracy']:.2%} ({_lost(base - sens['checked_accuracy'])}).",
+        f"point(s) of predicted loss, and checked with every layer pruned together: "
+        f"{sens['checked_accuracy']:.2%} ({_lost(base - sens['checked_accuracy'])}).",
         ""]
     densities = sorted({p["density"] for c in sens["curves"] for p in c["points"]},
                        reverse=True)

@@ -12,9 +12,12 @@ sensitive. So, on the user's held-out images:
 3. a greedy on those curves: start unpruned, repeatedly take the step to a layer's next
    density that removes the most weights per point of predicted loss, while the predicted
    loss (the sum of each layer's own, on the curves made monotone) stays within --max-drop;
-4. the check: the chosen densities pruned together and the weights shared (k-means, --bits),
-   measured on the same images; while the loss is over --max-drop the last step taken is
-   undone and the check repeated.
+4. the check: the chosen densities pruned together, measured on the same images; when the loss
+   is over --max-drop, the longest prefix of the steps that is not is found by bisection and
+   the rest undone.
+
+The budget is pruning's: weight sharing (--bits) loses accuracy of its own, pruned or not, which
+fine-tuning the centroids wins back; the report gives the accuracy after everything.
 
 Only float Keras inference is run here, no training; the model is left as it came.
 """
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .algorithm import Plan, prune_mask, share_model
+from .algorithm import prune_mask
 
 # The densities probed per layer, most first. The paper's own go down to 0.2 (conv10) and
 # 0.3 (fire9's 3x3); 0.1 leaves room for a layer that a smaller task barely needs.
@@ -67,7 +70,7 @@ class Sensitivity:
     chosen: dict[str, float]
     steps: tuple[Step, ...]  # taken and kept, in order
     undone: tuple[Step, ...] = ()  # taken, then undone by the check
-    checked: float = 0.0  # accuracy with the chosen densities pruned and weights shared
+    checked: float = 0.0  # accuracy with the chosen densities pruned together
     images: int = 0
 
     def to_dict(self) -> dict:
@@ -120,9 +123,9 @@ def densities_of(steps: Sequence[Step], layers: Sequence[str]) -> dict[str, floa
     return out
 
 
-def analyse(model, layers: Sequence[str], fixed: dict[str, float], bits: dict[str, int],
-            per_channel: bool, accuracy: Callable[[], float], max_drop: float,
-            images: int, progress: Callable[[str], None] = lambda _: None) -> Sensitivity:
+def analyse(model, layers: Sequence[str], fixed: dict[str, float],
+            accuracy: Callable[[], float], max_drop: float, images: int,
+            progress: Callable[[str], None] = lambda _: None) -> Sensitivity:
     """Steps 1 to 4 for the `layers` of `model` (the others in `fixed` keep their density and
     are pruned during the check); `accuracy()` measures the model as it stands on the held-out
     images. The model's weights are restored before returning."""
@@ -150,21 +153,36 @@ def analyse(model, layers: Sequence[str], fixed: dict[str, float], bits: dict[st
             curves.append(Curve(name, int(kernel.size), tuple(points)))
             progress(f"sensitivity {n}/{len(layers)}: {name}")
         steps = choose(curves, baseline, max_drop)
-        undone: list[Step] = []
-        while True:
-            chosen = {**fixed, **densities_of(steps, layers)}
-            plans = [Plan(name, d, None, bits[name]) for name, d in chosen.items()]
-            masks = {p.name: prune_mask(originals[p.name][0], p.density) for p in plans}
-            share_model(model, plans, masks, per_channel)
-            checked = accuracy()
+
+        def check(k: int) -> float:
+            """The accuracy with the first k steps' densities (and `fixed`) pruned together."""
+            chosen = {**fixed, **densities_of(steps[:k], layers)}
+            for name, d in chosen.items():
+                kernel, *rest = originals[name]
+                mask = prune_mask(kernel, d)
+                model.get_layer(name).set_weights(
+                    [np.where(mask, kernel, 0).astype(kernel.dtype), *rest])
+            acc = accuracy()
             restore()
-            if baseline - checked <= max_drop + 1e-12 or not steps:
-                break
-            undone.append(steps.pop())
-            progress(f"check: {baseline - checked:.2%} lost, undoing {undone[-1].layer} at "
-                     f"{undone[-1].density:g}")
+            return acc
+
+        # Losses do not quite add up, so the whole choice is measured; when it loses more than
+        # the budget, the longest prefix of the steps that does not is found by bisection (the
+        # loss grows with the steps taken, near enough), each probe measured.
+        kept, checked = len(steps), check(len(steps))
+        if baseline - checked > max_drop + 1e-12:
+            lo, hi, lo_acc = 0, len(steps), check(0)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                acc = check(mid)
+                progress(f"check: {mid} of {len(steps)} steps lose {baseline - acc:.2%}")
+                if baseline - acc <= max_drop + 1e-12:
+                    lo, lo_acc = mid, acc
+                else:
+                    hi = mid
+            kept, checked = lo, lo_acc
         return Sensitivity(baseline=baseline, max_drop=max_drop, curves=tuple(curves),
-                           chosen=densities_of(steps, layers), steps=tuple(steps),
-                           undone=tuple(undone), checked=checked, images=images)
+                           chosen=densities_of(steps[:kept], layers), steps=tuple(steps[:kept]),
+                           undone=tuple(steps[kept:]), checked=checked, images=images)
     finally:
         restore()
