@@ -137,6 +137,9 @@ class Report:
     # --packing auto's bound (0 for the other modes): what packing added, and what it could.
     plain_arena_bytes: int = 0
     packing_room: int = 0
+    # Packed layers on the portable packed kernel where the board's architecture has no packed
+    # variant (its own kernels take plain filters only): slower than plain.
+    portable_packed: list[str] = field(default_factory=list)
     input: str = "whole"  # how the input arrives: "whole", or "ring of N rows" (--input)
     scratch: str = "full"  # the convs' scratch: full or least (--scratch)
     segments: list[SegmentRow] = field(default_factory=list)
@@ -255,6 +258,14 @@ class Report:
                           f"{why}. `--packing flash` packs them "
                           f"({sum(r.kept_plain_saving for r in kept):,} B less flash) and "
                           "lets the arena grow (by what each added when tried, below).", ""]
+            slow = self.portable_packed
+            if slow:
+                # Flash bought with speed: say so where the choice is made, not only per row.
+                lines += [f"{len(slow)} packed filter(s) run on the portable packed kernel "
+                          f"({', '.join(slow)}): this board's own kernels take "
+                          "them plain only, so these layers are slower than plain int8 "
+                          "(`sqz-bench` measures by how much; `--packing off` keeps every "
+                          "filter plain).", ""]
             lines += ["| # | layer | stored as | filter B | as int8 B | rows per call | "
                       "decoded block |", "|---|---|---|---|---|---|---|"]
             for r in self.layers:
@@ -341,6 +352,9 @@ def build_report(conv: Conversion, *, calibration: str) -> Report:
         input_shape=list(g.tensor(lw.input).shape), output_shape=list(g.tensor(lw.output).shape),
         plan_ascii=planner.ascii_dump(lay.plan), stream=sched.mode, packing=conv.packing,
         plain_arena_bytes=lw.plain_arena, packing_room=conv.packing_room,
+        portable_packed=[s.name for s in lw.steps if getattr(s, "packed", None) is not None
+                         and conv.arch != arch.PORTABLE
+                         and arch.conv_kernel(s.kernel).arch == arch.PORTABLE],
         input=_input_text(lw, lay), scratch=conv.scratch,
         segments=segments,
         rings=rings, live_curve=list(lay.live_bytes), ram=_ram_row(b),
