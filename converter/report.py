@@ -47,7 +47,7 @@ class LayerRow:
     filter_dense_bytes: int = 0  # the same filter as plain int8
     rows_per_call: int = 1  # output rows per kernel call (passes.choose_rows)
     decode_block: int = 0  # packed: channels decoded per block, 0 = the kernel's least
-    # Kept plain int8 although packing shrinks it (--packing ram): what packing would have
+    # Kept plain int8 although packing shrinks it (--packing ram or auto): what packing would have
     # saved, and what it would have added to the peak arena (passes.pack_within).
     kept_plain_saving: int = 0
     kept_plain_arena_growth: int = 0
@@ -182,9 +182,13 @@ class Report:
         if self.packing != "auto" or not self.plain_arena_bytes or not packable:
             return self.packing  # ram keeps plain filters' arena; flash does not weigh it
         grew = self.arena_bytes - self.plain_arena_bytes
-        what = (f"the arena grew by {grew:,} B over plain int8 filters' "
-                f"{self.plain_arena_bytes:,} B" if grew > 0 else
+        plain = f"plain int8 filters' {self.plain_arena_bytes:,} B"
+        what = (f"the arena grew by {grew:,} B over {plain}" if grew > 0 else
+                f"the arena is {-grew:,} B below {plain}" if grew < 0 else
                 "the arena is that of plain int8 filters")
+        if self.packing_room < self.plain_arena_bytes:
+            return (f"auto: {what} (the board's SRAM leaves the arena {self.packing_room:,} B, "
+                    "less than plain filters take: packing kept to their arena)")
         return f"auto: {what} (the board's RAM leaves it {self.packing_room:,} B)"
 
     def _ram_row(self) -> str:
@@ -249,8 +253,11 @@ class Report:
                       "where the arena has room for them.", ""]
             if kept:
                 why = ("would take the arena past the "
-                       f"{max(self.packing_room, self.plain_arena_bytes):,} B the board's RAM "
-                       "leaves it (`--packing auto`)" if self.packing == "auto" else
+                       f"{self.packing_room:,} B the board's RAM leaves it (`--packing auto`)"
+                       if self.packing == "auto" and self.packing_room >= self.plain_arena_bytes
+                       else "would raise the peak arena, and `--packing auto` keeps it that of "
+                       "plain filters when the board's SRAM cannot hold even that"
+                       if self.packing == "auto" else
                        "would raise the peak arena, and `--packing ram` keeps it that of "
                        "plain filters")
                 lines += [f"{len(kept)} filter(s) stay plain int8 although packing shrinks "

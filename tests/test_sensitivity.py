@@ -19,6 +19,7 @@ from converter.compress.options import parse_sparsity
 from converter.compress.sensitivity import DENSITIES, Curve, analyse, choose, densities_of
 from converter.compress.sidecar import report_paths
 from converter.datasets import shapes
+from converter.errors import UsageError
 
 
 def _curve(name: str, weights: int, accs: list[float]) -> Curve:
@@ -130,6 +131,29 @@ def test_parse_sparsity_auto():
     spec = parse_sparsity("auto,conv10=0.5")
     assert spec.auto and spec.default is None and spec.overrides == (("conv10", 0.5),)
     assert not parse_sparsity("paper").auto
+    with pytest.raises(UsageError, match=r"--sparsity 'auto,0\.5': 'auto' is the value for all "
+                                         r"layers, so no other may follow"):
+        parse_sparsity("auto,0.5")
+
+
+def test_val_and_finetune_classes_must_agree(tmp_path, capsys, val_data):
+    """A model without a classes sidecar: the two folders are held to each other."""
+    import json as _json
+
+    from converter.frontend.preprocess import Preprocessing
+
+    src = tmp_path / "bare.keras"
+    _tiny().save(src)
+    src.with_name(src.name + ".preprocess.json").write_text(
+        _json.dumps(Preprocessing.simple((SIZE, SIZE)).to_dict()))
+    other = tmp_path / "other"
+    shapes.generate(other, n_per_class=2, size=SIZE, seed=3, classes=["circle", "cross", "star"])
+    rc, err = _fails([str(src), "-o", str(tmp_path / "x.keras"), "--val", str(val_data),
+                      "--finetune", str(other), "--epochs", "1"], capsys)
+    assert rc == 3, err
+    assert (f"--val {val_data}: its classes (circle, square, triangle) differ from --finetune "
+            f"{other}'s (circle, cross, star)") in err
+    assert not (tmp_path / "x.keras").exists()
 
 
 @pytest.mark.parametrize("argv, code, message", [

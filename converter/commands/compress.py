@@ -196,6 +196,10 @@ def _compress_locked(args, out: Console, output: Path, ft: FinetuneOptions | Non
     if ft is not None:
         x, y, classes = load_training_folder(ft.data, pre)
         _check_classes(km, "--finetune", ft.data, classes, class_names)
+        if val is not None and vclasses != classes:
+            raise InputFileError(f"--val {args.val}: its classes ({', '.join(vclasses)}) differ "
+                                 f"from --finetune {ft.data}'s ({', '.join(classes)}); give "
+                                 "both the same class subfolders")
         class_names = classes
         data = (x, y, classes)
 
@@ -288,6 +292,10 @@ def _auto_plans(km, plans: list[Plan], args, val, out: Console):
     with out.status("Measuring each layer's sensitivity to pruning...") as status:
         sens = analyse(km, probe, fixed, lambda: accuracy(km, *val), max_drop, len(val[1]),
                        progress=lambda text: status.update(text))
+    if sens.baseline - sens.checked > sens.max_drop + 1e-12:
+        out.print(f"[yellow]warning:[/] the --sparsity overrides alone lose "
+                  f"{100 * (sens.baseline - sens.checked):.1f} points on --val, more than "
+                  f"--max-drop {100 * sens.max_drop:g}; no other layer was pruned")
     chosen = {**fixed, **sens.chosen}
     return [dataclasses.replace(p, density=chosen[p.name]) for p in plans], sens
 

@@ -131,6 +131,9 @@ def parse_sparsity(text: str) -> LayerValues:
     comma-separated."""
     items = [t.strip().lower() for t in text.split(",")]
     auto = "auto" in items
+    if auto and sum("=" not in t for t in items) > 1:
+        raise UsageError(f"--sparsity {text!r}: 'auto' is the value for all layers, so no other "
+                         "may follow; give LAYER=FRACTION overrides, e.g. auto,conv10=0.8")
     if auto:
         # The other items are overrides; "auto" takes the place of the value for all layers.
         text = ",".join("paper" if t.strip().lower() == "auto" else t for t in text.split(","))

@@ -184,6 +184,10 @@ def _val_lines(record: dict[str, Any]) -> list[str]:
         cells = [f"{at[d]:.1%}" if d in at else "" for d in densities]
         lines.append(f"| {c['layer']} | {c['weights']:,} | "
                      f"{pct(sens['densities'][c['layer']])} | " + " | ".join(cells) + " |")
+    if base - sens["checked_accuracy"] > sens["max_drop"] + 1e-12:
+        lines += ["", f"Over the budget: the `--sparsity` overrides alone lose "
+                      f"{100 * (base - sens['checked_accuracy']):.1f} points, so no other layer "
+                      "was pruned."]
     if sens["undone"]:
         lines += ["", "Undone after the check: " + ", ".join(
             f"{s['layer']} at {s['density']:g}" for s in sens["undone"]) + "."]

@@ -23,7 +23,7 @@ TIE_FULL = 3
 
 def choose_rows_among(lw: Lowered, schedules: Schedules) -> tuple[Lowered, Layout]:
     """choose_rows on the schedule, of several with the same arena (after pack_within: within
-    the plain filters' arena), that leaves the packed layers the most room: their segments
+    its bound, plain filters' arena or --packing auto's room), that leaves the packed layers the most room: their segments
     differ, and so does what coexists with a ring when it grows (SqueezeNet 1.1 at 224,
     compressed: 35 such schedules, whose modelled decoding overhead after choose_rows ranges
     from 92 M to 205 M). Each gets a short choose_rows (its largest moves first), the most
