@@ -9,6 +9,15 @@ import sys
 from pathlib import Path
 
 
+def default_sigint() -> None:
+    """preexec_fn for a child a test interrupts: SIGINT back to its default. A shell starts a
+    background job (`pytest ... &`, nohup) with SIGINT ignored, the child inherits that, and
+    Python then installs no KeyboardInterrupt handler, so the test's Ctrl-C would do nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(name: str) -> list[str]:
     script = Path(sys.executable).with_name(name)
     if script.is_file():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import default_sigint
 from tflbuild import GraphBuilder, add_conv, maxpool_model
 
 from converter import atomic
@@ -80,7 +81,8 @@ def convert_cmd(model: Path, out: Path) -> list[str]:
 def run_convert(model: Path, out: Path, env: dict[str, str] | None = None
                 ) -> subprocess.CompletedProcess:
     return subprocess.run(convert_cmd(model, out), capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+                          env={**os.environ, **(env or {})}, timeout=120,
+                          preexec_fn=default_sigint)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import default_sigint
 from tflbuild import GraphBuilder, add_conv
 
 from converter.commands.convert import convert_main
@@ -256,7 +257,8 @@ def test_ctrl_c_during_the_final_swap_is_not_reported_as_interrupted(at, tmp_pat
     n = next(int(ln.split()[0]) for ln in lines if ln.split(" ", 1)[1] == at)
     (out / "model.c").write_text("old\n")  # marks the previous conversion
     proc = subprocess.run(_convert_cmd(m, out), capture_output=True, text=True,
-                          env={**os.environ, "SQZ_TEST_INTERRUPT": str(n)})
+                          env={**os.environ, "SQZ_TEST_INTERRUPT": str(n)},
+                          preexec_fn=default_sigint)
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 0, proc.stderr
     assert ("sqz: Ctrl-C came when the new output was already in place; it is complete, so the "
@@ -275,7 +277,8 @@ def test_ctrl_c_before_the_swap_is_exit_130_with_a_message(tmp_path):
     n = next(int(ln.split()[0]) for ln in lines if "staging complete" in ln)
     (out / "model.c").write_text("old\n")
     proc = subprocess.run(_convert_cmd(m, out), capture_output=True, text=True,
-                          env={**os.environ, "SQZ_TEST_INTERRUPT": str(n)})
+                          env={**os.environ, "SQZ_TEST_INTERRUPT": str(n)},
+                          preexec_fn=default_sigint)
     assert proc.returncode == 130 and proc.stderr.strip() == "sqz: interrupted", proc.stderr
     assert (out / "model.c").read_text() == "old\n" and not _leftovers(out)
 
