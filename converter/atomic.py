@@ -77,8 +77,7 @@ def checkpoint(label: str) -> None:
         n, _, sig = spec.partition(":")
         if int(n) == _checkpoints:
             # To this very thread, not the process: a process-directed signal may be taken by
-            # another thread (TensorFlow's) and reach Python's handler only after the next
-            # steps have run, on a loaded machine past the swap (a flaky test).
+            # another thread (TensorFlow's), so which step sees it would depend on scheduling.
             signal.pthread_kill(threading.get_ident(), getattr(signal, f"SIG{sig or 'INT'}"))
 
 

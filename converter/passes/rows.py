@@ -23,11 +23,11 @@ TIE_FULL = 3
 
 def choose_rows_among(lw: Lowered, schedules: Schedules) -> tuple[Lowered, Layout]:
     """choose_rows on the schedule, of several with the same arena (after pack_within: within
-    its bound, plain filters' arena or --packing auto's room), that leaves the packed layers the most room: their segments
-    differ, and so does what coexists with a ring when it grows (SqueezeNet 1.1 at 224,
-    compressed: 35 such schedules, whose modelled decoding overhead after choose_rows ranges
-    from 92 M to 205 M). Each gets a short choose_rows (its largest moves first), the most
-    promising in full; the first schedule wins ties."""
+    its bound, plain filters' arena or --packing auto's room), that leaves the packed layers
+    the most room: their segments differ, and so does what coexists with a ring when it grows
+    (SqueezeNet 1.1 at 224, compressed: 35 such schedules, whose modelled decoding overhead
+    after choose_rows ranges from 92 M to 205 M). Each gets a short choose_rows (its largest
+    moves first), the most promising in full; the first schedule wins ties."""
     if not any(makes_rows(s) for s in lw.steps) or len(schedules) == 1:
         lay, plan = schedules[0]
         return choose_rows(lw, lay, plan)
