@@ -232,14 +232,21 @@ def plan_layers(model, sparsity: LayerValues, bits: LayerValues) -> list[Plan]:
     return plans
 
 
+def masked_weights(weights: Sequence[np.ndarray], mask: np.ndarray) -> list[np.ndarray]:
+    """A layer's weights (kernel first, as Keras gives them) with the kernel zeroed outside
+    `mask`; the others as they are."""
+    kernel, *rest = weights
+    return [np.where(mask, kernel, 0).astype(kernel.dtype), *rest]
+
+
 def prune_model(model, plans: Sequence[Plan]) -> dict[str, np.ndarray]:
     """Zero the smallest weights of every planned layer in place; returns the masks."""
     masks = {}
     for plan in plans:
         layer = model.get_layer(plan.name)
-        kernel, *rest = layer.get_weights()
-        masks[plan.name] = prune_mask(kernel, plan.density)
-        layer.set_weights([np.where(masks[plan.name], kernel, 0).astype(kernel.dtype), *rest])
+        weights = layer.get_weights()
+        masks[plan.name] = prune_mask(weights[0], plan.density)
+        layer.set_weights(masked_weights(weights, masks[plan.name]))
     return masks
 
 

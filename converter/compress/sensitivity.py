@@ -27,9 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from .algorithm import prune_mask
+from .algorithm import masked_weights, prune_mask
 
 # The densities probed per layer, most first. The paper's own go down to 0.2 (conv10) and
 # 0.3 (fire9's 3x3); 0.1 leaves room for a layer that a smaller task barely needs.
@@ -140,11 +138,10 @@ def analyse(model, layers: Sequence[str], fixed: dict[str, float],
         curves = []
         for n, name in enumerate(layers, 1):
             layer = model.get_layer(name)
-            kernel, *rest = originals[name]
+            kernel = originals[name][0]
             points = []
             for d in DENSITIES:
-                mask = prune_mask(kernel, d)
-                layer.set_weights([np.where(mask, kernel, 0).astype(kernel.dtype), *rest])
+                layer.set_weights(masked_weights(originals[name], prune_mask(kernel, d)))
                 acc = accuracy()
                 points.append((d, acc))
                 if baseline - acc >= STOP_DROP:
@@ -158,10 +155,8 @@ def analyse(model, layers: Sequence[str], fixed: dict[str, float],
             """The accuracy with the first k steps' densities (and `fixed`) pruned together."""
             chosen = {**fixed, **densities_of(steps[:k], layers)}
             for name, d in chosen.items():
-                kernel, *rest = originals[name]
-                mask = prune_mask(kernel, d)
                 model.get_layer(name).set_weights(
-                    [np.where(mask, kernel, 0).astype(kernel.dtype), *rest])
+                    masked_weights(originals[name], prune_mask(originals[name][0], d)))
             acc = accuracy()
             restore()
             return acc
