@@ -90,14 +90,11 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
         raise UsageError(f"--scratch must be one of {', '.join(passes.SCRATCH_MODES)}, not "
                          f"'{scratch}'")
     modes = ("full", "least") if scratch == "auto" else (scratch,)
-    rooms: list[int] = []
 
     def room(lw: Lowered) -> int:
-        rooms.append(arena_room(target, lw, ram_budget))
-        return rooms[-1]
+        return arena_room(target, lw, ram_budget)
 
     for n, mode in enumerate(modes, 1):
-        rooms.clear()
         lw, layout = passes.run_passes(lowered, arch=arch or target.arch, stream_mode=stream,
                                        in_place=in_place, packing_mode=packing,
                                        input_mode=input_mode, camera=cam_params,
@@ -116,7 +113,8 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                          prefix=prefix)
     return Conversion(lowered=lw, layout=layout, target=target, budget=budget, files=files,
                       arch=arch or target.arch, packing=packing,
-                      packing_room=rooms[-1] if rooms else 0, model_name=model_name,
+                      # The passes keep the steps they packed against, so this is their room.
+                      packing_room=room(lw) if packing == "auto" else 0, model_name=model_name,
                       source_name=source_name, stream=stream, input_mode=input_mode,
                       scratch=mode, camera=camera, preprocessing=preprocessing)
 
