@@ -205,12 +205,13 @@ def _compress_locked(args, out: Console, output: Path, ft: FinetuneOptions | Non
 
     console = None if args.quiet else out
     sens = None
+    if args.sparsity.auto:
+        plans, sens = _auto_plans(km, plans, args, val, out)
     if val is not None:
         from ..training.core import accuracy
 
-        val_before = accuracy(km, *val)
-    if args.sparsity.auto:
-        plans, sens = _auto_plans(km, plans, args, val, out)
+        # The analysis measured the float model first and left it as it came.
+        val_before = sens.baseline if sens is not None else accuracy(km, *val)
     with out.status("Pruning..."):
         masks = prune_model(km, plans)
     tuned = None
