@@ -134,12 +134,11 @@ def parse_sparsity(text: str) -> LayerValues:
     if auto and sum("=" not in t for t in items) > 1:
         raise UsageError(f"--sparsity {text!r}: 'auto' is the value for all layers, so no other "
                          "may follow; give LAYER=FRACTION overrides, e.g. auto,conv10=0.8")
-    if auto:
-        # The other items are overrides; "auto" takes the place of the value for all layers.
-        text = ",".join("paper" if t.strip().lower() == "auto" else t for t in text.split(","))
-    spec = _parse_items(text, "--sparsity", _sparsity_number, {"paper": None, "none": 0.0},
+    # auto: no value for all layers (the analysis chooses), the overrides as given.
+    spec = _parse_items(text, "--sparsity", _sparsity_number,
+                        {"paper": None, "none": 0.0, "auto": None},
                         "paper,conv10=0.9 or 0.6,conv1=0 or fire*_expand3x3=0.67 or auto")
-    return dataclasses.replace(spec, auto=True) if auto else spec
+    return dataclasses.replace(spec, auto=auto)
 
 
 def _bits_number(text: str, where: str) -> float:
