@@ -191,6 +191,17 @@ class Report:
                     "less than plain filters take: packing kept to their arena)")
         return f"auto: {what} (the board's RAM leaves it {self.packing_room:,} B)"
 
+    def _kept_plain_why(self) -> str:
+        """Why packing kept filters plain: the bound pack_within held the arena to."""
+        if self.packing != "auto":
+            return ("would raise the peak arena, and `--packing ram` keeps it that of plain "
+                    "filters")
+        if self.packing_room < self.plain_arena_bytes:
+            return ("would raise the peak arena, and `--packing auto` keeps it that of plain "
+                    "filters when the board's SRAM cannot hold even that")
+        return (f"would take the arena past the {self.packing_room:,} B the board's RAM leaves "
+                "it (`--packing auto`)")
+
     def _ram_row(self) -> str:
         r = self.ram
         arena = f"arena {r['arena']:,} B" + (" (in PSRAM, not counted)"
@@ -252,17 +263,9 @@ class Report:
                       "output channels at a time: rows per call and larger blocks are chosen "
                       "where the arena has room for them.", ""]
             if kept:
-                why = ("would take the arena past the "
-                       f"{self.packing_room:,} B the board's RAM leaves it (`--packing auto`)"
-                       if self.packing == "auto" and self.packing_room >= self.plain_arena_bytes
-                       else "would raise the peak arena, and `--packing auto` keeps it that of "
-                       "plain filters when the board's SRAM cannot hold even that"
-                       if self.packing == "auto" else
-                       "would raise the peak arena, and `--packing ram` keeps it that of "
-                       "plain filters")
                 lines += [f"{len(kept)} filter(s) stay plain int8 although packing shrinks "
                           f"them ({', '.join(r.name for r in kept)}): their decoded block "
-                          f"{why}. `--packing flash` packs them "
+                          f"{self._kept_plain_why()}. `--packing flash` packs them "
                           f"({sum(r.kept_plain_saving for r in kept):,} B less flash) and "
                           "lets the arena grow (by what each added when tried, below).", ""]
             slow = self.portable_packed
