@@ -76,7 +76,9 @@ class RingRow:
 def _op_text(s: Step) -> str:
     if isinstance(s, ConvStep):
         f = s.filter_dims
-        return f"conv {f.h}x{f.w}/{s.stride[0]}"
+        kind = ("depthwise conv" if f.c == 1 and s.groups == s.input_dims.c
+                else f"conv in {s.groups} groups" if s.grouped else "conv")
+        return f"{kind} {f.h}x{f.w}/{s.stride[0]}"
     if isinstance(s, PoolStep):
         return f"{s.kind}pool {s.filter_hw[0]}x{s.filter_hw[1]}/{s.stride[0]}"
     names = {MeanStep: "mean", ConcatPartStep: "concat", AddStep: "add",

@@ -81,10 +81,10 @@ def _kernels(arch: str, kind: type) -> list:
 
 def select_conv(s: ConvLayer, arch: str) -> ConvKernel:
     """The first kernel of `arch` that takes the layer, else the portable one; packed filters
-    take a packed kernel, dense ones a dense kernel."""
+    take a packed kernel, dense ones a dense kernel, grouped layers a grouped kernel."""
     packed = s.packed is not None
     for k in (*_kernels(arch, ConvKernel), *_kernels(PORTABLE, ConvKernel)):
-        if k.packed == packed and k.supports(s):
+        if k.packed == packed and k.grouped == s.grouped and k.supports(s):
             return k
     raise AssertionError(f"no conv kernel for {s.name}")
 
@@ -106,7 +106,8 @@ def fallback_reason(s: ConvLayer | PoolLayer, arch: str) -> str | None:
     if s.kernel in _CONV:
         if conv_kernel(s.kernel).arch != PORTABLE:
             return None
-        mine = [k for k in _kernels(arch, ConvKernel) if k.packed == (s.packed is not None)]
+        mine = [k for k in _kernels(arch, ConvKernel)
+                if k.packed == (s.packed is not None) and k.grouped == s.grouped]
     elif s.kernel in _POOL:
         if pool_kernel(s.kernel).arch != PORTABLE:
             return None

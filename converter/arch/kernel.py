@@ -51,6 +51,9 @@ class ConvKernel:
     # Its filter layout carries each channel's bias and requantization (the PIE records), so
     # the layer stores no separate bias, multiplier and shift arrays (NULL in the schedule).
     folds_quant: bool = False
+    # Takes grouped and depthwise layers (a filter depth below the input depth), and only
+    # those: the dense kernels read every input channel for every output channel.
+    grouped: bool = False
 
     def supports(self, s: ConvLayer) -> bool:
         return self.refuses(s) is None

@@ -61,6 +61,28 @@ PORTABLE_CONV = ConvKernel(
     sources=("runtime/conv_s8.c",),
 )
 
+def _grouped_layout(s: ConvLayer) -> np.ndarray:
+    """Tap-major (sqz_conv_s8_grouped_row): each tap's values for every output channel
+    together, [kh][kw][filter c][out c], from the step's OHWI filter."""
+    f = s.filter_dims
+    w = np.frombuffer(s.filter, np.int8).reshape(f.n, f.h, f.w, f.c)
+    return np.ascontiguousarray(w.transpose(1, 2, 3, 0)).reshape(-1)
+
+
+def _grouped_scratch(s: ConvLayer) -> int:
+    """Mirrors sqz_conv_s8_grouped_scratch_size: int32 accumulators, a zero-point pixel."""
+    return 4 * s.output_dims.c + -(-s.input_dims.c // 4) * 4
+
+
+PORTABLE_GROUPED_CONV = ConvKernel(
+    symbol="sqz_conv_s8_grouped_row", scratch_symbol="sqz_conv_s8_grouped_scratch_size",
+    arch=ARCH, refuses=lambda s: None,
+    filter_row_len=lambda s: s.filter_dims.h * s.filter_dims.w * s.filter_dims.c,
+    filter_layout=_grouped_layout, scratch_bytes=_grouped_scratch,
+    description="portable C, grouped/depthwise: a tap at a time over every channel",
+    sources=("runtime/conv_grouped_s8.c",), grouped=True,
+)
+
 # Mirror SQZ_MAX_ROWS_PER_CALL and SQZ_MAX_CALL_WINDOW_ROWS (firmware/include/sqz/kernels.h).
 MAX_ROWS_PER_CALL = 16
 MAX_CALL_WINDOW_ROWS = 64
@@ -141,4 +163,4 @@ NODE_ADAPTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "INPUT": ("NULL", ()),
 }
 
-KERNELS = (PORTABLE_CONV, PORTABLE_PACKED_CONV, *PORTABLE_POOLS)
+KERNELS = (PORTABLE_CONV, PORTABLE_PACKED_CONV, PORTABLE_GROUPED_CONV, *PORTABLE_POOLS)

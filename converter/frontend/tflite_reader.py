@@ -70,6 +70,14 @@ def _conv2d(i, ins, outs, o, where):
     )
 
 
+def _depthwise(i, ins, outs, o, where):
+    return ir.DepthwiseConv2D(
+        i, ins, outs, stride_h=o.strideH, stride_w=o.strideW, dilation_h=o.dilationHFactor,
+        dilation_w=o.dilationWFactor, depth_multiplier=o.depthMultiplier,
+        padding=_padding(o.padding), activation=_activation(o.fusedActivationFunction, where),
+    )
+
+
 def _pool(cls):
     def read(i, ins, outs, o, where):
         return cls(
@@ -121,6 +129,7 @@ def _dequantize(i, ins, outs, o, where):
 
 _READERS: dict[int, _Reader] = {
     schema.BuiltinOperator.CONV_2D: _conv2d,
+    schema.BuiltinOperator.DEPTHWISE_CONV_2D: _depthwise,
     schema.BuiltinOperator.MAX_POOL_2D: _pool(ir.MaxPool2D),
     schema.BuiltinOperator.AVERAGE_POOL_2D: _pool(ir.AveragePool2D),
     schema.BuiltinOperator.MEAN: _mean,

@@ -144,12 +144,9 @@ def _check_shape(g: ir.Graph, t: int, expected: tuple[int, ...], where: str) -> 
 
 # --- one lowering function per op ---------------------------------------------------------------
 
-def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
-    where = _where(g, op)
-    x, w_t, b_t = (op.inputs + (-1, -1, -1))[:3]
-    y = op.outputs[0]
-    s_in, zp_in = _int8_act(g, x, where)
-    s_out, zp_out = _int8_act(g, y, where)
+def _conv_weights(g: ir.Graph, op: ir.Op, where: str) -> tuple[ir.Tensor, ir.Tensor]:
+    """The constant int8 filter and int32 bias a conv (dense or depthwise) needs."""
+    w_t, b_t = (op.inputs + (-1, -1, -1))[1:3]
     wt = g.tensor(w_t)
     if not wt.is_const or wt.dtype is not ir.DType.INT8 or wt.quant is None:
         raise ModelError(f"{where}: weights '{wt.name}' must be constant int8 (a hybrid or "
@@ -161,14 +158,19 @@ def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
         raise ModelError(f"{where}: bias '{bt.name}' must be a constant int32 tensor")
     if any(z != 0 for z in wt.quant.zero_point):
         raise ModelError(f"{where}: weights '{wt.name}' have a non-zero zero point")
+    return wt, bt
+
+
+def _conv_step(g: ir.Graph, op: ir.Conv2D | ir.DepthwiseConv2D, where: str, w: np.ndarray,
+               wt: ir.Tensor, bt: ir.Tensor) -> ConvStep:
+    """A ConvStep from an OHWI filter `w` whose depth is the input's or a divisor of it (a
+    grouped or depthwise conv): both references compute the same per-channel sums and
+    requantize them alike, with PopulateConvolutionQuantizationParams' multipliers."""
+    x, y = op.inputs[0], op.outputs[0]
+    s_in, zp_in = _int8_act(g, x, where)
+    s_out, zp_out = _int8_act(g, y, where)
     in_d = Dims.of(g.tensor(x).shape)
-    w = wt.array().astype(np.int64)  # OHWI
     oc, kh, kw, ic = w.shape
-    if ic != in_d.c:
-        raise ModelError(
-            f"{where}: grouped convolution ({in_d.c} input channels, {ic} per filter) is not "
-            "supported"
-        )
     oh = _out_size(op.padding, in_d.h, kh, op.stride_h, op.dilation_h)
     ow = _out_size(op.padding, in_d.w, kw, op.stride_w, op.dilation_w)
     _check_shape(g, y, (in_d.n, oh, ow, oc), where)
@@ -182,6 +184,9 @@ def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
         mults.append(m)
         shifts.append(sh)
     bias = bt.array().astype(np.int64).reshape(-1)
+    if bias.size != oc:
+        raise ModelError(f"{where}: bias '{bt.name}' has {bias.size} values for {oc} output "
+                         "channels")
     input_offset = -zp_in
     folded = bias + input_offset * w.reshape(oc, -1).sum(axis=1)
     if np.any(np.abs(folded) >= 2**31):
@@ -190,7 +195,8 @@ def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
     return ConvStep(
         name=_step_name(g, op), op_index=op.index, reads=(x,), writes=(y,), input=x, output=y,
         input_dims=in_d, filter_dims=Dims(oc, kh, kw, ic), output_dims=Dims(in_d.n, oh, ow, oc),
-        filter=wt.data or b"", bias=tuple(int(v) for v in folded), multiplier=tuple(mults),
+        filter=w.astype(np.int8).tobytes(), bias=tuple(int(v) for v in folded),
+        multiplier=tuple(mults),
         shift=tuple(shifts), input_offset=input_offset, output_offset=zp_out,
         stride=(op.stride_h, op.stride_w),
         padding=(_pad(in_d.h, kh, op.stride_h, op.dilation_h, oh),
@@ -198,6 +204,44 @@ def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
         dilation=(op.dilation_h, op.dilation_w), act_min=act_min, act_max=act_max,
         output_pixel_stride=oc,
     )
+
+
+def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
+    where = _where(g, op)
+    wt, bt = _conv_weights(g, op, where)
+    in_c = Dims.of(g.tensor(op.inputs[0]).shape).c
+    w = wt.array().astype(np.int64)  # OHWI
+    oc, ic = w.shape[0], w.shape[3]
+    # A filter shallower than the input is a grouped conv (TFLite since TF 2.9): the input's
+    # channels split into in_c / ic groups, each feeding oc / groups output channels.
+    if ic < 1 or in_c % ic or oc % (in_c // ic):
+        raise ModelError(
+            f"{where}: filter '{wt.name}' is {ic} channels deep and has {oc} output channels, "
+            f"which do not divide the input's {in_c} channels into groups")
+    return _conv_step(g, op, where, w, wt, bt)
+
+
+def _lower_depthwise(g: ir.Graph, op: ir.DepthwiseConv2D) -> ConvStep:
+    """DEPTHWISE_CONV_2D is the grouped conv with one group per input channel: output channel
+    c * m + j reads input channel c, so its 1 x kh x kw x (c * m) filter becomes OHWI with
+    depth 1."""
+    where = _where(g, op)
+    wt, bt = _conv_weights(g, op, where)
+    in_c = Dims.of(g.tensor(op.inputs[0]).shape).c
+    w = wt.array().astype(np.int64)
+    if w.ndim != 4 or w.shape[0] != 1:
+        raise ModelError(f"{where}: filter '{wt.name}' has shape {tuple(w.shape)}; a depthwise "
+                         "filter is 1 x kh x kw x channels")
+    oc = w.shape[3]
+    if oc != in_c * op.depth_multiplier:
+        raise ModelError(f"{where}: filter '{wt.name}' has {oc} channels; {in_c} input "
+                         f"channels with depth multiplier {op.depth_multiplier} need "
+                         f"{in_c * op.depth_multiplier}")
+    if wt.quant.per_channel and wt.quant.axis != 3:
+        raise ModelError(f"{where}: filter '{wt.name}' is quantized along axis "
+                         f"{wt.quant.axis}; a depthwise filter's channels are "
+                         "axis 3")
+    return _conv_step(g, op, where, w.transpose(3, 1, 2, 0), wt, bt)
 
 
 def _lower_pool(g: ir.Graph, op: ir.Pool2D) -> PoolStep:
@@ -425,6 +469,7 @@ def _lower_quantize(g: ir.Graph, op: ir.Quantize) -> RequantizeStep:
 
 _LOWER = {
     ir.Conv2D: _lower_conv,
+    ir.DepthwiseConv2D: _lower_depthwise,
     ir.MaxPool2D: _lower_pool,
     ir.AveragePool2D: _lower_pool,
     ir.Mean: _lower_mean,

@@ -120,6 +120,15 @@ class ConvStep(Step):
         return self.output_dims.size * f.h * f.w * f.c
 
     @property
+    def groups(self) -> int:
+        """Input channel groups: 1 for a dense conv, the input depth for a depthwise one."""
+        return self.input_dims.c // self.filter_dims.c
+
+    @property
+    def grouped(self) -> bool:
+        return self.groups > 1
+
+    @property
     def quant_per_tensor(self) -> bool:
         """Packed layers store one multiplier and shift when every channel has the same."""
         return (self.packed is not None and len(set(self.multiplier)) == 1

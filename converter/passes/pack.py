@@ -29,7 +29,8 @@ def encodings(lw: Lowered) -> dict[int, packing.Encoding]:
     """Step index -> the smallest packed encoding of each filter that has one."""
     out = {}
     for i, s in enumerate(lw.steps):
-        if isinstance(s, ConvStep):
+        # No packed kernel takes grouped layers (their filters are small anyway).
+        if isinstance(s, ConvStep) and not s.grouped:
             f = s.filter_dims
             enc = packing.encode(np.frombuffer(s.filter, np.int8).reshape(f.n, -1))
             if enc.kind != packing.DENSE:

@@ -105,6 +105,25 @@ sqz_status sqz_conv_s8(const sqz_context *ctx, const sqz_conv_params *params,
                        const sqz_dims *bias_dims, const int32_t *bias,
                        const sqz_dims *output_dims, int8_t *output);
 
+/* Grouped and depthwise CONV_2D (a filter depth filter_dims->c below the input depth: groups =
+ * input c / filter c, each with output c / groups channels; DEPTHWISE_CONV_2D with depth
+ * multiplier m is the grouped conv with one group per input channel and m outputs each).
+ * Same params, quant, bias and row contract as sqz_conv_s8_row. Filter layout: tap-major,
+ * filter[((ky * kw + kx) * filter_c + i) * out_c + o], so each tap runs over every output
+ * channel at once. */
+sqz_status sqz_conv_s8_grouped_row(const sqz_context *ctx, const sqz_conv_params *params,
+                                   const sqz_per_channel_quant *quant,
+                                   const sqz_dims *input_dims, const int8_t *const *input_rows,
+                                   const sqz_dims *filter_dims, const void *filter,
+                                   const sqz_dims *bias_dims, const int32_t *bias,
+                                   const sqz_dims *output_dims, int8_t *output_row);
+
+/* Its scratch: an int32 accumulator per output channel and one zero-point pixel. */
+int32_t sqz_conv_s8_grouped_scratch_size(const sqz_conv_params *params,
+                                         const sqz_dims *input_dims,
+                                         const sqz_dims *filter_dims,
+                                         const sqz_dims *output_dims);
+
 /* Packed weights (converter/ir/packing.py): a filter whose int8 values come from a small
  * codebook, stored as `bits`-bit indices, or, when `sparse`, as Rice-coded runs of zeros
  * (parameter rice_k) each followed by the index of a nonzero value. Rows are the output
