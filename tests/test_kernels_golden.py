@@ -16,7 +16,7 @@ from ai_edge_litert import schema_py_generated as s
 from golden import reference
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from tflbuild import GraphBuilder, add_conv, conv_out_size, pool_options
+from tflbuild import GraphBuilder, add_conv, add_depthwise, conv_out_size, pool_options
 
 from converter import arch as archs
 
@@ -116,6 +116,102 @@ def test_conv2d_wide_rows(sqz_runner, arch, case):
     ws = rng.uniform(0.2, 1.0, cout) * 2e-3
     y, _ = add_conv(g, x, shape, in_q, cout, k, stride, padding, act, ws, (0.05, -20), rng)
     _check(sqz_runner, g.build([x], [y]), _inputs(rng, shape, n=3), arch=arch)
+
+
+@st.composite
+def depthwise_cases(draw):
+    """DEPTHWISE_CONV_2D: any multiplier, stride, padding and dilation."""
+    case = draw(conv_cases())
+    m = draw(st.sampled_from([1, 1, 2, 3]))
+    case.update(multiplier=m, cout=case["shape"][3] * m,
+                k=(draw(st.sampled_from([1, 3, 5])), draw(st.sampled_from([1, 3, 5]))))
+    if case["padding"] == "valid":
+        _, h, w, c = case["shape"]
+        case["shape"] = (1, max(h, (case["k"][0] - 1) * case["dilation"][0] + 1),
+                         max(w, (case["k"][1] - 1) * case["dilation"][1] + 1), c)
+    return case
+
+
+def _channel_scales(rng, case, n):
+    return (rng.uniform(0.2, 1.0, n) * case["w_scale"] if case["per_channel"]
+            else [case["w_scale"]])
+
+
+def build_depthwise(case):
+    rng = np.random.default_rng(case["seed"])
+    g = GraphBuilder()
+    x = g.tensor("x", case["shape"], "int8", *case["in_q"])
+    ws = _channel_scales(rng, case, case["cout"])
+    y, _ = add_depthwise(g, x, case["shape"], case["in_q"], case["multiplier"], case["k"],
+                         case["stride"], case["padding"], case["act"], ws, case["out_q"], rng,
+                         dilation=case["dilation"])
+    return g.build([x], [y]), _inputs(rng, case["shape"])
+
+
+@st.composite
+def grouped_cases(draw):
+    """Grouped CONV_2D: groups dividing both channel counts, 1 to 4 channels per group."""
+    case = draw(conv_cases())
+    groups = draw(st.integers(2, 4))
+    per_in, per_out = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    case.update(groups=groups, cout=groups * per_out,
+                shape=(*case["shape"][:3], groups * per_in))
+    return case
+
+
+def build_grouped(case):
+    rng = np.random.default_rng(case["seed"])
+    g = GraphBuilder()
+    x = g.tensor("x", case["shape"], "int8", *case["in_q"])
+    ws = _channel_scales(rng, case, case["cout"])
+    y, _ = add_conv(g, x, case["shape"], case["in_q"], case["cout"], case["k"], case["stride"],
+                    case["padding"], case["act"], ws, case["out_q"], rng,
+                    dilation=case["dilation"], groups=case["groups"])
+    return g.build([x], [y]), _inputs(rng, case["shape"])
+
+
+# Grouped layers take the portable grouped kernel on every architecture (no variant takes
+# them yet); the sweep runs once per architecture all the same, since each selects its kernel.
+GROUPED_EXAMPLES = settings(EXAMPLES, max_examples=25)
+
+
+@ARCHS
+@GROUPED_EXAMPLES
+@given(depthwise_cases())
+def test_depthwise_conv2d(sqz_runner, arch, case):
+    _check(sqz_runner, *build_depthwise(case), arch=arch)
+
+
+@ARCHS
+@GROUPED_EXAMPLES
+@given(grouped_cases())
+def test_grouped_conv2d(sqz_runner, arch, case):
+    _check(sqz_runner, *build_grouped(case), arch=arch)
+
+
+# MobileNet's depthwise shapes: 3x3 at stride 1 and 2 over wide rows and many channels.
+DEPTHWISE_SHAPES = [
+    # (h, w, c, multiplier, kernel, stride, padding)
+    (6, 24, 64, 1, (3, 3), (1, 1), "same"),
+    (7, 25, 48, 1, (3, 3), (2, 2), "same"),
+    (5, 12, 17, 1, (5, 5), (1, 1), "same"),
+    (5, 9, 8, 4, (3, 3), (1, 1), "valid"),
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_SHAPES, ids=[
+    f"{c[0]}x{c[1]}x{c[2]}-m{c[3]}-k{c[4][0]}s{c[5][0]}-{c[6]}" for c in DEPTHWISE_SHAPES])
+def test_depthwise_wide_rows(sqz_runner, case):
+    h, w, c, m, k, stride, padding = case
+    rng = np.random.default_rng(h * 100 + c)
+    g = GraphBuilder()
+    shape = (1, h, w, c)
+    in_q = (0.03, 7)
+    x = g.tensor("x", shape, "int8", *in_q)
+    ws = rng.uniform(0.2, 1.0, c * m) * 1e-2
+    y, _ = add_depthwise(g, x, shape, in_q, m, k, stride, padding, "relu6", ws, (0.05, -128),
+                         rng)
+    _check(sqz_runner, g.build([x], [y]), _inputs(rng, shape, n=3))
 
 
 @st.composite

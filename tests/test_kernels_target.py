@@ -33,6 +33,8 @@ ONE_BATCH = settings(max_examples=1, deadline=None,
 KERNELS = {
     "conv2d": (golden_cases.conv_cases(), golden_cases.build_conv2d),
     "pool": (golden_cases.pool_cases(), golden_cases.build_pool),
+    "depthwise_conv2d": (golden_cases.depthwise_cases(), golden_cases.build_depthwise),
+    "grouped_conv2d": (golden_cases.grouped_cases(), golden_cases.build_grouped),
     "mean": (golden_cases.mean_cases, golden_cases.build_mean),
     "add": (golden_cases.add_cases, golden_cases.build_add),
     "softmax": (golden_cases.softmax_cases, golden_cases.build_softmax),

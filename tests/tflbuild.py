@@ -122,11 +122,12 @@ def conv_out_size(size, k, stride, padding, dilation=1):
 
 
 def add_conv(g, x, in_shape, in_q, filters, kernel, stride, padding, act, w_scales, out_q,
-             rng, dilation=(1, 1), name="conv"):
-    """Append a per-channel int8 CONV_2D; returns (output tensor, output shape)."""
+             rng, dilation=(1, 1), name="conv", groups=1):
+    """Append a per-channel int8 CONV_2D (grouped: a filter c / groups deep); returns (output
+    tensor, output shape)."""
     n, h, w, c = in_shape
     kh, kw = kernel
-    wdata = rng.integers(-127, 128, size=(filters, kh, kw, c), dtype=np.int64)
+    wdata = rng.integers(-127, 128, size=(filters, kh, kw, c // groups), dtype=np.int64)
     w_scales = np.asarray(w_scales, dtype=np.float32)
     bias_scale = (np.float32(in_q[0]) * w_scales).astype(np.float32)
     bdata = rng.integers(-2000, 2000, size=(filters,), dtype=np.int64)
@@ -139,6 +140,33 @@ def add_conv(g, x, in_shape, in_q, filters, kernel, stride, padding, act, w_scal
     y = g.tensor(f"{name}/out", out_shape, "int8", out_q[0], out_q[1])
     g.op("CONV_2D", [x, wt, bt], [y], "Conv2DOptions",
          conv_options(stride, padding, act, dilation))
+    return y, out_shape
+
+
+def add_depthwise(g, x, in_shape, in_q, multiplier, kernel, stride, padding, act, w_scales,
+                  out_q, rng, dilation=(1, 1), name="dw"):
+    """Append a DEPTHWISE_CONV_2D (filter 1 x kh x kw x c*m, per channel along axis 3);
+    returns (output tensor, output shape)."""
+    n, h, w, c = in_shape
+    kh, kw = kernel
+    oc = c * multiplier
+    wdata = rng.integers(-127, 128, size=(1, kh, kw, oc), dtype=np.int64)
+    w_scales = np.asarray(w_scales, dtype=np.float32)
+    bias_scale = (np.float32(in_q[0]) * w_scales).astype(np.float32)
+    bdata = rng.integers(-2000, 2000, size=(oc,), dtype=np.int64)
+    wt = g.tensor(f"{name}/w", wdata.shape, "int8", w_scales, np.zeros(len(w_scales)), 3, wdata)
+    bt = g.tensor(f"{name}/b", (oc,), "int32", bias_scale, np.zeros(len(w_scales)), 0, bdata)
+    oh = conv_out_size(h, kh, stride[0], padding, dilation[0])
+    ow = conv_out_size(w, kw, stride[1], padding, dilation[1])
+    out_shape = (n, oh, ow, oc)
+    y = g.tensor(f"{name}/out", out_shape, "int8", out_q[0], out_q[1])
+    o = s.DepthwiseConv2DOptionsT()
+    o.strideH, o.strideW = stride
+    o.padding = _PAD[padding]
+    o.fusedActivationFunction = _ACT[act]
+    o.depthMultiplier = multiplier
+    o.dilationHFactor, o.dilationWFactor = dilation
+    g.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], "DepthwiseConv2DOptions", o)
     return y, out_shape
 
 
