@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernel import ConvKernel, ConvLayer, PoolKernel
-from .portable import ohwi_rows
+from .portable import MAX_FILTER_ROWS, ohwi_rows
 
 ARCH = "armv7em"
 # Builds and runs on the host too (dsp.h: each DSP instruction as plain C off the
@@ -25,7 +25,6 @@ HOST_RUNNABLE = True
 TAPS_PER_QUAD = 4
 PIXELS_PER_GROUP = 3  # mirrors SQZ_PIXELS_PER_GROUP (firmware/src/arch/armv7em/mac.h)
 PATCH_WORDS_PER_QUAD = 2 * PIXELS_PER_GROUP  # mirrors SQZ_PATCH_WORDS_PER_QUAD
-MAX_FILTER_ROWS = 16  # mirrors SQZ_MAX_FILTER_ROWS
 
 
 def quads(s: ConvLayer) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernel import ConvKernel, ConvLayer, PoolKernel
-from .portable import ohwi_rows
+from .portable import MAX_FILTER_ROWS, ohwi_rows
 
 ARCH = "mve"
 # Its C twins build on the host for the unit tests (tests/test_mve.py); the golden sweeps run
@@ -27,7 +27,6 @@ HOST_RUNNABLE = False
 CHUNK = 16  # mirrors SQZ_MVE_CHUNK (firmware/src/arch/mve/conv_mve.h)
 QUAD = 4  # mirrors SQZ_MVE_QUAD
 BLOCK_BYTES = 8192  # mirrors BLOCK_BYTES (conv_mve.c)
-MAX_FILTER_ROWS = 16  # mirrors SQZ_MAX_FILTER_ROWS
 
 
 def filter_row_len(s: ConvLayer) -> int:

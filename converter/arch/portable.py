@@ -83,6 +83,10 @@ PORTABLE_GROUPED_CONV = ConvKernel(
     sources=("runtime/conv_grouped_s8.c",), grouped=True,
 )
 
+# Mirrors SQZ_MAX_FILTER_ROWS (firmware/include/sqz/kernels.h): the most filter or pool window
+# rows any row kernel takes; the lowering refuses taller ones.
+MAX_FILTER_ROWS = 64
+
 # Mirror SQZ_MAX_ROWS_PER_CALL and SQZ_MAX_CALL_WINDOW_ROWS (firmware/include/sqz/kernels.h).
 MAX_ROWS_PER_CALL = 16
 MAX_CALL_WINDOW_ROWS = 64

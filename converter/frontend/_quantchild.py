@@ -24,15 +24,58 @@ def convert(tf, model, calib, per_channel: bool) -> bytes:
         for sample in calib:
             yield [sample[None].astype(np.float32)]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    if not per_channel:
-        conv._experimental_disable_per_channel = True
-    return bytes(conv.convert())
+    def run(m) -> bytes:
+        conv = tf.lite.TFLiteConverter.from_keras_model(m)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+        if not per_channel:
+            conv._experimental_disable_per_channel = True
+        return bytes(conv.convert())
+
+    buf = run(model)
+    if _computes_shapes(buf):
+        single = _batch_of_one(model)
+        if single is not None:
+            buf = run(single)
+    return buf
+
+
+# Ops a graph has only when a shape is computed at run time: a Keras Reshape with an unknown
+# batch (keras.applications' MobileNet) becomes SHAPE, STRIDED_SLICE, PACK and RESHAPE.
+_SHAPE_OPS = ("SHAPE",)
+
+
+def _computes_shapes(buf: bytes) -> bool:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(buf, 0)
+    codes = {getattr(schema.BuiltinOperator, n) for n in _SHAPE_OPS}
+    used = set()
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        used.add(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()))
+    return bool(used & codes)
+
+
+def _batch_of_one(model):
+    """The model rebuilt with a batch of 1 in its input (same layers, names and weights), so
+    that every shape is known when it is converted: the device runs one image at a time. None
+    where Keras cannot rebuild it (a subclassed model)."""
+    import keras
+
+    shape = getattr(model, "input_shape", None)
+    if not isinstance(shape, tuple) or not shape or shape[0] is not None:
+        return None
+    try:
+        single = keras.models.clone_model(
+            model, input_tensors=keras.Input(batch_shape=(1, *shape[1:])))
+        single.set_weights(model.get_weights())
+    except Exception:  # Keras raises several types here; the first conversion stands then
+        return None
+    return single
 
 
 def _fail(d: Path, stage: str, exc: BaseException) -> int:

@@ -167,7 +167,7 @@ def float_model(model: str, *, weights: str | None = None,
                 classes: int | None = None) -> tuple[object, Path | None, str, str]:
     """A builtin name or a .keras/.h5 file as a float Keras model: (model, the Keras file or
     None, name, source name). A .tflite is not a float model and is refused here."""
-    from ..models import squeezenet
+    from ..models import squeezenet, zoo
     from ..models.weights import load_weights_npz
 
     path = Path(model)
@@ -190,6 +190,18 @@ def float_model(model: str, *, weights: str | None = None,
             load_weights_npz(km, Path(weights))
         source_name = model if not weights else f"{model}+{Path(weights).name}"
         return km, None, model, source_name
+    if zoo.is_builtin(model) and not path.exists():
+        for option, value in (("--classes", classes), ("--channels", channels)):
+            if value is not None and value < 1:
+                raise UsageError(f"{option} {value}: must be at least 1")
+        base = zoo.MODELS[model].input_shape
+        h, w = input_size or base[:2]
+        km = zoo.build(model, input_shape=(h, w, channels or base[2]), classes=classes)
+        if weights:
+            _check_weights(Path(weights))
+            load_weights_npz(km, Path(weights))
+        source_name = model if not weights else f"{model}+{Path(weights).name}"
+        return km, None, model, source_name
     if path.suffix in KERAS_SUFFIXES:
         if not path.is_file():
             raise InputFileError(f"{path}: no such model file; check the path")
@@ -206,7 +218,7 @@ def float_model(model: str, *, weights: str | None = None,
                              ".tflite file or a builtin name")
     raise InputFileError(
         f"{model}: no such model file or builtin model. Builtin models: "
-        f"{', '.join(squeezenet.builtin_names())}")
+        f"{', '.join([*squeezenet.builtin_names(), *zoo.builtin_names()])}")
 
 
 _UNSUPPORTED = re.compile(r"unsupported op: (.+?) at op #\d+ \(output tensor '([^']*)'\)\. ?(.*)",

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..arch.portable import MAX_FILTER_ROWS
 from ..errors import ModelError
 from . import graph as ir
 from .quantmath import (
@@ -142,6 +143,13 @@ def _check_shape(g: ir.Graph, t: int, expected: tuple[int, ...], where: str) -> 
         )
 
 
+def _check_window_rows(rows: int, where: str) -> None:
+    if rows > MAX_FILTER_ROWS:
+        raise ModelError(f"{where}: a window {rows} rows tall; sqz's kernels take at most "
+                         f"{MAX_FILTER_ROWS} (a global average is a MEAN: use "
+                         "GlobalAveragePooling2D)")
+
+
 # --- one lowering function per op ---------------------------------------------------------------
 
 def _conv_weights(g: ir.Graph, op: ir.Op, where: str) -> tuple[ir.Tensor, ir.Tensor]:
@@ -171,6 +179,7 @@ def _conv_step(g: ir.Graph, op: ir.Conv2D | ir.DepthwiseConv2D, where: str, w: n
     s_out, zp_out = _int8_act(g, y, where)
     in_d = Dims.of(g.tensor(x).shape)
     oc, kh, kw, ic = w.shape
+    _check_window_rows(kh, where)
     oh = _out_size(op.padding, in_d.h, kh, op.stride_h, op.dilation_h)
     ow = _out_size(op.padding, in_d.w, kw, op.stride_w, op.dilation_w)
     _check_shape(g, y, (in_d.n, oh, ow, oc), where)
@@ -250,6 +259,7 @@ def _lower_pool(g: ir.Graph, op: ir.Pool2D) -> PoolStep:
     _int8_act(g, x, where)
     s_out, zp_out = _int8_act(g, y, where)
     in_d = Dims.of(g.tensor(x).shape)
+    _check_window_rows(op.filter_h, where)
     oh = _out_size(op.padding, in_d.h, op.filter_h, op.stride_h, 1)
     ow = _out_size(op.padding, in_d.w, op.filter_w, op.stride_w, 1)
     _check_shape(g, y, (in_d.n, oh, ow, in_d.c), where)
@@ -395,8 +405,16 @@ def _lower_softmax(g: ir.Graph, op: ir.Softmax) -> SoftmaxStep:
                          f"-128 (has {s_out}, {zp_out})")
     try:
         m, ls, diff_min = softmax_params(op.beta, s_in)
-    except ValueError as exc:
-        raise ModelError(f"{where}: {exc}") from None
+    except ValueError:
+        # The reference's Prepare aborts here (QuantizeMultiplierGreaterThanOne), so there is
+        # no output to match; it happens when the logits are constant to float precision.
+        raise ModelError(
+            f"{where}: its input '{g.tensor(x).name}' has scale {s_in:.3g}, so the logits span "
+            f"at most {255 * s_in:.3g}: the model's output is constant (untrained or collapsed "
+            "weights, e.g. keras.applications with weights=None, whose activations shrink "
+            "layer after layer). LiteRT's reference cannot run this SOFTMAX, so there is no "
+            "output to match. Train the model (sqz-train) or load trained weights, or leave "
+            "the softmax out of the model") from None
     d = Dims.of(g.tensor(x).shape)
     return SoftmaxStep(name=_step_name(g, op), op_index=op.index, reads=(x,), writes=(y,),
                        input=x, output=y, dims=d, input_multiplier=m, input_left_shift=ls,

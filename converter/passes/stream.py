@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..arch.portable import MAX_FILTER_ROWS
 from ..ir.steps import (
     AddStep,
     ConcatPartStep,
@@ -54,7 +55,6 @@ from ..ir.steps import (
     Step,
 )
 
-MAX_FILTER_ROWS = 16  # mirrors SQZ_MAX_FILTER_ROWS (firmware/include/sqz/kernels.h)
 MAX_SEGMENT_NODES = 64  # mirrors SQZ_MAX_SEGMENT_NODES (firmware/include/sqz/runtime.h)
 MAX_RUN = 255  # sqz_run_entry.calls is a uint8_t
 

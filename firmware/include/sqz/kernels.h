@@ -48,7 +48,7 @@ typedef struct {
  * entry points below are loops over their row kernels. */
 
 /* Most filter rows a row kernel takes (checked by the converter). */
-#define SQZ_MAX_FILTER_ROWS 16
+#define SQZ_MAX_FILTER_ROWS 64
 
 /* ---- CONV_2D ------------------------------------------------------------------------------ */
 
