@@ -1,0 +1,128 @@
+"""The networks beyond SqueezeNet (converter/models/zoo.py): MobileNet v1 and v2, ResNet-8 and
+DS-CNN, quantized by TensorFlow, converted by sqz and compared bit for bit with LiteRT
+BUILTIN_REF on the host (every host-runnable architecture) and on the emulated boards. Also a
+keras.applications MobileNet, whose Reshape needs a static batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qemu_batch import QemuBatch, missing_tools
+
+from converter import arch as archs
+from converter.device import qemu
+from converter.errors import UsageError
+from converter.frontend import reference, sources
+from converter.ir.steps import ConvStep
+from converter.models import zoo
+
+# Small inputs keep TensorFlow's quantization and the emulators quick; every layer kind of each
+# network is still there (MobileNet v2's residual ADDs need 32x32 to survive its strides).
+NETS = {
+    "mobilenet_v1": dict(input_size=(32, 32), classes=3),
+    "mobilenet_v2": dict(input_size=(32, 32), classes=4),
+    "resnet8": dict(input_size=(32, 32), classes=10),
+    "ds_cnn": dict(input_size=(49, 10), classes=12),
+}
+HOST_ARCHS = [a for a in archs.available() if archs.runs_on_host(a)]
+
+
+@pytest.fixture(scope="module")
+def tflites():
+    """Each network quantized once for the module (TensorFlow takes seconds per model)."""
+    return {name: sources.resolve(name, calib_samples=8, **kw).tflite
+            for name, kw in NETS.items()}
+
+
+def _inputs(buf: bytes, n: int, seed: int = 0) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    shape = Interpreter(model_content=buf).get_input_details()[0]["shape"]
+    return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape[1:]), dtype=np.int8)
+
+
+def _reference(buf: bytes, x: np.ndarray) -> np.ndarray:
+    ref = reference.run_reference(buf, x)
+    assert ref.outputs is not None, ref.note
+    return ref.outputs.reshape(len(x), -1)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("arch", HOST_ARCHS)
+def test_network_bit_exact_on_the_host(sqz_runner, tflites, name, arch):
+    buf = tflites[name]
+    x = _inputs(buf, 3)
+    ours = sqz_runner.run(buf, x, arch=arch)
+    assert np.array_equal(ours, _reference(buf, x))
+
+
+def test_depthwise_layers_are_lowered_and_reported(sqz_runner, tflites):
+    _, conv = sqz_runner.compile(tflites["mobilenet_v1"])
+    convs = [s for s in conv.lowered.steps if isinstance(s, ConvStep)]
+    depthwise = [s for s in convs if s.grouped]
+    # MobileNet v1: 13 depthwise layers, each a group per channel, 14 dense convs.
+    assert len(depthwise) == 13 and len(convs) == 27
+    assert all(s.groups == s.input_dims.c and s.filter_dims.c == 1 for s in depthwise)
+    assert all(s.kernel == "sqz_conv_s8_grouped_row" for s in depthwise)
+
+
+@pytest.mark.parametrize("board", sorted(qemu.BOARDS))
+def test_networks_bit_exact_on_the_board(board, tflites, tmp_path):
+    missing = missing_tools(board)
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not found: {qemu.BOARDS[board].install_hint}")
+    batch = QemuBatch(board, tmp_path)
+    cases = []
+    for name in sorted(NETS):
+        x = _inputs(tflites[name], 2, seed=1)
+        batch.add(tflites[name], x)
+        cases.append((name, x))
+    for (name, x), ours in zip(cases, batch.run(), strict=True):
+        assert np.array_equal(ours, _reference(tflites[name], x)), f"{name} on {board}"
+
+
+def test_builders_take_width_input_and_classes():
+    m = zoo.build("mobilenet_v2", input_shape=(40, 48, 1), classes=7, alpha=0.5)
+    assert tuple(m.input_shape) == (None, 40, 48, 1) and tuple(m.output_shape) == (None, 7)
+    kinds = {type(layer).__name__ for layer in m.layers}
+    assert {"DepthwiseConv2D", "Add", "ReLU"} <= kinds
+    m = zoo.build("resnet8")
+    assert tuple(m.input_shape) == (None, 32, 32, 3) and tuple(m.output_shape) == (None, 10)
+    assert sum(type(layer).__name__ == "Add" for layer in m.layers) == 3
+    m = zoo.build("ds_cnn")
+    assert tuple(m.input_shape) == (None, 49, 10, 1) and tuple(m.output_shape) == (None, 12)
+
+
+def test_builders_refuse_bad_options():
+    with pytest.raises(UsageError, match="a width multiplier applies to the MobileNets only"):
+        zoo.build("resnet8", alpha=0.5)
+    with pytest.raises(UsageError, match="width multiplier 0: must be above 0"):
+        zoo.build("mobilenet_v1", alpha=0)
+    with pytest.raises(UsageError, match="unknown model 'mobilenet_v3'"):
+        zoo.build("mobilenet_v3")
+
+
+def test_seeded_weights_keep_the_activations_alive():
+    """A deep network from the builders gives outputs that vary with the input (Keras's own
+    weights=None MobileNets give a constant one), so its int8 softmax can be prepared."""
+    m = zoo.build("mobilenet_v1", input_shape=(32, 32, 3), classes=5)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    import keras
+
+    out = keras.Model(m.input, m.get_layer("logits").output)(x).numpy()
+    # About 8e-3 (the 1x1 maps of the last layers see mostly padding); Keras's: about 1e-8.
+    assert out.std() > 1e-3
+
+
+def test_keras_applications_reshape_converts(sqz_runner, tmp_path):
+    """keras.applications.MobileNet ends in Reshape((classes,)); with the batch unknown that is
+    SHAPE, STRIDED_SLICE and PACK ops, which the device has no use for: the model is rebuilt
+    with a batch of one before TensorFlow converts it."""
+    import keras
+
+    km = keras.applications.MobileNet(weights=None, alpha=0.25, input_shape=(32, 32, 3),
+                                      classes=3, classifier_activation=None)
+    km.save(tmp_path / "mobilenet.keras")
+    buf = sources.resolve(str(tmp_path / "mobilenet.keras"), calib_samples=4).tflite
+    x = _inputs(buf, 2)
+    assert np.array_equal(sqz_runner.run(buf, x), _reference(buf, x))
