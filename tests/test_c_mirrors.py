@@ -56,6 +56,31 @@ def _conv_step(in_d, f_d, out_d, stride, dilation):
                     act_min=-128, act_max=127, output_pixel_stride=f_d.n)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 9), st.integers(2, 70), st.integers(1, 6), st.integers(1, 4),
+       st.sampled_from([1, 3, 5]))
+def test_grouped_and_depthwise_scratch_match_c(lib, w, groups, per_in, per_out, k):
+    """The grouped kernel for any grouping, the Armv7E-M depthwise one for multiplier 1."""
+    in_d = Dims(1, 4, w, groups * per_in)
+    f_d = Dims(groups * per_out, k, k, per_in)
+    out_d = Dims(1, 4, w, f_d.n)
+    step = _conv_step(in_d, f_d, out_d, (1, 1), (1, 1))
+    p = CConvParams(0, 0, 1, 1, 0, 0, 1, 1, -128, 127, f_d.n)
+    args = [ctypes.byref(p), ctypes.byref(CDims(*in_d.as_tuple())),
+            ctypes.byref(CDims(*f_d.as_tuple())), ctypes.byref(CDims(*out_d.as_tuple()))]
+    g = portable.PORTABLE_GROUPED_CONV
+    assert arch.select_conv(step, "portable") is g
+    assert getattr(lib, g.scratch_symbol)(*args) == g.scratch_bytes(step)
+    assert len(g.filter_layout(step)) == f_d.n * k * k * per_in
+    d = armv7em.DEPTHWISE
+    if per_in == per_out == 1:
+        assert arch.select_conv(step, "armv7em") is d
+        assert getattr(lib, d.scratch_symbol)(*args) == d.scratch_bytes(step)
+        assert len(d.filter_layout(step)) == d.filter_row_len(step) * f_d.n
+    else:
+        assert d.refuses(step) == "not depthwise with depth multiplier 1"
+
+
 conv_shapes = st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 70),
                         st.integers(1, 70), st.sampled_from([1, 2, 3, 5, 7]),
                         st.sampled_from([1, 3]), st.integers(1, 3), st.integers(1, 2))

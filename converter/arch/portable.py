@@ -61,7 +61,7 @@ PORTABLE_CONV = ConvKernel(
     sources=("runtime/conv_s8.c",),
 )
 
-def _grouped_layout(s: ConvLayer) -> np.ndarray:
+def grouped_layout(s: ConvLayer) -> np.ndarray:
     """Tap-major (sqz_conv_s8_grouped_row): each tap's values for every output channel
     together, [kh][kw][filter c][out c], from the step's OHWI filter."""
     f = s.filter_dims
@@ -78,7 +78,7 @@ PORTABLE_GROUPED_CONV = ConvKernel(
     symbol="sqz_conv_s8_grouped_row", scratch_symbol="sqz_conv_s8_grouped_scratch_size",
     arch=ARCH, refuses=lambda s: None,
     filter_row_len=lambda s: s.filter_dims.h * s.filter_dims.w * s.filter_dims.c,
-    filter_layout=_grouped_layout, scratch_bytes=_grouped_scratch,
+    filter_layout=grouped_layout, scratch_bytes=_grouped_scratch,
     description="portable C, grouped/depthwise: a tap at a time over every channel",
     sources=("runtime/conv_grouped_s8.c",), grouped=True,
 )

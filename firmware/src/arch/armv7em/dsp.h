@@ -46,6 +46,25 @@ static inline uint32_t sqz_sadd16(uint32_t a, uint32_t b)
     return (uint32_t)__sadd16((int32_t)a, (int32_t)b);
 }
 
+/* acc + lo(a) * lo(b), and acc + hi(a) * hi(b): one lane of a channel pair each. */
+static inline int32_t sqz_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlabb((int32_t)a, (int32_t)b, acc);
+}
+
+static inline int32_t sqz_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlatt((int32_t)a, (int32_t)b, acc);
+}
+
+/* (a * b + 2^31) >> 32, the rounded high word of the signed product (ACLE has no intrinsic). */
+static inline int32_t sqz_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
 /* Signed saturation to 8 bits. */
 #define sqz_ssat8(x) __ssat((x), 8)
 
@@ -106,6 +125,21 @@ static inline uint32_t sqz_sadd16(uint32_t a, uint32_t b)
 static inline int32_t sqz_ssat8(int32_t x)
 {
     return x < -128 ? -128 : (x > 127 ? 127 : x);
+}
+
+static inline int32_t sqz_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(sqz_lo16(a) * sqz_lo16(b)));
+}
+
+static inline int32_t sqz_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(sqz_hi16(a) * sqz_hi16(b)));
+}
+
+static inline int32_t sqz_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
 }
 
 static inline uint32_t sqz_bytewise(uint32_t a, uint32_t b, int want_max)
