@@ -214,6 +214,25 @@ def test_depthwise_wide_rows(sqz_runner, case):
     _check(sqz_runner, g.build([x], [y]), _inputs(rng, shape, n=3))
 
 
+@ARCHS
+def test_depthwise_beyond_the_records_proof(sqz_runner, arch):
+    """Biases near 2^30 leave no room for the record kernels' 32-bit output stage: the layer
+    falls back to the grouped kernel (its multiplier-1 path), still bit-exact."""
+    rng = np.random.default_rng(7)
+    g = GraphBuilder()
+    shape = (1, 5, 6, 12)
+    in_q = (0.02, 3)
+    x = g.tensor("x", shape, "int8", *in_q)
+    ws = rng.uniform(0.2, 1.0, 12) * 1e-2
+    y, _ = add_depthwise(g, x, shape, in_q, 1, (3, 3), (1, 1), "same", "none", ws, (0.5, 0),
+                         rng, bias=[(-1) ** i * (2**30 - 7 * i) for i in range(12)])
+    buf = g.build([x], [y])
+    _, conv = sqz_runner.compile(buf, arch=arch)
+    assert [s.kernel for s in conv.lowered.steps if hasattr(s, "kernel")] == [
+        "sqz_conv_s8_grouped_row"]
+    _check(sqz_runner, buf, _inputs(rng, shape, n=3), arch=arch)
+
+
 @st.composite
 def pool_cases(draw):
     k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))

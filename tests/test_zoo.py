@@ -63,7 +63,8 @@ def test_depthwise_layers_are_lowered_and_reported(sqz_runner, tflites):
     # MobileNet v1: 13 depthwise layers, each a group per channel, 14 dense convs.
     assert len(depthwise) == 13 and len(convs) == 27
     assert all(s.groups == s.input_dims.c and s.filter_dims.c == 1 for s in depthwise)
-    assert all(s.kernel == "sqz_conv_s8_grouped_row" for s in depthwise)
+    # Random weights leave the record kernels' proof plenty of room (runtime/depthwise.h).
+    assert all(s.kernel == "sqz_depthwise_s8_row" for s in depthwise)
 
 
 @pytest.mark.parametrize("board", sorted(qemu.BOARDS))

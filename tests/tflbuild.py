@@ -144,7 +144,7 @@ def add_conv(g, x, in_shape, in_q, filters, kernel, stride, padding, act, w_scal
 
 
 def add_depthwise(g, x, in_shape, in_q, multiplier, kernel, stride, padding, act, w_scales,
-                  out_q, rng, dilation=(1, 1), name="dw"):
+                  out_q, rng, dilation=(1, 1), name="dw", bias=None):
     """Append a DEPTHWISE_CONV_2D (filter 1 x kh x kw x c*m, per channel along axis 3);
     returns (output tensor, output shape)."""
     n, h, w, c = in_shape
@@ -153,7 +153,8 @@ def add_depthwise(g, x, in_shape, in_q, multiplier, kernel, stride, padding, act
     wdata = rng.integers(-127, 128, size=(1, kh, kw, oc), dtype=np.int64)
     w_scales = np.asarray(w_scales, dtype=np.float32)
     bias_scale = (np.float32(in_q[0]) * w_scales).astype(np.float32)
-    bdata = rng.integers(-2000, 2000, size=(oc,), dtype=np.int64)
+    bdata = (rng.integers(-2000, 2000, size=(oc,), dtype=np.int64) if bias is None
+             else np.asarray(bias, dtype=np.int64))
     wt = g.tensor(f"{name}/w", wdata.shape, "int8", w_scales, np.zeros(len(w_scales)), 3, wdata)
     bt = g.tensor(f"{name}/b", (oc,), "int32", bias_scale, np.zeros(len(w_scales)), 0, bdata)
     oh = conv_out_size(h, kh, stride[0], padding, dilation[0])

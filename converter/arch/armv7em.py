@@ -16,7 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from .kernel import ConvKernel, ConvLayer, PoolKernel
-from .portable import MAX_FILTER_ROWS, grouped_layout, ohwi_rows
+from .portable import (
+    MAX_FILTER_ROWS,
+    depthwise_layout,
+    depthwise_refuses,
+    depthwise_row_len,
+    depthwise_scratch,
+    ohwi_rows,
+)
 
 ARCH = "armv7em"
 # Builds and runs on the host too (dsp.h: each DSP instruction as plain C off the
@@ -152,55 +159,11 @@ PACKED_CONV = ConvKernel(
 )
 
 
-# Mirrors SQZ_DW_MAX_TAPS (depthwise_s8_armv7em.c).
-DW_MAX_TAPS = 32
-DW_RECORD_WORDS = 4  # {bias, M, left + 1, right}
-# SMMULR(2x, M) is TFLite's SaturatingRoundingDoublingHighMul(x, M) while |x| < 2^30.
-DW_ACC_LIMIT = 1 << 30
-
-
-def _dw_records(s: ConvLayer) -> np.ndarray | str:
-    """Each channel's {bias, M, left + 1, right}, or why the kernel cannot run the layer
-    exactly: its accumulator, at most |bias| + 128 * sum(|w|) for int8 inputs, times 2^left
-    must stay below 2^30 (then nothing in the output stage overflows either)."""
-    f = s.filter_dims
-    w = np.abs(np.frombuffer(s.filter, np.int8).astype(np.int64)).reshape(f.n, -1)
-    rows = []
-    for ch in range(f.n):
-        shift = s.shift[ch]
-        left, right = max(shift, 0), max(-shift, 0)
-        bound = abs(s.bias[ch]) + 128 * int(w[ch].sum())
-        if bound << left >= DW_ACC_LIMIT:
-            return f"channel {ch}'s accumulator may reach 2^30 after its left shift"
-        if right > 31:
-            return f"channel {ch}'s right shift {right} is above 31"
-        rows.append((s.bias[ch], s.multiplier[ch], left + 1, right))
-    return np.asarray(rows, dtype=np.int32)
-
-
-def dw_refuses(s: ConvLayer) -> str | None:
-    f = s.filter_dims
-    if not (f.c == 1 and f.n == s.input_dims.c):
-        return "not depthwise with depth multiplier 1"
-    if f.h * f.w > DW_MAX_TAPS:
-        return f"more than {DW_MAX_TAPS} taps"
-    records = _dw_records(s)
-    return records if isinstance(records, str) else None
-
-
-def dw_layout(s: ConvLayer) -> np.ndarray:
-    """The records, then the taps tap-major (the portable grouped kernel's order)."""
-    records = _dw_records(s)
-    if isinstance(records, str):
-        raise ValueError(f"{s.name}: {records}")
-    return np.concatenate([records.astype("<i4").view(np.int8).reshape(-1), grouped_layout(s)])
-
-
 DEPTHWISE = ConvKernel(
     symbol="sqz_depthwise_s8_armv7em_row",
-    scratch_symbol="sqz_depthwise_s8_armv7em_scratch_size", arch=ARCH, refuses=dw_refuses,
-    filter_row_len=lambda s: 4 * DW_RECORD_WORDS + s.filter_dims.h * s.filter_dims.w,
-    filter_layout=dw_layout, scratch_bytes=lambda s: -(-s.input_dims.c // 4) * 4,
+    scratch_symbol="sqz_depthwise_s8_armv7em_scratch_size", arch=ARCH,
+    refuses=depthwise_refuses, filter_row_len=depthwise_row_len,
+    filter_layout=depthwise_layout, scratch_bytes=depthwise_scratch,
     description="Armv7E-M DSP depthwise: 4 channels per SXTB16 pair, SMMULR output stage",
     sources=("arch/armv7em/depthwise_s8_armv7em.c",), folds_quant=True, grouped=True,
 )

@@ -83,6 +83,68 @@ PORTABLE_GROUPED_CONV = ConvKernel(
     sources=("runtime/conv_grouped_s8.c",), grouped=True,
 )
 
+# Mirrors SQZ_DW_MAX_TAPS and SQZ_DW_RECORD (firmware/src/runtime/depthwise.h).
+DW_MAX_TAPS = 32
+DW_RECORD = 16  # {bias, M, left + 1, right} as int32
+# floor((2x * M + 2^31) / 2^32) is TFLite's SaturatingRoundingDoublingHighMul(x, M) while 2x
+# fits in 32 bits, i.e. |x| < 2^30.
+DW_ACC_LIMIT = 1 << 30
+
+
+def depthwise_records(s: ConvLayer) -> np.ndarray | str:
+    """Each channel's {bias, M, left + 1, right} (runtime/depthwise.h), or why the record
+    kernels cannot run the layer exactly: the accumulator, at most |bias| + 128 * sum(|w|) for
+    int8 inputs, times 2^left must stay below 2^30 (then nothing in the output stage overflows
+    either)."""
+    f = s.filter_dims
+    w = np.abs(np.frombuffer(s.filter, np.int8).astype(np.int64)).reshape(f.n, -1).sum(axis=1)
+    rows = []
+    for ch in range(f.n):
+        shift = s.shift[ch]
+        left, right = max(shift, 0), max(-shift, 0)
+        if (abs(s.bias[ch]) + 128 * int(w[ch])) << left >= DW_ACC_LIMIT:
+            return f"channel {ch}'s accumulator may reach 2^30 after its left shift"
+        if right > 31:
+            return f"channel {ch}'s right shift {right} is above 31"
+        rows.append((s.bias[ch], s.multiplier[ch], left + 1, right))
+    return np.asarray(rows, dtype=np.int32)
+
+
+def depthwise_refuses(s: ConvLayer) -> str | None:
+    f = s.filter_dims
+    if not (f.c == 1 and f.n == s.input_dims.c):
+        return "not depthwise with depth multiplier 1"
+    if f.h * f.w > DW_MAX_TAPS:
+        return f"more than {DW_MAX_TAPS} taps"
+    records = depthwise_records(s)
+    return records if isinstance(records, str) else None
+
+
+def depthwise_layout(s: ConvLayer) -> np.ndarray:
+    """The records, then the taps tap-major (the grouped kernel's order)."""
+    records = depthwise_records(s)
+    if isinstance(records, str):
+        raise ValueError(f"{s.name}: {records}")
+    return np.concatenate([records.astype("<i4").view(np.int8).reshape(-1), grouped_layout(s)])
+
+
+def depthwise_row_len(s: ConvLayer) -> int:
+    return DW_RECORD + s.filter_dims.h * s.filter_dims.w
+
+
+def depthwise_scratch(s: ConvLayer) -> int:
+    """Mirrors sqz_depthwise_s8_scratch_size: one zero-point pixel."""
+    return -(-s.input_dims.c // 4) * 4
+
+
+PORTABLE_DEPTHWISE = ConvKernel(
+    symbol="sqz_depthwise_s8_row", scratch_symbol="sqz_depthwise_s8_scratch_size", arch=ARCH,
+    refuses=depthwise_refuses, filter_row_len=depthwise_row_len,
+    filter_layout=depthwise_layout, scratch_bytes=depthwise_scratch,
+    description="portable C depthwise: 4 channels at a time, 32-bit output stage (records)",
+    sources=("runtime/depthwise_s8.c",), folds_quant=True, grouped=True,
+)
+
 # Mirrors SQZ_MAX_FILTER_ROWS (firmware/include/sqz/kernels.h): the most filter or pool window
 # rows any row kernel takes; the lowering refuses taller ones.
 MAX_FILTER_ROWS = 64
@@ -167,4 +229,5 @@ NODE_ADAPTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "INPUT": ("NULL", ()),
 }
 
-KERNELS = (PORTABLE_CONV, PORTABLE_PACKED_CONV, PORTABLE_GROUPED_CONV, *PORTABLE_POOLS)
+KERNELS = (PORTABLE_CONV, PORTABLE_PACKED_CONV, PORTABLE_DEPTHWISE, PORTABLE_GROUPED_CONV,
+           *PORTABLE_POOLS)

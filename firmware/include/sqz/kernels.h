@@ -124,6 +124,25 @@ int32_t sqz_conv_s8_grouped_scratch_size(const sqz_conv_params *params,
                                          const sqz_dims *filter_dims,
                                          const sqz_dims *output_dims);
 
+/* DEPTHWISE_CONV_2D with depth multiplier 1 (the grouped conv with filter_dims c == 1 and
+ * as many output channels as input ones), any stride, padding and dilation, up to 32 taps,
+ * for layers whose output stage the converter has proved exact in 32 bits.
+ *
+ * Filter layout: one 16-byte record per channel, {bias, M, left + 1, right} as int32 (the
+ * folded bias, the requantization multiplier and its shifts, TFLite's shift = left - right),
+ * then the taps, tap-major: weights[(ky * kw + kx) * c + ch]. `quant` and `bias` are not read.
+ * The converter writes records only where |acc| * 2^left < 2^30 for every input
+ * (converter/arch/portable.py, depthwise_records). Scratch: one zero-point pixel. */
+sqz_status sqz_depthwise_s8_row(const sqz_context *ctx, const sqz_conv_params *params,
+                                const sqz_per_channel_quant *quant, const sqz_dims *input_dims,
+                                const int8_t *const *input_rows, const sqz_dims *filter_dims,
+                                const void *filter, const sqz_dims *bias_dims,
+                                const int32_t *bias, const sqz_dims *output_dims,
+                                int8_t *output_row);
+int32_t sqz_depthwise_s8_scratch_size(const sqz_conv_params *params,
+                                      const sqz_dims *input_dims, const sqz_dims *filter_dims,
+                                      const sqz_dims *output_dims);
+
 /* Packed weights (converter/ir/packing.py): a filter whose int8 values come from a small
  * codebook, stored as `bits`-bit indices, or, when `sparse`, as Rice-coded runs of zeros
  * (parameter rice_k) each followed by the index of a nonzero value. Rows are the output

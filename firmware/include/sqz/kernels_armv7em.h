@@ -41,14 +41,8 @@ int32_t sqz_conv_s8_armv7em_min_scratch_size(const sqz_conv_params *params,
                                              const sqz_dims *filter_dims,
                                              const sqz_dims *output_dims);
 
-/* DEPTHWISE_CONV_2D with depth multiplier 1 (the grouped conv with filter_dims c == 1 and
- * as many output channels as input ones), any stride, padding and dilation, up to 32 taps.
- *
- * Filter layout: one 16-byte record per channel, {bias, M, left + 1, right} as int32 (the
- * folded bias, the requantization multiplier and its shifts, TFLite's shift = left - right),
- * then the taps, tap-major: weights[(ky * kw + kx) * c + ch]. `quant` and `bias` are not read.
- * The converter writes records only where it has proved |acc| * 2^left < 2^30 for every input
- * (converter/arch/armv7em.py), which makes SMMULR exact. Scratch: one zero-point pixel. */
+/* DEPTHWISE_CONV_2D with depth multiplier 1: sqz_depthwise_s8_row's contract, records and
+ * layout (sqz/kernels.h), on the DSP extension (SXTB16, SMLABB/SMLATT, SMMULR). */
 sqz_status sqz_depthwise_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_params *params,
                                         const sqz_per_channel_quant *quant,
                                         const sqz_dims *input_dims,
