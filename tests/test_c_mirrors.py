@@ -69,16 +69,16 @@ def test_grouped_and_depthwise_scratch_match_c(lib, w, groups, per_in, per_out, 
     args = [ctypes.byref(p), ctypes.byref(CDims(*in_d.as_tuple())),
             ctypes.byref(CDims(*f_d.as_tuple())), ctypes.byref(CDims(*out_d.as_tuple()))]
     g = portable.PORTABLE_GROUPED_CONV
-    assert arch.select_conv(step, "portable") is g
     assert getattr(lib, g.scratch_symbol)(*args) == g.scratch_bytes(step)
     assert len(g.filter_layout(step)) == f_d.n * k * k * per_in
-    d = armv7em.DEPTHWISE
-    if per_in == per_out == 1:
-        assert arch.select_conv(step, "armv7em") is d
-        assert getattr(lib, d.scratch_symbol)(*args) == d.scratch_bytes(step)
-        assert len(d.filter_layout(step)) == d.filter_row_len(step) * f_d.n
-    else:
-        assert d.refuses(step) == "not depthwise with depth multiplier 1"
+    for d, a in ((portable.PORTABLE_DEPTHWISE, "portable"), (armv7em.DEPTHWISE, "armv7em")):
+        if per_in == per_out == 1:
+            assert arch.select_conv(step, a) is d
+            assert getattr(lib, d.scratch_symbol)(*args) == d.scratch_bytes(step)
+            assert len(d.filter_layout(step)) == d.filter_row_len(step) * f_d.n
+        else:
+            assert arch.select_conv(step, a) is g
+            assert d.refuses(step) == "not depthwise with depth multiplier 1"
 
 
 conv_shapes = st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 70),

@@ -25,12 +25,17 @@
 /* Bytes per channel record: {bias, M, left + 1, right} as int32. */
 #define SQZ_DW_RECORD 16
 
-/* Field k of channel ch's record (memcpy: the host build does not align the weights; on a
- * Cortex-M or the S3 it is one load). */
+/* Field k of channel ch's record. The records are 4-byte aligned (sqz_dw_check; every
+ * target's weights are 16-byte aligned), which the compiler is told: without it, memcpy of an
+ * int8_t array is four byte loads on the S3, whose 32-bit loads must be aligned. */
 static inline int32_t sqz_dw_field(const int8_t *records, int32_t ch, int32_t k)
 {
+    const int8_t *p = records + (size_t)ch * SQZ_DW_RECORD + 4 * k;
+#if defined(__GNUC__)
+    p = (const int8_t *)__builtin_assume_aligned(p, 4);
+#endif
     int32_t v;
-    memcpy(&v, records + (size_t)ch * SQZ_DW_RECORD + 4 * k, sizeof v);
+    memcpy(&v, p, sizeof v);
     return v;
 }
 
@@ -58,7 +63,7 @@ static inline sqz_status sqz_dw_check(const sqz_context *ctx, const sqz_conv_par
         params->output_pixel_stride < c || kh < 1 || kw < 1 || kh * kw > SQZ_DW_MAX_TAPS) {
         return SQZ_ERR_SHAPE;
     }
-    if (params->stride.w < 1 || params->dilation.w < 1) {
+    if (params->stride.w < 1 || params->dilation.w < 1 || ((uintptr_t)filter & 3u) != 0) {
         return SQZ_ERR_ARG;
     }
     if (ctx->buf == NULL || ctx->size < sqz_dw_scratch_size(input_dims)) {
