@@ -246,6 +246,11 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
                      if f.name.endswith(("_offset", "_multiplier", "_shift")) or
                      f.name in ("left_shift", "act_min", "act_max")}
             layer["dims"] = _dims(s.dims)
+            tables = s.tables()
+            layer["table1"], layer["table2"] = (
+                (None, None) if tables is None else
+                (arrays.add("add_table1", i, "int32_t", tables[0]),
+                 arrays.add("add_table2", i, "int32_t", tables[1])))
             node("add", "ADD", layer, i, s, (s.input1, s.input2), s.output)
         elif isinstance(s, SoftmaxStep):
             layer = {"input_multiplier": s.input_multiplier,

@@ -17,8 +17,12 @@ from .. import arch
 from ..arch.portable import PORTABLE_CONV
 from . import graph as ir
 from . import packing
+from .quantmath import multiply_by_quantized_multiplier
 
 QMIN, QMAX = -128, 127
+# Mirrors SQZ_ADD_TABLE_LIMIT (runtime/add_s8.c): the sum of two table values stays below 2^30,
+# so doubling it for the high multiply fits in 32 bits.
+ADD_TABLE_LIMIT = 1 << 29
 
 
 @dataclass(frozen=True)
@@ -251,6 +255,33 @@ class AddStep(Step):
     output_shift: int
     act_min: int
     act_max: int
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each input's rescaled value for every int8 input (index x + 128), as the reference
+        computes it: MultiplyByQuantizedMultiplierSmallerThanOneExp((x + offset) << 20). The
+        C reads them instead of two 64-bit requantizations per element; the output stage then
+        runs in 32 bits (sqz_add_s8 in runtime/add_s8.c), which is exact while each table
+        stays below 2^29 in magnitude and the output's right shift is at most 31. None where
+        that does not hold (the general path runs)."""
+        if -self.output_shift > 31 or self.output_shift > 0:
+            return None
+        x = np.arange(-128, 128)
+        out = []
+        for offset, mult, shift in ((self.input1_offset, self.input1_multiplier,
+                                     self.input1_shift),
+                                    (self.input2_offset, self.input2_multiplier,
+                                     self.input2_shift)):
+            table = np.array([multiply_by_quantized_multiplier(int(v + offset) << self.left_shift,
+                                                               mult, shift) for v in x],
+                             dtype=np.int64)
+            if np.abs(table).max() >= ADD_TABLE_LIMIT:
+                return None
+            out.append(table.astype(np.int32))
+        return out[0], out[1]
+
+    @property
+    def weight_bytes(self) -> int:
+        return 2 * 256 * 4 if self.tables() is not None else 0
 
 
 @dataclass(frozen=True)

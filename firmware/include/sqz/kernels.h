@@ -293,6 +293,10 @@ typedef struct {
     int32_t input2_multiplier, input2_shift;
     int32_t output_multiplier, output_shift;
     sqz_activation activation;
+    /* Optional (NULL: computed per element): each input's rescaled value for every int8 input,
+     * index x + 128, as the converter computed it with the reference's arithmetic; with them
+     * the output stage runs in 32 bits, which the converter has checked is exact. */
+    const int32_t *table1, *table2;
 } sqz_add_params;
 
 sqz_status sqz_add_s8(const sqz_add_params *params, const sqz_dims *input1_dims,

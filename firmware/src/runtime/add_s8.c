@@ -4,6 +4,33 @@
 #include "node.h"
 #include "sqz/kernels.h"
 
+/* The fast path. An input's rescaled value, MultiplyByQuantizedMultiplierSmallerThanOneExp
+ * of (x + offset) << 20, depends on its int8 value alone: the converter tabulates it, 256
+ * values per input. The sum of two table values is below 2^30 (checked at conversion,
+ * converter/ir/steps.py AddStep.tables), so SaturatingRoundingDoublingHighMul(sum, M), that is
+ * floor((sum * M + 2^30) / 2^31), equals floor((2 * sum * M + 2^31) / 2^32), the rounded high
+ * word of one 32x32 product, and RoundingDivideByPOT needs no 64-bit addition: about a fifth
+ * of the general path's instructions on the ESP32-S3, bit for bit the same output. */
+static void add_tables(const sqz_add_params *p, const int8_t *input1, const int8_t *input2,
+                       size_t count, int8_t *output)
+{
+    const int32_t *t1 = p->table1 + 128;
+    const int32_t *t2 = p->table2 + 128;
+    const int32_t mult = p->output_multiplier;
+    const int32_t right = -p->output_shift;
+    const int32_t half = right ? (int32_t)(1u << (right - 1)) : 0;
+    const int32_t offset = p->output_offset;
+    const int32_t lo = p->activation.min;
+    const int32_t hi = p->activation.max;
+    for (size_t i = 0; i < count; ++i) {
+        const int32_t sum = t1[input1[i]] + t2[input2[i]];
+        const int32_t y = (int32_t)(((int64_t)(2 * sum) * mult + ((int64_t)1 << 31)) >> 32);
+        /* Half away from zero: add half, one less below zero (only when shifting). */
+        const int32_t v = (right ? (y + half + (y >> 31)) >> right : y) + offset;
+        output[i] = (int8_t)sqz_clamp(v, lo, hi);
+    }
+}
+
 /* Both inputs are brought to a common scale with 20 bits of headroom, added, and the sum is
  * rescaled to the output: the reference's integer ADD, step for step. */
 sqz_status sqz_add_s8(const sqz_add_params *params, const sqz_dims *input1_dims,
@@ -23,6 +50,10 @@ sqz_status sqz_add_s8(const sqz_add_params *params, const sqz_dims *input1_dims,
     }
     const size_t count =
         (size_t)output_dims->n * output_dims->h * output_dims->w * output_dims->c;
+    if (params->table1 && params->table2) {
+        add_tables(params, input1, input2, count, output);
+        return SQZ_OK;
+    }
     for (size_t i = 0; i < count; ++i) {
         const int32_t a = (params->input1_offset + input1[i]) * (1 << params->left_shift);
         const int32_t b = (params->input2_offset + input2[i]) * (1 << params->left_shift);
