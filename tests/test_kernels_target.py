@@ -55,6 +55,13 @@ KERNELS = {
         st.tuples(golden_cases.conv_cases(), st.sampled_from([5, 16, 17, 32, 48])).map(
             lambda t: {**t[0], "dilation": (1, 1), "shape": (*t[0]["shape"][:3], t[1])}),
         golden_cases.build_conv2d),
+    # Depthwise layers the vector kernels take (multiplier 1; the S3's PIE one wants channels
+    # in multiples of 16). Not a "_vector_shapes" entry: Helium has no depthwise variant.
+    "depthwise_16_channel_multiples": (
+        st.tuples(golden_cases.depthwise_cases(), st.sampled_from([16, 32, 48])).map(
+            lambda t: {**t[0], "multiplier": 1, "cout": t[1],
+                       "shape": (*t[0]["shape"][:3], t[1])}),
+        golden_cases.build_depthwise),
     "max_pool_vector_shapes": (
         st.tuples(golden_cases.pool_cases(), st.sampled_from([16, 32, 48])).map(
             lambda t: {**t[0], "kind": "MAX_POOL_2D", "shape": (*t[0]["shape"][:3], t[1])}),

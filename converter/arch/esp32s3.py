@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernel import ConvKernel, ConvLayer, PoolKernel, PoolLayer
+from .portable import depthwise_layout, depthwise_refuses, depthwise_row_len
 
 ARCH = "esp32s3"
 # Builds and runs on the host too (conv_pie.c's plain-C twins of the PIE loops off the
@@ -190,5 +191,30 @@ PIE_MAX_POOL = PoolKernel(
     sources=("arch/esp32s3/pool_pie.c", "runtime/pool_s8.c"),
 )
 
+# Mirrors SQZ_DW_PIE_MAX_TAPS and SQZ_DW_PIE_DUMP (depthwise_pie.c): QACC's 20-bit lanes
+# take 25 products of at most 2^14 without saturating.
+DW_PIE_MAX_TAPS = 25
+DW_PIE_DUMP = 64
+
+
+def _depthwise_refuses(s: ConvLayer) -> str | None:
+    if s.input_dims.c % 16:
+        return f"{s.input_dims.c} channels, not a multiple of 16"
+    if s.filter_dims.h * s.filter_dims.w > DW_PIE_MAX_TAPS:
+        return f"more than {DW_PIE_MAX_TAPS} taps"
+    return depthwise_refuses(s)
+
+
+PIE_DEPTHWISE = ConvKernel(
+    symbol="sqz_depthwise_s8_pie_row", scratch_symbol="sqz_depthwise_s8_pie_scratch_size",
+    arch=ARCH, refuses=_depthwise_refuses, filter_row_len=depthwise_row_len,
+    filter_layout=depthwise_layout,
+    # Mirrors sqz_depthwise_s8_pie_scratch_size: alignment slack, the QACC dump, the
+    # zero-point pixel and 16 bytes its unaligned loads may read past it.
+    scratch_bytes=lambda s: 16 + DW_PIE_DUMP + s.input_dims.c + 16,
+    description="ESP32-S3 PIE depthwise: 16 channels per ee.vmulas.s8.qacc",
+    sources=("arch/esp32s3/depthwise_pie.c",), folds_quant=True, grouped=True,
+)
+
 # Most preferred first (converter.arch.select_conv takes the first that supports a layer).
-KERNELS = (PIE_CONV, PIE_MAX_POOL)
+KERNELS = (PIE_CONV, PIE_DEPTHWISE, PIE_MAX_POOL)

@@ -43,4 +43,19 @@ sqz_status sqz_max_pool_s8_pie_push(const sqz_pool_params *params, const sqz_dim
                                     int8_t *const *output_rows, int32_t first_out,
                                     int32_t n_out);
 
+/* DEPTHWISE_CONV_2D with depth multiplier 1, channels a multiple of 16, up to 25 taps: the
+ * contract, records and layout of sqz_depthwise_s8_row (sqz/kernels.h; the filter 16-byte
+ * aligned), sixteen channels per ee.vmulas.s8.qacc. */
+sqz_status sqz_depthwise_s8_pie_row(const sqz_context *ctx, const sqz_conv_params *params,
+                                    const sqz_per_channel_quant *quant,
+                                    const sqz_dims *input_dims,
+                                    const int8_t *const *input_rows,
+                                    const sqz_dims *filter_dims, const void *filter,
+                                    const sqz_dims *bias_dims, const int32_t *bias,
+                                    const sqz_dims *output_dims, int8_t *output_row);
+int32_t sqz_depthwise_s8_pie_scratch_size(const sqz_conv_params *params,
+                                          const sqz_dims *input_dims,
+                                          const sqz_dims *filter_dims,
+                                          const sqz_dims *output_dims);
+
 #endif
