@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from converter import arch
-from converter.arch import armv7em, mve, portable
+from converter.arch import armv7em, esp32s3, mve, portable
 from converter.device import build
 from converter.ir.quantmath import multiply_by_quantized_multiplier
 from converter.ir.steps import ConvStep, Dims, MeanStep, PoolStep
@@ -71,6 +71,8 @@ def test_grouped_and_depthwise_scratch_match_c(lib, w, groups, per_in, per_out, 
     g = portable.PORTABLE_GROUPED_CONV
     assert getattr(lib, g.scratch_symbol)(*args) == g.scratch_bytes(step)
     assert len(g.filter_layout(step)) == f_d.n * k * k * per_in
+    pie = esp32s3.PIE_DEPTHWISE  # its scratch function, whether or not it takes the layer
+    assert getattr(lib, pie.scratch_symbol)(*args) == pie.scratch_bytes(step)
     for d, a in ((portable.PORTABLE_DEPTHWISE, "portable"), (armv7em.DEPTHWISE, "armv7em")):
         if per_in == per_out == 1:
             assert arch.select_conv(step, a) is d

@@ -115,7 +115,7 @@ def test_weights_with_nan_refused(tmp_path, capsys):
             "the weights are damaged") in _flat(err)
 
 
-# ---- 7: class count, two inputs, an unsupported layer, --port /dev/null ---------------------------------
+# ---- 7: class count, two inputs, an unsupported layer, --port /dev/null -----------------------
 
 def test_labelled_folder_with_fewer_classes_warns(model_dir, tmp_path, capsys):
     from PIL import Image

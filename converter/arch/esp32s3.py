@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernel import ConvKernel, ConvLayer, PoolKernel, PoolLayer
-from .portable import depthwise_layout, depthwise_refuses, depthwise_row_len
+from .portable import grouped_layout
 
 ARCH = "esp32s3"
 # Builds and runs on the host too (conv_pie.c's plain-C twins of the PIE loops off the
@@ -198,17 +198,30 @@ DW_PIE_DUMP = 64
 
 
 def _depthwise_refuses(s: ConvLayer) -> str | None:
+    f = s.filter_dims
+    if not (f.c == 1 and f.n == s.input_dims.c):
+        return "not depthwise with depth multiplier 1"
     if s.input_dims.c % 16:
         return f"{s.input_dims.c} channels, not a multiple of 16"
-    if s.filter_dims.h * s.filter_dims.w > DW_PIE_MAX_TAPS:
+    if f.h * f.w > DW_PIE_MAX_TAPS:
         return f"more than {DW_PIE_MAX_TAPS} taps"
-    return depthwise_refuses(s)
+    try:
+        records(s)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _depthwise_layout(s: ConvLayer) -> np.ndarray:
+    """The PIE conv's records, then the taps tap-major (the grouped kernels' order)."""
+    return np.concatenate([records(s).astype("<i4").view(np.int8), grouped_layout(s)])
 
 
 PIE_DEPTHWISE = ConvKernel(
     symbol="sqz_depthwise_s8_pie_row", scratch_symbol="sqz_depthwise_s8_pie_scratch_size",
-    arch=ARCH, refuses=_depthwise_refuses, filter_row_len=depthwise_row_len,
-    filter_layout=depthwise_layout,
+    arch=ARCH, refuses=_depthwise_refuses,
+    filter_row_len=lambda s: record_bytes(s) + s.filter_dims.h * s.filter_dims.w,
+    filter_layout=_depthwise_layout,
     # Mirrors sqz_depthwise_s8_pie_scratch_size: alignment slack, the QACC dump, the
     # zero-point pixel and 16 bytes its unaligned loads may read past it.
     scratch_bytes=lambda s: 16 + DW_PIE_DUMP + s.input_dims.c + 16,

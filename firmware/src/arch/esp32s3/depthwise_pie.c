@@ -1,14 +1,14 @@
 /* DEPTHWISE_CONV_2D with depth multiplier 1 on the ESP32-S3's PIE: sixteen channels per
- * instruction. Contract, records and layout: sqz_depthwise_s8_row (sqz/kernels.h); here the
- * channel count is a multiple of 16 and the filter has at most 25 taps (the converter checks
- * both, converter/arch/esp32s3.py).
+ * instruction. Contract: sqz_depthwise_s8_row's (sqz/kernels.h), with the PIE conv's records
+ * (conv_pie.h) before the tap-major weights; the channel count is a multiple of 16 and the
+ * filter has at most 25 taps (the converter checks all of it, converter/arch/esp32s3.py).
  *
  * How. Channels are the vector lanes: for each tap, one unaligned 16-byte load of the input
  * pixel's channels (ee.ld.128.usar + ee.src.q), one aligned load of the tap's weights and one
  * ee.vmulas.s8.qacc accumulate the products in QACC's sixteen 20-bit lanes. At most 25 taps of
  * products of at most 2^14 stay below 2^19, so no lane saturates. QACC is then stored (its two
- * halves are eight 20-bit lanes each, packed little-endian) and each lane unpacked, the bias
- * added, and the record kernels' 32-bit output stage applied (runtime/depthwise.h). Built for
+ * halves are eight 20-bit lanes each, packed little-endian) and each lane unpacked and put
+ * through the PIE conv's output stage in scalar code (a dozen instructions). Built for
  * another core (the host), a plain-C twin computes the same sums, so host tests cover the
  * layout and the output stage; the vector code runs on the S3 (or its QEMU). */
 #include <stddef.h>
@@ -16,6 +16,7 @@
 
 #include "../../runtime/depthwise.h"
 #include "sqz/kernels.h"
+#include "conv_pie.h"
 #include "sqz/kernels_esp32s3.h"
 
 /* Taps the 20-bit lanes take without saturating: 25 * 128 * 128 < 2^19 (mirrored). */
@@ -36,17 +37,20 @@ int32_t sqz_depthwise_s8_pie_scratch_size(const sqz_conv_params *params,
 }
 
 #if defined(__XTENSA__)
-/* Lane i (0..7) of a dumped QACC half: bits 20i .. 20i + 19, sign-extended. */
-static inline int32_t lane20(const uint32_t *d, int i)
+/* The eight 20-bit lanes of a dumped QACC half (160 bits, little-endian), sign-extended.
+ * Written out lane by lane so every shift is a constant: two or three instructions each. */
+static inline void lanes20(const uint32_t *d, int32_t *s)
 {
-    const int bit = 20 * i;
-    const int k = bit >> 5;
-    const int s = bit & 31;
-    uint32_t v = d[k] >> s;
-    if (s > 12) {
-        v |= d[k + 1] << (32 - s);
-    }
-    return (int32_t)(v << 12) >> 12;
+#define SQZ_SEXT20(v) ((int32_t)((uint32_t)(v) << 12) >> 12)
+    s[0] = SQZ_SEXT20(d[0]);
+    s[1] = SQZ_SEXT20((d[0] >> 20) | (d[1] << 12));
+    s[2] = SQZ_SEXT20(d[1] >> 8);
+    s[3] = SQZ_SEXT20((d[1] >> 28) | (d[2] << 4));
+    s[4] = SQZ_SEXT20((d[2] >> 16) | (d[3] << 16));
+    s[5] = SQZ_SEXT20(d[3] >> 4);
+    s[6] = SQZ_SEXT20((d[3] >> 24) | (d[4] << 8));
+    s[7] = SQZ_SEXT20(d[4] >> 12);
+#undef SQZ_SEXT20
 }
 
 /* sums[l] = sum over taps of px[t][c0 + l] * w[t * c + c0 + l], l = 0..15. */
@@ -75,10 +79,8 @@ static void block_sums(const int8_t *const *px, int32_t taps, const int8_t *weig
                      : [p] "+a"(p)
                      :
                      : "memory");
-    for (int i = 0; i < 8; ++i) {
-        sums[i] = lane20(dump, i);
-        sums[8 + i] = lane20(dump + 8, i);
-    }
+    lanes20(dump, sums);
+    lanes20(dump + 8, sums + 8);
 }
 #else /* not the ESP32-S3: the plain-C twin (host builds and tests) */
 static void block_sums(const int8_t *const *px, int32_t taps, const int8_t *weights,
@@ -126,9 +128,11 @@ sqz_status sqz_depthwise_s8_pie_row(const sqz_context *ctx, const sqz_conv_param
     for (int32_t ch = 0; ch < c; ++ch) {
         zero_px[ch] = zp;
     }
-    const int8_t *rec = (const int8_t *)filter;
-    const int8_t *weights = rec + (size_t)c * SQZ_DW_RECORD;
-    const int32_t offset = params->output_offset;
+    /* The PIE conv's records (conv_pie.h), twice as long without a ReLU-style clamp. */
+    const int general = params->activation.min < params->output_offset;
+    const int32_t words = (SQZ_PIE_RECORD << general) / 4;
+    const int32_t *rec = (const int32_t *)filter;
+    const int8_t *weights = (const int8_t *)(rec + (size_t)c * words);
     const int32_t lo = params->activation.min;
     const int32_t hi = params->activation.max;
     const int8_t *px[SQZ_DW_MAX_TAPS];
@@ -140,13 +144,18 @@ sqz_status sqz_depthwise_s8_pie_row(const sqz_context *ctx, const sqz_conv_param
         int8_t *out = output_row + (size_t)ox * params->output_pixel_stride;
         for (int32_t c0 = 0; c0 < c; c0 += 16) {
             block_sums(px, taps, weights, c, c0, dump, sums);
-            for (int32_t l = 0; l < 16; ++l) {
-                const int32_t ch = c0 + l;
-                const int32_t acc = sums[l] + sqz_dw_field(rec, ch, 0);
-                const int32_t x = (int32_t)((uint32_t)acc << sqz_dw_field(rec, ch, 2));
-                const int32_t y = (int32_t)(((int64_t)x * sqz_dw_field(rec, ch, 1) +
-                                             ((int64_t)1 << 31)) >> 32);
-                out[ch] = sqz_dw_finish(y, sqz_dw_field(rec, ch, 3), offset, lo, hi);
+            const int32_t *r = rec + (size_t)c0 * words;
+            for (int32_t l = 0; l < 16; ++l, r += words) {
+                /* The PIE conv's output stage (conv_pie.h): u = x + D unsigned, the high word
+                 * of u * 2M, the sign fix-up in general mode, K, the shift, the clamp. */
+                const uint32_t u = (uint32_t)sums[l] + (uint32_t)r[0];
+                uint32_t v = (uint32_t)(((uint64_t)u * (uint32_t)r[2]) >> 32);
+                if (general) {
+                    v -= u < (uint32_t)r[4] ? 1u : 0u;
+                }
+                v += (uint32_t)r[3];
+                const int32_t z = (int32_t)v >> (r[1] & 31);
+                out[c0 + l] = (int8_t)(z < lo ? lo : (z > hi ? hi : z));
             }
         }
     }
