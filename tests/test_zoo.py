@@ -137,3 +137,19 @@ def test_keras_applications_reshape_converts(sqz_runner, tmp_path):
     buf = sources.resolve(str(tmp_path / "mobilenet.keras"), calib_samples=4).tflite
     x = _inputs(buf, 2)
     assert np.array_equal(sqz_runner.run(buf, x), _reference(buf, x))
+
+
+def test_compressed_zoo_network_is_packed_and_bit_exact(sqz_runner, tmp_path, capsys):
+    """sqz-compress takes a zoo builtin (its dense convs pruned and shared; the depthwise
+    filters stay int8) and the result converts with packed filters, bit-exact."""
+    from converter.commands.compress import compress_main
+
+    out = tmp_path / "r8.keras"
+    assert compress_main(["resnet8", "--input-size", "16", "--sparsity", "0.5", "-o", str(out),
+                          "-q"]) == 0, capsys.readouterr().err
+    buf = sources.resolve(str(out), calib_samples=4).tflite
+    _, conv = sqz_runner.compile(buf)
+    packed = [s for s in conv.lowered.steps if isinstance(s, ConvStep) and s.packed is not None]
+    assert len(packed) >= 5
+    x = _inputs(buf, 2)
+    assert np.array_equal(sqz_runner.run(buf, x), _reference(buf, x))
