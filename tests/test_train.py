@@ -173,3 +173,29 @@ def test_bad_options_are_usage_errors(extra: list[str], message: str, tiny_data:
     code, err = run_error([str(tiny_data), *extra], capsys)
     assert code == (3 if "no such file" in message else 2)
     assert message in err
+
+
+def test_train_a_zoo_network_and_convert_it_bit_exact(tiny_data: Path, tmp_path: Path,
+                                                       sqz_runner) -> None:
+    """--model trains a network of converter/models/zoo.py (here MobileNet v1, depthwise
+    layers and all); the saved model carries its batch normalization, which TFLite folds, and
+    converts bit-exact with the training's preprocessing."""
+    from converter.frontend import reference
+
+    out = tmp_path / "mnv1.keras"
+    assert train_main([str(tiny_data), "-o", str(out), "--model", "mobilenet_v1",
+                       "--input-size", "32", "--epochs", "1", "--batch-size", "16", "-q"]) == 0
+    record = json.loads(sidecar_paths(out)["train"].read_text())
+    assert record["config"]["model"] == "mobilenet_v1"
+    src = sources.resolve(str(out), calib=str(tiny_data), calib_samples=8)
+    assert any(type(layer).__name__ == "DepthwiseConv2D" for layer in src.keras_model.layers)
+    x = np.random.default_rng(0).integers(-128, 128, (2, 32, 32, 3), dtype=np.int8)
+    ref = reference.run_reference(src.tflite, x)
+    assert np.array_equal(sqz_runner.run(src.tflite, x), ref.outputs.reshape(2, -1))
+
+
+def test_train_refuses_an_unknown_model(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    assert train_main([str(tiny_data), "-o", str(tmp_path / "m.keras"), "--model",
+                       "mobilenet_v9"]) == 2
+    assert ("--model mobilenet_v9: unknown network; give squeezenet or one of mobilenet_v1, "
+            "mobilenet_v2, resnet8, ds_cnn") in capsys.readouterr().err

@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
                             "and .train.json next to it.")
     p.add_argument("data", help="training images: one subfolder per class")
     p.add_argument("-o", "--output", required=True, help="model file to write (.keras)")
+    p.add_argument("--model", default="squeezenet",
+                   help="the network: squeezenet (default, with the meta-parameters below) or "
+                        "a builtin of converter/models/zoo.py (mobilenet_v1, mobilenet_v2, "
+                        "resnet8, ds_cnn)")
     net = p.add_argument_group("network (SqueezeNet builder meta-parameters)")
     net.add_argument("--net-version", dest="net_version", default=None,
                      choices=NET_VERSIONS, help="SqueezeNet version (default 1.1)")

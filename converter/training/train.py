@@ -66,6 +66,8 @@ class TrainOptions:
 
     data: str
     output: str
+    # "squeezenet" (the meta-parameters below apply) or a converter.models.zoo builtin.
+    model: str = "squeezenet"
     # The builder's own defaults, so the two cannot drift apart.
     version: str = SqueezeNetConfig.version
     bypass: str = SqueezeNetConfig.bypass
@@ -209,6 +211,11 @@ def train(opts: TrainOptions, console: Console | None = None) -> dict[str, Any]:
     if opts.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {opts.seed}")
 
+    from ..models import zoo
+
+    if opts.model != "squeezenet" and not zoo.is_builtin(opts.model):
+        raise UsageError(f"--model {opts.model}: unknown network; give squeezenet or one of "
+                         f"{', '.join(zoo.builtin_names())}")
     pre = preprocessing_for(opts.preprocess, opts.input_size, opts.grayscale)
     # Checked with a placeholder class count before the (slow) image loading, so a bad
     # meta-parameter is reported at once; the real count comes from the folder.
@@ -238,8 +245,16 @@ def train(opts: TrainOptions, console: Console | None = None) -> dict[str, Any]:
 
     keras.utils.set_random_seed(opts.seed)
     tf.config.experimental.enable_op_determinism()
-    final = build_squeezenet(config)
-    model = batchnorm_twin(final)
+    if opts.model == "squeezenet":
+        final = build_squeezenet(config)
+        model = batchnorm_twin(final)
+    else:
+        # The zoo networks carry their batch normalization (TFLite folds it into the convs),
+        # so the trained weights go as they are into a twin that is never compiled.
+        final, model = (zoo.build(opts.model, input_shape=pre.input_shape,
+                                  classes=len(classes), seed=opts.seed) for _ in range(2))
+        config = {"model": opts.model, "input_shape": list(pre.input_shape),
+                  "classes": len(classes), "seed": opts.seed}
     batches = Batches(x[train_idx], y[train_idx], opts.seed, opts.augment, pre)
     steps_per_epoch = math.ceil(len(train_idx) / opts.batch_size)
     steps = steps_per_epoch * opts.epochs
@@ -274,7 +289,10 @@ def train(opts: TrainOptions, console: Console | None = None) -> dict[str, Any]:
                              f"keeping epoch {best['epoch']}")
                 break
     model.set_weights(best["weights"])
-    fold_batchnorm(model, final)
+    if opts.model == "squeezenet":
+        fold_batchnorm(model, final)
+    else:
+        final.set_weights(model.get_weights())
     seconds = time.monotonic() - started
 
     # Measured on the folded model: exactly what is saved and converted.
@@ -299,8 +317,9 @@ def train(opts: TrainOptions, console: Console | None = None) -> dict[str, Any]:
         "tool": f"sqz-train {__version__}",
         "options": {k: (list(v) if isinstance(v, tuple) else v)
                     for k, v in dataclasses.asdict(opts).items()},
-        "config": {k: (list(v) if isinstance(v, tuple) else v)
-                   for k, v in dataclasses.asdict(config).items()},
+        "config": config if isinstance(config, dict) else {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(config).items()},
         "params": int(final.count_params()),
         "classes": list(classes),
         "images": {"total": int(len(x)), "train": int(len(train_idx)),
