@@ -103,6 +103,52 @@ static inline int32_t sqz_dw_taps(const sqz_conv_params *params, const sqz_dims 
     return t;
 }
 
+/* Whether every input row of the call is in the image (no top or bottom padding). */
+static inline int sqz_dw_rows_in_image(const sqz_dims *filter_dims,
+                                       const int8_t *const *input_rows)
+{
+    for (int32_t ky = 0; ky < filter_dims->h; ++ky) {
+        if (!input_rows[ky]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Whether output pixel ox reads only in-image columns. */
+static inline int sqz_dw_columns_in_image(const sqz_conv_params *params,
+                                          const sqz_dims *input_dims,
+                                          const sqz_dims *filter_dims, int32_t ox)
+{
+    const int32_t ix0 = ox * params->stride.w - params->padding.w;
+    return ix0 >= 0 && ix0 + (filter_dims->w - 1) * params->dilation.w < input_dims->w;
+}
+
+/* px[] for output pixel ox, given px[] of pixel ox - 1 (`prev_inside`: it read no padding):
+ * between two pixels that read no padding every tap moves by stride.w pixels, three
+ * instructions a tap instead of recomputing its column and bounds. Returns the tap count. */
+static inline int32_t sqz_dw_next_taps(const sqz_conv_params *params,
+                                       const sqz_dims *input_dims,
+                                       const sqz_dims *filter_dims,
+                                       const int8_t *const *input_rows, const int8_t *zero_px,
+                                       int rows_inside, int32_t ox, int *prev_inside,
+                                       const int8_t **px)
+{
+    const int inside = rows_inside &&
+                       sqz_dw_columns_in_image(params, input_dims, filter_dims, ox);
+    const int32_t taps = filter_dims->h * filter_dims->w;
+    if (inside && *prev_inside) {
+        const size_t step = (size_t)params->stride.w * (size_t)input_dims->c;
+        for (int32_t t = 0; t < taps; ++t) {
+            px[t] += step;
+        }
+    } else {
+        sqz_dw_taps(params, input_dims, filter_dims, input_rows, zero_px, ox, px);
+    }
+    *prev_inside = inside;
+    return taps;
+}
+
 /* After the high multiply y = SaturatingRoundingDoublingHighMul: RoundingDivideByPOT by the
  * record's right shift (half added, one less below zero; |y| < 2^30 keeps it in 32 bits), the
  * output zero point and the clamp. */

@@ -53,9 +53,11 @@ sqz_status sqz_depthwise_s8_armv7em_row(const sqz_context *ctx, const sqz_conv_p
     const int32_t hi = params->activation.max;
     const int8_t *px[SQZ_DW_MAX_TAPS];
 
+    const int rows_inside = sqz_dw_rows_in_image(filter_dims, input_rows);
+    int prev_inside = 0;
     for (int32_t ox = 0; ox < output_dims->w; ++ox) {
-        const int32_t taps =
-            sqz_dw_taps(params, input_dims, filter_dims, input_rows, zero_px, ox, px);
+        const int32_t taps = sqz_dw_next_taps(params, input_dims, filter_dims, input_rows,
+                                              zero_px, rows_inside, ox, &prev_inside, px);
         int8_t *out = output_row + (size_t)ox * params->output_pixel_stride;
         int32_t ch = 0;
         for (; ch + 4 <= c; ch += 4) {

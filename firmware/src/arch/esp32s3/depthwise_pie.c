@@ -97,6 +97,26 @@ static void block_sums(const int8_t *const *px, int32_t taps, const int8_t *weig
 }
 #endif
 
+/* The PIE conv's output stage (conv_pie.h) for sixteen channels: u = x + D unsigned, the high
+ * word of u * 2M, the sign fix-up in general mode, K, the shift, the clamp. Inlined with
+ * `general` a constant, so each mode's loop has no test of it. */
+static inline __attribute__((always_inline)) void output16(const int32_t *sums,
+                                                           const int32_t *r, int32_t words,
+                                                           int general, int32_t lo, int32_t hi,
+                                                           int8_t *out)
+{
+    for (int32_t l = 0; l < 16; ++l, r += words) {
+        const uint32_t u = (uint32_t)sums[l] + (uint32_t)r[0];
+        uint32_t v = (uint32_t)(((uint64_t)u * (uint32_t)r[2]) >> 32);
+        if (general) {
+            v -= u < (uint32_t)r[4] ? 1u : 0u;
+        }
+        v += (uint32_t)r[3];
+        const int32_t z = (int32_t)v >> (r[1] & 31);
+        out[l] = (int8_t)(z < lo ? lo : (z > hi ? hi : z));
+    }
+}
+
 sqz_status sqz_depthwise_s8_pie_row(const sqz_context *ctx, const sqz_conv_params *params,
                                     const sqz_per_channel_quant *quant,
                                     const sqz_dims *input_dims,
@@ -138,24 +158,19 @@ sqz_status sqz_depthwise_s8_pie_row(const sqz_context *ctx, const sqz_conv_param
     const int8_t *px[SQZ_DW_MAX_TAPS];
     int32_t sums[16];
 
+    const int rows_inside = sqz_dw_rows_in_image(filter_dims, input_rows);
+    int prev_inside = 0;
     for (int32_t ox = 0; ox < output_dims->w; ++ox) {
-        const int32_t taps =
-            sqz_dw_taps(params, input_dims, filter_dims, input_rows, zero_px, ox, px);
+        const int32_t taps = sqz_dw_next_taps(params, input_dims, filter_dims, input_rows,
+                                              zero_px, rows_inside, ox, &prev_inside, px);
         int8_t *out = output_row + (size_t)ox * params->output_pixel_stride;
         for (int32_t c0 = 0; c0 < c; c0 += 16) {
             block_sums(px, taps, weights, c, c0, dump, sums);
             const int32_t *r = rec + (size_t)c0 * words;
-            for (int32_t l = 0; l < 16; ++l, r += words) {
-                /* The PIE conv's output stage (conv_pie.h): u = x + D unsigned, the high word
-                 * of u * 2M, the sign fix-up in general mode, K, the shift, the clamp. */
-                const uint32_t u = (uint32_t)sums[l] + (uint32_t)r[0];
-                uint32_t v = (uint32_t)(((uint64_t)u * (uint32_t)r[2]) >> 32);
-                if (general) {
-                    v -= u < (uint32_t)r[4] ? 1u : 0u;
-                }
-                v += (uint32_t)r[3];
-                const int32_t z = (int32_t)v >> (r[1] & 31);
-                out[c0 + l] = (int8_t)(z < lo ? lo : (z > hi ? hi : z));
+            if (general) {
+                output16(sums, r, 8, 1, lo, hi, out + c0);
+            } else {
+                output16(sums, r, 4, 0, lo, hi, out + c0);
             }
         }
     }
