@@ -243,6 +243,70 @@ def test_depthwise_beyond_the_records_proof(sqz_runner, arch):
 
 
 @st.composite
+def pad_cases(draw):
+    """PAD of height and width, folded into the CONV_2D or DEPTHWISE_CONV_2D it feeds."""
+    case = draw(conv_cases())
+    pads = [draw(st.integers(0, 3)) for _ in range(4)]
+    kind = draw(st.sampled_from(["conv", "depthwise"]))
+    _, h, w, c = case["shape"]
+    # VALID after the pad, as keras.layers.ZeroPadding2D + a valid conv gives.
+    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    eff_h = (case["k"][0] - 1) * case["dilation"][0] + 1
+    eff_w = (case["k"][1] - 1) * case["dilation"][1] + 1
+    pads[1] += max(0, eff_h - hp)
+    pads[3] += max(0, eff_w - wp)
+    case.update(pads=pads, kind=kind, padding=draw(st.sampled_from(["valid", "same"])))
+    if kind == "depthwise":
+        case.update(multiplier=1, cout=c)
+    return case
+
+
+def build_pad(case):
+    rng = np.random.default_rng(case["seed"])
+    g = GraphBuilder()
+    x = g.tensor("x", case["shape"], "int8", *case["in_q"])
+    top, bottom, left, right = case["pads"]
+    n, h, w, c = case["shape"]
+    padded = (n, h + top + bottom, w + left + right, c)
+    pt = g.tensor("paddings", (4, 2), "int32", data=[[0, 0], [top, bottom], [left, right],
+                                                      [0, 0]])
+    xp = g.tensor("x_padded", padded, "int8", *case["in_q"])
+    g.op("PAD", [x, pt], [xp], "PadOptions", s.PadOptionsT())
+    ws = _channel_scales(rng, case, case["cout"])
+    if case["kind"] == "depthwise":
+        y, _ = add_depthwise(g, xp, padded, case["in_q"], 1, case["k"], case["stride"],
+                             case["padding"], case["act"], ws, case["out_q"], rng,
+                             dilation=case["dilation"])
+    else:
+        y, _ = add_conv(g, xp, padded, case["in_q"], case["cout"], case["k"], case["stride"],
+                        case["padding"], case["act"], ws, case["out_q"], rng,
+                        dilation=case["dilation"])
+    return g.build([x], [y]), _inputs(rng, case["shape"])
+
+
+@ARCHS
+@GROUPED_EXAMPLES
+@given(pad_cases())
+def test_pad_folded_into_the_conv(sqz_runner, arch, case):
+    _check(sqz_runner, *build_pad(case), arch=arch)
+
+
+def test_pad_feeding_anything_but_a_conv_is_refused(sqz_runner):
+    from converter.errors import ModelError
+
+    g = GraphBuilder()
+    x = g.tensor("x", (1, 4, 4, 3), "int8", 0.1, 0)
+    pt = g.tensor("paddings", (4, 2), "int32", data=[[0, 0], [1, 1], [1, 1], [0, 0]])
+    xp = g.tensor("x_padded", (1, 6, 6, 3), "int8", 0.1, 0)
+    g.op("PAD", [x, pt], [xp], "PadOptions", s.PadOptionsT())
+    y = g.tensor("y", (1, 3, 3, 3), "int8", 0.1, 0)
+    g.op("MAX_POOL_2D", [xp], [y], "Pool2DOptions", pool_options((2, 2), (2, 2)))
+    with pytest.raises(ModelError, match="the PAD feeds MAX_POOL_2D; sqz folds a PAD only into "
+                                         "the convolutions it feeds"):
+        sqz_runner.compile(g.build([x], [y]))
+
+
+@st.composite
 def pool_cases(draw):
     k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     padding = draw(st.sampled_from(["same", "valid"]))

@@ -119,6 +119,10 @@ def _fully_connected(i, ins, outs, o, where):
     )
 
 
+def _pad(i, ins, outs, o, where):
+    return ir.Pad(i, ins, outs)
+
+
 def _quantize(i, ins, outs, o, where):
     return ir.Quantize(i, ins, outs)
 
@@ -138,6 +142,7 @@ _READERS: dict[int, _Reader] = {
     schema.BuiltinOperator.SOFTMAX: _softmax,
     schema.BuiltinOperator.RESHAPE: _reshape,
     schema.BuiltinOperator.FULLY_CONNECTED: _fully_connected,
+    schema.BuiltinOperator.PAD: _pad,
     schema.BuiltinOperator.QUANTIZE: _quantize,
     schema.BuiltinOperator.DEQUANTIZE: _dequantize,
 }

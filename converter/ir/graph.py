@@ -195,6 +195,11 @@ class FullyConnected(Op):
 
 
 @dataclass(frozen=True)
+class Pad(Op):
+    """PAD: inputs (x, paddings), paddings a constant int32 [rank, 2] (before, after)."""
+
+
+@dataclass(frozen=True)
 class Quantize(Op):
     pass
 

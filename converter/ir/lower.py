@@ -9,6 +9,7 @@ order), because a different rounding of one multiplier breaks bit-exactness.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -84,6 +85,7 @@ _LABELS = {
     ir.AveragePool2D: "AVERAGE_POOL_2D", ir.Mean: "MEAN", ir.Concatenation: "CONCATENATION",
     ir.Add: "ADD", ir.Softmax: "SOFTMAX", ir.Reshape: "RESHAPE",
     ir.FullyConnected: "FULLY_CONNECTED", ir.Quantize: "QUANTIZE", ir.Dequantize: "DEQUANTIZE",
+    ir.Pad: "PAD",
 }
 
 
@@ -143,6 +145,46 @@ def _check_shape(g: ir.Graph, t: int, expected: tuple[int, ...], where: str) -> 
         )
 
 
+@dataclass(frozen=True)
+class FoldedPad:
+    """A PAD whose only consumers are convolutions: they read its input and pad it themselves.
+    TFLite's int8 PAD fills with the output zero point, which is the input's (the same
+    quantization), and an out-of-image tap of sqz's convs reads the input zero point: the
+    same values, so the padded tensor never needs to exist."""
+
+    input: int
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+
+def _fold_pad(g: ir.Graph, op: ir.Pad) -> FoldedPad:
+    where = _where(g, op)
+    x, y = op.inputs[0], op.outputs[0]
+    s_in, zp_in = _int8_act(g, x, where)
+    s_out, zp_out = _int8_act(g, y, where)
+    if (s_in, zp_in) != (s_out, zp_out):
+        raise ModelError(f"{where}: input and output quantization differ; an int8 PAD keeps it")
+    pt = g.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
+    if pt is None or not pt.is_const:
+        raise ModelError(f"{where}: the paddings must be a constant tensor")
+    pads = pt.array().astype(np.int64).reshape(-1, 2)
+    if len(g.tensor(x).shape) != 4 or pads.shape[0] != 4 or np.any(pads < 0) or \
+            np.any(pads[0]) or np.any(pads[3]):
+        raise ModelError(f"{where}: paddings {pads.tolist()}; sqz folds a PAD of height and "
+                         "width of an NHWC tensor into the convolution it feeds, nothing else")
+    users = g.consumers(y)
+    if not users or not all(isinstance(u, ir.Conv2D | ir.DepthwiseConv2D) and u.inputs[0] == y
+                            for u in users):
+        names = ", ".join(_op_label(u) for u in users) or "nothing"
+        raise ModelError(f"{where}: the PAD feeds {names}; sqz folds a PAD only into the "
+                         "convolutions it feeds (CONV_2D, DEPTHWISE_CONV_2D)")
+    (top, bottom), (left, right) = pads[1], pads[2]
+    return FoldedPad(input=x, top=int(top), bottom=int(bottom), left=int(left),
+                     right=int(right))
+
+
 def _check_window_rows(rows: int, where: str) -> None:
     if rows > MAX_FILTER_ROWS:
         raise ModelError(f"{where}: a window {rows} rows tall; sqz's kernels take at most "
@@ -170,18 +212,25 @@ def _conv_weights(g: ir.Graph, op: ir.Op, where: str) -> tuple[ir.Tensor, ir.Ten
 
 
 def _conv_step(g: ir.Graph, op: ir.Conv2D | ir.DepthwiseConv2D, where: str, w: np.ndarray,
-               wt: ir.Tensor, bt: ir.Tensor) -> ConvStep:
+               wt: ir.Tensor, bt: ir.Tensor, pad: FoldedPad | None = None) -> ConvStep:
     """A ConvStep from an OHWI filter `w` whose depth is the input's or a divisor of it (a
     grouped or depthwise conv): both references compute the same per-channel sums and
-    requantize them alike, with PopulateConvolutionQuantizationParams' multipliers."""
+    requantize them alike, with PopulateConvolutionQuantizationParams' multipliers. With
+    `pad`, the conv reads the PAD's input and pads it itself (lower(): _fold_pad)."""
     x, y = op.inputs[0], op.outputs[0]
     s_in, zp_in = _int8_act(g, x, where)
     s_out, zp_out = _int8_act(g, y, where)
+    top = left = 0
     in_d = Dims.of(g.tensor(x).shape)
+    if pad is not None:
+        x, top, left = pad.input, pad.top, pad.left
+        in_d = Dims.of(g.tensor(x).shape)
+    padded_h = in_d.h + (pad.top + pad.bottom if pad else 0)
+    padded_w = in_d.w + (pad.left + pad.right if pad else 0)
     oc, kh, kw, ic = w.shape
     _check_window_rows(kh, where)
-    oh = _out_size(op.padding, in_d.h, kh, op.stride_h, op.dilation_h)
-    ow = _out_size(op.padding, in_d.w, kw, op.stride_w, op.dilation_w)
+    oh = _out_size(op.padding, padded_h, kh, op.stride_h, op.dilation_h)
+    ow = _out_size(op.padding, padded_w, kw, op.stride_w, op.dilation_w)
     _check_shape(g, y, (in_d.n, oh, ow, oc), where)
     scales = wt.quant.scale if wt.quant.per_channel else wt.quant.scale * oc
     if len(scales) != oc:
@@ -208,14 +257,14 @@ def _conv_step(g: ir.Graph, op: ir.Conv2D | ir.DepthwiseConv2D, where: str, w: n
         multiplier=tuple(mults),
         shift=tuple(shifts), input_offset=input_offset, output_offset=zp_out,
         stride=(op.stride_h, op.stride_w),
-        padding=(_pad(in_d.h, kh, op.stride_h, op.dilation_h, oh),
-                 _pad(in_d.w, kw, op.stride_w, op.dilation_w, ow)),
+        padding=(top + _pad(padded_h, kh, op.stride_h, op.dilation_h, oh),
+                 left + _pad(padded_w, kw, op.stride_w, op.dilation_w, ow)),
         dilation=(op.dilation_h, op.dilation_w), act_min=act_min, act_max=act_max,
         output_pixel_stride=oc,
     )
 
 
-def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
+def _lower_conv(g: ir.Graph, op: ir.Conv2D, pad: FoldedPad | None = None) -> ConvStep:
     where = _where(g, op)
     wt, bt = _conv_weights(g, op, where)
     in_c = Dims.of(g.tensor(op.inputs[0]).shape).c
@@ -227,10 +276,11 @@ def _lower_conv(g: ir.Graph, op: ir.Conv2D) -> ConvStep:
         raise ModelError(
             f"{where}: filter '{wt.name}' is {ic} channels deep and has {oc} output channels, "
             f"which do not divide the input's {in_c} channels into groups")
-    return _conv_step(g, op, where, w, wt, bt)
+    return _conv_step(g, op, where, w, wt, bt, pad)
 
 
-def _lower_depthwise(g: ir.Graph, op: ir.DepthwiseConv2D) -> ConvStep:
+def _lower_depthwise(g: ir.Graph, op: ir.DepthwiseConv2D,
+                     pad: FoldedPad | None = None) -> ConvStep:
     """DEPTHWISE_CONV_2D is the grouped conv with one group per input channel: output channel
     c * m + j reads input channel c, so its 1 x kh x kw x (c * m) filter becomes OHWI with
     depth 1."""
@@ -250,7 +300,7 @@ def _lower_depthwise(g: ir.Graph, op: ir.DepthwiseConv2D) -> ConvStep:
         raise ModelError(f"{where}: filter '{wt.name}' is quantized along axis "
                          f"{wt.quant.axis}; a depthwise filter's channels are "
                          "axis 3")
-    return _conv_step(g, op, where, w.transpose(3, 1, 2, 0), wt, bt)
+    return _conv_step(g, op, where, w.transpose(3, 1, 2, 0), wt, bt, pad)
 
 
 def _lower_pool(g: ir.Graph, op: ir.Pool2D) -> PoolStep:
@@ -529,6 +579,7 @@ def lower(g: ir.Graph) -> Lowered:
     inp, out = g.inputs[0], g.outputs[0]
     steps: list[Step] = []
     aliases: dict[int, int] = {}
+    pads: dict[int, FoldedPad] = {}  # a PAD's output -> what the convs it feeds read
     loaded: set[int] = set()
     for op in g.ops:
         # Float edges are the host's business: the device starts and ends in int8.
@@ -545,11 +596,15 @@ def lower(g: ir.Graph) -> Lowered:
         if isinstance(op, ir.Reshape):
             aliases[op.outputs[0]] = op.inputs[0]
             continue
+        if isinstance(op, ir.Pad):
+            pads[op.outputs[0]] = _fold_pad(g, op)
+            continue
         fn = _LOWER.get(type(op))
         if fn is None:
             raise ModelError(f"unsupported op: {_op_label(op)} at op #{op.index} (output tensor "
                              f"'{g.tensor(op.outputs[0]).name}')")
-        step = fn(g, op)
+        folded = pads.get(op.inputs[0]) if op.inputs else None
+        step = fn(g, op, folded) if folded is not None else fn(g, op)
         for t in step.reads:
             tensor = g.tensor(t)
             if tensor.is_const and t not in loaded:
