@@ -25,9 +25,9 @@ from converter import arch as archs
 # tests/test_kernels_target.py.
 ARCHS = pytest.mark.parametrize("arch", [a for a in archs.available() if archs.runs_on_host(a)])
 
-# No shrinking: each example compiles C, and a failure is readable as generated. 40 per
+# No shrinking: each example compiles C, and a failure is readable as generated. 30 per
 # test and architecture (CI time); the emulated boards sweep their own in test_kernels_target.
-EXAMPLES = settings(max_examples=40, deadline=None,
+EXAMPLES = settings(max_examples=30, deadline=None,
                     phases=[Phase.explicit, Phase.reuse, Phase.generate],
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])

@@ -33,8 +33,6 @@ ONE_BATCH = settings(max_examples=1, deadline=None,
 KERNELS = {
     "conv2d": (golden_cases.conv_cases(), golden_cases.build_conv2d),
     "pool": (golden_cases.pool_cases(), golden_cases.build_pool),
-    "depthwise_conv2d": (golden_cases.depthwise_cases(), golden_cases.build_depthwise),
-    "grouped_conv2d": (golden_cases.grouped_cases(), golden_cases.build_grouped),
     "mean": (golden_cases.mean_cases, golden_cases.build_mean),
     "add": (golden_cases.add_cases, golden_cases.build_add),
     "softmax": (golden_cases.softmax_cases, golden_cases.build_softmax),
@@ -55,13 +53,21 @@ KERNELS = {
         st.tuples(golden_cases.conv_cases(), st.sampled_from([5, 16, 17, 32, 48])).map(
             lambda t: {**t[0], "dilation": (1, 1), "shape": (*t[0]["shape"][:3], t[1])}),
         golden_cases.build_conv2d),
-    # Depthwise layers the vector kernels take (multiplier 1; the S3's PIE one wants channels
-    # in multiples of 16). Not a "_vector_shapes" entry: Helium has no depthwise variant.
-    "depthwise_16_channel_multiples": (
-        st.tuples(golden_cases.depthwise_cases(), st.sampled_from([16, 32, 48])).map(
-            lambda t: {**t[0], "multiplier": 1, "cout": t[1],
-                       "shape": (*t[0]["shape"][:3], t[1])}),
-        golden_cases.build_depthwise),
+    # Grouped and depthwise convs (any multiplier), folded PADs, and depthwise layers the
+    # vector kernels take (multiplier 1; the S3's PIE one wants channels in multiples of 16),
+    # in one batch per board (CI time). Not a "_vector_shapes" entry: Helium has no depthwise
+    # variant.
+    "grouped_depthwise_and_pad": (
+        st.one_of(
+            golden_cases.grouped_cases().map(lambda c: {**c, "build": "grouped"}),
+            golden_cases.depthwise_cases().map(lambda c: {**c, "build": "depthwise"}),
+            st.tuples(golden_cases.depthwise_cases(), st.sampled_from([16, 32, 48])).map(
+                lambda t: {**t[0], "multiplier": 1, "cout": t[1], "build": "depthwise",
+                           "shape": (*t[0]["shape"][:3], t[1])}),
+            golden_cases.pad_cases().map(lambda c: {**c, "build": "pad"})),
+        lambda case: {"grouped": golden_cases.build_grouped,
+                      "depthwise": golden_cases.build_depthwise,
+                      "pad": golden_cases.build_pad}[case["build"]](case)),
     "max_pool_vector_shapes": (
         st.tuples(golden_cases.pool_cases(), st.sampled_from([16, 32, 48])).map(
             lambda t: {**t[0], "kind": "MAX_POOL_2D", "shape": (*t[0]["shape"][:3], t[1])}),
