@@ -291,6 +291,22 @@ def test_pad_folded_into_the_conv(sqz_runner, arch, case):
     _check(sqz_runner, *build_pad(case), arch=arch)
 
 
+def test_pad_that_is_the_model_output_is_refused(sqz_runner):
+    """Folding would leave nothing writing the output (found by review: it returned the
+    arena's bytes)."""
+    from converter.errors import ModelError
+
+    g = GraphBuilder()
+    x = g.tensor("x", (1, 4, 4, 3), "int8", 0.1, 0)
+    pt = g.tensor("paddings", (4, 2), "int32", data=[[0, 0], [1, 1], [1, 1], [0, 0]])
+    xp = g.tensor("x_padded", (1, 6, 6, 3), "int8", 0.1, 0)
+    g.op("PAD", [x, pt], [xp], "PadOptions", s.PadOptionsT())
+    add_conv(g, xp, (1, 6, 6, 3), (0.1, 0), 2, (3, 3), (1, 1), "valid", "none", [0.01],
+             (0.2, 0), np.random.default_rng(0))
+    with pytest.raises(ModelError, match="the PAD's output is the model's output"):
+        sqz_runner.compile(g.build([x], [xp]))
+
+
 def test_pad_feeding_anything_but_a_conv_is_refused(sqz_runner):
     from converter.errors import ModelError
 

@@ -223,8 +223,8 @@ PIE_DEPTHWISE = ConvKernel(
     filter_row_len=lambda s: record_bytes(s) + s.filter_dims.h * s.filter_dims.w,
     filter_layout=_depthwise_layout,
     # Mirrors sqz_depthwise_s8_pie_scratch_size: alignment slack, the QACC dump, the
-    # zero-point pixel and 16 bytes its unaligned loads may read past it.
-    scratch_bytes=lambda s: 16 + DW_PIE_DUMP + s.input_dims.c + 16,
+    # zero-point pixel.
+    scratch_bytes=lambda s: 16 + DW_PIE_DUMP + s.input_dims.c,
     description="ESP32-S3 PIE depthwise: 16 channels per ee.vmulas.s8.qacc",
     sources=("arch/esp32s3/depthwise_pie.c",), folds_quant=True, grouped=True,
 )

@@ -102,7 +102,9 @@ def depthwise_records(s: ConvLayer) -> np.ndarray | str:
     for ch in range(f.n):
         shift = s.shift[ch]
         left, right = max(shift, 0), max(-shift, 0)
-        if (abs(s.bias[ch]) + 128 * int(w[ch])) << left >= DW_ACC_LIMIT:
+        # left < 30 also keeps the C's shift by left + 1 below 32 (a zero channel would
+        # pass the bound with any left).
+        if left >= 30 or (abs(s.bias[ch]) + 128 * int(w[ch])) << left >= DW_ACC_LIMIT:
             return f"channel {ch}'s accumulator may reach 2^30 after its left shift"
         if right > 31:
             return f"channel {ch}'s right shift {right} is above 31"

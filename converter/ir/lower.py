@@ -174,6 +174,9 @@ def _fold_pad(g: ir.Graph, op: ir.Pad) -> FoldedPad:
             np.any(pads[0]) or np.any(pads[3]):
         raise ModelError(f"{where}: paddings {pads.tolist()}; sqz folds a PAD of height and "
                          "width of an NHWC tensor into the convolution it feeds, nothing else")
+    if y in g.outputs:
+        raise ModelError(f"{where}: the PAD's output is the model's output; sqz folds a PAD "
+                         "only into the convolutions it feeds, so it cannot be an output")
     users = g.consumers(y)
     if not users or not all(isinstance(u, ir.Conv2D | ir.DepthwiseConv2D) and u.inputs[0] == y
                             for u in users):
@@ -292,10 +295,11 @@ def _lower_depthwise(g: ir.Graph, op: ir.DepthwiseConv2D,
         raise ModelError(f"{where}: filter '{wt.name}' has shape {tuple(w.shape)}; a depthwise "
                          "filter is 1 x kh x kw x channels")
     oc = w.shape[3]
-    if oc != in_c * op.depth_multiplier:
-        raise ModelError(f"{where}: filter '{wt.name}' has {oc} channels; {in_c} input "
-                         f"channels with depth multiplier {op.depth_multiplier} need "
-                         f"{in_c * op.depth_multiplier}")
+    # The multiplier is what the shapes say (LiteRT derives it so; some converters write 0
+    # in the option).
+    if oc % in_c:
+        raise ModelError(f"{where}: filter '{wt.name}' has {oc} channels, not a multiple of "
+                         f"the input's {in_c}")
     if wt.quant.per_channel and wt.quant.axis != 3:
         raise ModelError(f"{where}: filter '{wt.name}' is quantized along axis "
                          f"{wt.quant.axis}; a depthwise filter's channels are "

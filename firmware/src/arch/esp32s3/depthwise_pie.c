@@ -3,9 +3,9 @@
  * (conv_pie.h) before the tap-major weights; the channel count is a multiple of 16 and the
  * filter has at most 25 taps (the converter checks all of it, converter/arch/esp32s3.py).
  *
- * How. Channels are the vector lanes: for each tap, one unaligned 16-byte load of the input
- * pixel's channels (ee.ld.128.usar + ee.src.q), one aligned load of the tap's weights and one
- * ee.vmulas.s8.qacc accumulate the products in QACC's sixteen 20-bit lanes. At most 25 taps of
+ * How. Channels are the vector lanes: for each tap, one aligned 16-byte load of the input
+ * pixel's channels, one of the tap's weights and one ee.vmulas.s8.qacc accumulate the
+ * products in QACC's sixteen 20-bit lanes. At most 25 taps of
  * products of at most 2^14 stay below 2^19, so no lane saturates. QACC is then stored (its two
  * halves are eight 20-bit lanes each, packed little-endian) and each lane unpacked and put
  * through the PIE conv's output stage in scalar code (a dozen instructions). Built for
@@ -32,8 +32,8 @@ int32_t sqz_depthwise_s8_pie_scratch_size(const sqz_conv_params *params,
     (void)params;
     (void)filter_dims;
     (void)output_dims;
-    /* Alignment slack, the dump, and the zero-point pixel with 16 bytes to over-read. */
-    return 16 + SQZ_DW_PIE_DUMP + input_dims->c + 16;
+    /* Alignment slack, the dump, and the zero-point pixel (whole vectors: c % 16 == 0). */
+    return 16 + SQZ_DW_PIE_DUMP + input_dims->c;
 }
 
 #if defined(__XTENSA__)
@@ -62,9 +62,7 @@ static void block_sums(const int8_t *const *px, int32_t taps, const int8_t *weig
     for (int32_t t = 0; t < taps; ++t, w += c) {
         const int8_t *x = px[t] + c0;
         const int8_t *wa = w;
-        __asm__ volatile("ee.ld.128.usar.ip q0, %[x], 16\n\t"
-                         "ee.vld.128.ip q1, %[x], 0\n\t"
-                         "ee.src.q q0, q0, q1\n\t"
+        __asm__ volatile("ee.vld.128.ip q0, %[x], 0\n\t"
                          "ee.vld.128.ip q2, %[w], 0\n\t"
                          "ee.vmulas.s8.qacc q0, q2\n"
                          : [x] "+a"(x), [w] "+a"(wa)
@@ -136,6 +134,14 @@ sqz_status sqz_depthwise_s8_pie_row(const sqz_context *ctx, const sqz_conv_param
     if (c % 16 != 0 || filter_dims->h * filter_dims->w > SQZ_DW_PIE_MAX_TAPS ||
         ((uintptr_t)filter & 15u) != 0) {
         return SQZ_ERR_SHAPE;
+    }
+    /* Every pixel's channels start a vector: 16-aligned rows (sqz's planner aligns every
+     * tensor and row) and whole vectors of channels. So the loads are aligned and read
+     * exactly the pixel's channels, never past the tensor. */
+    for (int32_t ky = 0; ky < filter_dims->h; ++ky) {
+        if (input_rows[ky] && ((uintptr_t)input_rows[ky] & 15u) != 0) {
+            return SQZ_ERR_ARG;
+        }
     }
     if (ctx->size < sqz_depthwise_s8_pie_scratch_size(params, input_dims, filter_dims,
                                                       output_dims)) {
