@@ -56,8 +56,8 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 # against the runtime's symbols).
 RESERVED_WORDS = frozenset({
     "add", "app", "arch", "armv7em", "avg", "camera", "check", "clamp", "concat", "conv", "crc32",
-    "dims", "exact", "exec", "fc", "feed", "frame", "fully", "load", "mac", "max", "mean", "min",
-    "model", "mps2", "node",
+    "depthwise", "dims", "exact", "exec", "fc", "feed", "frame", "fully", "load", "mac", "max",
+    "mean", "min", "model", "mps2", "node",
     "packed", "pair", "per", "pie", "pool", "port", "proto", "requantize", "reset", "rounding",
     "row", "rows", "run", "runtime", "s3", "sat", "segment", "softmax", "status", "sxtb16",
     "target", "tensor", "trailing", "validation", "window"})
