@@ -172,7 +172,7 @@ def build_grouped(case):
 
 # Grouped layers take the portable grouped kernel on every architecture (no variant takes
 # them yet); the sweep runs once per architecture all the same, since each selects its kernel.
-GROUPED_EXAMPLES = settings(EXAMPLES, max_examples=15)
+GROUPED_EXAMPLES = settings(EXAMPLES, max_examples=10)
 
 
 @ARCHS
