@@ -90,46 +90,6 @@ static void mac_grouped(int32_t *acc, const int8_t *x, const int8_t *w, int32_t 
     }
 }
 
-/* Most taps of the depthwise fast path (5x5 and below; larger filters take the general loop). */
-#define SQZ_DW_MAX_TAPS 32
-
-/* Depthwise with multiplier 1, one output pixel: `px[t]` is tap t's input pixel (or the
- * zero-point pixel). Channels go in blocks of four with the accumulators in registers and the
- * taps innermost, so each MAC costs two byte loads and a multiply-add, and the four channels
- * share one load of each tap's pixel pointer. */
-static void depthwise_pixel(const int8_t *const *px, int32_t taps, const int8_t *filter,
-                            int32_t c, const int32_t *bias, const sqz_per_channel_quant *quant,
-                            int32_t offset, int32_t lo, int32_t hi, int8_t *out)
-{
-    int32_t ch = 0;
-    for (; ch + 4 <= c; ch += 4) {
-        int32_t a0 = bias[ch], a1 = bias[ch + 1], a2 = bias[ch + 2], a3 = bias[ch + 3];
-        const int8_t *w = filter + ch;
-        for (int32_t t = 0; t < taps; ++t, w += c) {
-            const int8_t *x = px[t] + ch;
-            a0 += (int32_t)x[0] * w[0];
-            a1 += (int32_t)x[1] * w[1];
-            a2 += (int32_t)x[2] * w[2];
-            a3 += (int32_t)x[3] * w[3];
-        }
-        const int32_t acc[4] = {a0, a1, a2, a3};
-        for (int32_t k = 0; k < 4; ++k) {
-            const int32_t v = sqz_requantize(acc[k], quant->multiplier[ch + k],
-                                             quant->shift[ch + k]);
-            out[ch + k] = (int8_t)sqz_clamp(v + offset, lo, hi);
-        }
-    }
-    for (; ch < c; ++ch) {
-        int32_t a = bias[ch];
-        const int8_t *w = filter + ch;
-        for (int32_t t = 0; t < taps; ++t, w += c) {
-            a += (int32_t)px[t][ch] * w[0];
-        }
-        const int32_t v = sqz_requantize(a, quant->multiplier[ch], quant->shift[ch]);
-        out[ch] = (int8_t)sqz_clamp(v + offset, lo, hi);
-    }
-}
-
 sqz_status sqz_conv_s8_grouped_row(const sqz_context *ctx, const sqz_conv_params *params,
                                    const sqz_per_channel_quant *quant,
                                    const sqz_dims *input_dims, const int8_t *const *input_rows,
@@ -163,23 +123,6 @@ sqz_status sqz_conv_s8_grouped_row(const sqz_context *ctx, const sqz_conv_params
     const int32_t lo = params->activation.min;
     const int32_t hi = params->activation.max;
 
-    if (elementwise && kh * kw <= SQZ_DW_MAX_TAPS) {
-        const int8_t *px[SQZ_DW_MAX_TAPS];
-        for (int32_t ox = 0; ox < output_dims->w; ++ox) {
-            const int32_t ix0 = ox * params->stride.w - params->padding.w;
-            int32_t t = 0;
-            for (int32_t ky = 0; ky < kh; ++ky) {
-                const int8_t *row = input_rows[ky];
-                for (int32_t kx = 0; kx < kw; ++kx, ++t) {
-                    const int32_t ix = ix0 + kx * params->dilation.w;
-                    px[t] = (row && ix >= 0 && ix < in_w) ? row + (size_t)ix * c : zero_px;
-                }
-            }
-            depthwise_pixel(px, t, filter, c, bias, quant, offset, lo, hi,
-                            output_row + (size_t)ox * params->output_pixel_stride);
-        }
-        return SQZ_OK;
-    }
     for (int32_t ox = 0; ox < output_dims->w; ++ox) {
         for (int32_t o = 0; o < out_c; ++o) {
             acc[o] = bias[o];
