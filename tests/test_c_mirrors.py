@@ -110,6 +110,10 @@ def test_conv_scratch_and_filter_layout_match_c(lib, shape):
     assert getattr(lib, packed.scratch_symbol)(*args) == packed.scratch_bytes(step)
     assert lib.sqz_conv_s8_packed_block(args[0], args[2]) == portable.packed_block(step)
 
+    pie = esp32s3.PIE_PACKED_CONV  # the S3's, as its C (plain but for the asm) builds here
+    assert getattr(lib, pie.scratch_symbol)(*args) == pie.scratch_bytes(step)
+    assert lib.sqz_conv_s8_pie_packed_block(args[0], args[2]) == esp32s3.packed_block(step)
+
     # The Armv7E-M conv (its C compiles on the host) for the layers it takes.
     v = armv7em.CONV
     if v.supports(step):

@@ -188,6 +188,10 @@ def test_packed_convs_bit_exact(sqz_runner, arch, case):
     packed = [s for s in conv.lowered.steps if getattr(s, "packed", None) is not None]
     if case["rows"]:
         assert all(s.rows_per_call == min(case["rows"], s.output_dims.h) for s in packed)
+    # An architecture with a packed kernel runs every packed layer on it, or says why not.
+    if any(k.packed for k in getattr(archs.VARIANTS.get(arch), "KERNELS", ())):
+        assert all(archs.conv_kernel(s.kernel).arch == arch or archs.fallback_reason(s, arch)
+                   for s in packed)
     ours = sqz_runner.run(buf, xs, **kw)
     assert np.array_equal(ours, reference(buf, xs))
 

@@ -132,8 +132,11 @@ def records(s: ConvLayer) -> np.ndarray:
 
 def prove(s: ConvLayer) -> str | None:
     """Why the PIE conv cannot run this layer exactly, or None when it can."""
-    if s.packed is not None:
-        return "packed weights"
+    return "packed weights" if s.packed is not None else _exact(s)
+
+
+def _exact(s: ConvLayer) -> str | None:
+    """What the PIE conv's arithmetic needs of a layer, whatever its weights' storage."""
     if s.dilation != (1, 1):
         return "dilated filter"
     if s.filter_dims.h > 16:
@@ -169,6 +172,54 @@ PIE_CONV = ConvKernel(
 )
 
 
+# Mirror SQZ_PIE_PACKED_BLOCK_BYTES and _MAX_RECORD (packed_pie.c): blocks are sized for the
+# general mode's record whatever the layer's. The most channels per block is the portable
+# driver's (runtime/packed_decode.h).
+PACKED_BLOCK_BYTES = 4096
+PACKED_MAX_RECORD = 2 * RECORD
+PACKED_MAX_BLOCK = 64
+
+
+def packed_block(s: ConvLayer) -> int:
+    """Mirrors sqz_conv_s8_pie_packed_block: output channels decoded at a time."""
+    block = max(1, PACKED_BLOCK_BYTES // (row_len(s) + PACKED_MAX_RECORD))
+    return min(block, PACKED_MAX_BLOCK, s.filter_dims.n)
+
+
+def packed_scratch_bytes(s: ConvLayer) -> int:
+    """Mirrors sqz_conv_s8_pie_packed_scratch_size: alignment slack, the block's records and
+    weights, one channel's taps, then the dense kernel's scratch; more when the converter chose
+    a larger block (s.decode_block: block_in() in the C finds it from the scratch size)."""
+    block = max(s.decode_block, packed_block(s))
+    return 15 + block * (row_len(s) + PACKED_MAX_RECORD) + row_len(s) + scratch_bytes(s)
+
+
+def packed_blocks(s: ConvLayer) -> list[int]:
+    """Larger blocks worth offering, most first (fewer blocks gather the patches fewer
+    times)."""
+    out = {min(s.filter_dims.n, b) for b in (PACKED_MAX_BLOCK, 32, 16)}
+    return sorted((b for b in out if b > packed_block(s)), reverse=True)
+
+
+def _packed_refuses(s: ConvLayer) -> str | None:
+    return "plain int8 weights" if s.packed is None else _exact(s)
+
+
+def _no_dense_layout(s: ConvLayer) -> np.ndarray:
+    raise TypeError(f"{s.name}: a packed kernel reads the packed stream, not int8 rows")
+
+
+PIE_PACKED_CONV = ConvKernel(
+    symbol="sqz_conv_s8_pie_packed_row", scratch_symbol="sqz_conv_s8_pie_packed_scratch_size",
+    arch=ARCH, refuses=_packed_refuses, filter_row_len=row_len,
+    filter_layout=_no_dense_layout, scratch_bytes=packed_scratch_bytes,
+    description="ESP32-S3 PIE on packed weights: a block of channels decoded at a time",
+    packed=True, rows_symbol="sqz_conv_s8_pie_packed_rows", blocks=packed_blocks,
+    least_block=packed_block,
+    costs=(16, 1),
+    folds_quant=True, records=records,
+    sources=("arch/esp32s3/packed_pie.c", "runtime/packed_s8.c", *CONV_SOURCES),
+)
 
 
 def _pool_refuses(s: PoolLayer) -> str | None:
@@ -230,4 +281,4 @@ PIE_DEPTHWISE = ConvKernel(
 )
 
 # Most preferred first (converter.arch.select_conv takes the first that supports a layer).
-KERNELS = (PIE_CONV, PIE_DEPTHWISE, PIE_MAX_POOL)
+KERNELS = (PIE_CONV, PIE_PACKED_CONV, PIE_DEPTHWISE, PIE_MAX_POOL)

@@ -51,6 +51,10 @@ class ConvKernel:
     # Its filter layout carries each channel's bias and requantization (the PIE records), so
     # the layer stores no separate bias, multiplier and shift arrays (NULL in the schedule).
     folds_quant: bool = False
+    # Packed kernels that fold the quantization: each channel's record (bias and
+    # requantization), flat int32, stored in flash beside the packed stream and copied in
+    # front of each decoded block (sqz_packed_filter.records).
+    records: Callable[[ConvLayer], np.ndarray] | None = None
     # Takes grouped and depthwise layers (a filter depth below the input depth), and only
     # those: the dense kernels read every input channel for every output channel.
     grouped: bool = False

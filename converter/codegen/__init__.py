@@ -192,7 +192,12 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
                     "sparse": int(enc.kind == packing.SPARSE),
                     "per_channel": int(enc.per_channel), "quant_per_tensor": int(per_tensor),
                     "name": s.name, "kind": enc.kind,
+                    "records": None, "record_bytes": 0,
                 }
+                if k.records:  # the kernel copies them in front of each decoded block
+                    recs = k.records(s)
+                    packed.update(records=arrays.add("records", i, "int32_t", recs),
+                                  record_bytes=4 * len(recs) // s.filter_dims.n)
                 packed_filters.append(packed)
             layer = {
                 "name": s.name, "kernel": k.symbol,

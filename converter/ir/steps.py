@@ -146,8 +146,10 @@ class ConvStep(Step):
 
     @property
     def weight_bytes(self) -> int:
-        if arch.conv_kernel(self.kernel).folds_quant:
-            return self.filter_bytes  # bias and requantization are inside the filter's records
+        k = arch.conv_kernel(self.kernel)
+        if k.folds_quant:  # bias and requantization are in records, inside the filter or
+            # (packed) beside its stream
+            return self.filter_bytes + (4 * len(k.records(self)) if k.records else 0)
         quant = 1 if self.quant_per_tensor else len(self.multiplier)
         return self.filter_bytes + 4 * len(self.bias) + 5 * quant
 

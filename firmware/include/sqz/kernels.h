@@ -157,6 +157,11 @@ typedef struct {
     uint8_t sparse;
     uint8_t per_channel;    /* one codebook per output channel */
     uint8_t quant_per_tensor; /* the layer's multiplier and shift arrays hold one value */
+    /* Kernels whose dense layout carries each channel's bias and requantization (the ESP32-S3
+     * PIE records, converter/arch/esp32s3.py): record_bytes per output channel, copied in
+     * front of each decoded block; NULL and 0 for the others. */
+    uint8_t record_bytes;
+    const int32_t *records;
 } sqz_packed_filter;
 
 /* Decodes output channels [first, first + count) of a packed filter into int8 rows of

@@ -34,6 +34,35 @@ int32_t sqz_conv_s8_pie_filter_row_len(const sqz_conv_params *params,
 int32_t sqz_conv_s8_pie_scratch_size(const sqz_conv_params *params, const sqz_dims *input_dims,
                                      const sqz_dims *filter_dims, const sqz_dims *output_dims);
 
+/* CONV_2D on packed weights (sqz_packed_filter with the PIE records: record_bytes per output
+ * channel, as in the dense layout above): a block of output channels at a time is decoded into
+ * sqz_conv_s8_pie_row's layout in scratch and run by it. The layers sqz_conv_s8_pie_row takes,
+ * with the contract of sqz_conv_s8_packed_row and _rows (sqz/kernels.h); bias, multiplier
+ * and shift are not read (NULL in sqz's schedules). */
+sqz_status sqz_conv_s8_pie_packed_row(const sqz_context *ctx, const sqz_conv_params *params,
+                                      const sqz_per_channel_quant *quant,
+                                      const sqz_dims *input_dims,
+                                      const int8_t *const *input_rows,
+                                      const sqz_dims *filter_dims, const void *filter,
+                                      const sqz_dims *bias_dims, const int32_t *bias,
+                                      const sqz_dims *output_dims, int8_t *output_row);
+sqz_status sqz_conv_s8_pie_packed_rows(const sqz_context *ctx, const sqz_conv_params *params,
+                                       const sqz_per_channel_quant *quant,
+                                       const sqz_dims *input_dims,
+                                       const int8_t *const *input_rows,
+                                       const sqz_dims *filter_dims, const void *filter,
+                                       const sqz_dims *bias_dims, const int32_t *bias,
+                                       int32_t n_rows, const sqz_dims *output_dims,
+                                       int8_t *const *output_rows);
+/* Output channels decoded per block with the least scratch. */
+int32_t sqz_conv_s8_pie_packed_block(const sqz_conv_params *params,
+                                     const sqz_dims *filter_dims);
+/* The least block (records and weights, 16-byte aligned) and the dense kernel's scratch. */
+int32_t sqz_conv_s8_pie_packed_scratch_size(const sqz_conv_params *params,
+                                            const sqz_dims *input_dims,
+                                            const sqz_dims *filter_dims,
+                                            const sqz_dims *output_dims);
+
 /* MAX_POOL_2D in push form (the contract of sqz_max_pool_s8_push), 16 channels at a time for
  * channel counts that are multiples of 16, 16-byte aligned rows, windows up to 3 wide and at
  * most two output rows per input row; anything else goes to sqz_max_pool_s8_push. */

@@ -17,6 +17,12 @@
 
 #include "sqz/kernels.h"
 
+/* Weights per output channel of a filter: h * w * c. */
+static inline int32_t sqz_dims_taps(const sqz_dims *filter_dims)
+{
+    return filter_dims->h * filter_dims->w * filter_dims->c;
+}
+
 static inline uint32_t sqz_packed_bits_at(const uint8_t *stream, uint32_t pos)
 {
     return SQZ_PACKED_LOAD32(stream + (pos >> 3)) >> (pos & 7u);
@@ -134,8 +140,14 @@ typedef struct {
                         const sqz_dims *output_dims);
     int32_t (*row_len)(const sqz_conv_params *params, const sqz_dims *filter_dims);
     int32_t (*block_bytes)(int32_t block, int32_t row_len);
-    sqz_status (*decode)(const sqz_packed_filter *pf, int32_t taps, int32_t first, int32_t n,
-                         int32_t row_len, uint32_t *cursor, int8_t *decoded);
+    sqz_status (*decode)(const sqz_packed_filter *pf, const sqz_dims *filter_dims,
+                         int32_t first, int32_t n, int32_t row_len, uint32_t *cursor,
+                         int8_t *decoded);
+    /* The decoded block's alignment (1 or a power of two; block_bytes counts the slack). */
+    uintptr_t align;
+    /* 1: the dense kernel reads bias and requantization from the records the decoder copies
+     * into the block (the layer has no bias, multiplier or shift arrays); 0: from the layer's. */
+    int folds_quant;
 } sqz_packed_variant;
 
 /* A packed rows kernel (sqz_conv_rows_fn): each block of output channels is decoded once, then
@@ -151,7 +163,7 @@ static sqz_status sqz_packed_rows(const sqz_packed_variant *v, const sqz_context
                                   int8_t *const *output_rows)
 {
     if (!ctx || !ctx->buf || !params || !quant || !input_dims || !input_rows || !filter_dims ||
-        !filter || !bias_dims || !bias || !output_dims || !output_rows) {
+        !filter || !bias_dims || !(bias || v->folds_quant) || !output_dims || !output_rows) {
         return SQZ_ERR_ARG;
     }
     if (n_rows < 1 || n_rows > SQZ_MAX_ROWS_PER_CALL) {
@@ -171,14 +183,14 @@ static sqz_status sqz_packed_rows(const sqz_packed_variant *v, const sqz_context
         return SQZ_ERR_ARG;
     }
     const int32_t row_len = v->row_len(params, filter_dims);
-    const int32_t taps = filter_dims->h * filter_dims->w * filter_dims->c;
-    int8_t *decoded = (int8_t *)ctx->buf;
+    int8_t *decoded =
+        (int8_t *)(((uintptr_t)ctx->buf + v->align - 1u) & ~(uintptr_t)(v->align - 1u));
     const int32_t offset = v->block_bytes(block, row_len);
     const sqz_context dense = {(uint8_t *)ctx->buf + offset, ctx->size - offset};
     /* A per-tensor quantization, expanded once per call. */
     int32_t mult[SQZ_PACKED_MAX_BLOCK];
     int8_t shift[SQZ_PACKED_MAX_BLOCK];
-    if (pf->quant_per_tensor) {
+    if (pf->quant_per_tensor && !v->folds_quant) {
         for (int32_t j = 0; j < block; ++j) {
             mult[j] = quant->multiplier[0];
             shift[j] = quant->shift[0];
@@ -187,14 +199,15 @@ static sqz_status sqz_packed_rows(const sqz_packed_variant *v, const sqz_context
     uint32_t cursor = 0;
     for (int32_t oc0 = 0; oc0 < filter_dims->n; oc0 += block) {
         const int32_t n = filter_dims->n - oc0 < block ? filter_dims->n - oc0 : block;
-        sqz_status st = v->decode(pf, taps, oc0, n, row_len, &cursor, decoded);
+        sqz_status st = v->decode(pf, filter_dims, oc0, n, row_len, &cursor, decoded);
         if (st != SQZ_OK) {
             return st;
         }
         const sqz_per_channel_quant q =
-            pf->quant_per_tensor ? (sqz_per_channel_quant){mult, shift}
-                                 : (sqz_per_channel_quant){quant->multiplier + oc0,
-                                                           quant->shift + oc0};
+            v->folds_quant         ? *quant
+            : pf->quant_per_tensor ? (sqz_per_channel_quant){mult, shift}
+                                   : (sqz_per_channel_quant){quant->multiplier + oc0,
+                                                             quant->shift + oc0};
         sqz_dims fd = *filter_dims, bd = *bias_dims, od = *output_dims;
         fd.n = n;
         bd.c = n;
@@ -202,7 +215,7 @@ static sqz_status sqz_packed_rows(const sqz_packed_variant *v, const sqz_context
         for (int32_t r = 0; r < n_rows; ++r) {
             st = v->dense_row(&dense, params, &q, input_dims,
                               input_rows + (size_t)r * filter_dims->h, &fd, decoded, &bd,
-                              bias + oc0, &od, output_rows[r] + oc0);
+                              v->folds_quant ? NULL : bias + oc0, &od, output_rows[r] + oc0);
             if (st != SQZ_OK) {
                 return st;
             }

@@ -92,15 +92,17 @@ int32_t sqz_conv_s8_packed_scratch_size(const sqz_conv_params *params,
            sqz_conv_s8_scratch_size(params, input_dims, filter_dims, output_dims);
 }
 
-static sqz_status decode_block(const sqz_packed_filter *pf, int32_t taps, int32_t first,
-                               int32_t n, int32_t row_len, uint32_t *cursor, int8_t *decoded)
+static sqz_status decode_block(const sqz_packed_filter *pf, const sqz_dims *filter_dims,
+                               int32_t first, int32_t n, int32_t row_len, uint32_t *cursor,
+                               int8_t *decoded)
 {
-    return sqz_packed_decode(pf, taps, first, n, row_len, cursor, decoded);
+    return sqz_packed_decode(pf, sqz_dims_taps(filter_dims), first, n, row_len, cursor,
+                             decoded);
 }
 
 static const sqz_packed_variant portable = {
     sqz_conv_s8_row, sqz_conv_s8_packed_scratch_size, block_in, sqz_conv_s8_filter_row_len,
-    block_bytes, decode_block,
+    block_bytes, decode_block, 1, 0,
 };
 
 sqz_status sqz_conv_s8_packed_rows(const sqz_context *ctx, const sqz_conv_params *params,

@@ -75,9 +75,11 @@ static void interleave_pair(const int8_t *a, const int8_t *b, int32_t row_len, i
 /* Channels [first, first + n) in the dense kernel's layout: pairs decoded row by row just past
  * the block so far, then interleaved into it; an odd last channel follows alone, as in the
  * dense layout. */
-static sqz_status decode_block(const sqz_packed_filter *pf, int32_t taps, int32_t first,
-                               int32_t n, int32_t row_len, uint32_t *cursor, int8_t *decoded)
+static sqz_status decode_block(const sqz_packed_filter *pf, const sqz_dims *filter_dims,
+                               int32_t first, int32_t n, int32_t row_len, uint32_t *cursor,
+                               int8_t *decoded)
 {
+    const int32_t taps = sqz_dims_taps(filter_dims);
     int8_t *pair = decoded + (size_t)n * row_len;
     for (int32_t j = 0; j < n; j += 2) {
         int8_t *dst = decoded + (size_t)j * row_len;
@@ -96,7 +98,7 @@ static sqz_status decode_block(const sqz_packed_filter *pf, int32_t taps, int32_
 
 static const sqz_packed_variant armv7em = {
     sqz_conv_s8_armv7em_row, sqz_conv_s8_armv7em_packed_scratch_size, block_in,
-    sqz_conv_s8_armv7em_filter_row_len, block_bytes, decode_block,
+    sqz_conv_s8_armv7em_filter_row_len, block_bytes, decode_block, 1, 0,
 };
 
 sqz_status sqz_conv_s8_armv7em_packed_rows(const sqz_context *ctx,

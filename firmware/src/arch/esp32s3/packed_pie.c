@@ -1,0 +1,145 @@
+/* CONV_2D on packed weights for the ESP32-S3: a block of output channels at a time is decoded
+ * (runtime/packed_decode.h) into the PIE conv's layout, its channels' records copied in front
+ * of their weights, then sqz_conv_s8_pie_row runs on the block and writes its slice of the
+ * output's channels. The decoded block is all of the filter that is ever in RAM; the records
+ * (16 or 32 bytes per channel, converter/arch/esp32s3.py) stay in flash beside the stream.
+ * Plain C: the host builds it too, on conv_pie.c's C twins of the PIE loops. */
+#include <stddef.h>
+#include <string.h>
+
+#include "conv_pie.h"
+#include "sqz/kernels_esp32s3.h"
+
+/* Mirrors converter/arch/esp32s3.py. A block is sized for the larger (general mode) record,
+ * so the sizes need no activation bounds: at most 16 bytes a channel more than needed. */
+#define SQZ_PIE_PACKED_BLOCK_BYTES 4096
+#define SQZ_PIE_PACKED_MAX_RECORD (2 * SQZ_PIE_RECORD)
+
+/* The decoder's primitives: the Xtensa core has no unaligned loads, so a word from any byte
+ * is the compiler's byte loads of the memcpy; trailing ones from a count of trailing zeros
+ * (NSAU-based on the LX7). */
+static inline uint32_t load32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint32_t trailing_ones(uint32_t x)
+{
+    return x == 0xFFFFFFFFu ? 32u : (uint32_t)__builtin_ctz(~x);
+}
+
+#define SQZ_PACKED_LOAD32 load32
+#define SQZ_PACKED_TRAILING_ONES trailing_ones
+#include "../../runtime/packed_decode.h"
+
+int32_t sqz_conv_s8_pie_packed_block(const sqz_conv_params *params,
+                                     const sqz_dims *filter_dims)
+{
+    const int32_t row_len = sqz_conv_s8_pie_filter_row_len(params, filter_dims);
+    int32_t block = SQZ_PIE_PACKED_BLOCK_BYTES / (row_len + SQZ_PIE_PACKED_MAX_RECORD);
+    block = block < 1 ? 1 : block;
+    block = block > SQZ_PACKED_MAX_BLOCK ? SQZ_PACKED_MAX_BLOCK : block;
+    return block < filter_dims->n ? block : filter_dims->n;
+}
+
+/* Alignment slack, the block's records and weights, then one channel's taps decoded before
+ * they are spread over the padded filter rows. */
+static int32_t block_bytes(int32_t block, int32_t row_len)
+{
+    return 15 + block * (SQZ_PIE_PACKED_MAX_RECORD + row_len) + row_len;
+}
+
+int32_t sqz_conv_s8_pie_packed_scratch_size(const sqz_conv_params *params,
+                                            const sqz_dims *input_dims,
+                                            const sqz_dims *filter_dims,
+                                            const sqz_dims *output_dims)
+{
+    return block_bytes(sqz_conv_s8_pie_packed_block(params, filter_dims),
+                       sqz_conv_s8_pie_filter_row_len(params, filter_dims)) +
+           sqz_conv_s8_pie_scratch_size(params, input_dims, filter_dims, output_dims);
+}
+
+/* Channels per block from the scratch given: the least block's, or more where the converter
+ * gave more (the dense kernel's scratch does not depend on the channel count). */
+static int32_t block_in(const sqz_context *ctx, const sqz_conv_params *params,
+                        const sqz_dims *input_dims, const sqz_dims *filter_dims,
+                        const sqz_dims *output_dims)
+{
+    const int32_t least = sqz_conv_s8_pie_packed_block(params, filter_dims);
+    const int32_t row_len = sqz_conv_s8_pie_filter_row_len(params, filter_dims);
+    const int32_t dense =
+        sqz_conv_s8_pie_scratch_size(params, input_dims, filter_dims, output_dims);
+    int32_t block = (ctx->size - dense - 15 - row_len) / (SQZ_PIE_PACKED_MAX_RECORD + row_len);
+    block = block > SQZ_PACKED_MAX_BLOCK ? SQZ_PACKED_MAX_BLOCK : block;
+    block = block > filter_dims->n ? filter_dims->n : block;
+    return block > least ? block : least;
+}
+
+/* Channels [first, first + n): their records, then their weights with each filter row's
+ * kw * c taps at a multiple of 16 (sqz_conv_s8_pie_row's layout). Where a filter row is not a
+ * whole number of vectors and there are several, each channel is decoded past the block
+ * first and its rows spread out; else it is decoded in place (the decoder zero-fills the
+ * rest of the row). */
+static sqz_status decode_block(const sqz_packed_filter *pf, const sqz_dims *filter_dims,
+                               int32_t first, int32_t n, int32_t row_len, uint32_t *cursor,
+                               int8_t *decoded)
+{
+    const int32_t rec = pf->record_bytes;
+    if (!pf->records || (rec != SQZ_PIE_RECORD && rec != 2 * SQZ_PIE_RECORD)) {
+        return SQZ_ERR_ARG;
+    }
+    memcpy(decoded, (const int8_t *)pf->records + (size_t)first * rec, (size_t)n * rec);
+    int8_t *weights = decoded + (size_t)n * rec;
+    const int32_t span = filter_dims->w * filter_dims->c;
+    const int32_t taps = sqz_dims_taps(filter_dims);
+    if (filter_dims->h == 1 || span % 16 == 0) {
+        return sqz_packed_decode(pf, taps, first, n, row_len, cursor, weights);
+    }
+    const int32_t run_len = row_len / filter_dims->h;
+    int8_t *one = weights + (size_t)n * row_len;
+    for (int32_t j = 0; j < n; ++j) {
+        const sqz_status st = sqz_packed_decode(pf, taps, first + j, 1, taps, cursor, one);
+        if (st != SQZ_OK) {
+            return st;
+        }
+        int8_t *dst = weights + (size_t)j * row_len;
+        for (int32_t ky = 0; ky < filter_dims->h; ++ky) {
+            memcpy(dst + (size_t)ky * run_len, one + (size_t)ky * span, (size_t)span);
+            memset(dst + (size_t)ky * run_len + span, 0, (size_t)(run_len - span));
+        }
+    }
+    return SQZ_OK;
+}
+
+static const sqz_packed_variant pie = {
+    sqz_conv_s8_pie_row, sqz_conv_s8_pie_packed_scratch_size, block_in,
+    sqz_conv_s8_pie_filter_row_len, block_bytes, decode_block, 16, 1,
+};
+
+sqz_status sqz_conv_s8_pie_packed_rows(const sqz_context *ctx, const sqz_conv_params *params,
+                                       const sqz_per_channel_quant *quant,
+                                       const sqz_dims *input_dims,
+                                       const int8_t *const *input_rows,
+                                       const sqz_dims *filter_dims, const void *filter,
+                                       const sqz_dims *bias_dims, const int32_t *bias,
+                                       int32_t n_rows, const sqz_dims *output_dims,
+                                       int8_t *const *output_rows)
+{
+    return sqz_packed_rows(&pie, ctx, params, quant, input_dims, input_rows, filter_dims,
+                           filter, bias_dims, bias, n_rows, output_dims, output_rows);
+}
+
+sqz_status sqz_conv_s8_pie_packed_row(const sqz_context *ctx, const sqz_conv_params *params,
+                                      const sqz_per_channel_quant *quant,
+                                      const sqz_dims *input_dims,
+                                      const int8_t *const *input_rows,
+                                      const sqz_dims *filter_dims, const void *filter,
+                                      const sqz_dims *bias_dims, const int32_t *bias,
+                                      const sqz_dims *output_dims, int8_t *output_row)
+{
+    int8_t *const out[1] = {output_row};
+    return sqz_conv_s8_pie_packed_rows(ctx, params, quant, input_dims, input_rows, filter_dims,
+                                       filter, bias_dims, bias, 1, output_dims, out);
+}
