@@ -140,7 +140,7 @@ class Report:
     plain_arena_bytes: int = 0
     packing_room: int = 0
     # Packed layers on the portable packed kernel where the board's architecture has no packed
-    # variant (its own kernels take plain filters only): slower than plain.
+    # variant or its variant refused them: slower than plain.
     portable_packed: list[str] = field(default_factory=list)
     input: str = "whole"  # how the input arrives: "whole", or "ring of N rows" (--input)
     scratch: str = "full"  # the convs' scratch: full or least (--scratch)
@@ -274,10 +274,10 @@ class Report:
             if slow:
                 # Flash bought with speed: say so where the choice is made, not only per row.
                 lines += [f"{len(slow)} packed filter(s) run on the portable packed kernel "
-                          f"({', '.join(slow)}): this board's own kernels take "
-                          "them plain only, so these layers are slower than plain int8 "
-                          "(`sqz-bench` measures by how much; `--packing off` keeps every "
-                          "filter plain).", ""]
+                          f"({', '.join(slow)}): this board's own kernels do not "
+                          "take them packed (the layer table says why where one refused), "
+                          "so these layers are slower than plain int8 (`sqz-bench` measures "
+                          "by how much; `--packing off` keeps every filter plain).", ""]
             lines += ["| # | layer | stored as | filter B | as int8 B | rows per call | "
                       "decoded block |", "|---|---|---|---|---|---|---|"]
             for r in self.layers:

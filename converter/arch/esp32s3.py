@@ -90,13 +90,20 @@ def offset_for(m: int, bound: int) -> int:
     return d0 if d0 >= bound else d0 + -(-(bound - d0) // mod) * mod
 
 
-def records(s: ConvLayer) -> np.ndarray:
+def records(s: ConvLayer, shared_offset: bool = False) -> np.ndarray:
     """The channel records, flat int32 (record_bytes(s) // 4 per channel), or ValueError naming
-    what cannot be proved exact."""
+    what cannot be proved exact. `shared_offset` (a layer with one multiplier): every channel
+    gets the D of the largest bound, so that the records differ only in their first word,
+    bias + D (any D >= a channel's bound serves it, and D < 2^30 + 2^31 keeps x + D within
+    32 bits)."""
     f = s.filter_dims
     w = np.frombuffer(s.filter, np.int8).reshape(f.n, -1).astype(np.int64)
     bias = np.asarray(s.bias, np.int64)
     bound = np.abs(bias) + 128 * np.abs(w).sum(axis=1)
+    if shared_offset:
+        if len(set(s.multiplier)) != 1:
+            raise ValueError("a shared offset needs one multiplier for every channel")
+        top = int(bound.max())
     general = general_mode(s)
     zp = s.output_offset
     words = record_bytes(s) // 4
@@ -116,7 +123,7 @@ def records(s: ConvLayer) -> np.ndarray:
                              f"{m}: the sign fix-up needs a right shift and M > 2^30")
         if b >= 1 << 30:
             raise ValueError(f"channel {o}: |accumulator + bias| <= {b} reaches 2^30")
-        d = offset_for(m, b)
+        d = offset_for(m, top if shared_offset else b)
         k = (d * m - (1 << 30)) >> 31 if m else 0
         half = (1 << (r - 1)) if r > 0 else 0
         y_max = (b * m + (1 << 30)) // 2**31 + 1
@@ -178,6 +185,9 @@ PIE_CONV = ConvKernel(
 PACKED_BLOCK_BYTES = 4096
 PACKED_MAX_RECORD = 2 * RECORD
 PACKED_MAX_BLOCK = 64
+# Bytes after a packed stream's pad that packed_pie.c's load32 may read (its aligned word
+# pairs reach 7 bytes past a word's first byte; the pad covers 4).
+PIE_STREAM_SLACK = 4
 
 
 def packed_block(s: ConvLayer) -> int:
@@ -202,7 +212,26 @@ def packed_blocks(s: ConvLayer) -> list[int]:
 
 
 def _packed_refuses(s: ConvLayer) -> str | None:
-    return "plain int8 weights" if s.packed is None else _exact(s)
+    if s.packed is None:
+        return "plain int8 weights"
+    try:
+        packed_records(s)  # the records it stores, shared or not, proved as the dense ones
+    except ValueError as e:
+        return str(e)
+    return _exact(s)
+
+
+def packed_records(s: ConvLayer) -> tuple[np.ndarray, np.ndarray | None]:
+    """What a packed layer stores beside its stream (sqz_packed_filter.records and
+    .record_bias): one channel record each, or, for a layer with one multiplier and shift,
+    one record with D as its first word and the channels' biases (4 bytes a channel instead of
+    16 or 32: packed_pie.c adds each bias to that word)."""
+    if not s.quant_per_tensor:
+        return records(s), None
+    words = record_bytes(s) // 4
+    first = records(s, shared_offset=True)[:words].copy()
+    first.view(np.uint32)[0] = (int(first.view(np.uint32)[0]) - int(s.bias[0])) & 0xFFFFFFFF
+    return first, np.asarray(s.bias, np.int32)
 
 
 def _no_dense_layout(s: ConvLayer) -> np.ndarray:
@@ -217,7 +246,7 @@ PIE_PACKED_CONV = ConvKernel(
     packed=True, rows_symbol="sqz_conv_s8_pie_packed_rows", blocks=packed_blocks,
     least_block=packed_block,
     costs=(16, 1),
-    folds_quant=True, records=records,
+    folds_quant=True, records=packed_records, stream_slack=PIE_STREAM_SLACK,
     sources=("arch/esp32s3/packed_pie.c", "runtime/packed_s8.c", *CONV_SOURCES),
 )
 

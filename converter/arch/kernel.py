@@ -51,10 +51,14 @@ class ConvKernel:
     # Its filter layout carries each channel's bias and requantization (the PIE records), so
     # the layer stores no separate bias, multiplier and shift arrays (NULL in the schedule).
     folds_quant: bool = False
-    # Packed kernels that fold the quantization: each channel's record (bias and
-    # requantization), flat int32, stored in flash beside the packed stream and copied in
-    # front of each decoded block (sqz_packed_filter.records).
-    records: Callable[[ConvLayer], np.ndarray] | None = None
+    # Packed kernels that fold the quantization: the records (bias and requantization) stored
+    # in flash beside the packed stream and copied in front of each decoded block, flat int32
+    # (sqz_packed_filter.records), and, where one record serves every channel, the channels'
+    # biases its first word gains (.record_bias), else None.
+    records: Callable[[ConvLayer], tuple[np.ndarray, np.ndarray | None]] | None = None
+    # Packed kernels: zero bytes after the packed stream's own pad, for a decoder that reads
+    # further (the S3's aligned word pairs), stored with the stream and counted in its flash.
+    stream_slack: int = 0
     # Takes grouped and depthwise layers (a filter depth below the input depth), and only
     # those: the dense kernels read every input channel for every output channel.
     grouped: bool = False

@@ -185,19 +185,23 @@ def build_context(lw: Lowered, layout: Layout, target: Target, *, model_name: st
                 enc = s.packed
                 packed = {
                     "index": len(packed_filters),
-                    "stream": arrays.add("stream", i, "uint8_t",
-                                         np.frombuffer(enc.stream, np.uint8)),
+                    "stream": arrays.add("stream", i, "uint8_t", np.frombuffer(
+                        enc.stream + bytes(k.stream_slack), np.uint8)),
                     "codebook": arrays.add("codebook", i, "int8_t", enc.codebook.reshape(-1)),
                     "entries": enc.entries, "bits": enc.bits, "rice_k": enc.rice_k,
                     "sparse": int(enc.kind == packing.SPARSE),
                     "per_channel": int(enc.per_channel), "quant_per_tensor": int(per_tensor),
                     "name": s.name, "kind": enc.kind,
-                    "records": None, "record_bytes": 0,
+                    "records": None, "record_bytes": 0, "record_bias": None,
                 }
                 if k.records:  # the kernel copies them in front of each decoded block
-                    recs = k.records(s)
+                    recs, biases = k.records(s)
                     packed.update(records=arrays.add("records", i, "int32_t", recs),
-                                  record_bytes=4 * len(recs) // s.filter_dims.n)
+                                  record_bytes=4 * len(recs) // (1 if biases is not None
+                                                                 else s.filter_dims.n))
+                    if biases is not None:
+                        packed.update(record_bias=arrays.add("record_bias", i, "int32_t",
+                                                             biases))
                 packed_filters.append(packed)
             layer = {
                 "name": s.name, "kernel": k.symbol,

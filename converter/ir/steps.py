@@ -141,7 +141,7 @@ class ConvStep(Step):
     @property
     def filter_bytes(self) -> int:
         if self.packed is not None:
-            return self.packed.nbytes
+            return self.packed.nbytes + arch.conv_kernel(self.kernel).stream_slack
         return self.filter_values().size
 
     @property
@@ -149,7 +149,10 @@ class ConvStep(Step):
         k = arch.conv_kernel(self.kernel)
         if k.folds_quant:  # bias and requantization are in records, inside the filter or
             # (packed) beside its stream
-            return self.filter_bytes + (4 * len(k.records(self)) if k.records else 0)
+            if not k.records:
+                return self.filter_bytes
+            recs, biases = k.records(self)
+            return self.filter_bytes + 4 * (len(recs) + (0 if biases is None else len(biases)))
         quant = 1 if self.quant_per_tensor else len(self.multiplier)
         return self.filter_bytes + 4 * len(self.bias) + 5 * quant
 

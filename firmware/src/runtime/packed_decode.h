@@ -28,27 +28,68 @@ static inline uint32_t sqz_packed_bits_at(const uint8_t *stream, uint32_t pos)
     return SQZ_PACKED_LOAD32(stream + (pos >> 3)) >> (pos & 7u);
 }
 
+#if defined(__GNUC__)
+#define SQZ_PACKED_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define SQZ_PACKED_ALWAYS_INLINE static inline
+#endif
+
+/* Rows of four indices per load (`quads` of them) from bit *pos. Inlined with `bits` and
+ * `check` constants (sqz_packed_decode_dense's switch), so each index is one bit-field
+ * extract (UBFX on Arm, EXTUI on Xtensa) rather than shifts by a register, which on Xtensa
+ * each need the shift amount register set first; and a full codebook (2^bits entries: no
+ * index can be out of range) skips the range check. */
+SQZ_PACKED_ALWAYS_INLINE sqz_status sqz_packed_quads(const uint8_t *stream, uint32_t *pos,
+                                                     const int8_t *cb, uint32_t entries,
+                                                     const uint32_t bits, const int check,
+                                                     int32_t quads, int8_t *row)
+{
+    const uint32_t mask = (1u << bits) - 1u;
+    uint32_t p = *pos;
+    for (int32_t q = 0; q < quads; ++q, p += 4 * bits, row += 4) {
+        const uint32_t w = sqz_packed_bits_at(stream, p);
+        const uint32_t a = w & mask, b = (w >> bits) & mask;
+        const uint32_t c = (w >> 2 * bits) & mask, d = (w >> 3 * bits) & mask;
+        if (check && (a | b | c | d) >= entries &&
+            (a >= entries || b >= entries || c >= entries || d >= entries)) {
+            return SQZ_ERR_ARG;
+        }
+        row[0] = cb[a];
+        row[1] = cb[b];
+        row[2] = cb[c];
+        row[3] = cb[d];
+    }
+    *pos = p;
+    return SQZ_OK;
+}
+
 static sqz_status sqz_packed_decode_dense(const uint8_t *stream, uint32_t *pos, const int8_t *cb,
                                uint32_t entries, uint32_t bits, int32_t taps, int8_t *row)
 {
     const uint32_t mask = (1u << bits) - 1u;
-    uint32_t p = *pos;
     int32_t i = 0;
     if (bits <= 6) { /* four indices per load */
-        for (; i + 4 <= taps; i += 4, p += 4 * bits) {
-            const uint32_t w = sqz_packed_bits_at(stream, p);
-            const uint32_t a = w & mask, b = (w >> bits) & mask;
-            const uint32_t c = (w >> 2 * bits) & mask, d = (w >> 3 * bits) & mask;
-            if ((a | b | c | d) >= entries && (a >= entries || b >= entries ||
-                                               c >= entries || d >= entries)) {
-                return SQZ_ERR_ARG;
-            }
-            row[i] = cb[a];
-            row[i + 1] = cb[b];
-            row[i + 2] = cb[c];
-            row[i + 3] = cb[d];
+        const int32_t quads = taps / 4;
+        const int full = entries >= (1u << bits);
+        sqz_status st;
+#define SQZ_PACKED_QUADS(b)                                                                    \
+    (full ? sqz_packed_quads(stream, pos, cb, entries, b, 0, quads, row)                       \
+          : sqz_packed_quads(stream, pos, cb, entries, b, 1, quads, row))
+        switch (bits) {
+        case 1: st = SQZ_PACKED_QUADS(1); break;
+        case 2: st = SQZ_PACKED_QUADS(2); break;
+        case 3: st = SQZ_PACKED_QUADS(3); break;
+        case 4: st = SQZ_PACKED_QUADS(4); break;
+        case 5: st = SQZ_PACKED_QUADS(5); break;
+        default: st = SQZ_PACKED_QUADS(6); break;
         }
+#undef SQZ_PACKED_QUADS
+        if (st != SQZ_OK) {
+            return st;
+        }
+        i = 4 * quads;
     }
+    uint32_t p = *pos;
     for (; i < taps; ++i, p += bits) {
         const uint32_t idx = sqz_packed_bits_at(stream, p) & mask;
         if (idx >= entries) {

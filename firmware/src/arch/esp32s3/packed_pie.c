@@ -1,8 +1,9 @@
 /* CONV_2D on packed weights for the ESP32-S3: a block of output channels at a time is decoded
- * (runtime/packed_decode.h) into the PIE conv's layout, its channels' records copied in front
- * of their weights, then sqz_conv_s8_pie_row runs on the block and writes its slice of the
+ * (runtime/packed_decode.h) into the PIE conv's layout, its channels' records in front of
+ * their weights, then sqz_conv_s8_pie_row runs on the block and writes its slice of the
  * output's channels. The decoded block is all of the filter that is ever in RAM; the records
- * (16 or 32 bytes per channel, converter/arch/esp32s3.py) stay in flash beside the stream.
+ * stay in flash beside the stream (converter/arch/esp32s3.py packed_records: 16 or 32 bytes
+ * per channel, or, with one multiplier, one record and a 4-byte bias per channel).
  * Plain C: the host builds it too, on conv_pie.c's C twins of the PIE loops. */
 #include <stddef.h>
 #include <string.h>
@@ -15,14 +16,28 @@
 #define SQZ_PIE_PACKED_BLOCK_BYTES 4096
 #define SQZ_PIE_PACKED_MAX_RECORD (2 * SQZ_PIE_RECORD)
 
-/* The decoder's primitives: the Xtensa core has no unaligned loads, so a word from any byte
- * is the compiler's byte loads of the memcpy; trailing ones from a count of trailing zeros
- * (NSAU-based on the LX7). */
+/* The decoder's primitives. The Xtensa core has no unaligned loads, and a memcpy of 4 bytes
+ * from any address costs four byte loads and their shifts, about 12 instructions, for each
+ * 4 indices or sparse code: on the S3 a word from any byte is the two aligned words around it
+ * joined by the funnel shift (SSA8L sets the shift from the address's low bits, SRC shifts the
+ * pair), 4 instructions. The second word reaches up to 7 bytes past the first byte: the
+ * converter aligns every weight array (weights_attr; decode_block checks the stream) and
+ * gives this kernel's streams PIE_STREAM_SLACK bytes of zeros after their pad
+ * (converter/arch/esp32s3.py), so every word read is inside the array. Elsewhere (the host's
+ * build of this file) the memcpy.
+ * Trailing ones come from a count of trailing zeros (NSAU-based on the LX7). */
 static inline uint32_t load32(const uint8_t *p)
 {
+#if defined(__XTENSA__)
+    const uint32_t *w = (const uint32_t *)(const void *)((uintptr_t)p & ~(uintptr_t)3u);
+    uint32_t v;
+    __asm__("ssa8l %1\n\tsrc %0, %2, %3" : "=r"(v) : "r"(p), "r"(w[1]), "r"(w[0]));
+    return v;
+#else
     uint32_t v;
     memcpy(&v, p, sizeof v);
     return v;
+#endif
 }
 
 static inline uint32_t trailing_ones(uint32_t x)
@@ -77,7 +92,8 @@ static int32_t block_in(const sqz_context *ctx, const sqz_conv_params *params,
     return block > least ? block : least;
 }
 
-/* Channels [first, first + n): their records, then their weights with each filter row's
+/* Channels [first, first + n): their records (copied, or made from the shared one and each
+ * channel's bias), then their weights with each filter row's
  * kw * c taps at a multiple of 16 (sqz_conv_s8_pie_row's layout). Where a filter row is not a
  * whole number of vectors and there are several, each channel is decoded past the block
  * first and its rows spread out; else it is decoded in place (the decoder zero-fills the
@@ -87,10 +103,20 @@ static sqz_status decode_block(const sqz_packed_filter *pf, const sqz_dims *filt
                                int8_t *decoded)
 {
     const int32_t rec = pf->record_bytes;
-    if (!pf->records || (rec != SQZ_PIE_RECORD && rec != 2 * SQZ_PIE_RECORD)) {
-        return SQZ_ERR_ARG;
+    if (!pf->records || (rec != SQZ_PIE_RECORD && rec != 2 * SQZ_PIE_RECORD) ||
+        ((uintptr_t)pf->stream & 3u) != 0) {
+        return SQZ_ERR_ARG; /* load32 reads the stream's aligned words */
     }
-    memcpy(decoded, (const int8_t *)pf->records + (size_t)first * rec, (size_t)n * rec);
+    if (pf->record_bias) {
+        for (int32_t j = 0; j < n; ++j) {
+            int8_t *dst = decoded + (size_t)j * rec;
+            memcpy(dst, pf->records, (size_t)rec);
+            const uint32_t word = (uint32_t)pf->records[0] + (uint32_t)pf->record_bias[first + j];
+            memcpy(dst, &word, sizeof word);
+        }
+    } else {
+        memcpy(decoded, (const int8_t *)pf->records + (size_t)first * rec, (size_t)n * rec);
+    }
     int8_t *weights = decoded + (size_t)n * rec;
     const int32_t span = filter_dims->w * filter_dims->c;
     const int32_t taps = sqz_dims_taps(filter_dims);
