@@ -366,6 +366,7 @@ def bench_model(tflite: bytes, name: str, out: Path | Staging, console: Console,
     with console.status("Converting..."):
         conv = convert.convert_tflite(tflite, board, model_name=name, source_name=name,
                                       packing=packing, ram_budget=2**31, psram_budget=0,
+                                      plan_ram_budget=board.sram_bytes,
                                       flash_budget=2**31, **opts.kwargs())
         convert.write(conv, tflite, out)
         whole_in = None

@@ -68,8 +68,8 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
                    flash_budget: int | None = None, input_size_option: bool = True,
                    rows_per_call: int | None = None, decode_block: int | None = None,
                    input_mode: str = "ring", camera: Camera | None = None,
-                   preprocessing: Preprocessing | None = None, scratch: str = "auto"
-                   ) -> Conversion:
+                   preprocessing: Preprocessing | None = None, scratch: str = "auto",
+                   plan_ram_budget: int | None = None) -> Conversion:
     """Everything up to the rendered files; raises BudgetError before rendering anything.
     `arch` overrides the target's kernel architecture (tests run variants on the host);
     `prefix` names the model's global symbols and files (codegen.symbols); `packing`: which
@@ -81,7 +81,9 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     `scratch`: passes.SCRATCH_MODES; 'auto' gives the convs their full scratch, or the least
     they run with when the full plan does not fit the board (the budget check);
     `rows_per_call` and `decode_block` fix the rows per call and decoded blocks of the packed
-    convs instead of choosing them (tests).
+    convs instead of choosing them (tests); `plan_ram_budget`: the internal RAM --packing
+    auto plans for, if not `ram_budget` (sqz-bench checks no budget but plans as sqz-convert
+    does).
     input_size_option: --input-size can change the model (a builtin), for the budget advice."""
     graph = tflite_reader.read_model_bytes(buf, source=source_name)
     lowered = lower(graph)
@@ -92,7 +94,8 @@ def convert_tflite(buf: bytes, target: Target, *, model_name: str, source_name: 
     modes = ("full", "least") if scratch == "auto" else (scratch,)
 
     def room(lw: Lowered) -> int:
-        return arena_room(target, lw, ram_budget)
+        return arena_room(target, lw, plan_ram_budget if plan_ram_budget is not None
+                          else ram_budget)
 
     for n, mode in enumerate(modes, 1):
         lw, layout = passes.run_passes(lowered, arch=arch or target.arch, stream_mode=stream,

@@ -369,7 +369,8 @@ def test_auto_packing_packs_what_the_boards_ram_allows(compressed, tmp_path):
     firmware's RAM fits the board's SRAM: on mps2-an386 (4 MiB) all of them, as --packing
     flash, and the report says what the arena grew by; with a RAM budget that leaves the arena
     less than that, the filters whose blocks would not fit stay plain, and the report says
-    why. sqz.json records the bound, so the export plans the same filters packed."""
+    why; the rest of the room goes to rows per call and blocks. sqz.json records the bound, so
+    the export plans the same filters packed, with the same rows."""
     from converter.export import ModelCode
     from converter.passes.budget import arena_room
     from converter.report import build_report
@@ -393,6 +394,16 @@ def test_auto_packing_packs_what_the_boards_ram_allows(compressed, tmp_path):
             f"filters' {plain.layout.arena_bytes:,} B (the board's RAM leaves it "
             f"{auto.packing_room:,} B) |") in text
     assert "run on the portable packed kernel" not in text  # Armv7E-M has a packed variant
+    # The room also buys rows per call and larger blocks: less decoding (as modelled) than the
+    # same filters packed at the arena packing left (--packing flash), within the room.
+    from converter.passes import rows
+
+    def decoding(c) -> int:
+        return sum(rows._decode_overhead(c.lowered, s) for s in c.lowered.steps
+                   if rows.makes_rows(s))
+
+    assert decoding(auto) < decoding(flash)
+    assert flash.layout.arena_bytes < auto.layout.arena_bytes <= auto.packing_room
     s3 = convert.convert_tflite(buf, targets.load("esp32s3"), model_name="m",
                                 source_name="m.tflite", psram_budget=0)
     assert {s.kernel for s in s3.lowered.steps if getattr(s, "packed", None) is not None} == \
@@ -412,7 +423,7 @@ def test_auto_packing_packs_what_the_boards_ram_allows(compressed, tmp_path):
     room = (ram.layout.arena_bytes + flash.layout.arena_bytes) // 2
     tight = conv("auto", ram_budget=others + room)
     assert tight.packing_room == room
-    assert ram.layout.arena_bytes <= tight.layout.arena_bytes <= room
+    assert ram.layout.arena_bytes <= tight.layout.arena_bytes <= room  # rows included
     assert flash.budget.weight_bytes <= tight.budget.weight_bytes <= ram.budget.weight_bytes
     kept = [s for s in tight.lowered.steps if getattr(s, "kept_plain", None)]
     assert kept and all(s.kept_plain.arena_bound == room for s in kept)

@@ -181,8 +181,11 @@ PIE_CONV = ConvKernel(
 
 # Mirror SQZ_PIE_PACKED_BLOCK_BYTES and _MAX_RECORD (packed_pie.c): blocks are sized for the
 # general mode's record whatever the layer's. The most channels per block is the portable
-# driver's (runtime/packed_decode.h).
-PACKED_BLOCK_BYTES = 4096
+# driver's (runtime/packed_decode.h). Twice the other kernels' least block: each block
+# gathers the row's patches again, and conv1's 3-channel patches cost about 10 instructions a
+# byte to gather (SqueezeNet 1.1 at 224: 4096 B split conv1's 64 channels in two blocks, +6.1 M
+# instructions).
+PACKED_BLOCK_BYTES = 8192
 PACKED_MAX_RECORD = 2 * RECORD
 PACKED_MAX_BLOCK = 64
 # Bytes after a packed stream's pad that packed_pie.c's load32 may read (its aligned word

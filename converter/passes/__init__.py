@@ -83,7 +83,7 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     in place before the run.
     `packing_mode`: 'auto' packs the filters that packing shrinks while the peak arena stays
     within `packing_room(lw)` (what the board's RAM leaves it; no bound without one) or that
-    of plain filters if larger, 'ram' while it stays that of plain filters (pack_within),
+    of plain filters if larger, and lets choose_rows grow the arena into that room too, 'ram' while it stays that of plain filters (pack_within),
     'flash' packs them all, 'off' none.
     `rows_per_call`: every conv that can make several rows per call makes this many (at most
     its kernel's bound) instead of choose_rows' choice; `decode_block` likewise fixes the
@@ -187,13 +187,16 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
         return dataclasses.replace(s, rows_per_call=r, decode_block=offered[0] if offered else 0)
 
     schedules = [(lay, planner_for(lay, cuts)) for lay, cuts in ties.values()]
+    room = None
     if packing_mode in ("ram", "auto"):
         # Forced values are tried with each filter: they take arena too.
-        room = None
         if packing_mode == "auto":
             room = packing_room(lw) if packing_room is not None else UNBOUNDED_ROOM
         lw, schedules = pack_within(lw, arch, schedules, force, room=room)
     if forced:
         lw = dataclasses.replace(lw, steps=tuple(force(s) for s in lw.steps))
         return lw, schedules[0][1](lw)
-    return choose_rows_among(lw, schedules)
+    # --packing auto on a board with a RAM budget: the packed layers' rows per call and blocks
+    # may take its room too (without a budget they keep the arena packing left).
+    grow_to = room if room not in (None, UNBOUNDED_ROOM) else 0
+    return choose_rows_among(lw, schedules, room=grow_to)

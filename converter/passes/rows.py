@@ -21,26 +21,29 @@ TIE_QUICK_PLANS = 20
 TIE_FULL = 3
 
 
-def choose_rows_among(lw: Lowered, schedules: Schedules) -> tuple[Lowered, Layout]:
+def choose_rows_among(lw: Lowered, schedules: Schedules,
+                      room: int = 0) -> tuple[Lowered, Layout]:
     """choose_rows on the schedule, of several with the same arena (after pack_within: within
     its bound, plain filters' arena or --packing auto's room), that leaves the packed layers
     the most room: their segments differ, and so does what coexists with a ring when it grows
     (SqueezeNet 1.1 at 224, compressed: 35 such schedules, whose modelled decoding overhead
     after choose_rows ranges from 92 M to 205 M). Each gets a short choose_rows (its largest
-    moves first), the most promising in full; the first schedule wins ties."""
+    moves first), the most promising in full; the first schedule wins ties. `room`: the
+    arena the moves may grow to (--packing auto's, what the board's RAM leaves it)."""
     if not any(makes_rows(s) for s in lw.steps) or len(schedules) == 1:
         lay, plan = schedules[0]
-        return choose_rows(lw, lay, plan)
+        return choose_rows(lw, lay, plan, room=room)
 
     def overhead(trial: Lowered) -> int:
         return sum(_decode_overhead(trial, s) for s in trial.steps if makes_rows(s))
 
-    quick = [(overhead(choose_rows(lw, lay, plan, max_plans=TIE_QUICK_PLANS)[0]), n)
+    quick = [(overhead(choose_rows(lw, lay, plan, max_plans=TIE_QUICK_PLANS, room=room)[0]),
+              n)
              for n, (lay, plan) in enumerate(schedules[:MAX_TIES])]
     done = []
     for _, n in sorted(quick)[:TIE_FULL]:
         lay, plan = schedules[n]
-        chosen, chosen_lay = choose_rows(lw, lay, plan)
+        chosen, chosen_lay = choose_rows(lw, lay, plan, room=room)
         done.append((overhead(chosen), n, chosen, chosen_lay))
     _, _, chosen, chosen_lay = min(done, key=lambda d: d[:2])
     return chosen, chosen_lay
@@ -72,17 +75,19 @@ def _decode_overhead(lw: Lowered, s: ConvStep) -> int:
 
 
 def choose_rows(lw: Lowered, best: Layout, plan: Callable[[Lowered], Layout],
-                max_plans: int | None = None) -> tuple[Lowered, Layout]:
+                max_plans: int | None = None, room: int = 0) -> tuple[Lowered, Layout]:
     """Rows per call for the kernels that can make several (the packed convs: each call
     decodes the whole filter once, so fewer calls decode less) and larger decoded blocks
     (each block re-widens the input rows). Both take arena, and the schedule's peak leaves only
     so much room, so this is a greedy over moves (one layer to any larger rows per call, or
     any larger block): of the moves not yet refused, the one with the largest modelled saving
     (_decode_overhead, with the kernel's `costs`) is tried, and taken when the arena stays no
-    larger than `best`'s; a refused move is not tried again (more rows or blocks elsewhere
+    larger than `best`'s, or than `room` where that is larger (--packing auto: RAM the board
+    does not use buys back decoding time); a refused move is not tried again (more rows or blocks elsewhere
     only take more room). Same segments, same cuts. Taking moves one step at a time, or the
     layers in a fixed order, measured worse."""
     todo = [i for i, s in enumerate(lw.steps) if makes_rows(s)]
+    limit = max(best.arena_bytes, room)
     stuck: set[tuple[int, str, int]] = set()
 
     def ladder(s: ConvStep, field: str) -> list[int]:
@@ -110,7 +115,7 @@ def choose_rows(lw: Lowered, best: Layout, plan: Callable[[Lowered], Layout],
             trial = with_step(lw, -neg_i, after)
             lay = plan(trial)
             plans += 1
-            if lay.arena_bytes <= best.arena_bytes:
+            if lay.arena_bytes <= limit:
                 lw, best = trial, lay
                 break
             stuck.add((-neg_i, field, getattr(after, field)))

@@ -101,9 +101,12 @@ static sqz_status sqz_packed_decode_dense(const uint8_t *stream, uint32_t *pos, 
     return SQZ_OK;
 }
 
-static sqz_status sqz_packed_decode_sparse(const uint8_t *stream, uint32_t *pos, const int8_t *cb,
-                                uint32_t entries, uint32_t bits, uint32_t k, int32_t taps,
-                                int8_t *row)
+/* One sparse row: inlined with `bits` and `k` constants where the dispatcher below makes
+ * them so (extracts by immediate fields and shifts). */
+SQZ_PACKED_ALWAYS_INLINE sqz_status sqz_packed_sparse_row(const uint8_t *stream, uint32_t *pos,
+                                                          const int8_t *cb, uint32_t entries,
+                                                          const uint32_t bits, const uint32_t k,
+                                                          int32_t taps, int8_t *row)
 {
     const uint32_t mask = (1u << bits) - 1u;
     const uint32_t kmask = (1u << k) - 1u;
@@ -138,6 +141,23 @@ static sqz_status sqz_packed_decode_sparse(const uint8_t *stream, uint32_t *pos,
         row[i++] = cb[idx];
         p += q + 1 + k + bits;
     }
+}
+
+/* The sparse rows sqz-compress makes (6-bit indices by default, Rice k of 0 to 3 for the
+ * densities it prunes to) get their constants inlined; any other a general copy. */
+static sqz_status sqz_packed_decode_sparse(const uint8_t *stream, uint32_t *pos, const int8_t *cb,
+                                uint32_t entries, uint32_t bits, uint32_t k, int32_t taps,
+                                int8_t *row)
+{
+    if (bits == 6 && k <= 3) {
+        switch (k) {
+        case 0: return sqz_packed_sparse_row(stream, pos, cb, entries, 6, 0, taps, row);
+        case 1: return sqz_packed_sparse_row(stream, pos, cb, entries, 6, 1, taps, row);
+        case 2: return sqz_packed_sparse_row(stream, pos, cb, entries, 6, 2, taps, row);
+        default: return sqz_packed_sparse_row(stream, pos, cb, entries, 6, 3, taps, row);
+        }
+    }
+    return sqz_packed_sparse_row(stream, pos, cb, entries, bits, k, taps, row);
 }
 
 /* `count` rows (output channels first .. first + count - 1) from bit `*pos`, each row_len

@@ -13,7 +13,7 @@
 
 /* Mirrors converter/arch/esp32s3.py. A block is sized for the larger (general mode) record,
  * so the sizes need no activation bounds: at most 16 bytes a channel more than needed. */
-#define SQZ_PIE_PACKED_BLOCK_BYTES 4096
+#define SQZ_PIE_PACKED_BLOCK_BYTES 8192
 #define SQZ_PIE_PACKED_MAX_RECORD (2 * SQZ_PIE_RECORD)
 
 /* The decoder's primitives. The Xtensa core has no unaligned loads, and a memcpy of 4 bytes
@@ -92,6 +92,27 @@ static int32_t block_in(const sqz_context *ctx, const sqz_conv_params *params,
     return block > least ? block : least;
 }
 
+/* One channel's kh filter rows of `span` taps each, from `src` back to back to `dst` at a
+ * pitch of run_len, zeros after each. Byte loops, not memcpy and memset: the rows are a few
+ * bytes (conv1's 9), where a library call costs more than the bytes (GCC would turn the loops
+ * back into those calls: the attribute stops it). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
+static void spread_rows(const int8_t *src, int32_t kh, int32_t span, int32_t run_len,
+                        int8_t *dst)
+{
+    for (int32_t ky = 0; ky < kh; ++ky, src += span, dst += run_len) {
+        int32_t t = 0;
+        for (; t < span; ++t) {
+            dst[t] = src[t];
+        }
+        for (; t < run_len; ++t) {
+            dst[t] = 0;
+        }
+    }
+}
+
 /* Channels [first, first + n): their records (copied, or made from the shared one and each
  * channel's bias), then their weights with each filter row's
  * kw * c taps at a multiple of 16 (sqz_conv_s8_pie_row's layout). Where a filter row is not a
@@ -108,11 +129,15 @@ static sqz_status decode_block(const sqz_packed_filter *pf, const sqz_dims *filt
         return SQZ_ERR_ARG; /* load32 reads the stream's aligned words */
     }
     if (pf->record_bias) {
-        for (int32_t j = 0; j < n; ++j) {
-            int8_t *dst = decoded + (size_t)j * rec;
-            memcpy(dst, pf->records, (size_t)rec);
-            const uint32_t word = (uint32_t)pf->records[0] + (uint32_t)pf->record_bias[first + j];
-            memcpy(dst, &word, sizeof word);
+        /* Word stores: `decoded` is 16-byte aligned; a library memcpy per 16-byte record
+         * would cost more than the record. */
+        const int32_t words = rec / 4;
+        int32_t *dst = (int32_t *)(void *)decoded;
+        for (int32_t j = 0; j < n; ++j, dst += words) {
+            for (int32_t t = 1; t < words; ++t) {
+                dst[t] = pf->records[t];
+            }
+            dst[0] = (int32_t)((uint32_t)pf->records[0] + (uint32_t)pf->record_bias[first + j]);
         }
     } else {
         memcpy(decoded, (const int8_t *)pf->records + (size_t)first * rec, (size_t)n * rec);
@@ -130,11 +155,7 @@ static sqz_status decode_block(const sqz_packed_filter *pf, const sqz_dims *filt
         if (st != SQZ_OK) {
             return st;
         }
-        int8_t *dst = weights + (size_t)j * row_len;
-        for (int32_t ky = 0; ky < filter_dims->h; ++ky) {
-            memcpy(dst + (size_t)ky * run_len, one + (size_t)ky * span, (size_t)span);
-            memset(dst + (size_t)ky * run_len + span, 0, (size_t)(run_len - span));
-        }
+        spread_rows(one, filter_dims->h, span, run_len, weights + (size_t)j * row_len);
     }
     return SQZ_OK;
 }
