@@ -114,7 +114,7 @@ EXAMPLES = settings(max_examples=30, deadline=None,
 
 
 def _packed_conv(g, x, shape, filters, k, stride, pad, rng, name, density, values,
-                 per_tensor, per_channel_codebook):
+                 per_tensor, per_channel_codebook, act="relu"):
     _, h, w, c = shape
     if per_channel_codebook:
         wd = np.stack([_filter(rng, 1, k * k * c, values, density)[0] for _ in range(filters)])
@@ -133,7 +133,7 @@ def _packed_conv(g, x, shape, filters, k, stride, pad, rng, name, density, value
     oh, ow = conv_out_size(h, k, stride, pad), conv_out_size(w, k, stride, pad)
     y = g.tensor(f"{name}/out", (1, oh, ow, filters), "int8", *Q)
     g.op("CONV_2D", [x, wt, bt], [y], "Conv2DOptions", conv_options((stride, stride), pad,
-                                                                     "relu"))
+                                                                     act))
     return y, (1, oh, ow, filters)
 
 
@@ -144,6 +144,8 @@ packed_cases = st.fixed_dictionaries(dict(
                               st.floats(0.1, 1.0), st.integers(2, 64), st.booleans(),
                               st.booleans()), min_size=1, max_size=3),
     seed=st.integers(0, 2**31), stream=st.sampled_from(["off", "full"]),
+    # No clamp: the S3's PIE records in their general form (the sign fix-up).
+    act=st.sampled_from(["relu", "none"]),
     rows=st.sampled_from([None, 1, 2, 3, 5, 16]), block=st.sampled_from([None, 0, 16, 64]),
     # The kernels under test: every filter packing shrinks is packed, whatever the arena.
     packing=st.just("flash")))
@@ -162,7 +164,7 @@ def build_packed_convs(case):
         if pad == "valid" and min(shape[1:3]) < k:
             continue
         t, shape = _packed_conv(g, t, shape, filters, k, s, pad, rng, f"c{n}", density, values,
-                                per_tensor, per_ch)
+                                per_tensor, per_ch, case.get("act", "relu"))
     if t is x:
         return None
     return g.build([x], [t]), rng.integers(-128, 128, size=(3, h, w, c), dtype=np.int8)

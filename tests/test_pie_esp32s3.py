@@ -388,18 +388,24 @@ def _check_hardware_loops(objdump: str, obj) -> int:
     a loop that holds an asm statement); this checks the compiled code."""
     text = subprocess.run([objdump, "-d", str(obj)], check=True, capture_output=True,
                           text=True).stdout
-    insns = []
+    # Per function: with -ffunction-sections every function's addresses start at 0.
+    functions: list[list[tuple[int, str, str]]] = []
     for line in text.splitlines():
+        if re.match(r"[0-9a-f]+ <[^>]+>:$", line):
+            functions.append([])
         m = re.match(r"\s+([0-9a-f]+):\s+[0-9a-f]+\s+(\S+)\s*(.*)", line)
-        if m:
-            insns.append((int(m.group(1), 16), m.group(2), m.group(3)))
-    loops = [(a, int(re.search(r"\b([0-9a-f]+) <", ops).group(1), 16))
-             for a, op, ops in insns if op in ("loop", "loopgtz", "loopnez")]
-    for start, end in loops:
-        inside = [(a, op) for a, op, _ in insns if start < a < end]
-        assert not [i for i in inside if i[1].startswith(("loop", "call"))], (obj.name, start,
-                                                                             inside)
-    return len(loops)
+        if m and functions:
+            functions[-1].append((int(m.group(1), 16), m.group(2), m.group(3)))
+    count = 0
+    for insns in functions:
+        loops = [(a, int(re.search(r"\b([0-9a-f]+) <", ops).group(1), 16))
+                 for a, op, ops in insns if op in ("loop", "loopgtz", "loopnez")]
+        for start, end in loops:
+            inside = [(a, op) for a, op, _ in insns if start < a < end]
+            assert not [i for i in inside if i[1].startswith(("loop", "call"))], (
+                obj.name, start, inside)
+        count += len(loops)
+    return count
 
 
 @pytest.mark.parametrize("flags", [ARDUINO_C, SQZ_C], ids=["arduino", "sqz"])

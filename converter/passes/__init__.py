@@ -83,8 +83,8 @@ def run_passes(lw: Lowered, *, arch: str = "portable", stream_mode: str = "auto"
     in place before the run.
     `packing_mode`: 'auto' packs the filters that packing shrinks while the peak arena stays
     within `packing_room(lw)` (what the board's RAM leaves it; no bound without one) or that
-    of plain filters if larger, and lets choose_rows grow the arena into that room too, 'ram' while it stays that of plain filters (pack_within),
-    'flash' packs them all, 'off' none.
+    of plain filters if larger, and lets choose_rows grow the arena into that room too; 'ram'
+    while it stays that of plain filters (pack_within), 'flash' packs them all, 'off' none.
     `rows_per_call`: every conv that can make several rows per call makes this many (at most
     its kernel's bound) instead of choose_rows' choice; `decode_block` likewise fixes the
     packed kernels' largest offered block (channels) at or under it, or their least."""

@@ -83,9 +83,9 @@ def choose_rows(lw: Lowered, best: Layout, plan: Callable[[Lowered], Layout],
     any larger block): of the moves not yet refused, the one with the largest modelled saving
     (_decode_overhead, with the kernel's `costs`) is tried, and taken when the arena stays no
     larger than `best`'s, or than `room` where that is larger (--packing auto: RAM the board
-    does not use buys back decoding time); a refused move is not tried again (more rows or blocks elsewhere
-    only take more room). Same segments, same cuts. Taking moves one step at a time, or the
-    layers in a fixed order, measured worse."""
+    does not use buys back decoding time); a refused move is not tried again (more rows or
+    blocks elsewhere only take more room). Same segments, same cuts. Taking moves one step at
+    a time, or the layers in a fixed order, measured worse."""
     todo = [i for i, s in enumerate(lw.steps) if makes_rows(s)]
     limit = max(best.arena_bytes, room)
     stuck: set[tuple[int, str, int]] = set()
