@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 from golden import reference
-from hypothesis import HealthCheck, Phase, assume, event, given, settings
+from hypothesis import HealthCheck, Phase, assume, event, example, given, settings
 from hypothesis import strategies as st
 from tflbuild import GraphBuilder, conv_options, conv_out_size
 
@@ -170,8 +170,18 @@ def build_packed_convs(case):
     return g.build([x], [t]), rng.integers(-128, 128, size=(3, h, w, c), dtype=np.int8)
 
 
+# Paths the draws rarely reach: a 3x3 filter over whole vectors of channels (the S3 decodes
+# its rows in place, several filter rows per channel), and a block larger than the least.
+_RARE = [dict(h=6, w=7, c=16, layers=[(3, 1, "same", 40, 0.5, 16, True, False)], seed=3,
+              stream="off", act="relu", rows=None, block=None, packing="flash"),
+         dict(h=5, w=6, c=40, layers=[(3, 1, "same", 48, 0.7, 30, False, False)], seed=4,
+              stream="full", act="none", rows=3, block=64, packing="flash")]
+
+
 @pytest.mark.parametrize("arch", [a for a in archs.available() if archs.runs_on_host(a)])
 @EXAMPLES
+@example(case=_RARE[0])
+@example(case=_RARE[1])
 @given(case=packed_cases)
 def test_packed_convs_bit_exact(sqz_runner, arch, case):
     """Every architecture's packed kernels that run on the host (the Armv7E-M ones do: their

@@ -101,8 +101,9 @@ def records(s: ConvLayer, shared_offset: bool = False) -> np.ndarray:
     bias = np.asarray(s.bias, np.int64)
     bound = np.abs(bias) + 128 * np.abs(w).sum(axis=1)
     if shared_offset:
-        if len(set(s.multiplier)) != 1:
-            raise ValueError("a shared offset needs one multiplier for every channel")
+        if len(set(s.multiplier)) != 1 or len(set(s.shift)) != 1:
+            raise ValueError("a shared record needs one multiplier and shift for every "
+                             "channel")
         top = int(bound.max())
     general = general_mode(s)
     zp = s.output_offset
@@ -191,6 +192,9 @@ PACKED_MAX_BLOCK = 64
 # Bytes after a packed stream's pad that packed_pie.c's load32 may read (its aligned word
 # pairs reach 7 bytes past a word's first byte; the pad covers 4).
 PIE_STREAM_SLACK = 4
+# sqz_packed_filter_records beyond sqz_packed_filter, on the S3 (32-bit pointers): records,
+# record_bias and record_bytes, padded to 4.
+PIE_HEADER_EXTRA = 12
 
 
 def packed_block(s: ConvLayer) -> int:
@@ -250,6 +254,7 @@ PIE_PACKED_CONV = ConvKernel(
     least_block=packed_block,
     costs=(16, 1),
     folds_quant=True, records=packed_records, stream_slack=PIE_STREAM_SLACK,
+    header_extra=PIE_HEADER_EXTRA,
     sources=("arch/esp32s3/packed_pie.c", "runtime/packed_s8.c", *CONV_SOURCES),
 )
 

@@ -57,8 +57,11 @@ class ConvKernel:
     # biases its first word gains (.record_bias), else None.
     records: Callable[[ConvLayer], tuple[np.ndarray, np.ndarray | None]] | None = None
     # Packed kernels: zero bytes after the packed stream's own pad, for a decoder that reads
-    # further (the S3's aligned word pairs), stored with the stream and counted in its flash.
+    # further (the S3's aligned word pairs), stored with the stream and counted in its flash;
+    # and the bytes its filter struct takes beyond sqz_packed_filter's (ir.packing's
+    # HEADER_BYTES): sqz_packed_filter_records' pointers to its records.
     stream_slack: int = 0
+    header_extra: int = 0
     # Takes grouped and depthwise layers (a filter depth below the input depth), and only
     # those: the dense kernels read every input channel for every output channel.
     grouped: bool = False

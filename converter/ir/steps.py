@@ -141,7 +141,8 @@ class ConvStep(Step):
     @property
     def filter_bytes(self) -> int:
         if self.packed is not None:
-            return self.packed.nbytes + arch.conv_kernel(self.kernel).stream_slack
+            k = arch.conv_kernel(self.kernel)
+            return self.packed.nbytes + k.stream_slack + k.header_extra
         return self.filter_values().size
 
     @property

@@ -157,15 +157,21 @@ typedef struct {
     uint8_t sparse;
     uint8_t per_channel;    /* one codebook per output channel */
     uint8_t quant_per_tensor; /* the layer's multiplier and shift arrays hold one value */
-    /* Kernels whose dense layout carries each channel's bias and requantization (the ESP32-S3
-     * PIE records, converter/arch/esp32s3.py): record_bytes per output channel, copied in
-     * front of each decoded block; NULL and 0 for the others. With record_bias, `records`
-     * holds one record for every channel, and each channel's copy has record_bias[channel]
-     * added to its first word (modulo 2^32): 4 bytes a channel instead of a whole record. */
-    uint8_t record_bytes;
+} sqz_packed_filter;
+
+/* A packed filter for a kernel whose dense layout carries each channel's bias and
+ * requantization (the ESP32-S3 PIE records, converter/arch/esp32s3.py): record_bytes per
+ * output channel, copied in front of each decoded block. With record_bias, `records` holds
+ * one record for every channel, and each channel's copy has record_bias[channel] added to its
+ * first word (modulo 2^32): 4 bytes a channel instead of a whole record. The other kernels
+ * take the plain sqz_packed_filter (its 16 bytes are converter/ir/packing.py HEADER_BYTES);
+ * this one is `packed` first, so a pointer to it is one to `packed` too. */
+typedef struct {
+    sqz_packed_filter packed;
     const int32_t *records;
     const int32_t *record_bias;
-} sqz_packed_filter;
+    uint8_t record_bytes;
+} sqz_packed_filter_records;
 
 /* Decodes output channels [first, first + count) of a packed filter into int8 rows of
  * `row_len` values each (taps = filter_dims h * w * c of them, zeros after). The rows must

@@ -34,8 +34,8 @@ int32_t sqz_conv_s8_pie_filter_row_len(const sqz_conv_params *params,
 int32_t sqz_conv_s8_pie_scratch_size(const sqz_conv_params *params, const sqz_dims *input_dims,
                                      const sqz_dims *filter_dims, const sqz_dims *output_dims);
 
-/* CONV_2D on packed weights (sqz_packed_filter with the PIE records: record_bytes per output
- * channel, as in the dense layout above): a block of output channels at a time is decoded into
+/* CONV_2D on packed weights (`filter` a sqz_packed_filter_records with the PIE records, as in
+ * the dense layout above): a block of output channels at a time is decoded into
  * sqz_conv_s8_pie_row's layout in scratch and run by it. The layers sqz_conv_s8_pie_row takes,
  * with the contract of sqz_conv_s8_packed_row and _rows (sqz/kernels.h); bias, multiplier
  * and shift are not read (NULL in sqz's schedules). */

@@ -45,6 +45,13 @@ static inline uint32_t trailing_ones(uint32_t x)
     return x == 0xFFFFFFFFu ? 32u : (uint32_t)__builtin_ctz(~x);
 }
 
+#if defined(__XTENSA__)
+/* The flash the converter counts per packed filter: converter/ir/packing.py HEADER_BYTES for
+ * sqz_packed_filter, and converter/arch/esp32s3.py PIE_HEADER_EXTRA more for this kernel's. */
+typedef char sqz_pie_packed_header_check[(sizeof(sqz_packed_filter) == 16 &&
+                                          sizeof(sqz_packed_filter_records) == 16 + 12) ? 1 : -1];
+#endif
+
 #define SQZ_PACKED_LOAD32 load32
 #define SQZ_PACKED_TRAILING_ONES trailing_ones
 #include "../../runtime/packed_decode.h"
@@ -123,24 +130,25 @@ static sqz_status decode_block(const sqz_packed_filter *pf, const sqz_dims *filt
                                int32_t first, int32_t n, int32_t row_len, uint32_t *cursor,
                                int8_t *decoded)
 {
-    const int32_t rec = pf->record_bytes;
-    if (!pf->records || (rec != SQZ_PIE_RECORD && rec != 2 * SQZ_PIE_RECORD) ||
-        ((uintptr_t)pf->stream & 3u) != 0) {
+    /* The layer's filter is an sqz_packed_filter_records, whose first member pf is. */
+    const sqz_packed_filter_records *pr = (const sqz_packed_filter_records *)(const void *)pf;
+    const int32_t rec = pr->record_bytes;
+    if (((uintptr_t)pf->stream & 3u) != 0) {
         return SQZ_ERR_ARG; /* load32 reads the stream's aligned words */
     }
-    if (pf->record_bias) {
+    if (pr->record_bias) {
         /* Word stores: `decoded` is 16-byte aligned; a library memcpy per 16-byte record
          * would cost more than the record. */
         const int32_t words = rec / 4;
         int32_t *dst = (int32_t *)(void *)decoded;
         for (int32_t j = 0; j < n; ++j, dst += words) {
             for (int32_t t = 1; t < words; ++t) {
-                dst[t] = pf->records[t];
+                dst[t] = pr->records[t];
             }
-            dst[0] = (int32_t)((uint32_t)pf->records[0] + (uint32_t)pf->record_bias[first + j]);
+            dst[0] = (int32_t)((uint32_t)pr->records[0] + (uint32_t)pr->record_bias[first + j]);
         }
     } else {
-        memcpy(decoded, (const int8_t *)pf->records + (size_t)first * rec, (size_t)n * rec);
+        memcpy(decoded, (const int8_t *)pr->records + (size_t)first * rec, (size_t)n * rec);
     }
     int8_t *weights = decoded + (size_t)n * rec;
     const int32_t span = filter_dims->w * filter_dims->c;
@@ -174,6 +182,16 @@ sqz_status sqz_conv_s8_pie_packed_rows(const sqz_context *ctx, const sqz_conv_pa
                                        int32_t n_rows, const sqz_dims *output_dims,
                                        int8_t *const *output_rows)
 {
+    /* The records' form must be the one sqz_conv_s8_pie_row reads for these activation
+     * bounds (the general form without a ReLU-style clamp): checked once per call. */
+    const sqz_packed_filter_records *pr = (const sqz_packed_filter_records *)filter;
+    if (!pr || !params || !pr->records) {
+        return SQZ_ERR_ARG;
+    }
+    const int general = params->activation.min < params->output_offset;
+    if (pr->record_bytes != (SQZ_PIE_RECORD << general)) {
+        return SQZ_ERR_ARG;
+    }
     return sqz_packed_rows(&pie, ctx, params, quant, input_dims, input_rows, filter_dims,
                            filter, bias_dims, bias, n_rows, output_dims, output_rows);
 }
