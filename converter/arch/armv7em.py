@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import ConvKernel, ConvLayer, PoolKernel
+from .kernel import ConvKernel, ConvLayer, PoolKernel, no_dense_layout
 from .portable import (
     MAX_FILTER_ROWS,
     depthwise_layout,
@@ -137,15 +137,11 @@ def packed_blocks(s: ConvLayer) -> list[int]:
                   reverse=True)
 
 
-def _no_dense_layout(s: ConvLayer) -> np.ndarray:
-    raise TypeError(f"{s.name}: a packed kernel reads the packed stream, not int8 rows")
-
-
 PACKED_CONV = ConvKernel(
     symbol="sqz_conv_s8_armv7em_packed_row",
     scratch_symbol="sqz_conv_s8_armv7em_packed_scratch_size",
     arch=ARCH, refuses=refuses_packed,
-    filter_row_len=filter_row_len, filter_layout=_no_dense_layout,
+    filter_row_len=filter_row_len, filter_layout=no_dense_layout,
     scratch_bytes=packed_scratch_bytes,
     description="Armv7E-M DSP on packed weights: a block of channels decoded at a time",
     packed=True, rows_symbol="sqz_conv_s8_armv7em_packed_rows", blocks=packed_blocks,

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import ConvKernel, ConvLayer, PoolKernel, PoolLayer
-from .portable import grouped_layout
+from .kernel import ConvKernel, ConvLayer, PoolKernel, PoolLayer, no_dense_layout
+from .portable import PACKED_MAX_BLOCK, grouped_layout, larger_blocks
 
 ARCH = "esp32s3"
 # Builds and runs on the host too (conv_pie.c's plain-C twins of the PIE loops off the
@@ -140,17 +140,18 @@ def records(s: ConvLayer, shared_offset: bool = False) -> np.ndarray:
 
 def prove(s: ConvLayer) -> str | None:
     """Why the PIE conv cannot run this layer exactly, or None when it can."""
-    return "packed weights" if s.packed is not None else _exact(s)
+    return "packed weights" if s.packed is not None else _refuses_with(s, records)
 
 
-def _exact(s: ConvLayer) -> str | None:
-    """What the PIE conv's arithmetic needs of a layer, whatever its weights' storage."""
+def _refuses_with(s: ConvLayer, make_records) -> str | None:
+    """What the PIE conv needs of a layer: its shape, and records `make_records` can prove
+    exact (the dense layout's, or a packed layer's, shared or not)."""
     if s.dilation != (1, 1):
         return "dilated filter"
     if s.filter_dims.h > 16:
         return "more than 16 filter rows"
     try:
-        records(s)
+        make_records(s)
     except ValueError as e:
         return str(e)
     return None
@@ -181,14 +182,12 @@ PIE_CONV = ConvKernel(
 
 
 # Mirror SQZ_PIE_PACKED_BLOCK_BYTES and _MAX_RECORD (packed_pie.c): blocks are sized for the
-# general mode's record whatever the layer's. The most channels per block is the portable
-# driver's (runtime/packed_decode.h). Twice the other kernels' least block: each block
-# gathers the row's patches again, and conv1's 3-channel patches cost about 10 instructions a
-# byte to gather (SqueezeNet 1.1 at 224: 4096 B split conv1's 64 channels in two blocks, +6.1 M
-# instructions).
+# general mode's record whatever the layer's. The most channels per block is the shared
+# driver's (runtime/packed_decode.h, portable.PACKED_MAX_BLOCK). Twice the other kernels'
+# least block: each block gathers the row's patches again (at 4096 B SqueezeNet 1.1's conv1
+# took two blocks at 224).
 PACKED_BLOCK_BYTES = 8192
 PACKED_MAX_RECORD = 2 * RECORD
-PACKED_MAX_BLOCK = 64
 # Bytes after a packed stream's pad that packed_pie.c's load32 may read (its aligned word
 # pairs reach 7 bytes past a word's first byte; the pad covers 4).
 PIE_STREAM_SLACK = 4
@@ -214,18 +213,11 @@ def packed_scratch_bytes(s: ConvLayer) -> int:
 def packed_blocks(s: ConvLayer) -> list[int]:
     """Larger blocks worth offering, most first (fewer blocks gather the patches fewer
     times)."""
-    out = {min(s.filter_dims.n, b) for b in (PACKED_MAX_BLOCK, 32, 16)}
-    return sorted((b for b in out if b > packed_block(s)), reverse=True)
+    return larger_blocks(s, packed_block(s))
 
 
 def _packed_refuses(s: ConvLayer) -> str | None:
-    if s.packed is None:
-        return "plain int8 weights"
-    try:
-        packed_records(s)  # the records it stores, shared or not, proved as the dense ones
-    except ValueError as e:
-        return str(e)
-    return _exact(s)
+    return "plain int8 weights" if s.packed is None else _refuses_with(s, packed_records)
 
 
 def packed_records(s: ConvLayer) -> tuple[np.ndarray, np.ndarray | None]:
@@ -241,14 +233,10 @@ def packed_records(s: ConvLayer) -> tuple[np.ndarray, np.ndarray | None]:
     return first, np.asarray(s.bias, np.int32)
 
 
-def _no_dense_layout(s: ConvLayer) -> np.ndarray:
-    raise TypeError(f"{s.name}: a packed kernel reads the packed stream, not int8 rows")
-
-
 PIE_PACKED_CONV = ConvKernel(
     symbol="sqz_conv_s8_pie_packed_row", scratch_symbol="sqz_conv_s8_pie_packed_scratch_size",
     arch=ARCH, refuses=_packed_refuses, filter_row_len=row_len,
-    filter_layout=_no_dense_layout, scratch_bytes=packed_scratch_bytes,
+    filter_layout=no_dense_layout, scratch_bytes=packed_scratch_bytes,
     description="ESP32-S3 PIE on packed weights: a block of channels decoded at a time",
     packed=True, rows_symbol="sqz_conv_s8_pie_packed_rows", blocks=packed_blocks,
     least_block=packed_block,

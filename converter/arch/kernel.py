@@ -70,6 +70,11 @@ class ConvKernel:
         return self.refuses(s) is None
 
 
+def no_dense_layout(s: ConvLayer) -> np.ndarray:
+    """The filter_layout of a packed kernel: it reads the packed stream, never int8 rows."""
+    raise TypeError(f"{s.name}: a packed kernel reads the packed stream, not int8 rows")
+
+
 @dataclass(frozen=True)
 class PoolKernel:
     symbol: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import ConvKernel, ConvLayer, PoolKernel
+from .kernel import ConvKernel, ConvLayer, PoolKernel, no_dense_layout
 
 ARCH = "portable"
 # The portable kernels build and run on the host (firmware/tools/runner.c, the host port).
@@ -182,20 +182,21 @@ def _packed_scratch(s: ConvLayer) -> int:
     return block + _portable_scratch(s)
 
 
-def _packed_blocks(s: ConvLayer) -> list[int]:
-    """Larger blocks worth offering, most first."""
+def larger_blocks(s: ConvLayer, least: int) -> list[int]:
+    """Blocks worth offering a kernel on the shared driver (runtime/packed_decode.h) beyond
+    its least, most first."""
     out = {min(s.filter_dims.n, b) for b in (PACKED_MAX_BLOCK, 32, 16)}
-    return sorted((b for b in out if b > packed_block(s)), reverse=True)
+    return sorted((b for b in out if b > least), reverse=True)
 
 
-def _no_dense_layout(s: ConvLayer) -> np.ndarray:
-    raise TypeError(f"{s.name}: a packed kernel reads the packed stream, not int8 rows")
+def _packed_blocks(s: ConvLayer) -> list[int]:
+    return larger_blocks(s, packed_block(s))
 
 
 PORTABLE_PACKED_CONV = ConvKernel(
     symbol="sqz_conv_s8_packed_row", scratch_symbol="sqz_conv_s8_packed_scratch_size",
     arch=ARCH, refuses=lambda s: None if s.packed is not None else "plain int8 weights",
-    filter_row_len=_portable_row_len, filter_layout=_no_dense_layout,
+    filter_row_len=_portable_row_len, filter_layout=no_dense_layout,
     scratch_bytes=_packed_scratch,
     description="portable C, packed weights decoded a block of channels at a time",
     packed=True, sources=("runtime/packed_s8.c", "runtime/conv_s8.c"),
