@@ -4,8 +4,8 @@
  * The stream is read at a bit position, 32 bits at a time from any byte, which leaves at least
  * 25 bits: a whole code of the sparse format (unary run, k bits, index) or four indices of up
  * to 6 bits, with no window to refill. The stream's 4 bytes of padding keep those loads inside
- * it. The including file defines its two primitives first, so each core gets its own
- * instructions for them:
+ * it. Its two primitives have portable C definitions below; an including file that defines
+ * either first gives its core its own instructions for it:
  *   SQZ_PACKED_LOAD32(p)          four bytes from any address, little-endian
  *   SQZ_PACKED_TRAILING_ONES(x)   the number of trailing one bits of x (32 when all) */
 #ifndef SQZ_PACKED_DECODE_H
@@ -16,6 +16,40 @@
 #include <string.h>
 
 #include "sqz/kernels.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the packed-weights decoder reads the stream as little-endian words"
+#endif
+
+#ifndef SQZ_PACKED_LOAD32
+/* Portable C: the compiler makes a plain load of the memcpy where the core allows unaligned
+ * access. */
+static inline uint32_t sqz_packed_load32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+#define SQZ_PACKED_LOAD32 sqz_packed_load32
+#endif
+
+#ifndef SQZ_PACKED_TRAILING_ONES
+static inline uint32_t sqz_packed_trailing_ones(uint32_t x)
+{
+#if defined(__GNUC__)
+    /* A compiler builtin, not an architecture's: one or two instructions on every core GCC
+     * and clang target, where the loop below costs a few per bit of the unary code. */
+    return x == 0xFFFFFFFFu ? 32u : (uint32_t)__builtin_ctz(~x);
+#else
+    uint32_t n = 0;
+    while (n < 32 && (x >> n & 1u)) {
+        ++n;
+    }
+    return n;
+#endif
+}
+#define SQZ_PACKED_TRAILING_ONES sqz_packed_trailing_ones
+#endif
 
 /* Weights per output channel of a filter: h * w * c. */
 static inline int32_t sqz_dims_taps(const sqz_dims *filter_dims)

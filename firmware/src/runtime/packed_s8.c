@@ -7,37 +7,8 @@
  * widens the input again) without holding more than this many bytes of weights in RAM. */
 #define SQZ_PACKED_BLOCK_BYTES 4096
 
-/* The decoder's primitives in portable C: the compiler makes a plain load of the memcpy where
- * the core allows unaligned access. */
-static inline uint32_t load32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline uint32_t trailing_ones(uint32_t x)
-{
-#if defined(__GNUC__)
-    /* A compiler builtin, not an architecture's: one or two instructions on every core GCC
-     * and clang target, where the loop below costs a few per bit of the unary code. */
-    return x == 0xFFFFFFFFu ? 32u : (uint32_t)__builtin_ctz(~x);
-#else
-    uint32_t n = 0;
-    while (n < 32 && (x >> n & 1u)) {
-        ++n;
-    }
-    return n;
-#endif
-}
-
-#define SQZ_PACKED_LOAD32 load32
-#define SQZ_PACKED_TRAILING_ONES trailing_ones
+/* The decoder with its portable primitives. */
 #include "packed_decode.h"
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "the packed-weights decoder reads the stream as little-endian words"
-#endif
 
 sqz_status sqz_packed_decode_rows(const sqz_packed_filter *filter, int32_t taps,
                                   int32_t first, int32_t count, int32_t row_len,

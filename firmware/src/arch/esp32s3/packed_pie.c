@@ -16,44 +16,32 @@
 #define SQZ_PIE_PACKED_BLOCK_BYTES 8192
 #define SQZ_PIE_PACKED_MAX_RECORD (2 * SQZ_PIE_RECORD)
 
-/* The decoder's primitives. The Xtensa core has no unaligned loads, and a memcpy of 4 bytes
+#if defined(__XTENSA__)
+/* The decoder's word load. The Xtensa core has no unaligned loads, and a memcpy of 4 bytes
  * from any address costs four byte loads and their shifts, about 12 instructions, for each
- * 4 indices or sparse code: on the S3 a word from any byte is the two aligned words around it
+ * 4 indices or sparse code: here a word from any byte is the two aligned words around it
  * joined by the funnel shift (SSA8L sets the shift from the address's low bits, SRC shifts the
  * pair), 4 instructions. The second word reaches up to 7 bytes past the first byte: the
  * converter aligns every weight array (weights_attr; decode_block checks the stream) and
  * gives this kernel's streams PIE_STREAM_SLACK bytes of zeros after their pad
  * (converter/arch/esp32s3.py), so every word read is inside the array. Elsewhere (the host's
- * build of this file) the memcpy.
- * Trailing ones come from a count of trailing zeros (NSAU-based on the LX7). */
+ * build of this file) and for trailing ones (NSAU-based on the LX7), the decoder's portable
+ * primitives. */
 static inline uint32_t load32(const uint8_t *p)
 {
-#if defined(__XTENSA__)
     const uint32_t *w = (const uint32_t *)(const void *)((uintptr_t)p & ~(uintptr_t)3u);
     uint32_t v;
     __asm__("ssa8l %1\n\tsrc %0, %2, %3" : "=r"(v) : "r"(p), "r"(w[1]), "r"(w[0]));
     return v;
-#else
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-#endif
 }
+#define SQZ_PACKED_LOAD32 load32
 
-static inline uint32_t trailing_ones(uint32_t x)
-{
-    return x == 0xFFFFFFFFu ? 32u : (uint32_t)__builtin_ctz(~x);
-}
-
-#if defined(__XTENSA__)
 /* The flash the converter counts per packed filter: converter/ir/packing.py HEADER_BYTES for
  * sqz_packed_filter, and converter/arch/esp32s3.py PIE_HEADER_EXTRA more for this kernel's. */
 typedef char sqz_pie_packed_header_check[(sizeof(sqz_packed_filter) == 16 &&
                                           sizeof(sqz_packed_filter_records) == 16 + 12) ? 1 : -1];
 #endif
 
-#define SQZ_PACKED_LOAD32 load32
-#define SQZ_PACKED_TRAILING_ONES trailing_ones
 #include "../../runtime/packed_decode.h"
 
 int32_t sqz_conv_s8_pie_packed_block(const sqz_conv_params *params,
